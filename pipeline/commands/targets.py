@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import click
+
+
+@click.command(name="targets")
+@click.option("--json", "as_json", is_flag=True, help="Print the catalogue as JSON.")
+def command(as_json: bool) -> None:
+    """List the target catalogue: names, wheel tags, runtime profiles, cibuildwheel identifiers."""
+    from pipeline.output import emit_json, table
+    from pipeline.targets import catalogue
+
+    targets = list(catalogue().values())
+    if as_json:
+        emit_json({"targets": [t.to_json() for t in targets]})
+        return
+    rows = [
+        (t.name, t.platform_tag, t.arch, t.libc or t.edition or "", t.profile, f"cpXY-{t.cibw_identifier}")
+        for t in targets
+    ]
+    click.echo(table(rows, ["target", "platform tag", "arch", "libc/edition", "profile", "cibuildwheel id"]))

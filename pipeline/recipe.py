@@ -1,0 +1,384 @@
+"""The recipe model: one TOML file per package under recipes/, typed and validated when loaded.
+
+A recipe says where a package's source comes from (pinned by sha256), which patches to apply (each pinned
+too), which targets and Pythons to build for, how to build and repair per target, and how to test the result.
+Loading rejects bad input early with one line naming the file, the key and what was expected.
+
+    name = "markupsafe"
+
+    [[source]]
+    version = "2.1.5"
+    kind = "sdist"
+    filename = "MarkupSafe-2.1.5.tar.gz"
+    sha256 = "d283d37a..."
+
+    targets = ["musllinux_1_2_x86_64", "musllinux_1_2_aarch64"]
+    python = ["3.11", "3.12"]
+
+    [test]
+    imports = ["markupsafe._speedups"]
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline import toml
+from pipeline.errors import RecipeError
+
+SHA256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="lowercase hex sha256 of the file")]
+PYTHON_VERSION = Annotated[str, Field(pattern=r"^3\.\d{1,2}$", description='a CPython version such as "3.11"')]
+NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+
+
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
+
+
+class _Model(BaseModel):
+    # Recipes are written by people: unknown keys are typos, never silently ignored.
+    model_config = ConfigDict(extra="forbid", alias_generator=_kebab, populate_by_name=True, frozen=True)
+
+
+class Source(_Model):
+    """One pinned input: an sdist or a wheel, by URL or by PyPI name + version + file name."""
+
+    version: str = Field(description="the package version this source provides")
+    kind: Literal["sdist", "wheel"] = Field(description="sdist: built from source; wheel: patched and re-packed")
+    filename: str = Field(description="the exact file name (checked against the download)")
+    sha256: SHA256
+    url: str | None = Field(default=None, description="download URL; omit to fetch from the package index by name")
+    project: str | None = Field(
+        default=None, description="name on the package index when it differs from the recipe name"
+    )
+
+    @field_validator("filename")
+    @classmethod
+    def _plain_filename(cls, value: str) -> str:
+        if "/" in value or "\\" in value or value in (".", ".."):
+            raise ValueError("must be a bare file name, not a path")
+        return value
+
+    @model_validator(mode="after")
+    def _filename_matches_kind(self) -> Source:
+        if self.kind == "wheel" and not self.filename.endswith(".whl"):
+            raise ValueError(f"kind 'wheel' needs a .whl file name, got {self.filename!r}")
+        if self.kind == "sdist" and not self.filename.endswith((".tar.gz", ".zip", ".tar.bz2", ".tgz")):
+            raise ValueError(f"kind 'sdist' needs a .tar.gz or .zip file name, got {self.filename!r}")
+        return self
+
+
+class Patch(_Model):
+    """A patch file under patches/<recipe name>/, pinned by sha256 and applied strictly (no fuzz)."""
+
+    file: str = Field(description="path relative to patches/<recipe name>/")
+    sha256: SHA256
+    strip: int = Field(default=1, ge=0, le=5, description="leading path components to strip, as patch -p")
+    stage: Literal["source", "wheel"] = Field(
+        default="source", description="source: the unpacked sdist before building; wheel: the unpacked wheel"
+    )
+    versions: list[str] | None = Field(
+        default=None, description="source versions this patch applies to; all when omitted"
+    )
+    targets: list[str] | None = Field(
+        default=None, description="target names or patterns this patch applies to; all when omitted"
+    )
+
+    @field_validator("file")
+    @classmethod
+    def _inside_patch_dir(cls, value: str) -> str:
+        parts = Path(value).parts
+        if Path(value).is_absolute() or ".." in parts or not parts:
+            raise ValueError("must be a relative path inside patches/<name>/")
+        return value
+
+    def applies_to(self, version: str, target: str) -> bool:
+        if self.versions is not None and version not in self.versions:
+            return False
+        return self.targets is None or any(fnmatch.fnmatchcase(target, p) for p in self.targets)
+
+
+class BuildOptions(_Model):
+    """How to build; the same keys are allowed per target pattern under [build.target."<pattern>"]."""
+
+    environment: dict[str, str] = Field(default_factory=dict, description="environment for the build")
+    config_settings: dict[str, str | list[str]] = Field(
+        default_factory=dict, description="PEP 517 config-settings passed to the build backend"
+    )
+    disable_features: list[str] = Field(
+        default_factory=list, description="optional features the target lacks (see [features])"
+    )
+    before_all: list[str] = Field(default_factory=list, description="commands run once before building")
+    before_build: list[str] = Field(default_factory=list, description="commands run before each build")
+    cibuildwheel: dict[str, Any] = Field(
+        default_factory=dict, description="extra cibuildwheel options, as in [tool.cibuildwheel]"
+    )
+
+
+class FeatureSwitch(_Model):
+    """What disabling an optional feature means to the package's own build (its switches)."""
+
+    description: str = ""
+    config_settings: dict[str, str | list[str]] = Field(default_factory=dict)
+    environment: dict[str, str] = Field(default_factory=dict)
+    patches: list[str] = Field(
+        default_factory=list, description="patch files (from [[patch]]) that compile the feature out"
+    )
+    lost: str = Field(default="", description="what users of the wheel lose; shown in build records")
+
+
+class Build(BuildOptions):
+    target: dict[str, BuildOptions] = Field(
+        default_factory=dict, description='per-target overrides keyed by target name or pattern ("musllinux_*")'
+    )
+
+    def for_target(self, target: str) -> BuildOptions:
+        """Options for one target: the base, then every matching pattern in file order.
+
+        Mappings merge (later keys win) and lists extend, so a family pattern and an exact name compose.
+        """
+        merged: dict[str, Any] = self.model_dump(exclude={"target"})
+        for pattern, override in self.target.items():
+            if not fnmatch.fnmatchcase(target, pattern):
+                continue
+            for key, value in override.model_dump(exclude_unset=True).items():
+                if isinstance(value, dict):
+                    merged[key] = {**merged[key], **value}
+                elif isinstance(value, list):
+                    merged[key] = [*merged[key], *value]
+        return BuildOptions(**merged)
+
+
+class Auditwheel(_Model):
+    exclude: list[str] = Field(default_factory=list, description="auditwheel repair --exclude SONAMEs")
+    plat: str | None = Field(default=None, description="auditwheel --plat; defaults to the target's tag")
+
+
+class Delvewheel(_Model):
+    no_dll: list[str] = Field(default_factory=list, description="delvewheel --no-dll names")
+    add_path: list[str] = Field(default_factory=list, description="delvewheel --add-path folders")
+    exclude: list[str] = Field(default_factory=list, description="delvewheel --exclude names")
+
+
+class Repair(_Model):
+    auditwheel: Auditwheel = Field(default_factory=Auditwheel)
+    delvewheel: Delvewheel = Field(default_factory=Delvewheel)
+
+
+class Test(_Model):
+    imports: list[str] = Field(default_factory=list, description="modules to import on the target")
+    command: str | None = Field(default=None, description="a test command run with the target's Python")
+
+
+class NativeLibrary(_Model):
+    """A C library built for the target before the package (zig backend), from a pinned archive."""
+
+    name: str
+    version: str
+    filename: str
+    sha256: SHA256
+    url: str | None = None
+    project: str | None = Field(
+        default=None, description="fetch from the package index as this project's sdist (libraries it carries)"
+    )
+    debian_source: str | None = Field(
+        default=None, description="fetch as the orig tarball of this Debian source package"
+    )
+    build: str = Field(default="autotools", description="autotools | cmake | make | a recipe-specific script")
+    configure_args: list[str] = Field(default_factory=list)
+
+
+class Recipe(_Model):
+    name: str = Field(description="the package name (normalised names compare equal)")
+    description: str = ""
+    source: list[Source] = Field(min_length=1, description="one entry per version built")
+    patch: list[Patch] = Field(default_factory=list)
+    targets: list[str] = Field(min_length=1, description="target names from `rewheel targets`")
+    python: list[PYTHON_VERSION] = Field(
+        default_factory=lambda: ["3.11"], description="CPython versions to build for (wheel sources: ignored)"
+    )
+    exclude: list[str] = Field(
+        default_factory=list, description='jobs to skip, as "<target pattern>" or "<target pattern>:<python>"'
+    )
+    depends: list[str] = Field(default_factory=list, description="recipes that must be built first")
+    features: dict[str, FeatureSwitch] = Field(default_factory=dict)
+    build: Build = Field(default_factory=Build)
+    native: list[NativeLibrary] = Field(default_factory=list)
+    repair: Repair = Field(default_factory=Repair)
+    test: Test = Field(default_factory=Test)
+
+    # Set by the loader, not by the file.
+    path: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError("must be a valid distribution name (letters, digits, '.', '-', '_')")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Recipe:
+        versions = [s.version for s in self.source]
+        if len(set(versions)) != len(versions):
+            raise ValueError(f"source versions must be unique, got {versions}")
+        files = [p.file for p in self.patch]
+        if len(set(files)) != len(files):
+            raise ValueError("a patch file is listed twice")
+        for patch in self.patch:
+            for v in patch.versions or ():
+                if v not in versions:
+                    raise ValueError(f"patch {patch.file} names version {v!r}, which no [[source]] provides")
+        for options in [self.build, *self.build.target.values()]:
+            for feature in options.disable_features:
+                if feature not in self.features:
+                    raise ValueError(f"disable-features names {feature!r}, which [features] does not define")
+        for name, feature in self.features.items():
+            for patch_file in feature.patches:
+                if patch_file not in files:
+                    raise ValueError(f"feature {name!r} names patch {patch_file!r}, which [[patch]] does not list")
+        return self
+
+    @property
+    def normalized_name(self) -> str:
+        return re.sub(r"[-_.]+", "-", self.name).lower()
+
+    @property
+    def patch_dir(self) -> Path:
+        assert self.path is not None, "recipe was not loaded from a file"
+        return self.path.parent.parent / "patches" / self.name
+
+    def source_for(self, version: str) -> Source:
+        for source in self.source:
+            if source.version == version:
+                return source
+        raise RecipeError(f"{self.path}: no [[source]] with version {version!r}")
+
+    def patches_for(self, version: str, target: str, stage: str) -> list[Patch]:
+        return [p for p in self.patch if p.stage == stage and p.applies_to(version, target)]
+
+    def is_excluded(self, target: str, python: str) -> bool:
+        for rule in self.exclude:
+            pattern, _, py = rule.partition(":")
+            if fnmatch.fnmatchcase(target, pattern) and (not py or py == python):
+                return True
+        return False
+
+
+def _describe_error(error: dict[str, Any]) -> str:
+    location = ".".join(str(part) for part in error["loc"] if part != "__root__")
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    if error["type"] == "extra_forbidden":
+        return f"unknown key {location!r}"
+    if error["type"] == "missing":
+        return f"key {location!r} is required"
+    got = error.get("input")
+    shown = f" (got {got!r})" if not isinstance(got, dict | list) and got is not None else ""
+    return f"key {location!r}: {message}{shown}" if location else message
+
+
+def parse_recipe(text: str, path: Path) -> Recipe:
+    """Validate recipe text; errors name the file, the first bad key and what was expected."""
+    try:
+        data = toml.loads(text)
+    except toml.TOMLDecodeError as exc:
+        raise RecipeError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        recipe = Recipe.model_validate({**data, "path": path})
+    except ValidationError as exc:
+        errors = exc.errors()
+        extra = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise RecipeError(f"{path}: {_describe_error(errors[0])}{extra}") from None
+    if path.stem != recipe.name and path.stem != recipe.normalized_name:
+        raise RecipeError(f"{path}: file name must match the recipe name {recipe.name!r}")
+    return recipe
+
+
+def load_recipe(path: Path) -> Recipe:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read recipe: {exc.strerror or exc}") from None
+    return parse_recipe(text, path)
+
+
+def recipe_paths(paths: list[Path] | None = None) -> list[Path]:
+    """Expand folders to their *.toml files; default: recipes/ of the project."""
+    from pipeline.paths import project_root
+
+    if not paths:
+        paths = [project_root() / "recipes"]
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(path.glob("*.toml")))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise RecipeError(f"{path}: no such recipe file or folder")
+    return found
+
+
+def load_recipes(paths: list[Path] | None = None) -> list[Recipe]:
+    recipes = [load_recipe(p) for p in recipe_paths(paths)]
+    seen: dict[str, Path | None] = {}
+    for recipe in recipes:
+        if recipe.normalized_name in seen:
+            raise RecipeError(f"{recipe.path}: recipe {recipe.name!r} is also defined in {seen[recipe.normalized_name]}")
+        seen[recipe.normalized_name] = recipe.path
+    return recipes
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_patch_files(recipe: Recipe) -> list[str]:
+    """Problems with the recipe's patch files on disk (missing, or not matching their sha256)."""
+    problems = []
+    for patch in recipe.patch:
+        file = recipe.patch_dir / patch.file
+        if not file.is_file():
+            problems.append(f"{recipe.path}: patch {patch.file}: file {file} does not exist")
+            continue
+        actual = sha256_file(file)
+        if actual != patch.sha256:
+            problems.append(
+                f"{recipe.path}: patch {patch.file}: sha256 mismatch: expected {patch.sha256}, got {actual}"
+            )
+    return problems
+
+
+def check_targets(recipe: Recipe) -> list[str]:
+    from pipeline.targets import catalogue
+
+    known = catalogue()
+    problems = [f"{recipe.path}: key 'targets': unknown target {t!r}" for t in recipe.targets if t not in known]
+    for pattern in [*recipe.build.target, *(r.partition(":")[0] for r in recipe.exclude)]:
+        if not any(fnmatch.fnmatchcase(t, pattern) for t in known):
+            problems.append(f"{recipe.path}: target pattern {pattern!r} matches no known target")
+    for patch in recipe.patch:
+        for pattern in patch.targets or ():
+            if not any(fnmatch.fnmatchcase(t, pattern) for t in known):
+                problems.append(f"{recipe.path}: patch {patch.file}: target pattern {pattern!r} matches nothing")
+    return problems
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Recipe.model_json_schema(by_alias=True)
+    schema["properties"].pop("path", None)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "rewheel recipe"
+    return schema

@@ -1,0 +1,97 @@
+"""Shared fixtures: pinned real artefacts from PyPI (cached by hash), tools the tests need, and the rule
+that CI never skips the real path silently.
+
+Downloads go through rewheel's own fetch layer into REWHEEL_TEST_CACHE (default: the user cache), so a
+second run is quick and every artefact is verified by sha256 before a test sees it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import MissingTool
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _shared_cache() -> Path:
+    configured = os.environ.get("REWHEEL_TEST_CACHE")
+    if configured:
+        return Path(configured)
+    from pipeline.paths import cache_root
+
+    return cache_root()
+
+
+@pytest.fixture(scope="session")
+def shared_cache() -> Path:
+    """The persistent cache tests may use for downloads and built runtimes (survives between runs)."""
+    path = _shared_cache()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pypi_file(shared_cache: Path):
+    """pypi_file(project, version, filename, sha256) -> Path of the verified, cached file."""
+    from pipeline.fetch import Pin, fetch
+
+    def get(project: str, version: str, filename: str, sha256: str) -> Path:
+        return fetch(Pin(filename=filename, sha256=sha256, project=project, version=version), shared_cache / "sha256")
+
+    return get
+
+
+def unavailable(reason: str) -> None:
+    """Skip a test whose real tool is missing; in CI that is a failure, because CI must run the real path.
+
+    Set REWHEEL_ALLOW_SKIP=1 to let CI skip anyway (for a deliberately reduced run)."""
+    if IN_CI and os.environ.get("REWHEEL_ALLOW_SKIP") != "1":
+        pytest.fail(f"CI must run this test but cannot: {reason}")
+    pytest.skip(reason)
+
+
+def need_debian_packages(*packages: str, purpose: str) -> None:
+    from pipeline.system_packages import ensure_debian_packages
+
+    try:
+        ensure_debian_packages(list(packages), purpose=purpose)
+    except MissingTool as exc:
+        unavailable(str(exc))
+
+
+def need_executable(name: str, hint: str) -> str:
+    path = shutil.which(name)
+    if not path:
+        unavailable(f"{name} not found on PATH ({hint})")
+    assert path
+    return path
+
+
+@pytest.fixture
+def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """Run `rewheel ARGS` in-process; returns (exit code, stdout, stderr)."""
+    from pipeline.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
+def rewheel_exe() -> list[str]:
+    """How to run the CLI as a separate process (the same interpreter as the tests)."""
+    return [sys.executable, "-m", "pipeline"]
