@@ -25,7 +25,9 @@ class DiscoveredCommands(click.Group):
         import pipeline.commands as package
 
         return sorted(
-            m.name.replace("_", "-") for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")
+            m.name.replace("_", "-")
+            for m in pkgutil.iter_modules(package.__path__)
+            if not m.name.startswith("_")
         )
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:

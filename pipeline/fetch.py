@@ -138,7 +138,9 @@ def _download_from_index(pin: Pin, staging: Path) -> Path:
         lines = [ln.strip() for ln in result.stderr.splitlines() if ln.strip() and "WARNING" not in ln]
         reason = lines[-1] if lines else f"pip exited {result.returncode}"
         if "THESE PACKAGES DO NOT MATCH THE HASHES" in result.stderr:
-            raise FetchError(f"{pin.describe()}: the index's file does not match the pinned sha256 {pin.sha256}")
+            raise FetchError(
+                f"{pin.describe()}: the index's file does not match the pinned sha256 {pin.sha256}"
+            )
         raise FetchError(f"{pin.describe()}: pip download failed: {reason}")
     files = list(out_dir.iterdir()) if out_dir.is_dir() else []
     for file in files:

@@ -33,7 +33,9 @@ from pipeline import toml
 from pipeline.errors import RecipeError
 
 SHA256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="lowercase hex sha256 of the file")]
-PYTHON_VERSION = Annotated[str, Field(pattern=r"^3\.\d{1,2}$", description='a CPython version such as "3.11"')]
+PYTHON_VERSION = Annotated[
+    str, Field(pattern=r"^3\.\d{1,2}$", description='a CPython version such as "3.11"')
+]
 NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
 
@@ -50,10 +52,14 @@ class Source(_Model):
     """One pinned input: an sdist or a wheel, by URL or by PyPI name + version + file name."""
 
     version: str = Field(description="the package version this source provides")
-    kind: Literal["sdist", "wheel"] = Field(description="sdist: built from source; wheel: patched and re-packed")
+    kind: Literal["sdist", "wheel"] = Field(
+        description="sdist: built from source; wheel: patched and re-packed"
+    )
     filename: str = Field(description="the exact file name (checked against the download)")
     sha256: SHA256
-    url: str | None = Field(default=None, description="download URL; omit to fetch from the package index by name")
+    url: str | None = Field(
+        default=None, description="download URL; omit to fetch from the package index by name"
+    )
     project: str | None = Field(
         default=None, description="name on the package index when it differs from the recipe name"
     )
@@ -135,7 +141,8 @@ class FeatureSwitch(_Model):
 
 class Build(BuildOptions):
     target: dict[str, BuildOptions] = Field(
-        default_factory=dict, description='per-target overrides keyed by target name or pattern ("musllinux_*")'
+        default_factory=dict,
+        description='per-target overrides keyed by target name or pattern ("musllinux_*")',
     )
 
     def for_target(self, target: str) -> BuildOptions:
@@ -185,7 +192,8 @@ class NativeLibrary(_Model):
     sha256: SHA256
     url: str | None = None
     project: str | None = Field(
-        default=None, description="fetch from the package index as this project's sdist (libraries it carries)"
+        default=None,
+        description="fetch from the package index as this project's sdist (libraries it carries)",
     )
     debian_source: str | None = Field(
         default=None, description="fetch as the orig tarball of this Debian source package"
@@ -236,13 +244,15 @@ class Recipe(_Model):
                 if v not in versions:
                     raise ValueError(f"patch {patch.file} names version {v!r}, which no [[source]] provides")
         for options in [self.build, *self.build.target.values()]:
-            for feature in options.disable_features:
-                if feature not in self.features:
-                    raise ValueError(f"disable-features names {feature!r}, which [features] does not define")
-        for name, feature in self.features.items():
-            for patch_file in feature.patches:
+            for disabled in options.disable_features:
+                if disabled not in self.features:
+                    raise ValueError(f"disable-features names {disabled!r}, which [features] does not define")
+        for name, switch in self.features.items():
+            for patch_file in switch.patches:
                 if patch_file not in files:
-                    raise ValueError(f"feature {name!r} names patch {patch_file!r}, which [[patch]] does not list")
+                    raise ValueError(
+                        f"feature {name!r} names patch {patch_file!r}, which [[patch]] does not list"
+                    )
         return self
 
     @property
@@ -271,7 +281,7 @@ class Recipe(_Model):
         return False
 
 
-def _describe_error(error: dict[str, Any]) -> str:
+def _describe_error(error: Any) -> str:
     location = ".".join(str(part) for part in error["loc"] if part != "__root__")
     message = error["msg"]
     if message.startswith("Value error, "):
@@ -332,7 +342,9 @@ def load_recipes(paths: list[Path] | None = None) -> list[Recipe]:
     seen: dict[str, Path | None] = {}
     for recipe in recipes:
         if recipe.normalized_name in seen:
-            raise RecipeError(f"{recipe.path}: recipe {recipe.name!r} is also defined in {seen[recipe.normalized_name]}")
+            raise RecipeError(
+                f"{recipe.path}: recipe {recipe.name!r} is also defined in {seen[recipe.normalized_name]}"
+            )
         seen[recipe.normalized_name] = recipe.path
     return recipes
 
@@ -365,14 +377,18 @@ def check_targets(recipe: Recipe) -> list[str]:
     from pipeline.targets import catalogue
 
     known = catalogue()
-    problems = [f"{recipe.path}: key 'targets': unknown target {t!r}" for t in recipe.targets if t not in known]
+    problems = [
+        f"{recipe.path}: key 'targets': unknown target {t!r}" for t in recipe.targets if t not in known
+    ]
     for pattern in [*recipe.build.target, *(r.partition(":")[0] for r in recipe.exclude)]:
         if not any(fnmatch.fnmatchcase(t, pattern) for t in known):
             problems.append(f"{recipe.path}: target pattern {pattern!r} matches no known target")
     for patch in recipe.patch:
         for pattern in patch.targets or ():
             if not any(fnmatch.fnmatchcase(t, pattern) for t in known):
-                problems.append(f"{recipe.path}: patch {patch.file}: target pattern {pattern!r} matches nothing")
+                problems.append(
+                    f"{recipe.path}: patch {patch.file}: target pattern {pattern!r} matches nothing"
+                )
     return problems
 
 

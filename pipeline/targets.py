@@ -54,7 +54,7 @@ class Target:
 
 
 def python_tag(version: str) -> str:
-    """"3.11" -> "cp311" (rewheel builds CPython wheels)."""
+    """ "3.11" -> "cp311" (rewheel builds CPython wheels)."""
     major, _, minor = version.partition(".")
     return f"cp{major}{minor}"
 

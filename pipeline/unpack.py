@@ -15,8 +15,10 @@ import shutil
 import stat
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from pipeline.errors import UnsafeArchive
 
@@ -50,13 +52,15 @@ def _check_inside(dest: Path, relative: PurePosixPath, archive: Path, original: 
     target = dest.joinpath(*relative.parts)
     real_parent = Path(os.path.realpath(target.parent))
     if real_parent != dest and dest not in real_parent.parents:
-        raise UnsafeArchive(f"{archive.name}: {original!r} would be written through a link outside the destination")
+        raise UnsafeArchive(
+            f"{archive.name}: {original!r} would be written through a link outside the destination"
+        )
     if target.is_symlink():
         raise UnsafeArchive(f"{archive.name}: {original!r} would overwrite a link")
     return target
 
 
-def _write(stream, target: Path, size_left: int, archive: Path, name: str, mode: int | None) -> int:  # type: ignore[no-untyped-def]
+def _write(stream: IO[bytes], target: Path, size_left: int, archive: Path, name: str, mode: int | None) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     written = 0
     with open(target, "xb") as out:
@@ -100,7 +104,9 @@ def _unpack_zip(archive: Path, dest: Path, limits: Limits) -> None:
     with zf:
         infos = zf.infolist()
         if len(infos) > limits.max_members:
-            raise UnsafeArchive(f"{archive.name}: {len(infos)} members exceed the limit of {limits.max_members}")
+            raise UnsafeArchive(
+                f"{archive.name}: {len(infos)} members exceed the limit of {limits.max_members}"
+            )
         declared = sum(i.file_size for i in infos)
         if declared > limits.max_total_bytes:
             raise UnsafeArchive(f"{archive.name}: {declared} bytes uncompressed exceed the limit")
@@ -115,8 +121,14 @@ def _unpack_zip(archive: Path, dest: Path, limits: Limits) -> None:
                 continue
             if info.file_size > limits.max_member_bytes:
                 raise UnsafeArchive(f"{archive.name}: {info.filename!r} is larger than the member limit")
-            if info.compress_size and info.file_size / info.compress_size > limits.max_ratio and info.file_size > 1 << 20:
-                raise UnsafeArchive(f"{archive.name}: {info.filename!r} has a compression ratio typical of a zip bomb")
+            if (
+                info.compress_size
+                and info.file_size / info.compress_size > limits.max_ratio
+                and info.file_size > 1 << 20
+            ):
+                raise UnsafeArchive(
+                    f"{archive.name}: {info.filename!r} has a compression ratio typical of a zip bomb"
+                )
             target = _check_inside(dest, relative, archive, info.filename)
             budget = min(limits.max_member_bytes, limits.max_total_bytes - total)
             try:
@@ -124,14 +136,14 @@ def _unpack_zip(archive: Path, dest: Path, limits: Limits) -> None:
                     total += _write(stream, target, budget, archive, info.filename, mode or None)
             except FileExistsError:
                 raise UnsafeArchive(f"{archive.name}: duplicate member {info.filename!r}") from None
-            except zipfile.BadZipFile as exc:
+            except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
                 raise UnsafeArchive(f"{archive.name}: corrupt member {info.filename!r}: {exc}") from None
 
 
 def _unpack_tar(archive: Path, dest: Path, limits: Limits) -> None:
     try:
         tf = tarfile.open(archive)
-    except (tarfile.TarError, OSError) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise UnsafeArchive(f"{archive.name}: not a readable tar archive: {exc}") from None
     links: list[tuple[Path, str, tarfile.TarInfo]] = []
     with tf:
@@ -141,7 +153,9 @@ def _unpack_tar(archive: Path, dest: Path, limits: Limits) -> None:
             for member in tf:
                 count += 1
                 if count > limits.max_members:
-                    raise UnsafeArchive(f"{archive.name}: more members than the limit of {limits.max_members}")
+                    raise UnsafeArchive(
+                        f"{archive.name}: more members than the limit of {limits.max_members}"
+                    )
                 relative = safe_member_path(member.name, archive)
                 if member.isdir():
                     _check_inside(dest, relative, archive, member.name).mkdir(parents=True, exist_ok=True)
@@ -153,13 +167,17 @@ def _unpack_tar(archive: Path, dest: Path, limits: Limits) -> None:
                     assert stream is not None
                     if target.exists():
                         target.unlink()  # tar allows a later member to replace an earlier one
-                    total += _write(stream, target, limits.max_member_bytes, archive, member.name, member.mode)
+                    total += _write(
+                        stream, target, limits.max_member_bytes, archive, member.name, member.mode
+                    )
                 elif member.issym() or member.islnk():
                     # Links are created last, so no later member can be written through one.
                     links.append((dest.joinpath(*relative.parts), member.linkname, member))
                 else:
-                    raise UnsafeArchive(f"{archive.name}: special file {member.name!r} (device or fifo) is not allowed")
-        except (tarfile.TarError, EOFError, OSError) as exc:
+                    raise UnsafeArchive(
+                        f"{archive.name}: special file {member.name!r} (device or fifo) is not allowed"
+                    )
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
             if isinstance(exc, UnsafeArchive):
                 raise
             raise UnsafeArchive(f"{archive.name}: corrupt tar archive: {exc}") from None
@@ -175,7 +193,9 @@ def _make_link(dest: Path, target: Path, linkname: str, member: tarfile.TarInfo,
     else:  # hard link: relative to the archive root
         resolved = posixpath.normpath(linkname)
     if resolved.startswith("../") or resolved == ".." or resolved.startswith("/"):
-        raise UnsafeArchive(f"{archive.name}: link {member.name!r} points outside the destination: {linkname!r}")
+        raise UnsafeArchive(
+            f"{archive.name}: link {member.name!r} points outside the destination: {linkname!r}"
+        )
     source = dest / resolved
     real_source = Path(os.path.realpath(source))
     if real_source != dest and dest not in real_source.parents:

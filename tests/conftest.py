@@ -43,7 +43,9 @@ def pypi_file(shared_cache: Path):
     from pipeline.fetch import Pin, fetch
 
     def get(project: str, version: str, filename: str, sha256: str) -> Path:
-        return fetch(Pin(filename=filename, sha256=sha256, project=project, version=version), shared_cache / "sha256")
+        return fetch(
+            Pin(filename=filename, sha256=sha256, project=project, version=version), shared_cache / "sha256"
+        )
 
     return get
 
