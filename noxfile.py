@@ -32,3 +32,95 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", "pipeline", "tests", "benchmarks", "noxfile.py")
     session.run("ruff", "format", "--check", "pipeline", "tests", "benchmarks", "noxfile.py")
     session.run("mypy", "pipeline")
+
+
+def _build_and_publish(session: nox.Session, targets: list[str], *extra: str) -> None:
+    """`rewheel build` for these targets over every recipe that lists them, then publish the run's wheels to
+    the static index in index/ (posargs go to `rewheel build`, e.g. recipe paths or --no-smoke)."""
+    target_args = [arg for target in targets for arg in ("--target", target)]
+    session.run("rewheel", "build", *target_args, *extra, "--publish", "index", *session.posargs)
+
+
+@nox.session(name="build-musl")
+def build_musl(session: nox.Session) -> None:
+    """Build musllinux_1_2 x86_64 + aarch64 wheels (zig when no container engine works) and publish to index/."""
+    install_project(session, "zig", "publish")
+    _build_and_publish(session, ["musllinux_1_2_x86_64", "musllinux_1_2_aarch64"])
+
+
+@nox.session(name="build-arm64")
+def build_arm64(session: nox.Session) -> None:
+    """Build every aarch64 target's wheels (manylinux and musllinux) and publish to index/."""
+    install_project(session, "zig", "publish")
+    _build_and_publish(session, ["*_aarch64"])
+
+
+@nox.session(name="build-windows")
+def build_windows(session: nox.Session) -> None:
+    """Build the Windows targets' wheels with cibuildwheel; needs a Windows host (refuses elsewhere)."""
+    import sys
+
+    if sys.platform != "win32":
+        session.error(
+            f"build-windows needs a Windows host: cibuildwheel builds Windows wheels only on Windows and this host "
+            f"is {sys.platform}; nothing was built. Run it on a Windows runner, or check Windows wheels here with "
+            f"`rewheel verify WHEEL --target win_amd64-nanoserver`."
+        )
+    install_project(session, "publish")
+    _build_and_publish(session, ["win_*"], "--backend", "cibuildwheel")
+
+
+@nox.session(name="build-cibuildwheel")
+def build_cibuildwheel(session: nox.Session) -> None:
+    """Build manylinux x86_64 wheels with the real cibuildwheel (podman + rewheel's local image, made once and
+    cached; docker with the pinned upstream image where a docker daemon works). Wheels land in wheelhouse/."""
+    install_project(session)
+    session.run(
+        "rewheel", "build", "--target", "manylinux_2_*_x86_64", "--backend", "cibuildwheel", *session.posargs
+    )
+
+
+@nox.session
+def workflows(session: nox.Session) -> None:
+    """Check .github/workflows (actionlint, using shellcheck if on PATH; the workflow schema, offline), then print the
+    release build matrix the recipes produce (`rewheel ci-matrix`; posargs go to it, e.g. --arm64 qemu)."""
+    import glob
+
+    install_project(session, "test")
+    files = sorted(glob.glob(".github/workflows/*.yml"))
+    session.run("actionlint", *files)
+    session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *files)
+    session.run("rewheel", "ci-matrix", *session.posargs)
+
+
+@nox.session
+def verify(session: nox.Session) -> None:
+    """Run the symbol checker over a wheelhouse: every wheel under wheelhouse/ (or the folders and wheels
+    given as posargs) against the target its own tags name (`--target auto`); fails on any error finding.
+    Posargs may add `--target NAME` (e.g. win_amd64-nanoserver) to check against that target instead."""
+    install_project(session)
+    args = list(session.posargs) or ["wheelhouse"]
+    if "--target" not in args and "-t" not in args:
+        args += ["--target", "auto"]
+    session.run("rewheel", "verify", *args)
+
+
+@nox.session
+def publish(session: nox.Session) -> None:
+    """Publish wheelhouse/ (verified) to a static index folder: `nox -s publish -- [DEST [rewheel options]]`.
+
+    DEST defaults to index/; an http(s) URL uploads with twine instead (credentials from the environment).
+    """
+    install_project(session, "publish")
+    destination, *options = session.posargs or ["index"]
+    session.run("rewheel", "publish", "wheelhouse", "--to", destination, *options)
+
+
+@nox.session(name="patch-pip")
+def patch_pip(session: nox.Session) -> None:
+    """Patched pip for static (musl) CPythons: `rewheel build recipes/pip.toml` fetches each pinned pip wheel,
+    applies patches/pip/ strictly, re-packs it reproducibly under two names, verifies and smokes it.
+    wheelhouse/ gets pip-X-1rewheel-py3-none-any.whl (for the index; pip prefers it), wheelhouse/ensurepip/
+    the upstream-named copies for `rewheel ensurepip PYTHON --wheel ...`. Posargs go to `rewheel build`."""
+    install_project(session)
+    session.run("rewheel", "build", "recipes/pip.toml", *session.posargs)
