@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def _expand(paths: tuple[Path, ...]) -> list[Path]:
+    wheels: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            wheels.extend(sorted(path.rglob("*.whl")))
+        else:
+            wheels.append(path)
+    return wheels
+
+
+def _auto_target(wheel: Path) -> str:
+    from pipeline.errors import RewheelError
+    from pipeline.verify.tags import target_for_tags
+    from pipeline.verify.wheelname import wheel_tags
+
+    target = target_for_tags(wheel_tags(wheel.name))
+    if target is None:
+        raise RewheelError(
+            f"{wheel.name}: no target in the catalogue matches its platform tags; pass --target"
+        )
+    return target
+
+
+@click.command(name="verify")
+@click.argument("wheels", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--target",
+    "-t",
+    "targets",
+    multiple=True,
+    required=True,
+    help="Target name (repeatable); see `rewheel targets`.",
+)
+@click.option("--json", "as_json", is_flag=True, help='Print {"results": [...]} as JSON.')
+@click.option("--quiet", "-q", is_flag=True, help="Only the one-line verdict per wheel.")
+def command(wheels: tuple[Path, ...], targets: tuple[str, ...], as_json: bool, quiet: bool) -> int:
+    """Predict loader errors: check each WHEEL (or every wheel under a folder) against each --target.
+
+    Exit 0 when every wheel is clean, 1 when any has error findings, 2 for unusable input."""
+    from pipeline.errors import EXIT_FINDINGS, EXIT_OK, RewheelError
+    from pipeline.output import emit_json, progress
+    from pipeline.targets import get_target
+    from pipeline.verify import verify_wheel
+
+    for name in targets:
+        if name != "auto":
+            get_target(name)  # an unknown target is a usage error before any work
+    found = _expand(wheels)
+    if not found:
+        raise RewheelError(f"no wheels found in {', '.join(str(w) for w in wheels)}")
+    reports = []
+    for wheel in found:
+        for target in (_auto_target(wheel) if t == "auto" else t for t in targets):
+            if len(found) * len(targets) > 1 and not as_json:
+                progress(f"verify: {wheel.name} for {target}")
+            reports.append(verify_wheel(wheel, target))
+    if as_json:
+        emit_json({"results": [r.to_json() for r in reports]})
+    else:
+        for report in reports:
+            verdict = "ok" if report.ok else "FAIL"
+            click.echo(
+                f"{report.wheel} on {report.target}: {verdict} ({len(report.errors)} errors, "
+                f"{len(report.warnings)} warnings, {report.binaries} binaries checked)"
+            )
+            if quiet:
+                continue
+            for finding in report.findings:
+                click.echo(f"  {finding.severity}: [{finding.code}] {finding.message}")
+    return EXIT_OK if all(r.ok for r in reports) else EXIT_FINDINGS

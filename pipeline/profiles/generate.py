@@ -1,0 +1,433 @@
+"""Regenerate the committed profile data from its public sources (`rewheel profiles regenerate NAME`).
+
+- musl_1_2: the exported names of real musl libc.so files: Debian's `musl` package for amd64 and arm64
+  (fetched with `apt-get download`, unpacked with `dpkg-deb -x`), or any libc.so given on the command line.
+- cpython: the Py*/_Py* names each libpython3.X shared library exports (any --enable-shared CPython build,
+  e.g. pyenv's; pass the libraries or let rewheel find pyenv's).
+- windows_*: mingw-w64's per-DLL and per-API-set .def files as shipped in the ziglang wheel
+  (lib/libc/mingw), preprocessed with the C preprocessor for the target architecture exactly as mingw-w64's
+  own build does. Nano Server = the API sets and DLLs of mingw-w64's OneCore API-set umbrella
+  (lib-common/onecore_apiset.mri) plus its Nano Server additions (lib-common/nanosrv.mri), listed in
+  sources/nanoserver-umbrella.txt; classic DLLs (kernel32, advapi32, user32, gdi32, ...) keep only the
+  functions some API set of that umbrella carries, which is how Nano Server's reduced DLLs behave.
+- capture-pe: any folder of real DLLs (System32 copied out of a Windows container) becomes a profile,
+  exports, ordinals and forwarders included. A real capture is the authority and replaces the
+  approximation derived from mingw-w64.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import MissingTool, RewheelError
+from pipeline.profiles import GENERATED_PROFILES, write_data
+
+SOURCES_DIR = Path(__file__).resolve().parent / "sources"
+PYTHON_NAME = re.compile(r"^_?Py|^PY")
+
+# DLLs the CPython installer puts next to python.exe: present on every Windows target where CPython runs.
+PYTHON_PROVIDED_DEFS = ("vcruntime140.def.in",)
+# DLLs below every API set, present in full on every edition (bcrypt.dll, in the umbrella, loads
+# bcryptprimitives.dll; the UCRT's API sets forward to ucrtbase.dll).
+NANO_CORE_DLLS = {"ntdll.dll", "ucrtbase.dll", "msvcrt.dll", "bcryptprimitives.dll"}
+# Classic DLLs that exist on Nano Server in reduced form (their functions forward to API sets).
+NANO_CLASSIC_DLLS = ("kernel32", "kernelbase", "advapi32", "user32", "gdi32", "ole32", "oleaut32", "shell32",
+                     "shlwapi", "psapi", "version", "ws2_32", "rpcrt4", "secur32", "crypt32", "bcrypt")  # fmt: skip
+
+
+def _progress(message: str) -> None:
+    print(f"profiles: {message}", file=sys.stderr, flush=True)
+
+
+def regenerate(name: str, *, sources: list[Path] | None = None, out_dir: Path | None = None) -> Path:
+    if name not in GENERATED_PROFILES:
+        raise RewheelError(f"unknown profile {name!r}; regenerable profiles: {', '.join(GENERATED_PROFILES)}")
+    if name == "musl_1_2":
+        return regenerate_musl(sources, out_dir)
+    if name == "cpython":
+        return regenerate_cpython(sources, out_dir)
+    return regenerate_windows(name, out_dir)
+
+
+# ---- musl ------------------------------------------------------------------------------------------------
+
+
+def _exported_names(path: Path) -> set[str]:
+    from pipeline.verify.elf import parse_elf
+
+    return parse_elf(path.read_bytes(), str(path)).defined
+
+
+def _debian_musl_libcs(work: Path) -> dict[str, tuple[Path, str]]:
+    """arch -> (libc.so, "musl <version> (Debian <arch>)") from Debian's musl packages."""
+    for tool in ("apt-get", "dpkg-deb"):
+        if not shutil.which(tool):
+            raise MissingTool(f"regenerating the musl profile needs {tool} (Debian), or pass libc.so files")
+    found = {}
+    for debian_arch, arch in (("amd64", "x86_64"), ("arm64", "aarch64")):
+        result = subprocess.run(
+            ["apt-get", "download", f"musl:{debian_arch}"], cwd=work, capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            raise MissingTool(f"`apt-get download musl:{debian_arch}` failed: {result.stderr.strip()[-300:]}")
+        deb = next(work.glob(f"musl_*_{debian_arch}.deb"))
+        root = work / debian_arch
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+        libc = next(root.glob("lib/*-linux-musl/libc.so"))
+        found[arch] = (libc, f"Debian package {deb.name}")
+    return found
+
+
+def regenerate_musl(sources: list[Path] | None, out_dir: Path | None) -> Path:
+    with tempfile.TemporaryDirectory(prefix="rewheel-musl-") as tmp:
+        if sources:
+            from pipeline.verify.elf import parse_elf
+
+            libcs = {}
+            for path in sources:
+                libcs[parse_elf(path.read_bytes(), str(path)).arch] = (path, str(path))
+        else:
+            libcs = _debian_musl_libcs(Path(tmp))
+        per_arch = {arch: _exported_names(path) for arch, (path, _) in libcs.items()}
+        common = set.intersection(*per_arch.values())
+        data: dict[str, Any] = {
+            "exports": sorted(common),
+            "arch_specific": {arch: sorted(names - common) for arch, names in per_arch.items()},
+        }
+        provenance = {
+            "kind": "musl-exports",
+            "source": "; ".join(f"{arch}: {origin}" for arch, (_, origin) in sorted(libcs.items())),
+            "regenerate": "rewheel profiles regenerate musl_1_2 [LIBC.SO ...]",
+            "notes": "Names exported by musl's libc.so (the dynamic loader and libc are one file in musl). "
+            "Names common to every listed arch are in `exports`; the few arch-specific ones are listed "
+            "per arch. An arch not captured here falls back to the common list.",
+        }
+        _progress(f"musl: {len(common)} common names, arches {sorted(per_arch)}")
+        return write_data("musl_1_2", data, provenance, out_dir)
+
+
+# ---- CPython -------------------------------------------------------------------------------------------
+
+
+def _find_libpythons() -> list[Path]:
+    roots = [Path.home() / ".pyenv" / "versions"]
+    found = []
+    for root in roots:
+        found.extend(sorted(root.glob("*/lib/libpython3.*.so.1.0")))
+    return found
+
+
+def regenerate_cpython(sources: list[Path] | None, out_dir: Path | None) -> Path:
+    libraries = sources or _find_libpythons()
+    if not libraries:
+        raise MissingTool(
+            "no libpython3.X.so found: pass libpython shared libraries (any --enable-shared build)"
+        )
+    from pipeline.verify.elf import parse_elf
+
+    versions: dict[str, list[str]] = {}
+    origins = []
+    for path in libraries:
+        match = re.search(r"libpython(3\.\d+)", path.name)
+        if not match:
+            raise RewheelError(f"{path}: not a libpython3.X shared library name")
+        info = parse_elf(path.read_bytes(), str(path))
+        versions[match.group(1)] = sorted(n for n in info.defined if PYTHON_NAME.match(n))
+        origins.append(f"{match.group(1)}: {path.name} ({path.resolve().parent.parent.name})")
+    provenance = {
+        "kind": "cpython-exports",
+        "source": "exported Py*/_Py* names of libpython shared libraries: " + "; ".join(origins),
+        "regenerate": "rewheel profiles regenerate cpython [LIBPYTHON.so ...]",
+        "notes": "Linux libpython exports are a superset of python3X.dll's, so the same names serve Windows.",
+    }
+    _progress(f"cpython: versions {sorted(versions, key=lambda v: int(v.split('.')[1]))}")
+    return write_data("cpython", {"versions": versions}, provenance, out_dir)
+
+
+# ---- Windows from mingw-w64 .def files -------------------------------------------------------------------
+
+
+def _mingw_dir() -> tuple[Path, str]:
+    try:
+        import ziglang
+    except ImportError:
+        raise MissingTool(
+            "regenerating Windows profiles needs the ziglang package (pip install ziglang)"
+        ) from None
+    from importlib.metadata import version
+
+    root = Path(ziglang.__file__).resolve().parent / "lib" / "libc" / "mingw"
+    if not root.is_dir():
+        raise MissingTool(f"the ziglang package has no mingw-w64 data at {root}")
+    return root, version("ziglang")
+
+
+def _preprocess(path: Path, include: Path, arch_macro: str) -> str:
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix != ".in":
+        return text
+    compiler = shutil.which("cpp") or shutil.which("gcc")
+    if not compiler:
+        raise MissingTool("regenerating Windows profiles needs a C preprocessor (Debian package cpp or gcc)")
+    # mingw-w64 hides long-double functions (F_LD64) where its long double differs from MSVC's; the DLL
+    # exports them all the same, and MSVC-built wheels import them.
+    text = text.replace("F_LD64(", "REWHEEL_EXPORTED(")
+    command = [compiler, "-E", "-P", "-x", "c", f"-D{arch_macro}", "-DREWHEEL_EXPORTED(x)=x"]
+    command += ["-I", str(include), "-I", str(path.parent), "-"]
+    result = subprocess.run(command, input=text, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RewheelError(f"preprocessing {path.name} failed: {result.stderr.strip()[-300:]}")
+    return result.stdout
+
+
+_DECORATION = re.compile(r"@\d+$")
+# mingw-w64 comments out exports it replaces with its own code ("; btowc ; replaced for consistency"): the
+# DLL still exports them and MSVC-built binaries import them.
+_COMMENTED_EXPORT = re.compile(r"^;\s*([A-Za-z_][\w@?$]*)\s*(?:;.*)?$")
+_VARIANT_SUFFIXES = ("_windowsapp", "_app", "_onecore")
+_DEBUG_RUNTIMES = {
+    "ucrtbased",
+    "vcruntime140d",
+    "msvcrtd",
+    "msvcr100d",
+    "msvcr110d",
+    "msvcr120d",
+    "msvcr80d",
+    "msvcr90d",
+}
+
+
+def parse_def(text: str, fallback_name: str) -> tuple[str, list[str], dict[int, str]]:
+    """(DLL file name, exported names, ordinal -> name) from a module-definition file."""
+    library = fallback_name
+    names: list[str] = []
+    ordinals: dict[int, str] = {}
+    in_exports = False
+    for raw in text.splitlines():
+        line = raw.split(";", 1)[0].strip()
+        if not line and in_exports:
+            commented = _COMMENTED_EXPORT.match(raw.strip())
+            if commented:
+                line = commented.group(1)
+        if not line:
+            continue
+        upper = line.upper()
+        if upper.startswith("LIBRARY"):
+            value = line[len("LIBRARY") :].strip().strip('"')
+            if value:
+                library = value if "." in value else f"{value}.dll"
+            continue
+        if upper.startswith("EXPORTS"):
+            in_exports = True
+            continue
+        if not in_exports:
+            continue
+        tokens = line.split()
+        if "==" in tokens[1:-1]:
+            # "local == exported": the DLL's export is the right-hand name (mingw renames it locally)
+            name = tokens[tokens.index("==") + 1].strip('"')
+        else:
+            name = tokens[0].strip('"')
+        if "==" in name:
+            name = name.split("==", 1)[1] or name.split("==", 1)[0]
+        if "=" in name:
+            name = name.split("=", 1)[0]
+        if not name.startswith("?"):
+            name = _DECORATION.sub("", name)
+        names.append(name)
+        for token in tokens[1:]:
+            if token.startswith("@") and token[1:].isdigit():
+                ordinals[int(token[1:])] = name
+    return library.lower(), names, ordinals
+
+
+def _read_defs(root: Path, folders: list[str], arch_macro: str) -> dict[str, tuple[set[str], dict[int, str]]]:
+    include = root / "def-include"
+    dlls: dict[str, tuple[set[str], dict[int, str]]] = {}
+    for folder in folders:
+        directory = root / folder
+        for path in sorted(directory.iterdir()):
+            if not (path.name.endswith(".def") or path.name.endswith(".def.in")):
+                continue
+            stem = path.name.removesuffix(".in").removesuffix(".def")
+            if stem.endswith(_VARIANT_SUFFIXES) or stem in _DEBUG_RUNTIMES:
+                continue  # app-container subsets and debug runtimes are not what a host loads
+            library, names, ordinals = _parse_file(path, include, arch_macro)
+            names_set, ordinal_map = dlls.setdefault(library, (set(), {}))
+            names_set.update(names)
+            ordinal_map.update(ordinals)
+    return dlls
+
+
+def _parse_file(path: Path, include: Path, arch_macro: str) -> tuple[str, list[str], dict[int, str]]:
+    fallback = path.name.removesuffix(".in").removesuffix(".def") + ".dll"
+    return parse_def(_preprocess(path, include, arch_macro), fallback)
+
+
+def _nano_umbrella() -> list[str]:
+    path = SOURCES_DIR / "nanoserver-umbrella.txt"
+    return [
+        ln.strip()
+        for ln in path.read_text(encoding="utf-8").splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
+
+
+def regenerate_windows(name: str, out_dir: Path | None) -> Path:
+    root, zig_version = _mingw_dir()
+    arm64 = name.endswith("_arm64")
+    arch_macro = "__aarch64__" if arm64 else "__x86_64__"
+    # lib-common holds the architecture-neutral .def files; lib64 adds x64-only ones (mingw-w64 has no
+    # separate arm64 folder in this package: lib-common, preprocessed for aarch64, is the arm64 surface).
+    folders = ["lib-common"] if arm64 else ["lib-common", "lib64"]
+    _progress(f"{name}: reading mingw-w64 .def files from ziglang {zig_version} ({', '.join(folders)})")
+    desktop = _read_defs(root, folders, arch_macro)
+    provided = {"vcruntime140.dll", "vcruntime140_1.dll"}
+    msvcrt_source = ""
+    if not arm64:
+        # ziglang leaves out msvcrt.def (zig links the UCRT); Debian's mingw-w64 import library has it.
+        msvcrt, msvcrt_source = _debian_import_library("msvcrt-os", "x86_64")
+        desktop["msvcrt.dll"] = (msvcrt, {})
+    if "vcruntime140_1.dll" not in desktop and "vcruntime140.dll" in desktop:
+        # vcruntime140_1.dll carries the x64 C++ exception handler (__CxxFrameHandler4), shipped by CPython.
+        desktop["vcruntime140_1.dll"] = ({"__CxxFrameHandler4", "__NLG_Dispatch2", "__NLG_Return2"}, {})
+    notes = (
+        "Derived from mingw-w64's import definitions (.def files) as shipped in the ziglang wheel: every DLL "
+        "mingw-w64 describes, with the functions it exports on desktop Windows. Import definitions list "
+        "exports by name; forwarders are already folded in (a forwarded export is listed under the DLL that "
+        "exports it). A real capture (`rewheel profiles capture-pe`) replaces this approximation."
+    )
+    source = f"ziglang {zig_version} wheel, lib/libc/mingw/{{{','.join(folders)}}}/*.def[.in] (mingw-w64 import definitions)"
+    if msvcrt_source:
+        source += f"; msvcrt.dll from {msvcrt_source}"
+    if name == "windows_nanoserver_amd64":
+        umbrella = _nano_umbrella()
+        dlls: dict[str, tuple[set[str], dict[int, str]]] = {}
+        api_functions: set[str] = set()
+        missing = []
+        for library in umbrella:
+            key = library.lower() + ".dll"
+            if key in desktop:
+                dlls[key] = desktop[key]
+                if key.startswith("api-ms-win-"):
+                    api_functions.update(desktop[key][0])
+            else:
+                missing.append(library)
+        for key, value in desktop.items():
+            if key.startswith("api-ms-win-crt-") or key in NANO_CORE_DLLS | provided:
+                dlls[key] = value  # the Universal CRT, ntdll and the crypto primitives are in every edition
+        for classic in NANO_CLASSIC_DLLS:
+            key = f"{classic}.dll"
+            if key in desktop and key not in dlls:
+                names, _ = desktop[key]
+                # psapi's and kernel32's process-status functions forward to the K32* names of the API set
+                dlls[key] = ({n for n in names if n in api_functions or f"K32{n}" in api_functions}, {})
+        notes += (
+            " Nano Server: the API sets and DLLs of mingw-w64's OneCore API-set umbrella "
+            "(mingw-w64-crt/lib-common/onecore_apiset.mri) plus its Nano Server additions (nanosrv.mri), "
+            "listed in pipeline/profiles/sources/nanoserver-umbrella.txt; the Universal CRT, ntdll, msvcrt and "
+            "bcryptprimitives (which bcrypt.dll of the umbrella loads); classic "
+            "DLLs ("
+            + ", ".join(NANO_CLASSIC_DLLS)
+            + ") keep only functions that some API set of the umbrella "
+            "carries. USER32/GDI32 windowing and drawing functions are in no such API set, so they are absent."
+        )
+        if missing:
+            notes += f" Umbrella entries without a .def in this ziglang: {', '.join(missing)}."
+        source += " + pipeline/profiles/sources/nanoserver-umbrella.txt"
+    else:
+        dlls = desktop
+        if name == "windows_servercore_amd64":
+            notes += (
+                " Server Core: approximated by the desktop surface (Server Core keeps the Win32 DLLs, "
+                "user32/gdi32 included); replace with a capture from a servercore container."
+            )
+    data: dict[str, Any] = {
+        "dlls": {dll: sorted(names) for dll, (names, _) in sorted(dlls.items())},
+        "ordinals": {
+            dll: {str(k): v for k, v in sorted(o.items())} for dll, (_, o) in sorted(dlls.items()) if o
+        },
+    }
+    if name == "windows_servercore_amd64":
+        # Same surface as desktop for now: store a reference rather than a second copy of the same data.
+        data = {"alias_of": "windows_desktop_amd64"}
+    provenance = {
+        "kind": "windows-exports",
+        "source": source,
+        "source_version": f"ziglang {zig_version}",
+        "regenerate": f"rewheel profiles regenerate {name}",
+        "notes": notes,
+    }
+    _progress(f"{name}: {len(dlls)} DLLs, {sum(len(n) for n, _ in dlls.values())} functions")
+    return write_data(name, data, provenance, out_dir)
+
+
+def _debian_import_library(stem: str, arch: str) -> tuple[set[str], str]:
+    """Function names of a mingw-w64 import library from Debian's mingw-w64-{arch}-dev (its `__imp_` symbols,
+    read with the mingw-w64 nm)."""
+    from pipeline.system_packages import ensure_debian_packages
+
+    package = f"mingw-w64-{arch.replace('_', '-')}-dev"
+    ensure_debian_packages(
+        [package, f"binutils-mingw-w64-{arch.replace('_', '-')}"], purpose="regenerating Windows profiles"
+    )
+    library = Path(f"/usr/{arch}-w64-mingw32/lib/lib{stem}.a")
+    nm = shutil.which(f"{arch}-w64-mingw32-nm")
+    if not library.is_file() or not nm:
+        raise MissingTool(f"{library} or {arch}-w64-mingw32-nm not found (Debian {package})")
+    result = subprocess.run(
+        [nm, "-g", "--defined-only", str(library)], capture_output=True, text=True, check=True
+    )
+    names = {line.split()[-1][len("__imp_") :] for line in result.stdout.splitlines() if " I __imp_" in line}
+    version = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True
+    ).stdout
+    return names, f"Debian {package} {version} lib{stem}.a"
+
+
+# ---- capture from real DLLs -----------------------------------------------------------------------------
+
+
+def capture_pe(directory: Path, name: str, out_dir: Path | None = None) -> Path:
+    """A Windows profile from a folder of real DLLs (e.g. System32 copied out of a container)."""
+    from pipeline.verify.elf import MalformedBinary
+    from pipeline.verify.pe import parse_pe
+
+    if not directory.is_dir():
+        raise RewheelError(f"{directory}: not a folder")
+    dlls: dict[str, list[str]] = {}
+    ordinals: dict[str, dict[str, str]] = {}
+    forwarders: dict[str, dict[str, str]] = {}
+    skipped = 0
+    for path in sorted(directory.rglob("*")):
+        if path.suffix.lower() != ".dll" or not path.is_file():
+            continue
+        try:
+            info = parse_pe(path.read_bytes(), str(path))
+        except MalformedBinary:
+            skipped += 1  # resource-only or damaged files: nothing a loader could bind to
+            continue
+        key = path.name.lower()
+        dlls[key] = sorted(info.exports)
+        if info.export_ordinals:
+            ordinals[key] = {str(k): v for k, v in sorted(info.export_ordinals.items())}
+        if info.forwarders:
+            forwarders[key] = dict(sorted(info.forwarders.items()))
+    if not dlls:
+        raise RewheelError(f"{directory}: no readable DLLs found")
+    provenance = {
+        "kind": "windows-exports",
+        "source": f"capture of {len(dlls)} real DLLs from {directory}",
+        "regenerate": f"rewheel profiles capture-pe DIR --name {name}",
+        "notes": f"Captured with pefile; {skipped} unreadable files skipped. Forwarders are recorded and followed.",
+    }
+    _progress(f"{name}: captured {len(dlls)} DLLs")
+    return write_data(
+        name, {"dlls": dlls, "ordinals": ordinals, "forwarders": forwarders}, provenance, out_dir
+    )

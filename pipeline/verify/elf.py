@@ -1,0 +1,242 @@
+"""A small ELF reader for the symbol checker: only what the dynamic loader looks at.
+
+It reads, from bytes already in memory, the ELF header, the section headers, the dynamic section
+(DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH), .dynsym/.dynstr and the GNU symbol-versioning sections.
+That is all `ld.so` uses to decide whether a library loads, and it is a fraction of what a general ELF
+library parses, which is why this is many times faster than pyelftools on the same wheel.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from pipeline.errors import RewheelError
+
+ELF_MAGIC = b"\x7fELF"
+
+# e_machine values for the architectures wheel tags name (ELF specification / <elf.h>).
+MACHINES = {
+    3: "i686",
+    8: "mips",
+    20: "ppc",
+    21: "ppc64",
+    22: "s390x",
+    40: "armv7l",
+    62: "x86_64",
+    183: "aarch64",
+    243: "riscv64",
+    258: "loongarch64",
+}
+
+SHT_DYNAMIC = 6
+SHT_DYNSYM = 11
+SHT_GNU_VERDEF = 0x6FFFFFFD
+SHT_GNU_VERNEED = 0x6FFFFFFE
+SHT_GNU_VERSYM = 0x6FFFFFFF
+
+DT_NEEDED = 1
+DT_SONAME = 14
+DT_RPATH = 15
+DT_RUNPATH = 29
+
+STB_WEAK = 2
+VER_FLG_BASE = 1
+VER_FLG_WEAK = 2
+
+
+class MalformedBinary(RewheelError):
+    """A file looks like a binary (ELF or PE magic) but cannot be parsed."""
+
+
+@dataclass(frozen=True)
+class UndefinedSymbol:
+    name: str
+    weak: bool
+    version: str | None = None  # e.g. "GLIBC_2.28"
+    version_file: str | None = None  # the library the version is required from, e.g. "libc.so.6"
+
+
+@dataclass
+class ElfInfo:
+    machine: int
+    is_64bit: bool
+    little_endian: bool
+    elf_type: int
+    needed: list[str] = field(default_factory=list)
+    soname: str | None = None
+    rpath: list[str] = field(default_factory=list)
+    runpath: list[str] = field(default_factory=list)
+    undefined: list[UndefinedSymbol] = field(default_factory=list)
+    defined: set[str] = field(default_factory=set)
+    version_definitions: set[str] = field(default_factory=set)
+    # library -> [(version name, weak)] from .gnu.version_r: what the loader checks before any symbol
+    version_needs: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)
+    has_dynamic: bool = True
+
+    @property
+    def arch(self) -> str:
+        if self.machine == 21 and self.little_endian:
+            return "ppc64le"
+        return MACHINES.get(self.machine, f"e_machine={self.machine}")
+
+
+def is_elf(data: bytes) -> bool:
+    return data[:4] == ELF_MAGIC
+
+
+def _cstring(table: bytes, offset: int) -> str:
+    end = table.index(b"\0", offset)
+    return table[offset:end].decode("utf-8", "replace")
+
+
+def parse_elf(data: bytes, name: str = "<elf>") -> ElfInfo:
+    """Parse the loader-relevant parts of an ELF file held in memory; MalformedBinary when it cannot."""
+    try:
+        return _parse(data)
+    except MalformedBinary:
+        raise
+    except (struct.error, IndexError, ValueError, KeyError) as exc:
+        raise MalformedBinary(f"{name}: malformed ELF file ({exc.__class__.__name__}: {exc})") from None
+
+
+def _parse(data: bytes) -> ElfInfo:
+    if len(data) < 52 or data[:4] != ELF_MAGIC:
+        raise ValueError("not an ELF file")
+    elf_class, encoding = data[4], data[5]
+    if elf_class not in (1, 2) or encoding not in (1, 2):
+        raise ValueError(f"unknown ELF class {elf_class} or data encoding {encoding}")
+    is64 = elf_class == 2
+    end = "<" if encoding == 1 else ">"
+    if is64:
+        (e_type, e_machine, _, _, _, e_shoff, _, _, _, _, e_shentsize, e_shnum, _) = struct.unpack_from(
+            end + "HHIQQQIHHHHHH", data, 16
+        )
+        shdr = struct.Struct(end + "IIQQQQIIQQ")
+    else:
+        (e_type, e_machine, _, _, _, e_shoff, _, _, _, _, e_shentsize, e_shnum, _) = struct.unpack_from(
+            end + "HHIIIIIHHHHHH", data, 16
+        )
+        shdr = struct.Struct(end + "IIIIIIIIII")
+    info = ElfInfo(machine=e_machine, is_64bit=is64, little_endian=encoding == 1, elf_type=e_type)
+    if e_shoff == 0 or e_shnum == 0:
+        # No section headers (sstrip'ed): the loader still works, but there is nothing cheap to read.
+        info.has_dynamic = False
+        return info
+    if e_shentsize != shdr.size or e_shoff + e_shnum * shdr.size > len(data):
+        raise ValueError("section header table out of bounds")
+    # (type, offset, size, link) per section
+    sections = []
+    for index in range(e_shnum):
+        fields = shdr.unpack_from(data, e_shoff + index * shdr.size)
+        sh_type, sh_offset, sh_size, sh_link = fields[1], fields[4], fields[5], fields[6]
+        sections.append((sh_type, sh_offset, sh_size, sh_link))
+
+    def body(index: int) -> bytes:
+        _sh_type, offset, size, _ = sections[index]
+        if offset + size > len(data):
+            raise ValueError(f"section {index} out of bounds")
+        return data[offset : offset + size]
+
+    by_type: dict[int, int] = {}
+    for index, (sh_type, *_rest) in enumerate(sections):
+        by_type.setdefault(sh_type, index)
+    if SHT_DYNAMIC not in by_type:
+        info.has_dynamic = False  # a static executable or an object file: no loader involvement
+        return info
+
+    dynamic_index = by_type[SHT_DYNAMIC]
+    dynstr = body(sections[dynamic_index][3])
+    dyn = struct.Struct(end + ("qQ" if is64 else "iI"))
+    for tag, value in dyn.iter_unpack(body(dynamic_index)[: len(body(dynamic_index)) // dyn.size * dyn.size]):
+        if tag == 0:
+            break
+        if tag == DT_NEEDED:
+            info.needed.append(_cstring(dynstr, value))
+        elif tag == DT_SONAME:
+            info.soname = _cstring(dynstr, value)
+        elif tag == DT_RPATH:
+            info.rpath.extend(p for p in _cstring(dynstr, value).split(":") if p)
+        elif tag == DT_RUNPATH:
+            info.runpath.extend(p for p in _cstring(dynstr, value).split(":") if p)
+
+    # Version index -> (name, file) for needed versions, index -> name for defined ones.
+    needed_versions: dict[int, tuple[str, str]] = {}
+    if SHT_GNU_VERNEED in by_type:
+        index = by_type[SHT_GNU_VERNEED]
+        table, strings = body(index), body(sections[index][3])
+        offset = 0
+        while True:
+            _, count, file_off, aux, next_off = struct.unpack_from(end + "HHIII", table, offset)
+            file = _cstring(strings, file_off)
+            entries = info.version_needs.setdefault(file, [])
+            aux_offset = offset + aux
+            for _ in range(count):
+                _, flags, other, name_off, aux_next = struct.unpack_from(end + "IHHII", table, aux_offset)
+                version = _cstring(strings, name_off)
+                needed_versions[other & 0x7FFF] = (version, file)
+                entries.append((version, bool(flags & VER_FLG_WEAK)))
+                if not aux_next:
+                    break
+                aux_offset += aux_next
+            if not next_off:
+                break
+            offset += next_off
+    defined_versions: dict[int, str] = {}
+    if SHT_GNU_VERDEF in by_type:
+        index = by_type[SHT_GNU_VERDEF]
+        table, strings = body(index), body(sections[index][3])
+        offset = 0
+        while True:
+            _, flags, ndx, count, _, aux, next_off = struct.unpack_from(end + "HHHHIII", table, offset)
+            if count:
+                (name_off, _) = struct.unpack_from(end + "II", table, offset + aux)
+                name = _cstring(strings, name_off)
+                defined_versions[ndx & 0x7FFF] = name
+                if not flags & VER_FLG_BASE:
+                    info.version_definitions.add(name)
+            if not next_off:
+                break
+            offset += next_off
+
+    if SHT_DYNSYM not in by_type:
+        return info
+    symtab_index = by_type[SHT_DYNSYM]
+    symtab = body(symtab_index)
+    strtab = body(sections[symtab_index][3])
+    versym = body(by_type[SHT_GNU_VERSYM]) if SHT_GNU_VERSYM in by_type else b""
+    versions = struct.unpack(end + f"{len(versym) // 2}H", versym) if versym else ()
+    if is64:
+        sym = struct.Struct(end + "IBBHQQ")
+        name_at, info_at, other_at, shndx_at = 0, 1, 2, 3
+    else:
+        sym = struct.Struct(end + "IIIBBH")
+        name_at, info_at, other_at, shndx_at = 0, 3, 4, 5
+    usable = len(symtab) // sym.size * sym.size
+    defined = info.defined
+    undefined = info.undefined
+    for number, entry in enumerate(sym.iter_unpack(symtab[:usable])):
+        if number == 0:
+            continue  # the null symbol
+        st_info = entry[info_at]
+        bind = st_info >> 4
+        if bind == 0 or (st_info & 0xF) in (3, 4):  # local, section, file symbols are not linkable
+            continue
+        name_off = entry[name_at]
+        if not name_off:
+            continue
+        name = _cstring(strtab, name_off)
+        if entry[shndx_at] == 0:
+            version_index = versions[number] & 0x7FFF if number < len(versions) else 1
+            needed_version = needed_versions.get(version_index)
+            undefined.append(
+                UndefinedSymbol(
+                    name,
+                    bind == STB_WEAK,
+                    needed_version[0] if needed_version else None,
+                    needed_version[1] if needed_version else None,
+                )
+            )
+        elif entry[other_at] & 3 in (0, 3):  # default or protected visibility: exported
+            defined.add(name)
+    return info
