@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.group(name="index")
+def command() -> None:
+    """Maintain a static index folder: rebuild it from its files, check it for consistency."""
+
+
+@command.command(name="rebuild")
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def rebuild(root: Path, as_json: bool) -> None:
+    """Re-index ROOT from the wheels under ROOT/files/ alone (metadata files, pages, state)."""
+    from pipeline.index.static import StaticIndex
+    from pipeline.output import emit_json, progress
+
+    counts = StaticIndex(root, progress=progress).rebuild()
+    if as_json:
+        emit_json({"index": str(root), **counts})
+    else:
+        click.echo(f"{root}: {counts['projects']} projects, {counts['files']} files")
+
+
+@command.command(name="check")
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def check(root: Path, as_json: bool) -> None:
+    """Check that every page parses and every link resolves to a file with the advertised hash (exit 1 if not)."""
+    import sys
+
+    from pipeline.errors import EXIT_FINDINGS
+    from pipeline.index.static import check_index
+    from pipeline.output import emit_json
+
+    problems = check_index(root)
+    if as_json:
+        emit_json({"index": str(root), "ok": not problems, "problems": problems})
+    else:
+        for problem in problems:
+            click.echo(problem)
+        click.echo(f"{root}: {'consistent' if not problems else f'{len(problems)} problem(s)'}")
+    if problems:
+        sys.exit(EXIT_FINDINGS)

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command(name="publish")
+@click.argument("wheels", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--to", "to", required=True, help="A folder (static index root) or an upload URL (twine).")
+@click.option("--channel", default=None, help="Publish into <folder>/<channel>/ (default: the target's own).")
+@click.option("--target", default=None, help="The target the wheels were built for (default: from the tag).")
+@click.option(
+    "--verified-by",
+    "record",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A `rewheel verify --json` record to take verdicts from instead of verifying again.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was published as JSON.")
+def command(
+    wheels: tuple[Path, ...],
+    to: str,
+    channel: str | None,
+    target: str | None,
+    record: Path | None,
+    as_json: bool,
+) -> None:
+    """Publish verified wheels (files or wheelhouse folders) to a private index.
+
+    A folder gets a static PEP 503/691/658 index any web server can serve (`rewheel serve` for a quick
+    one); an http(s) URL is uploaded to with twine, credentials from REWHEEL_INDEX_USERNAME /
+    REWHEEL_INDEX_PASSWORD, TWINE_USERNAME / TWINE_PASSWORD or keyring. Published files are immutable.
+    """
+    from pipeline.index import publish
+    from pipeline.index.gate import verdicts_from_record
+    from pipeline.index.static import iter_wheels
+    from pipeline.index.wheelinfo import PublishError
+    from pipeline.output import emit_json, progress, table
+
+    paths = iter_wheels(wheels)
+    if not paths:
+        raise PublishError(f"no wheels in {', '.join(str(w) for w in wheels)}")
+    verified = None
+    if record is not None:
+        verdicts = verdicts_from_record(record)
+        missing = [p.name for p in paths if p.name not in verdicts]
+        if missing:
+            raise PublishError(f"{record} has no verdict for {', '.join(missing)}")
+        verified = {p: verdicts[p.name] for p in paths}
+    result = publish(paths, to, channel=channel, verified=verified, target=target, progress=progress)
+    if as_json:
+        emit_json(result.to_json())
+        return
+    rows = [(f["filename"], f["status"], f.get("channel") or "") for f in result.files]
+    click.echo(table(rows, ["file", "status", "channel"]))
+    click.echo(
+        f"{len(result.added)} new, {len(result.files) - len(result.added)} already there: {result.destination}"
+    )

@@ -1,0 +1,231 @@
+"""Uploading to a real pypiserver on 127.0.0.1 with twine: credentials from the environment and never
+shown, immutability checked against the server's own page, retries on 5xx, and pip installing back."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import unavailable
+from test_index_support import (
+    MARKUPSAFE,
+    SIX,
+    free_port,
+    fresh_venv,
+    pip_into,
+    verify_record,
+    wait_http,
+)
+
+from pipeline.index.synthetic import make_wheel
+
+
+@pytest.fixture(scope="session")
+def six_wheel(pypi_file) -> Path:
+    return pypi_file(*SIX)
+
+
+@pytest.fixture(scope="session")
+def markupsafe_wheel(pypi_file) -> Path:
+    return pypi_file(*MARKUPSAFE)
+
+
+USER = "publisher"
+PASSWORD = "s3cret-Pa55-for-rewheel-tests"
+
+
+@pytest.fixture
+def pypiserver(tmp_path: Path) -> Iterator[str]:
+    """A real pypiserver: uploads need the htpasswd login, reading is open; no fallback to a public index."""
+    try:
+        import pypiserver  # noqa: F401
+        from passlib.apache import HtpasswdFile
+    except ImportError as exc:
+        unavailable(f"pypiserver and passlib are needed (pip install 'rewheel[test]'): {exc}")
+
+    htpasswd = HtpasswdFile(str(tmp_path / "htpasswd"), new=True)
+    htpasswd.set_password(USER, PASSWORD)
+    htpasswd.save()
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    port = free_port()
+    command = [
+        sys.executable, "-m", "pypiserver", "run", "-i", "127.0.0.1", "-p", str(port),
+        "-P", str(tmp_path / "htpasswd"), "-a", "update", "--disable-fallback", "--hash-algo", "sha256",
+        str(packages),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/simple/")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _publish(args: list[str], password: str | None = PASSWORD) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINE_", "REWHEEL_INDEX_"))}
+    if password is not None:
+        env.update(REWHEEL_INDEX_USERNAME=USER, REWHEEL_INDEX_PASSWORD=password)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", "publish", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_upload_to_pypiserver_then_pip_install(
+    pypiserver: str, six_wheel: Path, markupsafe_wheel: Path, tmp_path: Path
+) -> None:
+    record = verify_record(tmp_path / "ok.json", [six_wheel, markupsafe_wheel])
+    first = _publish(
+        [str(six_wheel), str(markupsafe_wheel), "--to", pypiserver, "--verified-by", str(record), "--json"]
+    )
+    assert first.returncode == 0, first.stderr
+    assert PASSWORD not in first.stdout + first.stderr
+    assert [f["status"] for f in json.loads(first.stdout)["files"]] == ["uploaded", "uploaded"]
+
+    again = _publish([str(six_wheel), "--to", pypiserver, "--verified-by", str(record), "--json"])
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["files"][0]["status"] == "unchanged"  # same bytes: nothing to do
+
+    python = fresh_venv(tmp_path / "venv")
+    sha = hashlib.sha256(markupsafe_wheel.read_bytes()).hexdigest()
+    (tmp_path / "req.txt").write_text(f"markupsafe==2.1.5 --hash=sha256:{sha}\n")
+    done = pip_into(python, "install", "--require-hashes", "--index-url", f"{pypiserver}/simple/",
+                    "-r", str(tmp_path / "req.txt"))  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    imported = subprocess.run([str(python), "-c", "import markupsafe; print(markupsafe.__version__)"],
+                              capture_output=True, text=True)  # fmt: skip
+    assert imported.stdout.strip() == "2.1.5", imported.stderr
+
+
+@pytest.mark.slow
+def test_upload_refuses_other_bytes_and_never_shows_the_password(pypiserver: str, tmp_path: Path) -> None:
+    original = make_wheel(tmp_path / "a", "demo", "1.0")
+    record = verify_record(tmp_path / "ok.json", [original])
+    assert _publish([str(original), "--to", pypiserver, "--verified-by", str(record)]).returncode == 0
+
+    impostor = make_wheel(tmp_path / "b", "demo", "1.0", payload="# different\n")
+    refused = _publish([str(impostor), "--to", pypiserver, "--verified-by", str(record)])
+    assert refused.returncode == 2 and "immutable" in refused.stderr
+
+    newer = make_wheel(tmp_path / "a", "demo", "2.0")
+    record = verify_record(tmp_path / "ok2.json", [newer])
+    wrong = "not-the-Pa55word-xyz"
+    denied = _publish(
+        [str(newer), "--to", pypiserver, "--verified-by", str(record), "--json"], password=wrong
+    )
+    assert denied.returncode == 2
+    assert "403" in denied.stderr or "401" in denied.stderr, denied.stderr
+    assert wrong not in denied.stdout + denied.stderr
+    assert len(denied.stderr.strip().splitlines()[-1]) < 600
+
+    url_with_secret = pypiserver.replace("http://", f"http://{USER}:{PASSWORD}@")
+    via_url = _publish(
+        [str(newer), "--to", url_with_secret, "--verified-by", str(record), "--json"], password=None
+    )
+    assert via_url.returncode == 0, via_url.stderr  # credentials written into the URL work too...
+    assert json.loads(via_url.stdout)["destination"] == pypiserver
+    assert PASSWORD not in via_url.stdout + via_url.stderr  # ...and are not echoed back
+
+
+class _FlakyProxy(BaseHTTPRequestHandler):
+    """Forwards to the real server, but answers the first `failures` uploads with 503 (a restarting proxy)."""
+
+    upstream_port = 0
+    failures = 0
+    posts: list[int] = []
+
+    def _forward(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.command == "POST":
+            type(self).posts.append(1)
+            if type(self).failures > 0:
+                type(self).failures -= 1
+                self.send_response(503, "Service Unavailable")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+        connection = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=30)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        connection.request(self.command, self.path, body, headers)
+        response = connection.getresponse()
+        data = response.read()
+        self.send_response(response.status, response.reason)
+        for key, value in response.getheaders():
+            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        connection.close()
+
+    do_GET = do_POST = _forward
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.slow
+def test_transient_5xx_is_retried_with_backoff(pypiserver: str, tmp_path: Path, monkeypatch) -> None:
+    from pipeline.index.upload import upload
+
+    _FlakyProxy.upstream_port = int(pypiserver.rsplit(":", 1)[1])
+    _FlakyProxy.failures = 7  # twine retries a 5xx 5 times at once by itself; rewheel backs off over that
+    _FlakyProxy.posts = []
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _FlakyProxy)
+    thread = threading.Thread(target=proxy.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    monkeypatch.setenv("REWHEEL_INDEX_USERNAME", USER)
+    monkeypatch.setenv("REWHEEL_INDEX_PASSWORD", PASSWORD)
+    messages: list[str] = []
+    try:
+        wheel = make_wheel(tmp_path, "flaky", "1.0")
+        proxy_url = f"http://127.0.0.1:{proxy.server_address[1]}"
+        (outcome,) = upload([wheel], proxy_url, backoff=0.1, progress=messages.append)
+        assert outcome.status == "uploaded" and outcome.attempts == 2
+        assert len(_FlakyProxy.posts) == 5 + 3
+        assert sum("retrying in" in m for m in messages) == 1
+        _FlakyProxy.failures = 100
+        other = make_wheel(tmp_path, "flaky", "2.0")
+        from pipeline.index.wheelinfo import PublishError
+
+        with pytest.raises(PublishError, match="after 2 attempt"):
+            upload([other], proxy_url, attempts=2, backoff=0.05)
+        closed = (
+            f"http://127.0.0.1:{free_port()}"  # connection refused: transient too, retried, then given up
+        )
+        with pytest.raises(PublishError, match="after 2 attempt"):
+            upload([other], closed, attempts=2, backoff=0.05, progress=messages.append)
+        assert "retrying in" in messages[-2]
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+
+def test_scrub_removes_passwords_from_text() -> None:
+    from pipeline.index.upload import Credentials, public_url
+
+    credentials = Credentials("me", "hunter2!")
+    assert (
+        credentials.scrub("auth hunter2! failed at https://me:x@host/x")
+        == "auth **** failed at https://****@host/x"
+    )
+    assert public_url("https://me:hunter2!@host:8443/upload/") == "https://host:8443/upload/"
