@@ -127,7 +127,9 @@ def _download_from_index(pin: Pin, staging: Path) -> Path:
     if pin.filename.endswith(".whl"):
         selection = _pip_tag_options(pin.filename)
     else:
-        selection = ["--no-binary", ":all:"]
+        # Only this project as an sdist: ":all:" would also force its build requirements (used by pip to
+        # prepare metadata) to build from source, e.g. maturin without a Rust toolchain.
+        selection = ["--no-binary", str(pin.project)]
     out_dir = staging / "out"
     command = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
