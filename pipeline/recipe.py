@@ -63,6 +63,12 @@ class Source(_Model):
     project: str | None = Field(
         default=None, description="name on the package index when it differs from the recipe name"
     )
+    build_tag: str | None = Field(
+        default=None,
+        pattern=r"^\d[A-Za-z0-9_.]*$",
+        description="wheel sources: the build tag of the re-packed wheel for the index (e.g. 1rewheel); "
+        "raise it whenever the patches change, so pip prefers the newer file",
+    )
 
     @field_validator("filename")
     @classmethod
