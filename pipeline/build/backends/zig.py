@@ -1,0 +1,311 @@
+"""The zig backend: cross-compile a setuptools C extension for Linux targets with no container.
+
+For one job (recipe x target x Python) it:
+1. checks the source needs only C (zig_inspect: Rust, Fortran, meson/other backends, C++ on musl are refused
+   with one line);
+2. finds a real CPython of the job's version on this machine (its headers and wheel tags are the target's);
+3. writes zig wrapper scripts for the target (zig_toolchain) and a target _sysconfigdata + headers
+   (zig_sysconfig);
+4. builds the recipe's [[native]] libraries for the target (pipeline.build.native);
+5. runs `python -m build --wheel --no-isolation` in a cached build venv of that CPython.
+
+Why `build --no-isolation` in a prepared venv and not pip or an isolated build: an isolated build would install
+the build requirements while _PYTHON_HOST_PLATFORM says "linux-aarch64", so pip would pick aarch64 wheels
+for the build tools (and need the network on every build). The venv gets the sdist's build requirements
+once, installed for the host, and is reused; `build` then only calls the PEP 517 hooks.
+
+The result is the unrepaired wheel (platform tag linux_<arch>); the orchestrator repairs it with auditwheel
+(`--plat auto` for musl, which auditwheel refuses to name explicitly on a glibc host).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.build.backends import BuildRequest, BuildResult
+from pipeline.errors import MissingTool, RewheelError
+
+if TYPE_CHECKING:
+    from pipeline.plan import Job
+
+# Build front-end tools installed into every build venv, next to the sdist's own build requirements.
+BUILD_TOOLS = ["build>=1.2", "wheel>=0.42", "setuptools>=68"]
+_ELF_MACHINE = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
+
+
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        print(f"zig: {message}", file=sys.stderr, flush=True)
+
+
+def build_venv(python: Path, version: str, requirements: list[str], *, progress: bool = True) -> Path:
+    """A venv of `python` with the build tools and `requirements`, cached by all of them."""
+    from pipeline.paths import cache_root
+
+    wanted = sorted({*BUILD_TOOLS, *requirements})
+    key = hashlib.sha256("\n".join([str(python), *wanted]).encode()).hexdigest()[:16]
+    venv = cache_root() / "zig" / "buildenv" / f"{version}-{key}"
+    marker = venv / ".rewheel-complete"
+    if marker.is_file():
+        return venv
+    from pipeline.build.zig_toolchain import cache_lock
+
+    with cache_lock(venv):
+        if marker.is_file():
+            return venv  # another job made it while this one waited
+        _create_build_venv(python, version, venv, wanted, progress)
+        marker.write_text("\n".join(wanted) + "\n", encoding="utf-8")
+    return venv
+
+
+def _create_build_venv(python: Path, version: str, venv: Path, wanted: list[str], progress: bool) -> None:
+    _say(progress, f"creating build venv for Python {version}: {' '.join(wanted)}")
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    # A venv records absolute paths, so it is made at its final place (under the lock), never moved.
+    shutil.rmtree(venv, ignore_errors=True)
+    created = subprocess.run([str(python), "-m", "venv", str(venv)], capture_output=True, text=True)
+    if created.returncode != 0:
+        raise RewheelError(f"cannot create a venv with {python}: {created.stderr.strip().splitlines()[-1:]}")
+    # No cross variables here: build requirements are host tools.
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith("_PYTHON_")}
+    installed = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            *wanted,
+        ],
+        capture_output=True,
+        text=True,
+        env=clean_env,
+    )
+    if installed.returncode != 0:
+        lines = [ln for ln in installed.stderr.splitlines() if ln.strip() and "WARNING" not in ln]
+        raise RewheelError(
+            f"installing build requirements {wanted} failed: {(lines or ['pip failed'])[-1].strip()}"
+        )
+
+
+def _first_error(log: str) -> str:
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    for line in lines:
+        if " error: " in line or line.startswith("error:") or ": fatal error:" in line:
+            return line
+    return lines[-1] if lines else "no output"
+
+
+def check_wheel_binaries(wheel: Path, target: str) -> list[str]:
+    """Every ELF file in the wheel is for the target's architecture (a build that ignored CC would not be)."""
+    from elftools.elf.elffile import ELFFile
+
+    from pipeline.targets import get_target
+
+    expected = _ELF_MACHINE[get_target(target).arch]
+    wrong = []
+    with zipfile.ZipFile(wheel) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".so") and ".so." not in info.filename:
+                continue
+            with archive.open(info) as raw:
+                data = raw.read()
+            if not data.startswith(b"\x7fELF"):
+                continue
+            import io
+
+            machine = ELFFile(io.BytesIO(data)).header["e_machine"]
+            if machine != expected:
+                wrong.append(f"{info.filename} is {machine}")
+    return wrong
+
+
+class ZigBackend:
+    name = "zig"
+
+    # ------------------------------------------------------------------------------------------- checks
+    def unavailable_reason(self, job: Job) -> str | None:
+        from pipeline.build.zig_sysconfig import find_build_python
+        from pipeline.build.zig_toolchain import ZIG_TRIPLES, zig_executable
+
+        if not sys.platform.startswith("linux"):
+            return f"the zig backend runs on Linux hosts only (this is {sys.platform})"
+        if job.kind != "sdist":
+            return "the zig backend compiles sdists; wheel sources are re-packed by the wheel-source backend"
+        if job.target not in ZIG_TRIPLES:
+            return f"the zig backend does not build for {job.target} (it builds {', '.join(ZIG_TRIPLES)})"
+        try:
+            zig_executable()
+        except MissingTool as exc:
+            return str(exc)
+        if find_build_python(job.python) is None:
+            return (
+                f"no CPython {job.python} with headers on this machine (the zig backend builds with the job's "
+                f"own Python version; install python{job.python} or set REWHEEL_PYTHON_{job.python.replace('.', '_')})"
+            )
+        for library in job.recipe.native:
+            from pipeline.build.native import SUPPORTED_BUILDS
+
+            if library.build not in SUPPORTED_BUILDS:
+                return f"native library {library.name} uses build {library.build!r}, which the zig backend cannot run"
+        return self._source_obstacle(job)
+
+    def _source_obstacle(self, job: Job) -> str | None:
+        from pipeline.build.zig_inspect import cross_build_obstacle, list_source
+        from pipeline.fetch import fetch, pin_for_source
+        from pipeline.targets import get_target
+
+        try:
+            sdist = fetch(pin_for_source(job.recipe.source_for(job.version), job.recipe.name))
+        except RewheelError:
+            return None  # the orchestrator's own fetch reports this properly
+        obstacle = cross_build_obstacle(list_source(sdist), musl=get_target(job.target).is_musl)
+        return f"{job.recipe.name} {job.version} {obstacle}" if obstacle else None
+
+    def fingerprint(self, job: Job) -> dict[str, str]:
+        from pipeline.build.zig_sysconfig import find_build_python
+        from pipeline.build.zig_toolchain import zig_triple, zig_version
+
+        python = find_build_python(job.python)
+        return {
+            "backend": "zig/1",
+            "zig": zig_version(),
+            "zig_target": zig_triple(job.target),
+            # The interpreter's version and headers, not its path: a nox venv and the host's pyenv Python of
+            # the same CPython build identical wheels and must share cached builds.
+            "python": python.full_version if python else "missing",
+            "python_headers": str(python.include_dir) if python else "missing",
+        }
+
+    # -------------------------------------------------------------------------------------------- build
+    def build(self, request: BuildRequest) -> BuildResult:
+        from pipeline.build.native import build_native_libraries, native_environment
+        from pipeline.build.zig_inspect import build_requirements, cross_build_obstacle, list_source
+        from pipeline.build.zig_sysconfig import require_build_python, write_target_sysconfig
+        from pipeline.build.zig_toolchain import write_toolchain, zig_cache_dir, zig_version
+        from pipeline.paths import cache_root
+        from pipeline.targets import get_target
+
+        job = request.job
+        target = get_target(job.target)
+        if request.source_tree is None:
+            raise RewheelError(f"{job.id}: the zig backend needs a prepared source tree")
+        tree = request.source_tree
+        listing = list_source(tree)
+        obstacle = cross_build_obstacle(listing, musl=target.is_musl)
+        if obstacle:
+            raise RewheelError(f"{job.recipe.name} {job.version} {obstacle}")
+        started = time.monotonic()
+        python = require_build_python(job.python)
+        work = request.work_dir / "zig"
+        work.mkdir(parents=True, exist_ok=True)
+        include_dir = work / "include" / python.include_dir.name
+        toolchain = write_toolchain(
+            job.target,
+            work / "bin",
+            host_includes=[str(python.include_dir), str(python.include_dir.resolve())],
+            target_include=include_dir,
+        )
+        sysconfig = write_target_sysconfig(python, toolchain, work)
+        prefixes = build_native_libraries(list(job.recipe.native), job.target, progress=request.progress)
+        venv = build_venv(
+            python.executable, job.python, build_requirements(listing), progress=request.progress
+        )
+
+        options = job.recipe.build.for_target(job.target)
+        env = {k: v for k, v in os.environ.items() if k not in ("CFLAGS", "LDFLAGS", "CPPFLAGS", "CC", "CXX")}
+        env.update(
+            {
+                **sysconfig.environment(),
+                "PYTHONPATH": os.pathsep.join(
+                    filter(None, [str(sysconfig.folder), os.environ.get("PYTHONPATH")])
+                ),
+                "PATH": os.pathsep.join(
+                    [str(venv / "bin"), str(toolchain.bin_dir), os.environ.get("PATH", "")]
+                ),
+                "ZIG_GLOBAL_CACHE_DIR": str(zig_cache_dir(cache_root())),
+                "ZIG_LOCAL_CACHE_DIR": str(zig_cache_dir(cache_root())),
+                # The host's pkg-config files describe host libraries; a cross build must not find them.
+                "PKG_CONFIG_LIBDIR": str(work / "no-host-pkgconfig"),
+                **native_environment(prefixes),
+            }
+        )
+        env.update(options.environment)
+        for feature in options.disable_features:
+            env.update(job.recipe.features[feature].environment)
+
+        commands: list[list[str]] = []
+        log_parts: list[str] = []
+        for command in options.before_build:
+            commands.append(["sh", "-c", command])
+            result = subprocess.run(["sh", "-c", command], cwd=tree, env=env, capture_output=True, text=True)
+            log_parts.append(f"$ {command}\n{result.stdout}{result.stderr}")
+            if result.returncode != 0:
+                raise RewheelError(
+                    f"{job.id}: before-build command failed: {command}: {_first_error(result.stderr)}"
+                )
+
+        out_dir = work / "dist"
+        shutil.rmtree(out_dir, ignore_errors=True)
+        build_command = [str(venv / "bin" / "python"), "-m", "build", "--wheel", "--no-isolation"]
+        settings = dict(options.config_settings)
+        for feature in options.disable_features:
+            settings.update(job.recipe.features[feature].config_settings)
+        for key, value in settings.items():
+            for item in value if isinstance(value, list) else [value]:
+                build_command.append(f"--config-setting={key}={item}")
+        build_command += ["--outdir", str(out_dir), str(tree)]
+        commands.append(build_command)
+        _say(request.progress, f"building {job.id} with zig cc -target {toolchain.triple}")
+        result = subprocess.run(build_command, cwd=tree, env=env, capture_output=True, text=True)
+        log_parts.append(f"$ {' '.join(build_command)}\n{result.stdout}{result.stderr}")
+        log = "\n".join(log_parts)
+        (work / "build.log").write_text(log, encoding="utf-8")
+        if result.returncode != 0:
+            raise RewheelError(
+                f"{job.id}: zig build failed: {_first_error(result.stdout + result.stderr)} (log: {work / 'build.log'})"
+            )
+        wheels = sorted(out_dir.glob("*.whl"))
+        if not wheels:
+            raise RewheelError(f"{job.id}: the build finished but left no wheel (log: {work / 'build.log'})")
+        request.out_dir.mkdir(parents=True, exist_ok=True)
+        results = []
+        for wheel in wheels:
+            wrong = check_wheel_binaries(wheel, job.target)
+            if wrong:
+                raise RewheelError(
+                    f"{job.id}: the build produced binaries for the wrong machine ({'; '.join(wrong)}): "
+                    "it bypassed the zig compiler"
+                )
+            destination = request.out_dir / wheel.name
+            shutil.copyfile(wheel, destination)
+            results.append(destination)
+        notes = [
+            f"native library {p.library.name} {p.library.version} built for {job.target}, linked statically"
+            for p in prefixes
+        ]
+        _say(
+            request.progress,
+            f"built {', '.join(w.name for w in results)} in {time.monotonic() - started:.1f} s",
+        )
+        return BuildResult(
+            wheels=results,
+            commands=commands,
+            tool_versions={
+                "zig": zig_version(),
+                "python": str(python.config.get("VERSION", job.python)),
+                "zig_target": toolchain.triple,
+            },
+            repaired=False,
+            log=log,
+            notes=notes,
+        )

@@ -1,0 +1,376 @@
+"""Native C libraries a package links against, built for the target before the package itself.
+
+A recipe's [[native]] entries name a library and its pinned source archive. Each is fetched (a URL, a sdist
+on the package index, or the orig tarball of a Debian source package through `apt-get source`), checked
+against its sha256, cross-compiled with the zig toolchain for the job's target as a static, position-
+independent library, and installed into a prefix cached by (target, library, sha256, options, zig version).
+The package build then sees it through CPPFLAGS/LDFLAGS/PKG_CONFIG_PATH.
+
+Why build rather than let auditwheel bundle the host's copy: the host's libraries are built for the host's
+glibc (Debian 12's libffi needs GLIBC_2.27, so a cffi wheel became manylinux_2_27), and the host has no
+musl or aarch64 copies at all. A library built against zig's glibc 2.17 stubs keeps manylinux2014, and
+linked statically there is nothing left to bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.build.zig_toolchain import GNU_HOST, cache_lock, write_toolchain, zig_cache_dir, zig_version
+from pipeline.errors import FetchError, HashMismatch, MissingTool, RewheelError
+from pipeline.fetch import Pin, cached_path, fetch, sha256_of
+from pipeline.paths import cache_root
+from pipeline.recipe import NativeLibrary
+from pipeline.unpack import unpack
+
+# autotools: ./configure --host=... --disable-shared --enable-static --with-pic (libffi).
+# configure: a hand-written ./configure that is not autoconf (zlib's rejects --host and --disable-shared): it is
+#   run with only --prefix and the recipe's configure-args; CC/AR/RANLIB/CFLAGS from the environment make it
+#   cross-compile, and the recipe asks for a static library in the script's own words (zlib: --static).
+# cmake: a CMake project configured for the target as a cross build (libjpeg-turbo): CMAKE_SYSTEM_NAME and
+#   CMAKE_SYSTEM_PROCESSOR for the target, the zig wrappers as compiler/ar/ranlib, static PIC libraries, and
+#   find_* restricted to the (empty) target root so the host's /usr libraries are never picked up.
+SUPPORTED_BUILDS = ("autotools", "configure", "cmake")
+_BUILD_LAYOUT_VERSION = "1"  # bump when the way prefixes are built changes, to invalidate old caches
+
+
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        print(f"native: {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------- fetching
+
+
+def _host_deb_source_lines() -> list[str]:
+    """deb-src lines for the archives the host already uses (its own apt sources, deb entries only).
+
+    Deriving them keeps rewheel free of any archive address and follows whatever mirror the machine uses."""
+    lines: list[str] = []
+    etc = Path("/etc/apt")
+    files = [etc / "sources.list", *sorted((etc / "sources.list.d").glob("*.list"))]
+    for file in files:
+        if not file.is_file():
+            continue
+        for raw in file.read_text(encoding="utf-8", errors="replace").splitlines():
+            line = raw.split("#", 1)[0].strip()
+            if line.startswith("deb "):
+                lines.append("deb-src" + line[3:])
+    for file in sorted((etc / "sources.list.d").glob("*.sources")):
+        for stanza in file.read_text(encoding="utf-8", errors="replace").split("\n\n"):
+            fields: dict[str, str] = {}
+            for raw in stanza.splitlines():
+                if raw.startswith("#") or ":" not in raw:
+                    continue
+                key, _, value = raw.partition(":")
+                fields[key.strip().lower()] = value.strip()
+            if "deb" not in fields.get("types", "").split() or fields.get("enabled", "yes").lower() == "no":
+                continue
+            options = (
+                f"[signed-by={fields['signed-by']}] " if fields.get("signed-by", "").startswith("/") else ""
+            )
+            for uri in fields.get("uris", "").split():
+                for suite in fields.get("suites", "").split():
+                    lines.append(f"deb-src {options}{uri} {suite} {fields.get('components', '')}".rstrip())
+    return sorted(set(lines))
+
+
+def _apt_options(root: Path) -> list[str]:
+    return [
+        "-o", f"Dir::Etc::SourceList={root / 'sources.list'}",
+        "-o", f"Dir::Etc::SourceParts={root / 'sources.list.d'}",
+        "-o", f"Dir::State::Lists={root / 'lists'}",
+        "-o", f"Dir::Cache={root / 'cache'}",
+        "-o", "APT::Sandbox::User=root",
+        "-o", "Debug::NoLocking=1",
+    ]  # fmt: skip
+
+
+def _fetch_debian_orig(library: NativeLibrary, cache: Path, progress: bool) -> Path:
+    """The orig tarball of a Debian source package, via a private apt configuration (the system's is untouched)."""
+    pin = Pin(filename=library.filename, sha256=library.sha256)
+    target = cached_path(pin, cache)
+    if target.is_file():
+        return target
+    if not shutil.which("apt-get"):
+        raise FetchError(
+            f"native library {library.name}: fetching Debian source {library.debian_source} needs apt-get"
+        )
+    root = cache_root() / "native" / "apt"
+    for sub in ("sources.list.d", "lists/partial", "cache/archives/partial"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    lines = _host_deb_source_lines()
+    if not lines:
+        raise FetchError(f"native library {library.name}: this machine's apt sources name no Debian archive")
+    (root / "sources.list").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    options = _apt_options(root)
+    _say(progress, f"apt-get update (private source lists) for {library.debian_source}")
+    update = subprocess.run(["apt-get", *options, "-q", "update"], capture_output=True, text=True)
+    if update.returncode != 0:
+        last = (update.stderr.strip().splitlines() or ["failed"])[-1]
+        raise FetchError(f"native library {library.name}: apt-get update for source lists failed: {last}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".incoming-", dir=target.parent.parent) as tmp:
+        _say(progress, f"apt-get source --download-only {library.debian_source}")
+        result = subprocess.run(
+            [
+                "apt-get",
+                *options,
+                "-q",
+                "source",
+                "--download-only",
+                "--only-source",
+                str(library.debian_source),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp,
+        )
+        downloaded = Path(tmp) / library.filename
+        # The Debian packaging files may be gone from the archive while the orig tarball (all we use) is there.
+        if not downloaded.is_file():
+            found = ", ".join(sorted(p.name for p in Path(tmp).iterdir())) or "nothing"
+            last = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
+            raise FetchError(
+                f"native library {library.name}: apt-get source {library.debian_source} gave {found}, "
+                f"not {library.filename} ({last})"
+            )
+        actual = sha256_of(downloaded)
+        if actual != library.sha256:
+            raise HashMismatch(
+                f"{library.filename} (Debian source {library.debian_source})", library.sha256, actual
+            )
+        os.replace(downloaded, target)
+    return target
+
+
+def fetch_native_source(library: NativeLibrary, *, progress: bool = True) -> Path:
+    """The verified, cached source archive of a [[native]] entry."""
+    cache = cache_root() / "sha256"
+    if library.debian_source:
+        return _fetch_debian_orig(library, cache, progress)
+    if library.url or library.project:
+        pin = Pin(
+            filename=library.filename,
+            sha256=library.sha256,
+            url=library.url,
+            project=library.project,
+            version=library.version,
+        )
+        return fetch(pin, cache, progress=progress)
+    raise RewheelError(f"native library {library.name}: needs one of url, project or debian-source")
+
+
+# ---------------------------------------------------------------------------------------------- building
+
+
+@dataclass(frozen=True)
+class NativePrefix:
+    library: NativeLibrary
+    prefix: Path
+
+    @property
+    def include_dir(self) -> Path:
+        return self.prefix / "include"
+
+    @property
+    def lib_dirs(self) -> list[Path]:
+        return [d for d in (self.prefix / "lib", self.prefix / "lib64") if d.is_dir()]
+
+
+def prefix_for(library: NativeLibrary, target: str) -> Path:
+    key = "\n".join(
+        [_BUILD_LAYOUT_VERSION, target, library.sha256, library.build, *library.configure_args, zig_version()]
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache_root() / "native" / target / f"{library.name}-{library.version}-{digest}"
+
+
+def _run(command: list[str], cwd: Path, env: dict[str, str], log: Path, what: str) -> None:
+    with log.open("a", encoding="utf-8") as out:
+        out.write(f"$ {' '.join(command)}\n")
+        out.flush()
+        result = subprocess.run(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        errors = [ln for ln in tail if "error" in ln.lower()]
+        last = (errors or tail or ["no output"])[-1].strip()
+        raise RewheelError(f"{what} failed (exit {result.returncode}): {last} (log: {log})")
+
+
+def _source_root(folder: Path) -> Path:
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else folder
+
+
+def missing_build_tool(library: NativeLibrary) -> str | None:
+    """Why `library` cannot be built on this host (a build tool it needs is absent), or None."""
+    needed = {"cmake": ["cmake"], "autotools": ["make"], "configure": ["make"]}.get(library.build, [])
+    for tool in needed:
+        if shutil.which(tool) is None:
+            return (
+                f"native library {library.name} is built with {library.build}, which needs {tool} on PATH "
+                f"(Debian package {tool})"
+            )
+    return None
+
+
+def build_native_library(library: NativeLibrary, target: str, *, progress: bool = True) -> NativePrefix:
+    """Build (or reuse) `library` for `target`; returns its installed prefix."""
+    if library.build not in SUPPORTED_BUILDS:
+        raise RewheelError(
+            f"native library {library.name}: build {library.build!r} is not supported by the zig backend "
+            f"(supported: {', '.join(SUPPORTED_BUILDS)})"
+        )
+    prefix = prefix_for(library, target)
+    done = prefix / ".rewheel-complete"
+    if done.is_file():
+        return NativePrefix(library, prefix)
+    missing = missing_build_tool(library)
+    if missing:
+        raise MissingTool(missing)
+    with cache_lock(prefix):
+        if not done.is_file():  # another job may have built it while this one waited
+            _build_into(library, target, prefix, progress)
+    return NativePrefix(library, prefix)
+
+
+def _build_into(library: NativeLibrary, target: str, prefix: Path, progress: bool) -> None:
+    done = prefix / ".rewheel-complete"
+    archive = fetch_native_source(library, progress=progress)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".build-{library.name}-", dir=prefix.parent) as tmp:
+        work = Path(tmp)
+        tree = _source_root(unpack(archive, work / "src"))
+        toolchain = write_toolchain(target, work / "bin")
+        log = prefix.parent / f"{prefix.name}.log"  # outside the scratch folder: kept when the build fails
+        log.write_text("", encoding="utf-8")
+        staging = work / "prefix"
+        env = {
+            **os.environ,
+            **toolchain.environment(),
+            "PATH": f"{toolchain.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "CFLAGS": "-O2 -fPIC",
+            # Native libraries here are C. autoconf still probes a C++ compiler by linking a test program,
+            # which makes zig build a whole libc++ for the target (minutes, per target); the probe links
+            # fine without it.
+            "CXX": f"{toolchain.cxx} -nostdlib++",
+            "ZIG_GLOBAL_CACHE_DIR": str(zig_cache_dir(cache_root())),
+            "ZIG_LOCAL_CACHE_DIR": str(zig_cache_dir(cache_root())),
+        }
+        _say(
+            progress,
+            f"building {library.name} {library.version} for {target} (zig cc -target {toolchain.triple})",
+        )
+        for command, what in _build_commands(library, target, tree, work, staging, toolchain.bin_dir):
+            _run(command, tree, env, log, f"{what} of {library.name} for {target}")
+        shutil.copyfile(log, staging / "rewheel-build.log")
+        # pkg-config (and CMake package) files name the staging prefix; rewrite them to the final one before
+        # moving it there.
+        for text_file in [*staging.rglob("*.pc"), *staging.rglob("*.cmake")]:
+            text = text_file.read_text(encoding="utf-8", errors="surrogateescape")
+            text_file.write_text(
+                text.replace(str(staging), str(prefix)), encoding="utf-8", errors="surrogateescape"
+            )
+        for la in staging.rglob("*.la"):
+            la.unlink()  # libtool archives hard-code the staging path and nothing here needs them
+        if prefix.exists():
+            shutil.rmtree(prefix)
+        os.replace(staging, prefix)
+    done.write_text(f"{library.name} {library.version} {target}\n", encoding="utf-8")
+    _say(progress, f"{library.name} for {target} installed in {prefix}")
+
+
+def _build_host_triplet() -> str:
+    machine = os.uname().machine
+    return "x86_64-pc-linux-gnu" if machine == "x86_64" else f"{machine}-linux-gnu"
+
+
+def _build_commands(
+    library: NativeLibrary, target: str, tree: Path, work: Path, staging: Path, bin_dir: Path
+) -> list[tuple[list[str], str]]:
+    """The commands (and what each is, for errors) that build and install `library` into `staging`."""
+    if library.build == "autotools":
+        configure = [
+            "./configure",
+            f"--host={GNU_HOST[target]}",
+            f"--build={_build_host_triplet()}",
+            f"--prefix={staging}",
+            "--disable-shared",
+            "--enable-static",
+            "--with-pic",
+            *library.configure_args,
+        ]
+        make = [(["make", "-j2"], "make"), (["make", "install"], "make install")]
+        return [(configure, "configure"), *make]
+    if library.build == "configure":
+        configure = ["./configure", f"--prefix={staging}", *library.configure_args]
+        make = [(["make", "-j2"], "make"), (["make", "install"], "make install")]
+        return [(configure, "configure"), *make]
+    if library.build == "cmake":
+        from pipeline.targets import get_target
+
+        build_dir = work / "cmake-build"
+        empty_root = work / "no-host-root"  # find_library/find_path search only here: nothing of the host's
+        empty_root.mkdir(parents=True, exist_ok=True)
+        configure = [
+            "cmake",
+            "-S", str(tree),
+            "-B", str(build_dir),
+            "-DCMAKE_SYSTEM_NAME=Linux",
+            f"-DCMAKE_SYSTEM_PROCESSOR={get_target(target).arch}",
+            f"-DCMAKE_C_COMPILER={bin_dir / 'cc'}",
+            f"-DCMAKE_AR={bin_dir / 'ar'}",
+            f"-DCMAKE_RANLIB={bin_dir / 'ranlib'}",
+            "-DCMAKE_BUILD_TYPE=Release",
+            f"-DCMAKE_INSTALL_PREFIX={staging}",
+            # Absolute: some projects (libjpeg-turbo) re-declare it as a PATH cache entry, which turns a
+            # relative value into one under the source tree. lib, not lib64: one place for -L and pkg-config.
+            f"-DCMAKE_INSTALL_LIBDIR={staging / 'lib'}",
+            "-DBUILD_SHARED_LIBS=OFF",
+            "-DCMAKE_POSITION_INDEPENDENT_CODE=ON",
+            f"-DCMAKE_FIND_ROOT_PATH={empty_root}",
+            "-DCMAKE_FIND_ROOT_PATH_MODE_PROGRAM=NEVER",
+            "-DCMAKE_FIND_ROOT_PATH_MODE_LIBRARY=ONLY",
+            "-DCMAKE_FIND_ROOT_PATH_MODE_INCLUDE=ONLY",
+            "-DCMAKE_FIND_ROOT_PATH_MODE_PACKAGE=ONLY",
+            *library.configure_args,
+        ]  # fmt: skip
+        return [
+            (configure, "cmake configure"),
+            (["cmake", "--build", str(build_dir), "--parallel", "2"], "cmake build"),
+            (["cmake", "--install", str(build_dir)], "cmake install"),
+        ]
+    raise RewheelError(f"native library {library.name}: no commands for build {library.build!r}")
+
+
+def build_native_libraries(
+    libraries: list[NativeLibrary], target: str, *, progress: bool = True
+) -> list[NativePrefix]:
+    return [build_native_library(lib, target, progress=progress) for lib in libraries]
+
+
+def native_environment(prefixes: list[NativePrefix]) -> dict[str, str]:
+    """Flags that make a package build find the target-built libraries, and only those.
+
+    -I goes in CPPFLAGS (setuptools replaces its own flags with a CFLAGS variable). PKG_CONFIG_LIBDIR
+    replaces pkg-config's default search path so the host's .pc files (host headers, host libraries) never
+    reach a cross build."""
+    if not prefixes:
+        return {}
+    include = " ".join(f"-I{p.include_dir}" for p in prefixes)
+    libs = " ".join(f"-L{d}" for p in prefixes for d in p.lib_dirs)
+    pkgconfig = os.pathsep.join(str(d / "pkgconfig") for p in prefixes for d in p.lib_dirs)
+    return {
+        "CPPFLAGS": include,
+        "LDFLAGS": libs,
+        "PKG_CONFIG_PATH": pkgconfig,
+        "PKG_CONFIG_LIBDIR": pkgconfig,
+    }

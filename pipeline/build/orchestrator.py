@@ -1,0 +1,697 @@
+"""Run build jobs: select a backend, prepare, build, repair, verify, smoke, then install into the wheelhouse.
+
+One job = recipe x target x Python, run in plan order. Each job works in its own folder under the cache, so a
+job that fails (bad patch, compiler error, a bug in a backend) is recorded and the next job starts clean; a
+job's wheels reach the wheelhouse only at the very end, each by an atomic rename, followed by its build
+record. A wheel that fails verify or smoke goes to <wheelhouse>/quarantine/ with its report, never to the
+wheelhouse. Jobs whose key matches an intact build record are skipped (see records.py).
+
+Backend choice (`auto`): wheel sources -> wheel-source; otherwise cibuildwheel when a container engine works
+and the backend says it can build the target here, else zig. The choice and the reason are printed and
+recorded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.errors import RewheelError
+
+if TYPE_CHECKING:
+    from pipeline.build.backends import Backend, BuildResult
+    from pipeline.build.repair import RepairResult
+    from pipeline.plan import Job
+
+# Backend name -> (module, class). Modules are imported only when a backend is needed.
+BACKENDS: dict[str, tuple[str, str]] = {
+    "cibuildwheel": ("pipeline.build.backends.cibuildwheel", "CibuildwheelBackend"),
+    "zig": ("pipeline.build.backends.zig", "ZigBackend"),
+    "wheel-source": ("pipeline.build.backends.wheel_source", "WheelSourceBackend"),
+}
+BACKEND_CHOICES = ("auto", *BACKENDS)
+
+QUARANTINE = "quarantine"
+
+
+class BackendUnavailable(RewheelError):
+    """No backend (or not the requested one) can build this job here; the message says why."""
+
+
+def _say(message: str, progress: bool) -> None:
+    if progress:
+        print(message, file=sys.stderr, flush=True)
+
+
+class BackendSelector:
+    """Loads backends once per run and remembers the container-engine probe (it runs a subprocess)."""
+
+    def __init__(self) -> None:
+        self._backends: dict[str, Backend | str] = {}
+        self._engine_probe: tuple[object | None, str] | None = None
+
+    def load(self, name: str) -> Backend | str:
+        """The backend instance, or one line saying why it cannot be loaded."""
+        if name not in BACKENDS:
+            return f"unknown backend {name!r} (choose from {', '.join(BACKEND_CHOICES)})"
+        if name not in self._backends:
+            module_name, class_name = BACKENDS[name]
+            try:
+                module = importlib.import_module(module_name)
+                self._backends[name] = getattr(module, class_name)()
+            except ImportError as exc:
+                self._backends[name] = f"backend module {module_name} is not available ({exc})"
+            except AttributeError:
+                self._backends[name] = f"backend module {module_name} has no {class_name}"
+        return self._backends[name]
+
+    def engine(self) -> tuple[object | None, str]:
+        """(engine or None, a description or the reason there is none)."""
+        if self._engine_probe is None:
+            try:
+                from pipeline.build.engines import detect_engine, engine_problem
+            except ImportError as exc:
+                self._engine_probe = (None, f"container engine detection is not available ({exc})")
+            else:
+                engine = detect_engine()
+                if engine is None:
+                    self._engine_probe = (None, engine_problem())
+                else:
+                    name, version = getattr(engine, "name", engine), getattr(engine, "version", "")
+                    self._engine_probe = (engine, f"{name} {version}".strip())
+        return self._engine_probe
+
+    def select(self, job: Job, requested: str) -> tuple[Backend, str]:
+        from pipeline.targets import get_target
+
+        if requested != "auto":
+            return self._explicit(job, requested)
+        if job.kind == "wheel":
+            backend = self._usable("wheel-source", job)
+            if isinstance(backend, str):
+                raise BackendUnavailable(f"{job.id}: wheel-source backend: {backend}")
+            return backend, "the source is a wheel: patch and re-pack, nothing to compile"
+        cibw = self._usable("cibuildwheel", job)
+        if not isinstance(cibw, str) and get_target(job.target).is_linux:
+            unbuilt = self._unbuilt_local_image(job)
+            if unbuilt:
+                cibw = unbuilt
+            else:
+                _, engine_note = self.engine()
+                return cibw, f"container engine {engine_note} works and cibuildwheel can build {job.target}"
+        if not isinstance(cibw, str):
+            return cibw, f"cibuildwheel builds {job.target} natively on this host"
+        cibuildwheel_problem = cibw
+        zig = self._usable("zig", job)
+        if not isinstance(zig, str):
+            return (
+                zig,
+                f"zig needs no container; cibuildwheel cannot build here: {cibuildwheel_problem}",
+            )
+        raise BackendUnavailable(
+            f"{job.id}: no backend can build it here: cibuildwheel: {cibuildwheel_problem}; zig: {zig}"
+        )
+
+    def _unbuilt_local_image(self, job: Job) -> str | None:
+        """auto uses cibuildwheel only with an image that exists: a local podman image not built yet takes
+        minutes to make (`rewheel runtimes build`), where zig builds in seconds. --backend cibuildwheel
+        builds it."""
+        engine, _ = self.engine()
+        if getattr(engine, "name", None) != "podman":
+            return None
+        try:
+            from pipeline.runtimes.podman_images import image_for_target
+        except ImportError:
+            return None
+        image = image_for_target(job.target)
+        if image is None or image.exists():
+            return None
+        return f"its local podman image {image.name} is not built yet (`rewheel runtimes build {image.name}`)"
+
+    def _usable(self, name: str, job: Job) -> Backend | str:
+        backend = self.load(name)
+        if isinstance(backend, str):
+            return backend
+        try:
+            reason = backend.unavailable_reason(job)
+        except RewheelError as exc:
+            return str(exc)
+        except Exception as exc:
+            # A backend whose own check crashes cannot be trusted to build; auto moves on to the next one.
+            return f"its availability check failed: {type(exc).__name__}: {exc}"
+        return reason if reason else backend
+
+    def _explicit(self, job: Job, name: str) -> tuple[Backend, str]:
+        if name == "wheel-source" and job.kind != "wheel":
+            raise BackendUnavailable(
+                f"{job.id}: backend wheel-source only re-packs wheel sources; this source is an sdist"
+            )
+        if name != "wheel-source" and job.kind == "wheel":
+            raise BackendUnavailable(f"{job.id}: the source is a wheel; only backend wheel-source handles it")
+        backend = self._usable(name, job)
+        if isinstance(backend, str):
+            raise BackendUnavailable(f"{job.id}: backend {name} cannot build it here: {backend}")
+        return backend, f"requested with --backend {name}"
+
+
+def select_backend(job: Job, requested: str) -> tuple[Backend, str]:
+    """The backend for `job` and why it was chosen; BackendUnavailable (one line) when none can build it."""
+    return BackendSelector().select(job, requested)
+
+
+@dataclass
+class JobOutcome:
+    job: Job
+    status: str  # "built" | "up-to-date" | "failed" | "quarantined"
+    backend: str | None = None
+    reason: str = ""  # why this backend
+    wheels: list[Path] = field(default_factory=list)  # in the wheelhouse (or quarantine when quarantined)
+    records: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+    message: str = ""  # the failure, one line
+    stage: str | None = None  # the stage that failed
+    work_dir: Path | None = None  # kept after a failure, for the logs
+    smoke: list[dict[str, Any]] = field(default_factory=list)
+    side_files: list[Path] = field(default_factory=list)  # e.g. the ensurepip copy of a patched pip
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("built", "up-to-date")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job": self.job.id,
+            "recipe": self.job.recipe.name,
+            "version": self.job.version,
+            "target": self.job.target,
+            "python": self.job.python,
+            "status": self.status,
+            "ok": self.ok,
+            "backend": self.backend,
+            "reason": self.reason,
+            "wheels": [str(w) for w in self.wheels],
+            "records": [str(r) for r in self.records],
+            "seconds": round(self.seconds, 3),
+            "stage": self.stage,
+            "message": self.message,
+            "work_dir": str(self.work_dir) if self.work_dir else None,
+            "smoke": self.smoke,
+            "side_files": [str(p) for p in self.side_files],
+        }
+
+
+@dataclass
+class RunSummary:
+    outcomes: list[JobOutcome]
+    wheelhouse: Path
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return all(o.ok for o in self.outcomes)
+
+    @property
+    def failed(self) -> list[JobOutcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+    @property
+    def wheels(self) -> list[Path]:
+        """Every wheel in the wheelhouse from this run's jobs (built now or up to date)."""
+        return [w for o in self.outcomes if o.ok for w in o.wheels]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "wheelhouse": str(self.wheelhouse),
+            "seconds": round(self.seconds, 3),
+            "jobs": [o.to_json() for o in self.outcomes],
+            "failed": [o.job.id for o in self.failed],
+        }
+
+
+class StageFailed(RewheelError):
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+@dataclass
+class _Run:
+    requested: str
+    wheelhouse: Path
+    smoke: bool
+    progress: bool
+    force: bool
+    selector: BackendSelector
+    work_root: Path
+
+
+def run_jobs(
+    jobs: list[Job],
+    *,
+    backend: str = "auto",
+    wheelhouse: Path,
+    smoke: bool = True,
+    progress: bool = True,
+    force: bool = False,
+    work_root: Path | None = None,
+) -> RunSummary:
+    """Run every job in order; a failing job is recorded and never stops the others."""
+    from pipeline.build.records import RecordIndex
+
+    if backend not in BACKEND_CHOICES:
+        raise RewheelError(f"unknown backend {backend!r}; choose from {', '.join(BACKEND_CHOICES)}")
+    started = time.monotonic()
+    wheelhouse = Path(wheelhouse).resolve()
+    if work_root is None:
+        from pipeline.paths import cache_root
+
+        work_root = cache_root() / "build-work"
+    run = _Run(backend, wheelhouse, smoke, progress, force, BackendSelector(), work_root)
+    index = RecordIndex(wheelhouse)
+    outcomes = []
+    for number, job in enumerate(jobs, 1):
+        job_started = time.monotonic()
+        outcome = _up_to_date(job, run, index) or _build_job(job, run, f"[{number}/{len(jobs)}]")
+        outcome.seconds = time.monotonic() - job_started
+        if outcome.status == "up-to-date":
+            _say(f"[{number}/{len(jobs)}] {job.id}: up to date ({outcome.backend})", progress)
+        outcomes.append(outcome)
+    return RunSummary(outcomes, wheelhouse, time.monotonic() - started)
+
+
+def _up_to_date(job: Job, run: _Run, index: Any) -> JobOutcome | None:
+    """The outcome for a job whose recorded key still matches, computed without fetching or building."""
+    from pipeline.build.records import job_key, job_key_inputs
+
+    if run.force:
+        return None
+    recorded = index.recorded_backends(job.id)
+    candidates = recorded if run.requested == "auto" else [b for b in recorded if b == run.requested]
+    for name in candidates:
+        backend = run.selector.load(name)
+        if isinstance(backend, str):
+            continue
+        key = job_key(job_key_inputs(job, name, backend.fingerprint(job)))
+        wheels = index.up_to_date(job.id, key, need_smoke=run.smoke)
+        if wheels is not None:
+            records = [w.with_name(w.name + ".build.json") for w in wheels]
+            smokes = [_recorded_smoke(r) for r in records]
+            return JobOutcome(
+                job, "up-to-date", name, "build record matches", wheels=wheels, records=records, smoke=smokes
+            )
+    return None
+
+
+def _recorded_smoke(record: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        smoke: dict[str, Any] = json.loads(record.read_text(encoding="utf-8")).get("smoke", {})
+        return smoke
+    except (OSError, ValueError):
+        return {}
+
+
+def _forget_older_work_dirs(work_root: Path, job: Job, current: Path) -> None:
+    """Only the latest failed attempt of a job is kept for its logs; older ones would pile up in the cache."""
+    prefix = f"{job.id}-"
+    for old in work_root.iterdir():
+        # mkdtemp's suffix is 8 characters, so another job whose id merely starts with this one is never hit.
+        if (
+            old != current
+            and old.name.startswith(prefix)
+            and len(old.name) == len(prefix) + 8
+            and old.is_dir()
+        ):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _build_job(job: Job, run: _Run, counter: str) -> JobOutcome:
+    from pipeline.build.records import job_key_inputs
+
+    outcome = JobOutcome(job, "failed")
+    timings: dict[str, float] = {}
+    run.work_root.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(tempfile.mkdtemp(prefix=f"{job.id}-", dir=run.work_root))
+    outcome.work_dir = work_dir
+    _forget_older_work_dirs(run.work_root, job, work_dir)
+    stage = "select"
+    try:
+        clock = time.monotonic()
+        backend, reason = run.selector.select(job, run.requested)
+        outcome.backend, outcome.reason = backend.name, reason
+        _say(f"{counter} {job.id}: backend {backend.name} ({reason})", run.progress)
+        key_inputs = job_key_inputs(job, backend.name, backend.fingerprint(job))
+        timings["select"] = time.monotonic() - clock
+
+        stage = "prepare"
+        clock = time.monotonic()
+        from pipeline.build.prepare import prepare
+
+        prepared = prepare(job, work_dir, progress=run.progress)
+        timings["prepare"] = time.monotonic() - clock
+
+        stage = "build"
+        clock = time.monotonic()
+        from pipeline.build.backends import BuildRequest
+
+        built_dir = work_dir / "built"
+        built_dir.mkdir()
+        result = backend.build(
+            BuildRequest(
+                job=job,
+                source_tree=prepared.tree,
+                source_file=prepared.source_file,
+                out_dir=built_dir,
+                work_dir=work_dir,
+                progress=run.progress,
+            )
+        )
+        if not result.wheels:
+            raise RewheelError(f"{job.id}: backend {backend.name} produced no wheel")
+        timings["build"] = time.monotonic() - clock
+
+        stage = "repair"
+        clock = time.monotonic()
+        repairs = _repair_all(job, result, work_dir, run.progress)
+        timings["repair"] = time.monotonic() - clock
+
+        stage = "verify"
+        clock = time.monotonic()
+        reports = [_verify(r.wheel, job) for r in repairs]
+        timings["verify"] = time.monotonic() - clock
+
+        stage = "smoke"
+        clock = time.monotonic()
+        smokes = [
+            _smoke(r.wheel, job, run) if report["ok"] else _not_run("verify failed")
+            for r, report in zip(repairs, reports, strict=True)
+        ]
+        timings["smoke"] = time.monotonic() - clock
+        outcome.smoke = smokes
+
+        stage = "install"
+        records = [
+            _record(job, r, report, smoke_json, prepared, backend, reason, result, key_inputs, timings)
+            for r, report, smoke_json in zip(repairs, reports, smokes, strict=True)
+        ]
+        failures = _rejections(reports, smokes)
+        if failures:
+            outcome.status = "quarantined"
+            outcome.stage = "verify" if any(not r["ok"] for r in reports) else "smoke"
+            outcome.message = f"{job.id}: {failures}"
+            outcome.wheels, outcome.records = _quarantine(
+                job, repairs, records, reports, smokes, run.wheelhouse
+            )
+            _say(f"{counter} {job.id}: QUARANTINED: {failures}", run.progress)
+            return outcome
+        outcome.wheels, outcome.records = _install(job, repairs, records, run.wheelhouse)
+        outcome.side_files = _install_side_files(built_dir, result, run.wheelhouse)
+        outcome.status = "built"
+        _say(f"{counter} {job.id}: built {', '.join(w.name for w in outcome.wheels)}", run.progress)
+        shutil.rmtree(work_dir, ignore_errors=True)
+        outcome.work_dir = None
+        return outcome
+    except RewheelError as exc:
+        outcome.stage = getattr(exc, "stage", stage)
+        outcome.message = str(exc)
+    except Exception as exc:
+        # A bug in a backend or tool wrapper must not stop the other jobs; the traceback goes to the log.
+        outcome.stage = stage
+        outcome.message = f"{job.id}: internal error in stage {stage}: {type(exc).__name__}: {exc}"
+        (work_dir / "traceback.txt").write_text(traceback.format_exc(), encoding="utf-8")
+    outcome.message = " ".join(outcome.message.split())
+    _say(
+        f"{counter} {job.id}: FAILED at {outcome.stage}: {outcome.message} (work dir kept: {work_dir})",
+        run.progress,
+    )
+    return outcome
+
+
+def _repair_all(job: Job, result: BuildResult, work_dir: Path, progress: bool) -> list[RepairResult]:
+    from pipeline.build.repair import RepairError, RepairResult, installs_on, repair_wheel
+    from pipeline.targets import get_target
+
+    repairs = []
+    for number, wheel in enumerate(result.wheels):
+        if result.repaired:
+            # The backend ran auditwheel/delvewheel itself (cibuildwheel); still hold its tag to the target.
+            if not installs_on(wheel, get_target(job.target)):
+                raise RepairError(
+                    f"{job.id}: backend's repaired wheel {wheel.name} does not install on {job.target}"
+                )
+            repairs.append(RepairResult(wheel=wheel, skipped="repaired by the backend"))
+        else:
+            repairs.append(repair_wheel(wheel, job, work_dir / "repaired" / str(number), progress=progress))
+    names = [r.wheel.name for r in repairs]
+    if len(set(names)) != len(names):
+        raise RepairError(
+            f"{job.id}: the backend produced wheels with the same file name: {', '.join(names)}"
+        )
+    return repairs
+
+
+def _verify(wheel: Path, job: Job) -> dict[str, Any]:
+    try:
+        from pipeline.verify import verify_wheel
+    except ImportError as exc:
+        # Without the checker nothing may be called verified, so nothing reaches the wheelhouse.
+        raise StageFailed(
+            "verify", f"{job.id}: the symbol checker (pipeline.verify) is not available: {exc}"
+        ) from None
+    report = verify_wheel(wheel, job.target)
+    data: dict[str, Any] = report.to_json()
+    data["ok"] = bool(report.ok)
+    return data
+
+
+def _not_run(why: str) -> dict[str, Any]:
+    return {"status": "skipped", "runtime": None, "message": why}
+
+
+def _smoke(wheel: Path, job: Job, run: _Run) -> dict[str, Any]:
+    if not run.smoke:
+        return _not_run("--no-smoke")
+    try:
+        from pipeline.smoke import smoke_wheel
+    except ImportError as exc:
+        return {"status": "not-run", "runtime": None, "message": f"pipeline.smoke is not available: {exc}"}
+    test = job.recipe.test
+    try:
+        result = smoke_wheel(
+            wheel, job.target, imports=test.imports or None, command=test.command, progress=run.progress
+        )
+    except RewheelError as exc:
+        # The runtime could not be prepared here: not a verdict on the wheel, so recorded, not failed.
+        return {"status": "error", "runtime": None, "message": str(exc)}
+    data: dict[str, Any] = result.to_json()
+    data.setdefault("status", result.status)
+    return data
+
+
+def _rejections(reports: list[dict[str, Any]], smokes: list[dict[str, Any]]) -> str:
+    problems = []
+    for report in reports:
+        if not report["ok"]:
+            errors = [f for f in report.get("findings", []) if f.get("severity") == "error"]
+            first = errors[0] if errors else {}
+            detail = f": {first.get('code')} {first.get('file')} {first.get('symbol') or first.get('library') or ''}".rstrip()
+            problems.append(f"{report.get('wheel')} failed verify ({len(errors)} error(s){detail})")
+    for smoke in smokes:
+        if smoke.get("status") == "failed":
+            problems.append(f"smoke failed on {smoke.get('runtime')}: {smoke.get('message')}")
+    return "; ".join(problems)
+
+
+def _features_disabled(job: Job) -> list[dict[str, str]]:
+    options = job.recipe.build.for_target(job.target)
+    return [
+        {
+            "name": name,
+            "description": job.recipe.features[name].description,
+            "lost": job.recipe.features[name].lost,
+        }
+        for name in options.disable_features
+    ]
+
+
+def _record(
+    job: Job,
+    repair: RepairResult,
+    report: dict[str, Any],
+    smoke: dict[str, Any],
+    prepared: Any,
+    backend: Backend,
+    reason: str,
+    result: BuildResult,
+    key_inputs: dict[str, Any],
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    from pipeline import __version__
+    from pipeline.build.records import RECORD_FORMAT, job_key, wheel_facts
+    from pipeline.build.repair import repair_tool_versions
+    from pipeline.fetch import sha256_of
+    from pipeline.targets import get_target
+
+    recipe = job.recipe
+    source = recipe.source_for(job.version)
+    patches = []
+    applied = {p.resolve() for p in prepared.patches_applied}
+    for patch in recipe.patch:
+        if not patch.applies_to(job.version, job.target):
+            continue
+        file = (recipe.patch_dir / patch.file).resolve()
+        patches.append({
+            "file": patch.file, "sha256": patch.sha256, "stage": patch.stage, "strip": patch.strip,
+            "applied_by": "prepare" if file in applied else ("backend" if patch.stage == "wheel" else "not applied"),
+        })  # fmt: skip
+    tools = {
+        "python": platform.python_version(),
+        "rewheel": __version__,
+        **repair_tool_versions(),
+        **result.tool_versions,
+    }
+    commands = [*result.commands, *([repair.command] if repair.command else [])]
+    return {
+        "format": RECORD_FORMAT,
+        "wheel": wheel_facts(repair.wheel),
+        "job": job.to_json(),
+        "target": get_target(job.target).to_json(),
+        "key": job_key(key_inputs),
+        "key_inputs": key_inputs,
+        "inputs": {
+            "recipe": {
+                "path": str(recipe.path) if recipe.path else None,
+                "sha256": sha256_of(recipe.path) if recipe.path and recipe.path.is_file() else None,
+            },
+            "source": {
+                "filename": source.filename,
+                "sha256": prepared.source_sha256,
+                "kind": source.kind,
+                "url": source.url,
+                "project": source.project or recipe.name,
+                "version": source.version,
+            },
+            "patches": patches,
+            "native": [n.model_dump(mode="json") for n in recipe.native],
+        },
+        "backend": {
+            "name": backend.name,
+            "reason": reason,
+            "fingerprint": key_inputs["backend"]["fingerprint"],
+        },
+        "tool_versions": tools,
+        "commands": [[str(part) for part in command] for command in commands],
+        "repair": repair.to_json(),
+        "verify": report,
+        "smoke": smoke,
+        "timings": {stage: round(seconds, 3) for stage, seconds in timings.items()},
+        "features_disabled": _features_disabled(job),
+        "notes": [*result.notes, *repair.notes],
+        "job_wheels": [],  # filled in once every wheel of the job has its final name
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "host": {"system": platform.system(), "machine": platform.machine(), "node": platform.node()},
+    }
+
+
+def _destination(wheelhouse: Path, job: Job) -> Path:
+    """Targets with a channel (e.g. nanoserver) share a wheel tag with others: they get their own folder."""
+    from pipeline.targets import get_target
+
+    channel = get_target(job.target).channel
+    return wheelhouse / channel if channel else wheelhouse
+
+
+def _move_in(source: Path, destination: Path) -> None:
+    """Copy beside the destination, then rename: a reader never sees half a wheel, whatever the filesystems."""
+    from pipeline.build.records import shareable_mode
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        os.chmod(tmp, shareable_mode())
+        os.replace(tmp, destination)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _install(
+    job: Job, repairs: list[RepairResult], records: list[dict[str, Any]], wheelhouse: Path
+) -> tuple[list[Path], list[Path]]:
+    from pipeline.build.records import RecordIndex, record_path, write_json_atomically
+
+    destination = _destination(wheelhouse, job)
+    destination.mkdir(parents=True, exist_ok=True)
+    names = [r.wheel.name for r in repairs]
+    # Wheels this job produced before under other names (an older key) would otherwise linger as stale builds.
+    for old in RecordIndex(wheelhouse).by_job.get(job.id, []):
+        if old.path.parent == destination and old.wheel.name not in names:
+            old.wheel.unlink(missing_ok=True)
+            old.path.unlink(missing_ok=True)
+    wheels, record_files = [], []
+    for repair, record in zip(repairs, records, strict=True):
+        wheel = destination / repair.wheel.name
+        _move_in(repair.wheel, wheel)
+        record["job_wheels"] = names
+        write_json_atomically(record_path(wheel), record)
+        wheels.append(wheel)
+        record_files.append(record_path(wheel))
+    return wheels, record_files
+
+
+def _install_side_files(built_dir: Path, result: BuildResult, wheelhouse: Path) -> list[Path]:
+    """Wheels a backend left in a subfolder of its out_dir besides the ones it returned (the wheel-source
+    backend's exact-upstream-name copy for ensurepip, in ensurepip/) keep that subfolder in the wheelhouse.
+    They are not verified or indexed: the returned wheel is, and they carry the same content."""
+    returned = {w.resolve() for w in result.wheels}
+    installed = []
+    for extra in sorted(built_dir.glob("*/*.whl")):
+        if extra.resolve() in returned:
+            continue
+        destination = wheelhouse / extra.parent.name / extra.name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        _move_in(extra, destination)
+        installed.append(destination)
+    return installed
+
+
+def _quarantine(
+    job: Job,
+    repairs: list[RepairResult],
+    records: list[dict[str, Any]],
+    reports: list[dict[str, Any]],
+    smokes: list[dict[str, Any]],
+    wheelhouse: Path,
+) -> tuple[list[Path], list[Path]]:
+    """The job's wheels and their reports go to quarantine/, as a unit: a job is published whole or not at all."""
+    from pipeline.build.records import record_path, write_json_atomically
+
+    destination = wheelhouse / QUARANTINE
+    channel = _destination(wheelhouse, job)
+    if channel != wheelhouse:
+        destination = destination / channel.name
+    destination.mkdir(parents=True, exist_ok=True)
+    wheels, files = [], []
+    for repair, record, report, smoke in zip(repairs, records, reports, smokes, strict=True):
+        wheel = destination / repair.wheel.name
+        _move_in(repair.wheel, wheel)
+        record["job_wheels"] = [r.wheel.name for r in repairs]
+        report_file = wheel.with_name(wheel.name + ".verify.json")
+        write_json_atomically(report_file, {"results": [report], "smoke": smoke})
+        write_json_atomically(record_path(wheel), record)
+        wheels.append(wheel)
+        files.append(report_file)
+    return wheels, files

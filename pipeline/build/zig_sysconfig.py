@@ -1,0 +1,210 @@
+"""Make a host CPython build extensions for another target: a target _sysconfigdata and target headers.
+
+setuptools (through sysconfig) asks the running interpreter how to compile: CC, LDSHARED, EXT_SUFFIX, the
+include dir. CPython lets a cross build substitute the whole answer: `_PYTHON_SYSCONFIGDATA_NAME` names the
+_sysconfigdata module to load (found through PYTHONPATH) and `_PYTHON_HOST_PLATFORM` sets
+sysconfig.get_platform(), which names the wheel's platform tag. So the build Python is a real CPython of the
+job's version (the wheel's cp3XX tags and the headers' ABI come from it) and everything target-specific comes
+from the files written here.
+
+Headers: the build Python's own include dir, copied, with pyconfig.h adjusted for the target. Between x86_64
+and aarch64 builds of the same CPython only these lines differ, none of which changes the C API's ABI:
+  HAVE_GCC_ASM_FOR_X64, HAVE_GCC_ASM_FOR_X87   (x86 inline assembly; undefined for aarch64)
+  PY_SUPPORT_TIER                             (informational: 1 x86_64 glibc, 2 aarch64 glibc, 0 musl)
+  PY_HAVE_PERF_TRAMPOLINE                      (3.12+; set on both arches, kept as is)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.build.zig_toolchain import GNU_HOST, Toolchain, zig_triple
+from pipeline.errors import RewheelError
+
+_DUMP_CONFIG = (
+    "import importlib, json, sys, sysconfig;"
+    "m = importlib.import_module(sysconfig._get_sysconfigdata_name());"
+    "print(json.dumps({'version': '%d.%d' % sys.version_info[:2], 'full_version': sys.version.split()[0],"
+    " 'executable': sys.executable, 'vars': m.build_time_vars}))"
+)
+
+
+@dataclass(frozen=True)
+class BuildPython:
+    version: str  # "3.11"
+    executable: Path
+    config: dict[str, object]  # its build_time_vars
+    full_version: str = ""  # "3.11.7": what the build depends on, unlike the path it was found at
+
+    @property
+    def include_dir(self) -> Path:
+        return Path(str(self.config["INCLUDEPY"]))
+
+
+def _candidate_pythons(version: str) -> list[Path]:
+    """Where a CPython of `version` may live: an explicit override, PATH, then pyenv's versions folder."""
+    candidates: list[Path] = []
+    override = os.environ.get(f"REWHEEL_PYTHON_{version.replace('.', '_')}")
+    if override:
+        candidates.append(Path(override))
+    on_path = shutil.which(f"python{version}")
+    if on_path:
+        candidates.append(Path(on_path))
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    if pyenv_root.is_dir():
+        for folder in sorted(pyenv_root.glob(f"{version}.*"), reverse=True):
+            if re.fullmatch(rf"{re.escape(version)}\.\d+", folder.name):
+                candidates.append(folder / "bin" / f"python{version}")
+    return candidates
+
+
+def find_build_python(version: str) -> BuildPython | None:
+    """A CPython `version` with headers on this machine, or None."""
+    from pipeline.build.toolcache import remembered
+
+    for candidate in _candidate_pythons(version):
+        if not candidate.exists():
+            continue
+        # Running an interpreter costs 0.2-0.8 s; a no-op `rewheel build` asks for every job's fingerprint, so
+        # the answer is remembered while the candidate file keeps its size and mtime.
+        data = remembered(
+            f"build-python:{candidate}", [candidate], functools.partial(_dump_config, candidate)
+        )
+        if data is None or data["version"] != version:
+            continue
+        python = BuildPython(
+            version=version,
+            executable=Path(str(data["executable"])),
+            config=dict(data["vars"]),  # type: ignore[call-overload]
+            full_version=str(data.get("full_version", version)),
+        )
+        if (python.include_dir / "Python.h").is_file():
+            return python
+    return None
+
+
+def _dump_config(python: Path) -> dict[str, object] | None:
+    result = subprocess.run([str(python), "-c", _DUMP_CONFIG], capture_output=True, text=True)
+    if result.returncode != 0:
+        return None  # e.g. a pyenv shim for a version that is not selected
+    data: dict[str, object] = json.loads(result.stdout)
+    return data
+
+
+def _support_tier(target: str) -> str:
+    triple = zig_triple(target)
+    if "musl" in triple:
+        return "0"
+    return "1" if triple.startswith("x86_64") else "2"
+
+
+def write_target_headers(python: BuildPython, target: str, dest: Path) -> Path:
+    """Copy the build Python's headers into dest/python3.X with pyconfig.h adjusted for `target`."""
+    include = dest / python.include_dir.name
+    if include.exists():
+        shutil.rmtree(include)
+    shutil.copytree(python.include_dir, include)
+    pyconfig = include / "pyconfig.h"
+    text = pyconfig.read_text(encoding="utf-8")
+    if not zig_triple(target).startswith("x86_64"):
+        for macro in ("HAVE_GCC_ASM_FOR_X64", "HAVE_GCC_ASM_FOR_X87"):
+            text = re.sub(rf"^#define {macro} 1$", f"/* #undef {macro} */", text, flags=re.M)
+    text = re.sub(
+        r"^#define PY_SUPPORT_TIER \d+$", f"#define PY_SUPPORT_TIER {_support_tier(target)}", text, flags=re.M
+    )
+    pyconfig.write_text(text, encoding="utf-8")
+    return include
+
+
+@dataclass(frozen=True)
+class TargetSysconfig:
+    module: str  # the _sysconfigdata module name, for _PYTHON_SYSCONFIGDATA_NAME
+    folder: Path  # goes on PYTHONPATH
+    include: Path  # the target's Python headers
+    host_platform: str  # for _PYTHON_HOST_PLATFORM, e.g. linux-aarch64
+    ext_suffix: str
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "_PYTHON_SYSCONFIGDATA_NAME": self.module,
+            "_PYTHON_HOST_PLATFORM": self.host_platform,
+        }
+
+
+def write_target_sysconfig(python: BuildPython, toolchain: Toolchain, dest: Path) -> TargetSysconfig:
+    """Write _sysconfigdata for the build Python re-aimed at toolchain.target, plus the target headers."""
+    target = toolchain.target
+    arch = zig_triple(target).split("-", 1)[0]
+    gnu_host = GNU_HOST[target]
+    libc = "musl" if gnu_host.endswith("musl") else "gnu"
+    digits = python.version.replace(".", "")
+    soabi = f"cpython-{digits}-{arch}-linux-{libc}"
+    include = write_target_headers(python, target, dest / "include")
+    variables = dict(python.config)
+    # Keep the interpreter's optimisation flags, drop debug info (-g) and anything naming host paths.
+    opt = " ".join(f for f in str(variables.get("OPT", "-DNDEBUG -O3 -Wall")).split() if f != "-g")
+    cflags = " ".join(f for f in str(variables.get("CFLAGS", opt)).split() if f != "-g")
+    variables.update(
+        {
+            "CC": str(toolchain.cc),
+            "CXX": str(toolchain.cxx),
+            "LDSHARED": f"{toolchain.cc} -shared",
+            "BLDSHARED": f"{toolchain.cc} -shared",
+            "LDCXXSHARED": f"{toolchain.cxx} -shared",
+            "AR": str(toolchain.ar),
+            "ARFLAGS": "rcs",
+            "OPT": opt,
+            "CFLAGS": cflags,
+            "CCSHARED": "-fPIC",
+            "CFLAGSFORSHARED": "-fPIC",
+            # The host interpreter's -L/-rpath into its own lib folder mean nothing on the target.
+            "LDFLAGS": "",
+            "PY_LDFLAGS": "",
+            "CONFIGURE_LDFLAGS": "",
+            "LDFLAGS_NODIST": "",
+            "CPPFLAGS": "",
+            "PY_CPPFLAGS": "",
+            "LIBS": "",
+            "SYSLIBS": "",
+            "LOCALMODLIBS": "",
+            "SOABI": soabi,
+            "EXT_SUFFIX": f".{soabi}.so",
+            "MULTIARCH": gnu_host,
+            "HOST_GNU_TYPE": gnu_host,
+            "BUILD_GNU_TYPE": str(variables.get("HOST_GNU_TYPE", "x86_64-pc-linux-gnu")),
+            "INCLUDEPY": str(include),
+            "CONFINCLUDEPY": str(include),
+        }
+    )
+    folder = dest / "sysconfig"
+    folder.mkdir(parents=True, exist_ok=True)
+    module = f"_sysconfigdata__rewheel_{target}"
+    (folder / f"{module}.py").write_text(
+        "# Generated by rewheel's zig backend: the build Python's sysconfig, aimed at "
+        f"{target}.\nbuild_time_vars = {variables!r}\n",
+        encoding="utf-8",
+    )
+    return TargetSysconfig(
+        module=module,
+        folder=folder,
+        include=include,
+        host_platform=f"linux-{arch}",
+        ext_suffix=f".{soabi}.so",
+    )
+
+
+def require_build_python(version: str) -> BuildPython:
+    python = find_build_python(version)
+    if python is None:
+        raise RewheelError(
+            f"no CPython {version} with headers found (looked for python{version} on PATH and in pyenv); "
+            f"install one or set REWHEEL_PYTHON_{version.replace('.', '_')} to its interpreter"
+        )
+    return python

