@@ -91,7 +91,14 @@ def upstream_windowing_imports(wheel: Path) -> dict[str, set[str]]:
 def test_recipe_is_valid_and_its_patch_is_pinned(jobs: dict[str, Job]) -> None:
     recipe = load_recipe(RECIPE)
     assert check_patch_files(recipe) == [] and check_targets(recipe) == []
-    assert set(jobs) == {f"{t}/{p}" for t in ("win_amd64", "win_amd64-nanoserver") for p in ("3.11", "3.12")}
+    targets = (
+        "musllinux_1_2_x86_64",
+        "musllinux_1_2_aarch64",
+        "manylinux_2_17_aarch64",
+        "win_amd64",
+        "win_amd64-nanoserver",
+    )
+    assert set(jobs) == {f"{t}/{p}" for t in targets for p in ("3.11", "3.12")}
     assert recipe.build.for_target("win_amd64-nanoserver").disable_features == ["win32-display"]
     assert recipe.build.for_target("win_amd64").disable_features == []
     header = (recipe.patch_dir / recipe.patch[0].file).read_text(encoding="utf-8").split("\n--- ", 1)[0]
