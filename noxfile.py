@@ -124,3 +124,46 @@ def patch_pip(session: nox.Session) -> None:
     the upstream-named copies for `rewheel ensurepip PYTHON --wheel ...`. Posargs go to `rewheel build`."""
     install_project(session)
     session.run("rewheel", "build", "recipes/pip.toml", *session.posargs)
+
+
+@nox.session(name="build-zig")
+def build_zig(session: nox.Session) -> None:
+    """Cross-build the C recipes with the zig backend, no container: `rewheel build --backend zig` over
+    markupsafe and cffi (libffi built for each target first) for musllinux x86_64/aarch64 and manylinux
+    aarch64, each repaired, verified and smoked where this machine can host the target. Posargs replace the
+    recipe list and may add options (e.g. `-- recipes/cffi.toml --target musllinux_1_2_aarch64`)."""
+    install_project(session, "zig")
+    args = list(session.posargs) or ["recipes/markupsafe.toml", "recipes/cffi.toml"]
+    session.run("rewheel", "build", *args, "--backend", "zig")
+
+
+@nox.session
+def runtimes(session: nox.Session) -> None:
+    """Build the target runtimes (musl CPython 3.11 dynamic + static from Debian's pinned sources, Debian's
+    arm64 CPython for qemu-user) into the cache, reusing what exists, then list them. Posargs: runtime names."""
+    install_project(session)
+    session.run("rewheel", "runtimes", "build", *session.posargs)
+    session.run("rewheel", "runtimes", "list")
+
+
+@nox.session(name="recipe-pillow")
+def recipe_pillow(session: nox.Session) -> None:
+    """Check the Pillow recipe on any host (building it needs Windows: `nox -s build-windows`): pins and patch
+    file, the CIBW_* options of its four Windows jobs, then tests/test_pillow_recipe.py (upstream's wheel fails
+    verify on Nano Server exactly where the patch acts; the patch applies strictly; cibuildwheel parses the
+    options). Posargs go to pytest."""
+    install_project(session, "test")
+    session.run("rewheel", "recipes", "check", "recipes/pillow.toml")
+    session.run("rewheel", "build", "recipes/pillow.toml", "--print-cibuildwheel-config")
+    session.run("pytest", "tests/test_pillow_recipe.py", *session.posargs)
+
+
+@nox.session(name="pillow-linux")
+def pillow_linux(session: nox.Session) -> None:
+    """Pillow 10.4.0 for Linux with the zig backend (no container): zlib (build kind "configure"), libjpeg-turbo
+    ("cmake") and lcms2 ("autotools") cross-built for the target from pinned Debian orig tarballs, other codecs
+    disabled, host /usr never searched; repaired, verified and round-tripped (JPEG + PNG) on the target's
+    runtime (tests/test_pillow_linux.py; musllinux x86_64 always, manylinux aarch64 under qemu when its native
+    libraries are cached or REWHEEL_PILLOW_AARCH64=1). Posargs go to pytest."""
+    install_project(session, "test", "zig")
+    session.run("pytest", "tests/test_pillow_linux.py", *session.posargs)

@@ -97,3 +97,29 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str])
 def rewheel_exe() -> list[str]:
     """How to run the CLI as a separate process (the same interpreter as the tests)."""
     return [sys.executable, "-m", "pipeline"]
+
+
+def ensure_runtime(name: str):  # type: ignore[no-untyped-def]
+    """The runtime called `name`, built first if needed (cached across runs, so only a cold machine pays).
+
+    A test that needs a target runtime builds it rather than skipping: a skip would hide the real path on a
+    fresh CI machine, where no runtime exists until some test builds it."""
+    from pipeline.errors import RewheelError
+    from pipeline.runtimes import get_runtime
+
+    runtime = get_runtime(name)
+    if runtime.exists():
+        return runtime
+    if name.startswith("musl-"):
+        need_debian_packages("musl-tools", "make", "gcc", "linux-libc-dev", purpose="building a musl CPython")
+    elif "arm64" in name or "aarch64" in name:
+        need_debian_packages("qemu-user", purpose="running arm64 Python under qemu-user")
+    reason = runtime.unavailable_reason()
+    if reason:
+        unavailable(f"{name}: {reason}")
+    try:
+        runtime.build(progress=True)
+    except RewheelError as exc:
+        unavailable(f"{name} could not be built: {exc}")
+    assert runtime.exists(), f"{name} reported a finished build but does not exist"
+    return runtime

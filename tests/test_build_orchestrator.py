@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import REPO
+from conftest import REPO
 
 MARKUPSAFE = (
     "MarkupSafe",
@@ -223,7 +222,7 @@ class FirstRun:
 
 
 def _require_components() -> None:
-    from tests.conftest import unavailable
+    from conftest import unavailable
 
     for module in (
         "pipeline.build.backends.zig",

@@ -8,8 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import REPO, unavailable
+from conftest import REPO, unavailable
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="native builds run on Linux hosts"

@@ -20,8 +20,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import need_debian_packages, unavailable
+from conftest import need_debian_packages, unavailable
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="the zig backend runs on Linux hosts"

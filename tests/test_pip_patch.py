@@ -22,7 +22,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO, unavailable
+from conftest import REPO, ensure_runtime, unavailable
 
 from pipeline.ensurepip import check_python, pip_wheel_affected
 
@@ -254,16 +254,9 @@ def test_stand_in_venv_crashes_then_works_after_rewheel_ensurepip(
 
 
 def test_real_static_musl_cpython(tmp_path: Path, patched_wheels: Path) -> None:
-    """The real thing when helper C's static musl CPython is available: venv fails with the bundled pip,
-    works with the patched one. Skipped until the runtime is built (a cold build takes minutes)."""
-    from pipeline.runtimes import all_runtimes
-
-    runtime = all_runtimes().get(STATIC_RUNTIME)
-    if runtime is None:
-        pytest.skip(f"pipeline.runtimes offers no {STATIC_RUNTIME} runtime")
-    if not runtime.exists():
-        # Building it takes minutes of both cores; its own tests and `rewheel runtimes build` do that.
-        pytest.skip(f"{STATIC_RUNTIME} is not built (run `rewheel runtimes build {STATIC_RUNTIME}`)")
+    """The real thing, on the static musl CPython (python-build-standalone's flavour, built here and cached):
+    venv fails with the bundled pip, works with the patched one."""
+    runtime = ensure_runtime(STATIC_RUNTIME)
     interpreter = Path(runtime.python())  # type: ignore[attr-defined]
     found = check_python(interpreter)
     python = _overlay(found.python.stdlib, interpreter, tmp_path / "prefix", stand_in=False)

@@ -32,6 +32,15 @@ class Runtime(Protocol):
         """Build (idempotent; a finished build is reused). Raise RewheelError on failure."""
 
 
+class HostingRuntime(Runtime, Protocol):
+    """A runtime that is an interpreter (the musl CPythons, the qemu root, host CPythons): smoke runs it."""
+
+    python_version: str  # "3.11"
+
+    def python(self) -> Path:
+        """The interpreter to run (for the qemu root: a wrapper script that starts qemu-user)."""
+
+
 def all_runtimes() -> dict[str, Runtime]:
     found: dict[str, Runtime] = {}
     for module in pkgutil.iter_modules(__path__):
@@ -45,3 +54,16 @@ def all_runtimes() -> dict[str, Runtime]:
 
 def runtimes_for_target(target: str) -> list[Runtime]:
     return [r for r in all_runtimes().values() if target in r.targets]
+
+
+def get_runtime(name: str) -> Runtime:
+    """The runtime called `name`, e.g. get_runtime("musl-cpython-3.11-x86_64-static").python()."""
+    from pipeline.errors import RewheelError
+
+    runtimes = all_runtimes()
+    try:
+        return runtimes[name]
+    except KeyError:
+        raise RewheelError(
+            f"unknown runtime {name!r}; known runtimes: {', '.join(sorted(runtimes))}"
+        ) from None

@@ -1,0 +1,106 @@
+"""`rewheel runtimes list|build`: the target runtimes this machine builds and hosts (generic over the registry)."""
+
+from __future__ import annotations
+
+import click
+
+
+def _describe(runtime: object) -> dict[str, object]:
+    from pipeline.runtimes._support import tree_size
+
+    name = getattr(runtime, "name", "?")
+    exists = bool(runtime.exists())  # type: ignore[attr-defined]
+    root = runtime.root()  # type: ignore[attr-defined]
+    item: dict[str, object] = {
+        "name": name,
+        "description": getattr(runtime, "description", ""),
+        "targets": list(getattr(runtime, "targets", ())),
+        "exists": exists,
+        "root": str(root),
+        "size_bytes": tree_size(root) if exists and root.is_dir() and not name.startswith("host-") else None,
+        "unavailable_reason": runtime.unavailable_reason(),  # type: ignore[attr-defined]
+        "python_version": getattr(runtime, "python_version", None),
+    }
+    if exists and hasattr(runtime, "python"):
+        item["python"] = str(runtime.python())
+    return item
+
+
+@click.group(name="runtimes")
+def command() -> None:
+    """Target runtimes: musl CPythons built here, Debian's arm64 CPython under qemu-user, host CPythons,
+    local podman images. Everything built is cached under <cache>/runtimes/ and reused."""
+
+
+@command.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def list_command(as_json: bool) -> None:
+    """What runtimes exist, where, how big, and which targets they serve."""
+    from pipeline.output import emit_json, human_size, table
+    from pipeline.runtimes import all_runtimes
+
+    items = [_describe(r) for r in all_runtimes().values()]
+    if as_json:
+        emit_json({"runtimes": items})
+        return
+    rows = []
+    for item in items:
+        size = item["size_bytes"]
+        state = (
+            "ready"
+            if item["exists"]
+            else (
+                "cannot build: " + str(item["unavailable_reason"])
+                if item["unavailable_reason"]
+                else "not built"
+            )
+        )
+        rows.append(
+            (
+                item["name"],
+                state,
+                human_size(size) if isinstance(size, int) else "",
+                ", ".join(item["targets"]) or "-",  # type: ignore[arg-type]
+                item.get("python") or item["root"],
+            )
+        )
+    click.echo(table(rows, ["runtime", "state", "size", "targets", "where"]))
+
+
+@command.command(name="build")
+@click.argument("names", nargs=-1)
+@click.option("--all", "build_all", is_flag=True, help="Build every runtime this machine can build.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def build_command(names: tuple[str, ...], build_all: bool, as_json: bool) -> None:
+    """Build runtimes by NAME (default: the musl CPythons and the arm64 root). Finished builds are reused."""
+    import time
+
+    from pipeline.output import emit_json, progress
+    from pipeline.runtimes import all_runtimes, get_runtime
+
+    if names:
+        selected = [get_runtime(n) for n in names]
+    elif build_all:
+        selected = [r for r in all_runtimes().values() if r.unavailable_reason() is None]
+    else:
+        defaults = ("musl-cpython-3.11-x86_64", "musl-cpython-3.11-x86_64-static", "debian-arm64-python3.11")
+        selected = [get_runtime(n) for n in defaults]
+    results = []
+    for runtime in selected:
+        started = time.monotonic()
+        was_built = runtime.exists()
+        if not was_built:
+            reason = runtime.unavailable_reason()
+            if reason:
+                from pipeline.errors import MissingTool
+
+                raise MissingTool(f"{runtime.name} cannot be built here: {reason}")
+            progress(f"runtimes: building {runtime.name}")
+        runtime.build(progress=True)
+        seconds = round(time.monotonic() - started, 1)
+        results.append({**_describe(runtime), "reused": was_built, "seconds": seconds})
+        if not as_json:
+            verb = "reused" if was_built else f"built in {seconds:.0f} s"
+            click.echo(f"{runtime.name}: {verb} -> {runtime.root()}")
+    if as_json:
+        emit_json({"runtimes": results})

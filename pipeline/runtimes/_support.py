@@ -1,0 +1,259 @@
+"""Shared machinery for runtimes built here: pinned Debian inputs, logged build steps, finished-build markers.
+
+Debian inputs come through apt itself (`apt-get source --download-only`, `apt-get download`), so whatever
+mirror or proxy the machine's apt uses applies, and no host name lives in rewheel. Every file is checked
+against its pinned sha256 and then kept in the same content-addressed cache as pipeline.fetch uses, so a
+second build never asks apt again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import FetchError, HashMismatch, RewheelError
+from pipeline.fetch import Pin, cached_path, sha256_of
+from pipeline.output import progress as say
+from pipeline.system_packages import can_install, ensure_debian_packages
+
+MARKER = "rewheel-runtime.json"
+DEB_SRC_LIST = Path("/etc/apt/sources.list.d/rewheel-deb-src.sources")
+APT_TIMEOUT = ["-o", "DPkg::Lock::Timeout=900"]
+
+
+class RuntimeBuildError(RewheelError):
+    """A runtime could not be built; the message names the step and its log file."""
+
+
+@dataclass(frozen=True)
+class DebianFile:
+    """One file from Debian's archive, pinned: a source package's orig tarball or a binary .deb."""
+
+    package: str  # source package (for orig tarballs) or binary package, e.g. "libffi8:arm64"
+    filename: str
+    sha256: str
+    version: str | None = None  # binary packages: the exact version apt must fetch
+
+    def pin(self) -> Pin:
+        return Pin(filename=self.filename, sha256=self.sha256)
+
+
+def cache_downloads() -> Path:
+    from pipeline.paths import downloads_cache
+
+    return downloads_cache()
+
+
+def _store(found: Path, item: DebianFile) -> Path:
+    actual = sha256_of(found)
+    if actual != item.sha256:
+        raise HashMismatch(f"{item.filename} (Debian package {item.package})", item.sha256, actual)
+    target = cached_path(item.pin(), cache_downloads())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(found), target)
+    return target
+
+
+def _apt(args: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    return subprocess.run(["apt-get", *APT_TIMEOUT, *args], cwd=cwd, capture_output=True, text=True, env=env)
+
+
+def ensure_deb_src() -> None:
+    """Give apt a deb-src entry for bookworm, copied from the machine's own deb entries (same mirror)."""
+    if DEB_SRC_LIST.exists():
+        return
+    if not can_install():
+        raise RuntimeBuildError(
+            "fetching Debian sources needs a deb-src entry in apt's sources and root to add it; run as root"
+        )
+    stanzas = []
+    for sources in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        for stanza in sources.read_text(encoding="utf-8").split("\n\n"):
+            fields = dict(
+                line.split(":", 1) for line in stanza.splitlines() if ":" in line and not line.startswith("#")
+            )
+            types = fields.get("Types", "").split()
+            suites = fields.get("Suites", "").split()
+            if "deb" in types and "bookworm" in suites:
+                lines = ["Types: deb-src", f"URIs:{fields['URIs']}", "Suites: bookworm"]
+                lines += [f"{key}:{fields[key]}" for key in ("Components", "Signed-By") if key in fields]
+                stanzas.append("\n".join(lines))
+    if not stanzas:
+        raise RuntimeBuildError("no deb822 'deb' entry for bookworm under /etc/apt/sources.list.d to copy")
+    DEB_SRC_LIST.write_text("\n\n".join(stanzas) + "\n", encoding="utf-8")
+    _apt_update()
+
+
+def _apt_update() -> None:
+    result = _apt(["update", "-q"], Path("/"))
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["apt-get update failed"])[-1]
+        raise RuntimeBuildError(f"apt-get update failed: {last}")
+
+
+def debian_source_orig(item: DebianFile, *, progress: bool = True) -> Path:
+    """The pinned orig tarball of a Debian source package (from the cache, or via apt-get source)."""
+    cached = cached_path(item.pin(), cache_downloads())
+    if cached.is_file():
+        return cached
+    ensure_deb_src()
+    if progress:
+        say(f"runtimes: apt-get source --download-only {item.package}")
+    with tempfile.TemporaryDirectory(prefix="rewheel-debsrc-") as tmp:
+        result = _apt(["source", "--download-only", "-q", item.package], Path(tmp))
+        found = Path(tmp) / item.filename
+        # Debian's own diff files can be missing from a mirror; only the orig tarball matters here.
+        if not found.is_file():
+            last = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
+            raise FetchError(f"apt-get source {item.package} did not provide {item.filename}: {last}")
+        return _store(found, item)
+
+
+def debian_binaries(items: Sequence[DebianFile], *, progress: bool = True) -> list[Path]:
+    """Pinned .debs of exact versions (from the cache, or all missing ones in one `apt-get download`)."""
+    missing = [item for item in items if not cached_path(item.pin(), cache_downloads()).is_file()]
+    if missing:
+        for arch in sorted({item.package.partition(":")[2] for item in missing} - {""}):
+            if arch not in _foreign_architectures():
+                if not can_install():
+                    raise RuntimeBuildError(
+                        f"dpkg lacks architecture {arch}: run `dpkg --add-architecture {arch}` as root"
+                    )
+                subprocess.run(["dpkg", "--add-architecture", arch], check=True)
+                _apt_update()
+        specs = [f"{item.package}={item.version}" for item in missing]
+        if progress:
+            say(f"runtimes: apt-get download {len(specs)} packages ({', '.join(specs[:3])}, ...)")
+        with tempfile.TemporaryDirectory(prefix="rewheel-deb-") as tmp:
+            result = _apt(["download", "-q", *specs], Path(tmp))
+            if result.returncode != 0 and "Unable to locate" in result.stderr:
+                _apt_update()  # stale lists on a fresh machine: refresh once and retry
+                result = _apt(["download", "-q", *specs], Path(tmp))
+            if result.returncode != 0:
+                last = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
+                raise FetchError(
+                    f"apt-get download failed: {last} (Debian keeps only current versions; "
+                    "update the pin in rewheel when a security update replaced one)"
+                )
+            for item in missing:
+                found = Path(tmp) / item.filename
+                if not found.is_file():
+                    raise FetchError(
+                        f"apt-get download {item.package}={item.version} gave no {item.filename}"
+                    )
+                _store(found, item)
+    return [cached_path(item.pin(), cache_downloads()) for item in items]
+
+
+def _foreign_architectures() -> set[str]:
+    result = subprocess.run(["dpkg", "--print-foreign-architectures"], capture_output=True, text=True)
+    return set(result.stdout.split())
+
+
+def need_packages(packages: list[str], purpose: str) -> None:
+    ensure_debian_packages(packages, purpose=purpose)
+
+
+class StepRunner:
+    """Runs build steps with their output in one log file; a failure names the step and shows the log's tail."""
+
+    def __init__(self, runtime: str, log: Path, progress: bool) -> None:
+        self.runtime = runtime
+        self.log = log
+        self.progress = progress
+        log.parent.mkdir(parents=True, exist_ok=True)
+
+    def run(
+        self, step: str, command: Sequence[str | Path], *, cwd: Path, env: Mapping[str, str] | None = None
+    ) -> None:
+        started = time.monotonic()
+        if self.progress:
+            say(f"{self.runtime}: {step} ...")
+        full_env = {**os.environ, **(env or {})}
+        with self.log.open("a", encoding="utf-8") as log:
+            log.write(f"\n### {step}: {' '.join(map(str, command))}\n")
+            log.flush()
+            result = subprocess.run(
+                [str(c) for c in command], cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT
+            )
+        if result.returncode != 0:
+            tail = self.log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
+            raise RuntimeBuildError(
+                f"{self.runtime}: {step} failed (exit {result.returncode}); log {self.log}: {' | '.join(tail)}"
+            )
+        if self.progress:
+            say(f"{self.runtime}: {step} done in {time.monotonic() - started:.0f} s")
+
+
+def write_marker(root: Path, data: dict[str, object]) -> None:
+    (root / MARKER).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def read_marker(root: Path) -> dict[str, object] | None:
+    try:
+        data = json.loads((root / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def fresh_dir(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def publish_dir(staging: Path, final: Path) -> None:
+    """Move a finished build into place in one rename, so a half-built runtime is never taken for done."""
+    if final.exists():
+        shutil.rmtree(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staging, final)
+
+
+def tree_size(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            file = Path(dirpath) / name
+            if not file.is_symlink():
+                total += file.stat().st_size
+    return total
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text)
+
+
+@contextmanager
+def build_lock(name: str, *, progress: bool = True) -> Iterator[None]:
+    """One builder per runtime at a time, across processes (parallel test sessions share the cache).
+
+    Callers re-check `exists()` once they hold the lock: the other process may have finished the build."""
+    from pipeline.paths import runtimes_root
+
+    locks = runtimes_root() / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with (locks / f"{name}.lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if progress:
+                say(f"{name}: another process is building it; waiting for that build")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

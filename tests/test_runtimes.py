@@ -1,0 +1,181 @@
+"""Target runtimes: the musl CPythons built here from Debian's pinned sources, Debian's arm64 CPython under
+qemu-user, and the `rewheel runtimes` command. Building is slow the first time (minutes) and then cached
+under the shared cache, so a second run only checks what was built."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import need_debian_packages, unavailable
+
+from pipeline.errors import MissingTool
+
+MUSL_DYNAMIC = "musl-cpython-3.11-x86_64"
+MUSL_STATIC = "musl-cpython-3.11-x86_64-static"
+ARM64 = "debian-arm64-python3.11"
+
+
+def built_runtime(name: str, shared_cache: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Build (once, cached across runs in the shared cache) and return the runtime."""
+    from pipeline.runtimes import get_runtime
+
+    monkeypatch.setenv("REWHEEL_CACHE_DIR", str(shared_cache))
+    runtime = get_runtime(name)
+    if name.startswith("musl-"):
+        need_debian_packages("musl-tools", "make", "gcc", "linux-libc-dev", purpose="building a musl CPython")
+    else:
+        need_debian_packages("qemu-user", purpose="running arm64 Python under qemu-user")
+    try:
+        runtime.build(progress=True)
+    except MissingTool as exc:
+        unavailable(str(exc))
+    assert runtime.exists()
+    return runtime
+
+
+@pytest.fixture(scope="session")
+def session_patch():  # type: ignore[no-untyped-def]
+    patcher = pytest.MonkeyPatch()
+    yield patcher
+    patcher.undo()
+
+
+@pytest.fixture(scope="session")
+def musl_dynamic(shared_cache: Path, session_patch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    return built_runtime(MUSL_DYNAMIC, shared_cache, session_patch)
+
+
+@pytest.fixture(scope="session")
+def musl_static(shared_cache: Path, session_patch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    return built_runtime(MUSL_STATIC, shared_cache, session_patch)
+
+
+@pytest.fixture(scope="session")
+def arm64(shared_cache: Path, session_patch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    return built_runtime(ARM64, shared_cache, session_patch)
+
+
+def run(command: list[str], **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def interpreter_of(executable: Path) -> bytes | None:
+    """The ELF program interpreter (PT_INTERP) of an executable, or None for a static one."""
+    from elftools.elf.elffile import ELFFile
+
+    with executable.open("rb") as handle:
+        for segment in ELFFile(handle).iter_segments():
+            if segment.header.p_type == "PT_INTERP":
+                return segment.get_interp_name().encode()
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The registry and the command (fast)
+
+
+def test_list_json_names_every_runtime_with_its_state(run_cli, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("REWHEEL_CACHE_DIR", str(tmp_path))  # an empty cache: nothing built yet
+    code, out, _ = run_cli("runtimes", "list", "--json")
+    assert code == 0
+    items = {item["name"]: item for item in json.loads(out)["runtimes"]}
+    for name in (MUSL_DYNAMIC, MUSL_STATIC, ARM64, "host-cpython-3.11-x86_64"):
+        assert name in items
+    assert items[MUSL_DYNAMIC]["exists"] is False
+    assert items[MUSL_DYNAMIC]["targets"] == ["musllinux_1_2_x86_64"]
+    assert items[ARM64]["targets"] == ["manylinux_2_17_aarch64"]
+    assert items[MUSL_DYNAMIC]["root"].startswith(str(tmp_path / "runtimes"))
+    # The host's own 3.11 (the interpreter running these tests is one) is always there.
+    assert items["host-cpython-3.11-x86_64"]["exists"] is True
+    assert "manylinux_2_17_x86_64" in items["host-cpython-3.11-x86_64"]["targets"]
+
+
+def test_unknown_runtime_is_one_line_usage_error(run_cli) -> None:
+    code, _, err = run_cli("runtimes", "build", "musl-cpython-9.9")
+    assert code == 2
+    assert err.strip().count("\n") == 0
+    assert "unknown runtime 'musl-cpython-9.9'" in err and MUSL_DYNAMIC in err
+
+
+def test_debian_source_is_checked_against_its_pin(tmp_path, monkeypatch) -> None:
+    """A wrong pin is refused after apt fetched the file, and nothing lands in the cache."""
+    from pipeline.errors import HashMismatch
+    from pipeline.runtimes._support import DebianFile, debian_source_orig
+    from pipeline.runtimes.musl_cpython import ZLIB_SOURCE
+
+    need_debian_packages("dpkg-dev", purpose="apt-get source")
+    monkeypatch.setenv("REWHEEL_CACHE_DIR", str(tmp_path))
+    wrong = DebianFile(package=ZLIB_SOURCE.package, filename=ZLIB_SOURCE.filename, sha256="0" * 64)
+    with pytest.raises(HashMismatch, match="zlib_1.2.13.dfsg.orig.tar.bz2"):
+        debian_source_orig(wrong, progress=False)
+    assert not list(tmp_path.rglob("*.tar.bz2"))
+    right = debian_source_orig(ZLIB_SOURCE, progress=False)
+    assert right.is_file() and right.is_relative_to(tmp_path / "sha256")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The built runtimes (slow the first time, cached afterwards)
+
+
+@pytest.mark.slow
+def test_dynamic_musl_cpython_is_a_musl_interpreter(musl_dynamic) -> None:
+    python = musl_dynamic.python()
+    assert interpreter_of(python) == b"/lib/ld-musl-x86_64.so.1"
+    probe = run(
+        [
+            str(python),
+            "-c",
+            "import sysconfig, ctypes, zlib, _socket; print(sysconfig.get_config_var('EXT_SUFFIX')); "
+            "print(ctypes.CDLL(None) is not None)",
+        ]
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == [".cpython-311-x86_64-linux-musl.so", "True"]
+
+
+@pytest.mark.slow
+def test_static_musl_cpython_reproduces_pip_venv_crash(musl_static, tmp_path) -> None:
+    """The python-build-standalone-like static build: ctypes imports (bpo-37060 guard) but dlopen does not
+    exist, and ensurepip's bundled pip 22.3.1 crashes in `python -m venv` exactly as users report."""
+    python = musl_static.python()
+    assert interpreter_of(python) is None  # fully static: no program interpreter
+    probe = run([str(python), "-c", "import ctypes; print(ctypes.pythonapi); ctypes.CDLL(None)"])
+    assert probe.stdout.strip() == "None"
+    assert "OSError: Dynamic loading not supported" in probe.stderr
+    venv = run([str(python), "-m", "venv", str(tmp_path / "venv")])
+    assert venv.returncode != 0
+    assert "'-m', 'ensurepip', '--upgrade', '--default-pip']' returned non-zero" in venv.stderr + venv.stdout
+    # venv swallows its ensurepip child's output; run that same step to read the traceback itself.
+    child = run(
+        [str(tmp_path / "venv" / "bin" / "python3.11"), "-m", "ensurepip", "--upgrade", "--default-pip"]
+    )
+    output = child.stdout + child.stderr
+    assert child.returncode != 0
+    assert "pip-22.3.1-py3-none-any.whl/pip/_internal/utils/glibc.py" in output
+    assert "in glibc_version_string_ctypes" in output
+    assert "\nOSError: Dynamic loading not supported" in output
+
+
+@pytest.mark.slow
+def test_arm64_root_runs_under_qemu(arm64) -> None:
+    probe = run(
+        [str(arm64.python()), "-c", "import platform, ssl; print(platform.machine(), platform.libc_ver()[1])"]
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == ["aarch64", "2.36"]
+
+
+@pytest.mark.slow
+def test_build_command_reuses_what_exists(musl_dynamic, arm64, rewheel_exe, shared_cache) -> None:
+    import os
+
+    env = {**os.environ, "REWHEEL_CACHE_DIR": str(shared_cache)}
+    result = run([*rewheel_exe, "runtimes", "build", MUSL_DYNAMIC, ARM64, "--json"], env=env)
+    assert result.returncode == 0, result.stderr
+    items = json.loads(result.stdout)["runtimes"]
+    assert [i["name"] for i in items] == [MUSL_DYNAMIC, ARM64]
+    assert all(i["reused"] and i["seconds"] < 5 for i in items)
+    assert all(i["size_bytes"] > 10_000_000 for i in items)

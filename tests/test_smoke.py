@@ -1,0 +1,185 @@
+"""`rewheel smoke`: real wheels from PyPI imported on their targets' real runtimes (a musl CPython built here,
+Debian's arm64 CPython under qemu-user, the host's CPython), failing with the loader's own message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_runtimes import ARM64, MUSL_DYNAMIC, built_runtime
+
+MARKUPSAFE = "2.1.5"
+WHEELS = {
+    "musllinux": (
+        "MarkupSafe-2.1.5-cp311-cp311-musllinux_1_1_x86_64.whl",
+        "3a57fdd7ce31c7ff06cdfbf31dafa96cc533c21e443d57f5b1ecc6cdc668ec7f",
+    ),
+    "manylinux-x86_64": (
+        "MarkupSafe-2.1.5-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "b91c037585eba9095565a3556f611e3cbfaa42ca1e865f7b8015fe5c7336d5a5",
+    ),
+    "manylinux-aarch64": (
+        "MarkupSafe-2.1.5-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
+        "6ec585f69cec0aa07d945b20805be741395e28ac1627333b1c5b0105962ffced",
+    ),
+    "cp312-manylinux-x86_64": (
+        "MarkupSafe-2.1.5-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "f5dfb42c4604dddc8e4305050aa6deb084540643ed5804d7455b5df8fe16f5e5",
+    ),
+    "win_amd64": (
+        "MarkupSafe-2.1.5-cp311-cp311-win_amd64.whl",
+        "2b7c57a4dfc4f16f7142221afe5ba4e093e09e728ca65c51f5620c9aaeb9a617",
+    ),
+}
+
+
+@pytest.fixture(scope="session")
+def markupsafe(pypi_file):  # type: ignore[no-untyped-def]
+    def get(kind: str) -> Path:
+        filename, sha256 = WHEELS[kind]
+        return pypi_file("MarkupSafe", MARKUPSAFE, filename, sha256)
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def smoke_env(shared_cache: Path):  # type: ignore[no-untyped-def]
+    patcher = pytest.MonkeyPatch()
+    patcher.setenv("REWHEEL_CACHE_DIR", str(shared_cache))
+    yield patcher
+    patcher.undo()
+
+
+@pytest.fixture(scope="session")
+def musl_dynamic(shared_cache: Path, smoke_env: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    return built_runtime(MUSL_DYNAMIC, shared_cache, smoke_env)
+
+
+@pytest.fixture(scope="session")
+def arm64(shared_cache: Path, smoke_env: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    return built_runtime(ARM64, shared_cache, smoke_env)
+
+
+def smoke_json(run_cli, *args: str) -> tuple[int, dict]:  # type: ignore[no-untyped-def]
+    code, out, err = run_cli("smoke", "--json", *args)
+    assert out, err
+    results = json.loads(out)["results"]
+    assert len(results) == 1
+    return code, results[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What needs no built runtime
+
+
+def test_manylinux_x86_64_wheel_imports_on_the_host_cpython(run_cli, markupsafe, smoke_env) -> None:
+    code, result = smoke_json(run_cli, str(markupsafe("manylinux-x86_64")))
+    assert code == 0, result
+    assert result["status"] == "passed" and result["target"] == "manylinux_2_17_x86_64"
+    assert result["runtime"] == "host-cpython-3.11-x86_64"
+    assert result["imported"] == ["markupsafe", "markupsafe._speedups"]
+
+
+def test_windows_wheel_cannot_be_hosted_exit_3(run_cli, markupsafe, smoke_env) -> None:
+    code, result = smoke_json(run_cli, str(markupsafe("win_amd64")))
+    assert code == 3
+    assert result["status"] == "cannot-host" and result["runtime"] is None
+    assert "Windows" in result["message"]
+
+
+def test_python_version_must_match_the_tag(run_cli, markupsafe, smoke_env) -> None:
+    """A cp312 wheel on the musl target: only a 3.11 musl runtime exists, so say so (exit 3), don't fake it."""
+    wheel = markupsafe("cp312-manylinux-x86_64")
+    code, result = smoke_json(run_cli, str(wheel), "--target", "musllinux_1_2_x86_64")
+    assert code == 3
+    assert result["status"] == "cannot-host"
+    assert "Python 3.12" in result["message"] and MUSL_DYNAMIC in result["message"]
+
+
+def test_unusable_input_is_exit_2(run_cli, tmp_path, smoke_env) -> None:
+    bogus = tmp_path / "not-a-wheel.whl"
+    bogus.write_bytes(b"nope")
+    code, _, err = run_cli("smoke", str(bogus))
+    assert code == 2 and err.startswith("rewheel: error:") and err.strip().count("\n") == 0
+    code, _, err = run_cli("smoke", str(tmp_path / "missing-1.0-py3-none-any.whl"))
+    assert code == 2 and "no such wheel" in err
+
+
+def test_module_discovery_covers_packages_and_extensions() -> None:
+    from pipeline.smoke import modules_to_import
+
+    files = [
+        "cffi/__init__.py",
+        "cffi/api.py",
+        "_cffi_backend.cpython-311-x86_64-linux-musl.so",
+        "pkg/sub/_ext.cpython-311-aarch64-linux-gnu.so",
+        "pkg/__init__.py",
+        "cffi-1.17.1.dist-info/RECORD",
+        "cffi.libs/libffi-abc.so.8.1.0",
+        "six.py",
+    ]
+    assert modules_to_import(files) == ["_cffi_backend", "cffi", "pkg", "six", "pkg.sub._ext"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# On built runtimes
+
+
+@pytest.mark.slow
+def test_musllinux_wheel_imports_on_musl_cpython(run_cli, markupsafe, musl_dynamic) -> None:
+    code, result = smoke_json(run_cli, str(markupsafe("musllinux")))
+    assert code == 0, result
+    assert result["target"] == "musllinux_1_2_x86_64"  # a musllinux_1_1 wheel runs on musl 1.2
+    assert result["runtime"] == MUSL_DYNAMIC
+    assert result["imported"] == ["markupsafe", "markupsafe._speedups"]
+
+
+@pytest.mark.slow
+def test_glibc_wheel_fails_on_musl_with_the_loaders_message(run_cli, pypi_file, musl_dynamic) -> None:
+    """Pillow's manylinux wheel relies on the system's libz.so.1, which manylinux guarantees and musl
+    systems do not have: musl's loader says so, naming the extension that needs it."""
+    wheel = pypi_file(
+        "pillow",
+        "10.4.0",
+        "pillow-10.4.0-cp311-cp311-manylinux_2_28_x86_64.whl",
+        "76a911dfe51a36041f2e756b00f96ed84677cdeb75d25c767f296c1c1eda1319",
+    )
+    code, result = smoke_json(run_cli, str(wheel), "--target", "musllinux_1_2_x86_64")
+    assert code == 1
+    assert result["status"] == "failed" and result["runtime"] == MUSL_DYNAMIC
+    failures = {f["module"]: f["error"] for f in result["failures"]}
+    imaging = failures["PIL._imaging"]
+    # musl's dynamic loader, in its own words (a linux-gnu suffix is handed to the loader all the same)
+    assert imaging.startswith(
+        "ImportError: Error loading shared library libz.so.1: No such file or directory"
+    )
+    assert "(needed by " in imaging and "PIL/_imaging.cpython-311-x86_64-linux-gnu.so)" in imaging
+    assert result["message"].startswith("PIL._imaging: ImportError: Error loading shared library libz.so.1")
+
+
+@pytest.mark.slow
+def test_glibc_wheel_using_only_what_musl_has_loads(run_cli, markupsafe, musl_dynamic) -> None:
+    """The other side: musl maps libc.so.6 to itself, so MarkupSafe's glibc build, which needs nothing
+    else, really does load there - smoke reports what the loader does, not what the tag suggests."""
+    code, result = smoke_json(
+        run_cli, str(markupsafe("manylinux-x86_64")), "--target", "musllinux_1_2_x86_64"
+    )
+    assert code == 0, result
+    assert result["imported"] == ["markupsafe", "markupsafe._speedups"]
+
+
+@pytest.mark.slow
+def test_manylinux_aarch64_wheel_imports_under_qemu_and_runs_a_command(run_cli, markupsafe, arm64) -> None:
+    wheel = str(markupsafe("manylinux-aarch64"))
+    check = "python -c \"import platform, markupsafe; assert platform.machine() == 'aarch64'; print(markupsafe.escape('<'))\""
+    code, result = smoke_json(run_cli, wheel, "--command", check)
+    assert code == 0, result
+    assert result["runtime"] == ARM64 and result["imported"] == ["markupsafe", "markupsafe._speedups"]
+    code, result = smoke_json(
+        run_cli, wheel, "--import", "markupsafe._speedups", "--command", "python -c 'import nope'"
+    )
+    assert code == 1
+    assert result["failures"] == [
+        {"command": "python -c 'import nope'", "error": "ModuleNotFoundError: No module named 'nope'"}
+    ]
