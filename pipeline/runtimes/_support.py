@@ -8,6 +8,7 @@ second build never asks apt again.
 
 from __future__ import annotations
 
+import abc
 import fcntl
 import json
 import os
@@ -24,6 +25,7 @@ from pathlib import Path
 from pipeline.errors import FetchError, HashMismatch, RewheelError
 from pipeline.fetch import Pin, cached_path, sha256_of
 from pipeline.output import progress as say
+from pipeline.paths import runtimes_root
 from pipeline.system_packages import can_install, ensure_debian_packages
 
 MARKER = "rewheel-runtime.json"
@@ -257,3 +259,54 @@ def build_lock(name: str, *, progress: bool = True) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class CachedInterpreter(abc.ABC):
+    """What the interpreter runtimes share: a folder under the runtimes cache, a marker saying a build of this
+    recipe revision finished, and a build that runs once under a lock (parallel tests and nox sessions ask for
+    the same runtime at the same time, and two builds in one folder corrupt each other)."""
+
+    name: str
+    python_version: str
+    revision: int  # bump when the build recipe changes: builds of older revisions stop counting as existing
+
+    def root(self) -> Path:
+        return runtimes_root() / self.name
+
+    def python(self) -> Path:
+        """The interpreter to run (for emulated runtimes, a host-runnable wrapper that starts qemu-user)."""
+        return self.root() / "bin" / f"python{self.python_version}"
+
+    def command(self) -> list[str]:
+        return [str(self.python())]
+
+    def exists(self) -> bool:
+        marker = read_marker(self.root())
+        finished = bool(marker and marker.get("revision") == self.revision and self.python().is_file())
+        return finished and self._still_usable(marker or {})
+
+    def _still_usable(self, marker: dict[str, object]) -> bool:
+        """Extra checks on a finished build (e.g. the host tool it runs with is still installed)."""
+        return True
+
+    @abc.abstractmethod
+    def unavailable_reason(self) -> str | None:
+        """None when this machine can build it; otherwise what is missing."""
+
+    def _prepare(self, progress: bool) -> None:  # noqa: B027 (an optional hook: most runtimes need nothing)
+        """Work done before taking this runtime's lock (inputs shared with other runtimes, with locks of their own)."""
+
+    @abc.abstractmethod
+    def _build(self, progress: bool) -> None:
+        """Build into root() and write the marker last."""
+
+    def build(self, progress: bool = True) -> None:
+        if self.exists():
+            return
+        reason = self.unavailable_reason()
+        if reason:
+            raise RuntimeBuildError(f"{self.name}: {reason}")
+        self._prepare(progress)
+        with build_lock(self.name, progress=progress):
+            if not self.exists():  # another process may have finished it while we waited for the lock
+                self._build(progress)

@@ -17,14 +17,13 @@ from pathlib import Path
 
 from pipeline.paths import runtimes_root
 from pipeline.runtimes._support import (
+    CachedInterpreter,
     DebianFile,
     RuntimeBuildError,
-    build_lock,
     debian_binaries,
     fresh_dir,
     need_packages,
     publish_dir,
-    read_marker,
     write_marker,
 )
 
@@ -87,29 +86,17 @@ exec {qemu} -L "$ROOT" "$ROOT/usr/bin/python{version}" "$@"
 """
 
 
-class DebianArm64Python:
+class DebianArm64Python(CachedInterpreter):
     name = f"debian-arm64-python{PYTHON_VERSION}"
     description = "Debian 12 arm64 python3.11 (glibc 2.36) run with qemu-user; hosts manylinux aarch64 wheels"
     targets: tuple[str, ...] = ("manylinux_2_17_aarch64",)
     python_version = PYTHON_VERSION
+    revision = RECIPE_REVISION
     arch = "aarch64"
     libc = "glibc"
 
-    def root(self) -> Path:
-        return runtimes_root() / self.name
-
-    def python(self) -> Path:
-        """A host-runnable wrapper that starts the arm64 interpreter under qemu-aarch64."""
-        return self.root() / "bin" / f"python{PYTHON_VERSION}"
-
-    def command(self) -> list[str]:
-        return [str(self.python())]
-
-    def exists(self) -> bool:
-        marker = read_marker(self.root())
-        if not (marker and marker.get("revision") == RECIPE_REVISION and self.python().is_file()):
-            return False
-        qemu = marker.get("qemu")
+    def _still_usable(self, marker: dict[str, object]) -> bool:
+        qemu = marker.get("qemu")  # the wrapper starts this qemu-aarch64: it must still be installed
         return isinstance(qemu, str) and Path(qemu).is_file()
 
     def unavailable_reason(self) -> str | None:
@@ -118,16 +105,6 @@ class DebianArm64Python:
         if not shutil.which("qemu-aarch64") and not shutil.which("apt-get"):
             return "needs qemu-aarch64 (Debian qemu-user)"
         return None
-
-    def build(self, progress: bool = True) -> None:
-        if self.exists():
-            return
-        reason = self.unavailable_reason()
-        if reason:
-            raise RuntimeBuildError(f"{self.name}: {reason}")
-        with build_lock(self.name, progress=progress):
-            if not self.exists():
-                self._build(progress)
 
     def _build(self, progress: bool) -> None:
         started = time.monotonic()

@@ -25,6 +25,7 @@ from pathlib import Path
 from pipeline.output import progress as say
 from pipeline.paths import runtimes_root
 from pipeline.runtimes._support import (
+    CachedInterpreter,
     DebianFile,
     RuntimeBuildError,
     StepRunner,
@@ -212,10 +213,11 @@ def _unpacked(archive: Path, dest: Path) -> Path:
     return entries[0]
 
 
-class MuslCPython:
+class MuslCPython(CachedInterpreter):
     """A musl-linked CPython 3.11 for x86_64, dynamic or fully static."""
 
     python_version = PYTHON_VERSION
+    revision = RECIPE_REVISION
     arch = "x86_64"
     libc = "musl"
 
@@ -236,20 +238,6 @@ class MuslCPython:
             self.targets = ("musllinux_1_2_x86_64",)
         self.dependencies = MuslDependencies()
 
-    def root(self) -> Path:
-        return runtimes_root() / self.name
-
-    def python(self) -> Path:
-        """The interpreter's path (for helpers that need to run this runtime, e.g. a patched-pip test)."""
-        return self.root() / "bin" / f"python{PYTHON_VERSION}"
-
-    def command(self) -> list[str]:
-        return [str(self.python())]
-
-    def exists(self) -> bool:
-        marker = read_marker(self.root())
-        return bool(marker and marker.get("revision") == RECIPE_REVISION and self.python().is_file())
-
     def unavailable_reason(self) -> str | None:
         if os.uname().machine != "x86_64":
             return "needs an x86_64 Linux host"
@@ -257,16 +245,9 @@ class MuslCPython:
             return "needs musl-gcc (Debian musl-tools)"
         return None
 
-    def build(self, progress: bool = True) -> None:
-        if self.exists():
-            return
-        reason = self.unavailable_reason()
-        if reason:
-            raise RuntimeBuildError(f"{self.name}: {reason}")
+    def _prepare(self, progress: bool) -> None:
+        # Both musl CPythons link the same musl-built zlib and libffi, which have a lock of their own.
         self.dependencies.build(progress)
-        with build_lock(self.name, progress=progress):
-            if not self.exists():
-                self._build(progress)
 
     def _build(self, progress: bool) -> None:
         started = time.monotonic()

@@ -20,16 +20,15 @@ from pathlib import Path
 from pipeline.output import progress as say
 from pipeline.paths import runtimes_root
 from pipeline.runtimes._support import (
+    CachedInterpreter,
     DebianFile,
     RuntimeBuildError,
     StepRunner,
-    build_lock,
     debian_binaries,
     debian_source_orig,
     fresh_dir,
     need_packages,
     publish_dir,
-    read_marker,
     write_marker,
 )
 from pipeline.runtimes.musl_cpython import (
@@ -89,8 +88,9 @@ def _build_python() -> Path | None:
     return _find_interpreter(PYTHON_VERSION)
 
 
-class MuslCPythonAarch64:
+class MuslCPythonAarch64(CachedInterpreter):
     python_version = PYTHON_VERSION
+    revision = RECIPE_REVISION
     arch = "aarch64"
     libc = "musl"
     name = f"musl-cpython-{PYTHON_VERSION}-aarch64"
@@ -103,19 +103,9 @@ class MuslCPythonAarch64:
         # it never starts this build on its own.
         return ("musllinux_1_2_aarch64",) if self.exists() else ()
 
-    def root(self) -> Path:
-        return runtimes_root() / self.name
-
     def python(self) -> Path:
         """A host-runnable wrapper that starts the aarch64 interpreter under qemu-aarch64."""
         return self.root() / "host-bin" / f"python{PYTHON_VERSION}"
-
-    def command(self) -> list[str]:
-        return [str(self.python())]
-
-    def exists(self) -> bool:
-        marker = read_marker(self.root())
-        return bool(marker and marker.get("revision") == RECIPE_REVISION and self.python().is_file())
 
     def unavailable_reason(self) -> str | None:
         if os.uname().machine != "x86_64":
@@ -125,16 +115,6 @@ class MuslCPythonAarch64:
         if _build_python() is None:
             return f"needs a host CPython {PYTHON_VERSION} to cross-build with"
         return None
-
-    def build(self, progress: bool = True) -> None:
-        if self.exists():
-            return
-        reason = self.unavailable_reason()
-        if reason:
-            raise RuntimeBuildError(f"{self.name}: {reason}")
-        with build_lock(self.name, progress=progress):
-            if not self.exists():
-                self._build(progress)
 
     def _build(self, progress: bool) -> None:
         started = time.monotonic()
