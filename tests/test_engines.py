@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import need_debian_packages
 
+from conftest import need_debian_packages
 from pipeline.build import engines
 from pipeline.errors import RewheelError
 

@@ -10,6 +10,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from pipeline.index import publish
+from pipeline.index.static import StaticIndex, check_index
+from pipeline.index.synthetic import make_wheel
 from test_index_support import (
     MARKUPSAFE,
     SIX,
@@ -19,10 +23,6 @@ from test_index_support import (
     rewheel_serve,
     verify_record,
 )
-
-from pipeline.index import publish
-from pipeline.index.static import StaticIndex, check_index
-from pipeline.index.synthetic import make_wheel
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_index_support import verify_record
-
 from pipeline.index.static import check_index
 from pipeline.index.synthetic import make_wheels
+from test_index_support import verify_record
 
 PUBLISH_TIMEOUT = 300
 

@@ -15,7 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
 from conftest import unavailable
+from pipeline.index.synthetic import make_wheel
 from test_index_support import (
     MARKUPSAFE,
     SIX,
@@ -25,8 +27,6 @@ from test_index_support import (
     verify_record,
     wait_http,
 )
-
-from pipeline.index.synthetic import make_wheel
 
 
 @pytest.fixture(scope="session")

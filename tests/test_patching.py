@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 
+from conftest import REPO
 from pipeline.patching import MAX_OFFSET, PatchError, apply_patch, apply_recipe_patches
 from pipeline.recipe import load_recipe
 

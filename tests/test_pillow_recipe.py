@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pefile
 import pytest
-from conftest import REPO, need_debian_packages, unavailable
 
+from conftest import REPO, need_debian_packages, unavailable
 from pipeline.build.backends.cibuildwheel import cibuildwheel_config
 from pipeline.build.prepare import PreparedSource
 from pipeline.plan import Job, plan

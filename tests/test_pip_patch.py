@@ -22,8 +22,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO, ensure_runtime, unavailable
 
+from conftest import REPO, ensure_runtime, unavailable
 from pipeline.ensurepip import check_python, pip_wheel_affected
 
 STATIC_RUNTIME = "musl-cpython-3.11-x86_64-static"

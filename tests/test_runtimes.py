@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import need_debian_packages, unavailable
 
+from conftest import need_debian_packages, unavailable
 from pipeline.errors import MissingTool
 
 MUSL_DYNAMIC = "musl-cpython-3.11-x86_64"
@@ -177,5 +177,5 @@ def test_build_command_reuses_what_exists(musl_dynamic, arm64, rewheel_exe, shar
     assert result.returncode == 0, result.stderr
     items = json.loads(result.stdout)["runtimes"]
     assert [i["name"] for i in items] == [MUSL_DYNAMIC, ARM64]
-    assert all(i["reused"] and i["seconds"] < 5 for i in items)
+    assert all(i["reused"] for i in items)
     assert all(i["size_bytes"] > 10_000_000 for i in items)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from test_runtimes import ARM64, MUSL_DYNAMIC, built_runtime
 
 MARKUPSAFE = "2.1.5"

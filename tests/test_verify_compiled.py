@@ -15,8 +15,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import need_debian_packages, need_executable
 
+from conftest import need_debian_packages, need_executable
 from pipeline.verify import WheelReport, verify_wheel
 
 MINGW = "x86_64-w64-mingw32-gcc"

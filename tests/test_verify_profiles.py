@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import need_debian_packages, need_executable, unavailable
 
+from conftest import need_debian_packages, need_executable, unavailable
 from pipeline.profiles import data_path, load_provenance, windows_profile
 
 

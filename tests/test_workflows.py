@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, need_debian_packages, unavailable
 
+from conftest import REPO, need_debian_packages, unavailable
 from pipeline.ci_matrix import (
     LINUX_ARM64_RUNNER,
     LINUX_X86_64_RUNNER,

@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from conftest import REPO, ensure_runtime, need_debian_packages, unavailable
 
 pytestmark = [
