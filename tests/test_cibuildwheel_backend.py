@@ -269,7 +269,9 @@ def test_emptied_image_store_is_refilled_from_the_cached_root(manylinux_image) -
     elapsed = time.monotonic() - started
     assert manylinux_image.exists()
     assert tarball.stat().st_mtime == made  # re-imported, not made again
-    print(f"\nre-import of the cached root: {elapsed:.0f} s", file=sys.stderr)  # speed: benchmarks, not asserts
+    print(
+        f"\nre-import of the cached root: {elapsed:.0f} s", file=sys.stderr
+    )  # speed: benchmarks, not asserts
     labels = engine.run(
         "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", manylinux_image.image_reference()
     )
