@@ -359,3 +359,48 @@ def test_bad_pythons_are_refused_in_one_line(tmp_path: Path) -> None:
         result = _rewheel("ensurepip", *args)
         assert result.returncode == 2 and words in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_patched_pip_installs_from_the_private_index_and_reports_itself(
+    patched_wheels: Path, tmp_path: Path
+) -> None:
+    """The index name at work: published to a rewheel static index beside nothing else, the build-tagged wheel
+    is what `pip install pip==X` takes; the installed pip reports its version and carries the guard."""
+    import functools
+    import http.server
+    import threading
+
+    from pipeline.ensurepip import pip_wheel_affected
+    from pipeline.index import publish
+
+    version = "23.2.1"
+    tagged = patched_wheels / f"pip-{version}-1rewheel-py3-none-any.whl"
+    index = tmp_path / "index"
+    publish([tagged], str(index), target="any")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(index))
+    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        venv = tmp_path / "venv"
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+        python = venv / "bin" / "python"
+        install = subprocess.run(
+            [str(python), "-m", "pip", "install", "--no-cache-dir", "--force-reinstall", "--disable-pip-version-check",
+             "--index-url", f"http://127.0.0.1:{server.server_address[1]}/simple/", f"pip=={version}"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert install.returncode == 0, install.stdout + install.stderr
+    assert tagged.name in install.stdout, (
+        install.stdout
+    )  # pip downloaded the build-tagged file from the index
+    reported = subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True, text=True)
+    assert reported.stdout.startswith(f"pip {version} from {venv}"), reported.stdout + reported.stderr
+    glibc = next(venv.glob("lib/python3.*/site-packages/pip/_internal/utils/glibc.py")).read_text()
+    assert "except OSError:" in glibc and "Patched by rewheel" in glibc
+    record = next(venv.glob(f"lib/python3.*/site-packages/pip-{version}.dist-info/WHEEL")).read_text()
+    assert "Build: 1rewheel" in record
+    assert not pip_wheel_affected(tagged)[0]
