@@ -39,23 +39,27 @@ def test_sigkill_midway_leaves_a_consistent_index_and_a_rerun_completes(tmp_path
     record = verify_record(tmp_path / "batch.json", batch)
     kills = 0
     healed = False
-    # Kill the publisher later each time (it redoes less each run), checking the index after every kill,
+    # Kill the publisher midway by its own progress (after it has added N files; later runs redo less), not by
+    # a clock: a fast machine can finish 400 wheels before any fixed delay. Check the index after every kill,
     # until a run gets to finish by itself.
-    for delay in (0.5, 0.8, 1.2, 1.8, 2.7, 4.0, 6.0, 9.0, 14.0):
+    for added_before_kill in (1, 30, 90, 180, 300):
         process = subprocess.Popen(
             _publish_command(batch_dir, root, record),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
         )
-        try:
-            process.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=30)
+        assert process.stderr is not None
+        added = 0
+        for line in process.stderr:  # the publisher's progress: "index: added files/<project>/<file>"
+            added += line.startswith("index: added ")
+            if added >= added_before_kill:
+                process.send_signal(signal.SIGKILL)
+                break
+        process.wait(timeout=PUBLISH_TIMEOUT)
         if process.returncode == 0:
             break
-        assert process.returncode == -signal.SIGKILL, process.stderr.read() if process.stderr else ""
+        assert process.returncode == -signal.SIGKILL, process.stderr.read()
         kills += 1
         assert check_index(root) == []  # every page parses; every link has its bytes and hash
         listed = _listed_files(root)
