@@ -15,24 +15,12 @@ from pipeline.index import publish
 from pipeline.index.static import StaticIndex, check_index
 from pipeline.index.synthetic import make_wheel
 from test_index_support import (
-    MARKUPSAFE,
-    SIX,
     fresh_venv,
     pip_into,
     python_http_server,
     rewheel_serve,
     verify_record,
 )
-
-
-@pytest.fixture(scope="session")
-def six_wheel(pypi_file) -> Path:
-    return pypi_file(*SIX)
-
-
-@pytest.fixture(scope="session")
-def markupsafe_wheel(pypi_file) -> Path:
-    return pypi_file(*MARKUPSAFE)
 
 
 def _publish_trusted(wheels: list[Path], root: Path, **options) -> object:

@@ -19,25 +19,12 @@ import pytest
 from conftest import unavailable
 from pipeline.index.synthetic import make_wheel
 from test_index_support import (
-    MARKUPSAFE,
-    SIX,
     free_port,
     fresh_venv,
     pip_into,
     verify_record,
     wait_http,
 )
-
-
-@pytest.fixture(scope="session")
-def six_wheel(pypi_file) -> Path:
-    return pypi_file(*SIX)
-
-
-@pytest.fixture(scope="session")
-def markupsafe_wheel(pypi_file) -> Path:
-    return pypi_file(*MARKUPSAFE)
-
 
 USER = "publisher"
 PASSWORD = "s3cret-Pa55-for-rewheel-tests"
