@@ -17,6 +17,9 @@ import pytest
 from pipeline.errors import MissingTool
 
 REPO = Path(__file__).resolve().parent.parent
+MUSL_DYNAMIC = "musl-cpython-3.11-x86_64"
+MUSL_STATIC = "musl-cpython-3.11-x86_64-static"
+ARM64 = "debian-arm64-python3.11"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -139,3 +142,28 @@ def markupsafe_wheel(pypi_file) -> Path:  # type: ignore[no-untyped-def]
     from test_index_support import MARKUPSAFE
 
     return pypi_file(*MARKUPSAFE)
+
+
+@pytest.fixture(scope="session")
+def runtime_env(shared_cache: Path):  # type: ignore[no-untyped-def]
+    """REWHEEL_CACHE_DIR pointed at the shared cache for the whole session, so runtimes built by one test (or
+    by the CLI in a subprocess) are the ones every other test finds."""
+    patcher = pytest.MonkeyPatch()
+    patcher.setenv("REWHEEL_CACHE_DIR", str(shared_cache))
+    yield patcher
+    patcher.undo()
+
+
+@pytest.fixture(scope="session")
+def musl_dynamic(runtime_env: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    return ensure_runtime(MUSL_DYNAMIC)
+
+
+@pytest.fixture(scope="session")
+def musl_static(runtime_env: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    return ensure_runtime(MUSL_STATIC)
+
+
+@pytest.fixture(scope="session")
+def arm64(runtime_env: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    return ensure_runtime(ARM64)

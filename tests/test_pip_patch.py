@@ -23,10 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, ensure_runtime, unavailable
+from conftest import MUSL_STATIC, REPO, ensure_runtime, unavailable
 from pipeline.ensurepip import check_python, pip_wheel_affected
 
-STATIC_RUNTIME = "musl-cpython-3.11-x86_64-static"
 PIP_WHEELS = {
     "22.3.1": "908c78e6bc29b676ede1c4d57981d490cb892eb45cd8c214ab6298125119e077",
     "23.0.1": "236bcb61156d76c4b8a05821b988c7b8c35bf0da28a4b614e8d6ab5212c25c6f",
@@ -256,7 +255,7 @@ def test_stand_in_venv_crashes_then_works_after_rewheel_ensurepip(
 def test_real_static_musl_cpython(tmp_path: Path, patched_wheels: Path) -> None:
     """The real thing, on the static musl CPython (python-build-standalone's flavour, built here and cached):
     venv fails with the bundled pip, works with the patched one."""
-    runtime = ensure_runtime(STATIC_RUNTIME)
+    runtime = ensure_runtime(MUSL_STATIC)
     interpreter = Path(runtime.python())  # type: ignore[attr-defined]
     found = check_python(interpreter)
     python = _overlay(found.python.stdlib, interpreter, tmp_path / "prefix", stand_in=False)

@@ -10,52 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import need_debian_packages, unavailable
-from pipeline.errors import MissingTool
-
-MUSL_DYNAMIC = "musl-cpython-3.11-x86_64"
-MUSL_STATIC = "musl-cpython-3.11-x86_64-static"
-ARM64 = "debian-arm64-python3.11"
-
-
-def built_runtime(name: str, shared_cache: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    """Build (once, cached across runs in the shared cache) and return the runtime."""
-    from pipeline.runtimes import get_runtime
-
-    monkeypatch.setenv("REWHEEL_CACHE_DIR", str(shared_cache))
-    runtime = get_runtime(name)
-    if name.startswith("musl-"):
-        need_debian_packages("musl-tools", "make", "gcc", "linux-libc-dev", purpose="building a musl CPython")
-    else:
-        need_debian_packages("qemu-user", purpose="running arm64 Python under qemu-user")
-    try:
-        runtime.build(progress=True)
-    except MissingTool as exc:
-        unavailable(str(exc))
-    assert runtime.exists()
-    return runtime
-
-
-@pytest.fixture(scope="session")
-def session_patch():  # type: ignore[no-untyped-def]
-    patcher = pytest.MonkeyPatch()
-    yield patcher
-    patcher.undo()
-
-
-@pytest.fixture(scope="session")
-def musl_dynamic(shared_cache: Path, session_patch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    return built_runtime(MUSL_DYNAMIC, shared_cache, session_patch)
-
-
-@pytest.fixture(scope="session")
-def musl_static(shared_cache: Path, session_patch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    return built_runtime(MUSL_STATIC, shared_cache, session_patch)
-
-
-@pytest.fixture(scope="session")
-def arm64(shared_cache: Path, session_patch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    return built_runtime(ARM64, shared_cache, session_patch)
+from conftest import ARM64, MUSL_DYNAMIC, MUSL_STATIC, need_debian_packages
 
 
 def run(command: list[str], **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]

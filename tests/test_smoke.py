@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from test_runtimes import ARM64, MUSL_DYNAMIC, built_runtime
+from conftest import ARM64, MUSL_DYNAMIC
 
 MARKUPSAFE = "2.1.5"
 WHEELS = {
@@ -44,24 +44,6 @@ def markupsafe(pypi_file):  # type: ignore[no-untyped-def]
     return get
 
 
-@pytest.fixture(scope="session")
-def smoke_env(shared_cache: Path):  # type: ignore[no-untyped-def]
-    patcher = pytest.MonkeyPatch()
-    patcher.setenv("REWHEEL_CACHE_DIR", str(shared_cache))
-    yield patcher
-    patcher.undo()
-
-
-@pytest.fixture(scope="session")
-def musl_dynamic(shared_cache: Path, smoke_env: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    return built_runtime(MUSL_DYNAMIC, shared_cache, smoke_env)
-
-
-@pytest.fixture(scope="session")
-def arm64(shared_cache: Path, smoke_env: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    return built_runtime(ARM64, shared_cache, smoke_env)
-
-
 def smoke_json(run_cli, *args: str) -> tuple[int, dict]:  # type: ignore[no-untyped-def]
     code, out, err = run_cli("smoke", "--json", *args)
     assert out, err
@@ -74,7 +56,7 @@ def smoke_json(run_cli, *args: str) -> tuple[int, dict]:  # type: ignore[no-unty
 # What needs no built runtime
 
 
-def test_manylinux_x86_64_wheel_imports_on_the_host_cpython(run_cli, markupsafe, smoke_env) -> None:
+def test_manylinux_x86_64_wheel_imports_on_the_host_cpython(run_cli, markupsafe, runtime_env) -> None:
     code, result = smoke_json(run_cli, str(markupsafe("manylinux-x86_64")))
     assert code == 0, result
     assert result["status"] == "passed" and result["target"] == "manylinux_2_17_x86_64"
@@ -82,14 +64,14 @@ def test_manylinux_x86_64_wheel_imports_on_the_host_cpython(run_cli, markupsafe,
     assert result["imported"] == ["markupsafe", "markupsafe._speedups"]
 
 
-def test_windows_wheel_cannot_be_hosted_exit_3(run_cli, markupsafe, smoke_env) -> None:
+def test_windows_wheel_cannot_be_hosted_exit_3(run_cli, markupsafe, runtime_env) -> None:
     code, result = smoke_json(run_cli, str(markupsafe("win_amd64")))
     assert code == 3
     assert result["status"] == "cannot-host" and result["runtime"] is None
     assert "Windows" in result["message"]
 
 
-def test_python_version_must_match_the_tag(run_cli, markupsafe, smoke_env) -> None:
+def test_python_version_must_match_the_tag(run_cli, markupsafe, runtime_env) -> None:
     """A cp312 wheel on the musl target: only a 3.11 musl runtime exists, so say so (exit 3), don't fake it."""
     wheel = markupsafe("cp312-manylinux-x86_64")
     code, result = smoke_json(run_cli, str(wheel), "--target", "musllinux_1_2_x86_64")
@@ -98,7 +80,7 @@ def test_python_version_must_match_the_tag(run_cli, markupsafe, smoke_env) -> No
     assert "Python 3.12" in result["message"] and MUSL_DYNAMIC in result["message"]
 
 
-def test_unusable_input_is_exit_2(run_cli, tmp_path, smoke_env) -> None:
+def test_unusable_input_is_exit_2(run_cli, tmp_path, runtime_env) -> None:
     bogus = tmp_path / "not-a-wheel.whl"
     bogus.write_bytes(b"nope")
     code, _, err = run_cli("smoke", str(bogus))
