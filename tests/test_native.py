@@ -43,7 +43,7 @@ def _ar_members_machines(archive: Path) -> set[str]:
 
 
 def test_deb_src_lines_come_from_the_hosts_own_sources() -> None:
-    from pipeline.build.native import _host_deb_source_lines
+    from pipeline.build.backends.zig.native_libraries import _host_deb_source_lines
 
     if not Path("/etc/apt").is_dir():
         pytest.skip("not a Debian-like host")
@@ -53,7 +53,7 @@ def test_deb_src_lines_come_from_the_hosts_own_sources() -> None:
 
 
 def test_native_environment_points_only_at_target_prefixes(tmp_path: Path) -> None:
-    from pipeline.build.native import NativePrefix, native_environment
+    from pipeline.build.backends.zig.native_libraries import NativePrefix, native_environment
 
     prefix = tmp_path / "libffi"
     (prefix / "lib" / "pkgconfig").mkdir(parents=True)
@@ -66,7 +66,7 @@ def test_native_environment_points_only_at_target_prefixes(tmp_path: Path) -> No
 
 
 def test_unsupported_build_kind_is_one_line() -> None:
-    from pipeline.build.native import build_native_library
+    from pipeline.build.backends.zig.native_libraries import build_native_library
     from pipeline.errors import RewheelError
 
     library = _libffi().model_copy(update={"build": "meson"})
@@ -75,7 +75,7 @@ def test_unsupported_build_kind_is_one_line() -> None:
 
 
 def test_debian_source_with_wrong_hash_is_refused() -> None:
-    from pipeline.build.native import fetch_native_source
+    from pipeline.build.backends.zig.native_libraries import fetch_native_source
     from pipeline.errors import HashMismatch
 
     if not Path("/usr/bin/apt-get").exists():
@@ -90,10 +90,10 @@ def test_debian_source_with_wrong_hash_is_refused() -> None:
 # it is the one the cffi test needs anyway. Other targets build the same way through the same code.
 @pytest.mark.parametrize(("target", "machine"), [("manylinux_2_17_aarch64", "EM_AARCH64")])
 def test_libffi_is_built_for_the_target_and_cached(target: str, machine: str) -> None:
-    from pipeline.build.native import build_native_library
+    from pipeline.build.backends.zig.native_libraries import build_native_library
 
     try:
-        from pipeline.build.zig_toolchain import zig_executable
+        from pipeline.build.backends.zig.toolchain import zig_executable
 
         zig_executable()
     except Exception as exc:

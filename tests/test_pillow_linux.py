@@ -122,7 +122,7 @@ def _zig_or_skip() -> None:
     # libjpeg-turbo is a CMake project; zlib and lcms2 need make.
     need_debian_packages("cmake", "make", purpose="building Pillow's native libraries for the target")
     try:
-        from pipeline.build.zig_toolchain import zig_executable
+        from pipeline.build.backends.zig.toolchain import zig_executable
 
         zig_executable()
     except Exception as exc:
@@ -142,7 +142,7 @@ def test_linux_config_settings_override_the_windows_ones(recipe_file: Path) -> N
 
 
 def test_configure_kind_runs_the_script_without_autoconf_options(recipe_file: Path, tmp_path: Path) -> None:
-    from pipeline.build.native import _build_commands
+    from pipeline.build.backends.zig.native_libraries import _build_commands
 
     zlib, _, _ = _natives(recipe_file)
     (configure, _), (make, _), (install, _) = _build_commands(
@@ -156,7 +156,7 @@ def test_configure_kind_runs_the_script_without_autoconf_options(recipe_file: Pa
 def test_cmake_kind_is_a_cross_build_that_cannot_see_host_libraries(
     recipe_file: Path, tmp_path: Path
 ) -> None:
-    from pipeline.build.native import _build_commands
+    from pipeline.build.backends.zig.native_libraries import _build_commands
 
     _, jpeg, _ = _natives(recipe_file)
     (configure, _), (build, _), (install, _) = _build_commands(
@@ -178,7 +178,7 @@ def test_cmake_kind_is_a_cross_build_that_cannot_see_host_libraries(
 
 
 def test_pillow_in_tree_backend_is_accepted_as_setuptools(pypi_file) -> None:  # type: ignore[no-untyped-def]
-    from pipeline.build.zig_inspect import _build_backend, cross_build_obstacle, list_source
+    from pipeline.build.backends.zig.source_check import _build_backend, cross_build_obstacle, list_source
 
     listing = list_source(pypi_file(*PILLOW))
     assert _build_backend(listing).startswith("setuptools (in-tree wrapper")
@@ -191,7 +191,7 @@ def test_pillow_in_tree_backend_is_accepted_as_setuptools(pypi_file) -> None:  #
 
 @pytest.mark.slow
 def test_zlib_and_libjpeg_are_built_static_for_the_target_and_cached(recipe_file: Path) -> None:
-    from pipeline.build.native import build_native_library
+    from pipeline.build.backends.zig.native_libraries import build_native_library
     from test_native import _ar_members_machines
 
     _zig_or_skip()
@@ -262,7 +262,7 @@ def test_pillow_musllinux_x86_64_builds_without_host_libraries_and_round_trips( 
     recipe's round trip on the musl CPython (the same stages `rewheel build` runs, see the aarch64 test)."""
     from pipeline.build.backends import BuildRequest
     from pipeline.build.backends.zig import ZigBackend
-    from pipeline.build.native import prefix_for
+    from pipeline.build.backends.zig.native_libraries import prefix_for
     from pipeline.errors import RewheelError
     from pipeline.plan import Job
     from pipeline.recipe import load_recipe
@@ -327,7 +327,7 @@ def test_rewheel_build_pillow_manylinux_aarch64_when_cheap(
 ) -> None:  # type: ignore[no-untyped-def]
     """aarch64 (glibc 2.17) with the round trip under qemu: run when its native libraries are already cached
     (or REWHEEL_PILLOW_AARCH64=1), so the default suite pays only for the one musl target."""
-    from pipeline.build.native import prefix_for
+    from pipeline.build.backends.zig.native_libraries import prefix_for
 
     _zig_or_skip()
     target = "manylinux_2_17_aarch64"

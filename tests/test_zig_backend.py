@@ -62,7 +62,7 @@ def _extensions(wheel: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="session")
 def zig_available() -> None:
     try:
-        from pipeline.build.zig_toolchain import zig_executable
+        from pipeline.build.backends.zig.toolchain import zig_executable
 
         zig_executable()
     except Exception as exc:
@@ -321,7 +321,7 @@ SETUPTOOLS = '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setupt
     ],
 )
 def test_source_inspection(tmp_path: Path, files: dict[str, str], musl: bool, expected: str | None) -> None:
-    from pipeline.build.zig_inspect import cross_build_obstacle, list_source
+    from pipeline.build.backends.zig.source_check import cross_build_obstacle, list_source
 
     obstacle = cross_build_obstacle(list_source(_sdist(tmp_path, files)), musl=musl)
     if expected is None:
@@ -331,7 +331,7 @@ def test_source_inspection(tmp_path: Path, files: dict[str, str], musl: bool, ex
 
 
 def test_target_headers_differ_only_in_x86_lines(tmp_path: Path) -> None:
-    from pipeline.build.zig_sysconfig import find_build_python, write_target_headers
+    from pipeline.build.backends.zig.target_sysconfig import find_build_python, write_target_headers
 
     python = find_build_python("3.11")
     if python is None:

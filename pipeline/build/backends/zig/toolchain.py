@@ -9,7 +9,7 @@ folder of wrapper scripts that call zig with the right triple and fix up what zi
   auditwheel's musllinux policy) know libc as `libc.musl-<arch>.so.1`, so the wrapper renames that entry with
   patchelf right after the link;
 - `-I<host Python include dir>` is redirected to the target's copy of the headers (pyconfig.h differs per
-  architecture: see zig_sysconfig.py);
+  architecture: see target_sysconfig.py);
 - shared objects are linked with `-s` (zig's output is large unstripped: a 5 MB cffi extension).
 """
 

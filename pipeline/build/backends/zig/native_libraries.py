@@ -23,11 +23,18 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.build.zig_toolchain import GNU_HOST, cache_lock, write_toolchain, zig_cache_dir, zig_version
+from pipeline.build.backends.zig.toolchain import (
+    GNU_HOST,
+    cache_lock,
+    write_toolchain,
+    zig_cache_dir,
+    zig_version,
+)
 from pipeline.errors import FetchError, HashMismatch, MissingTool, RewheelError
 from pipeline.fetch import Pin, cached_path, fetch, sha256_of
 from pipeline.paths import cache_root
 from pipeline.recipe import NativeLibrary
+from pipeline.targets import get_target
 from pipeline.unpack import unpack
 
 # autotools: ./configure --host=... --disable-shared --enable-static --with-pic (libffi).
@@ -315,8 +322,6 @@ def _build_commands(
         make = [(["make", "-j2"], "make"), (["make", "install"], "make install")]
         return [(configure, "configure"), *make]
     if library.build == "cmake":
-        from pipeline.targets import get_target
-
         build_dir = work / "cmake-build"
         empty_root = work / "no-host-root"  # find_library/find_path search only here: nothing of the host's
         empty_root.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.build.zig_toolchain import GNU_HOST, Toolchain, zig_triple
+from pipeline.build.backends.zig.toolchain import GNU_HOST, Toolchain, zig_triple
+from pipeline.build.toolcache import remembered
 from pipeline.errors import RewheelError
 
 _DUMP_CONFIG = (
@@ -67,7 +68,6 @@ def _candidate_pythons(version: str) -> list[Path]:
 
 def find_build_python(version: str) -> BuildPython | None:
     """A CPython `version` with headers on this machine, or None."""
-    from pipeline.build.toolcache import remembered
 
     for candidate in _candidate_pythons(version):
         if not candidate.exists():

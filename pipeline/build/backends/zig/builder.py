@@ -1,12 +1,12 @@
 """The zig backend: cross-compile a setuptools C extension for Linux targets with no container.
 
 For one job (recipe x target x Python) it:
-1. checks the source needs only C (zig_inspect: Rust, Fortran, meson/other backends, C++ on musl are refused
+1. checks the source needs only C (source_check: Rust, Fortran, meson/other backends, C++ on musl are refused
    with one line);
 2. finds a real CPython of the job's version on this machine (its headers and wheel tags are the target's);
-3. writes zig wrapper scripts for the target (zig_toolchain) and a target _sysconfigdata + headers
-   (zig_sysconfig);
-4. builds the recipe's [[native]] libraries for the target (pipeline.build.native);
+3. writes zig wrapper scripts for the target (toolchain) and a target _sysconfigdata + headers
+   (target_sysconfig);
+4. builds the recipe's [[native]] libraries for the target (pipeline.build.backends.zig.native_libraries);
 5. runs `python -m build --wheel --no-isolation` in a cached build venv of that CPython.
 
 Why `build --no-isolation` in a prepared venv and not pip or an isolated build: an isolated build would install
@@ -31,7 +31,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.build.backends import BuildRequest, BuildResult
+from pipeline.build.backends.zig.native_libraries import (
+    SUPPORTED_BUILDS,
+    build_native_libraries,
+    native_environment,
+)
+from pipeline.build.backends.zig.source_check import build_requirements, cross_build_obstacle, list_source
+from pipeline.build.backends.zig.target_sysconfig import (
+    find_build_python,
+    require_build_python,
+    write_target_sysconfig,
+)
+from pipeline.build.backends.zig.toolchain import (
+    ZIG_TRIPLES,
+    cache_lock,
+    write_toolchain,
+    zig_cache_dir,
+    zig_executable,
+    zig_triple,
+    zig_version,
+)
 from pipeline.errors import MissingTool, RewheelError
+from pipeline.fetch import fetch, pin_for_source
+from pipeline.paths import cache_root
+from pipeline.targets import get_target
 
 if TYPE_CHECKING:
     from pipeline.plan import Job
@@ -48,7 +71,6 @@ def _say(progress: bool, message: str) -> None:
 
 def build_venv(python: Path, version: str, requirements: list[str], *, progress: bool = True) -> Path:
     """A venv of `python` with the build tools and `requirements`, cached by all of them."""
-    from pipeline.paths import cache_root
 
     wanted = sorted({*BUILD_TOOLS, *requirements})
     key = hashlib.sha256("\n".join([str(python), *wanted]).encode()).hexdigest()[:16]
@@ -56,7 +78,6 @@ def build_venv(python: Path, version: str, requirements: list[str], *, progress:
     marker = venv / ".rewheel-complete"
     if marker.is_file():
         return venv
-    from pipeline.build.zig_toolchain import cache_lock
 
     with cache_lock(venv):
         if marker.is_file():
@@ -109,8 +130,6 @@ def check_wheel_binaries(wheel: Path, target: str) -> list[str]:
     """Every ELF file in the wheel is for the target's architecture (a build that ignored CC would not be)."""
     from elftools.elf.elffile import ELFFile
 
-    from pipeline.targets import get_target
-
     expected = _ELF_MACHINE[get_target(target).arch]
     wrong = []
     with zipfile.ZipFile(wheel) as archive:
@@ -134,8 +153,6 @@ class ZigBackend:
 
     # ------------------------------------------------------------------------------------------- checks
     def unavailable_reason(self, job: Job) -> str | None:
-        from pipeline.build.zig_sysconfig import find_build_python
-        from pipeline.build.zig_toolchain import ZIG_TRIPLES, zig_executable
 
         if not sys.platform.startswith("linux"):
             return f"the zig backend runs on Linux hosts only (this is {sys.platform})"
@@ -153,16 +170,11 @@ class ZigBackend:
                 f"own Python version; install python{job.python} or set REWHEEL_PYTHON_{job.python.replace('.', '_')})"
             )
         for library in job.recipe.native:
-            from pipeline.build.native import SUPPORTED_BUILDS
-
             if library.build not in SUPPORTED_BUILDS:
                 return f"native library {library.name} uses build {library.build!r}, which the zig backend cannot run"
         return self._source_obstacle(job)
 
     def _source_obstacle(self, job: Job) -> str | None:
-        from pipeline.build.zig_inspect import cross_build_obstacle, list_source
-        from pipeline.fetch import fetch, pin_for_source
-        from pipeline.targets import get_target
 
         try:
             sdist = fetch(pin_for_source(job.recipe.source_for(job.version), job.recipe.name))
@@ -172,8 +184,6 @@ class ZigBackend:
         return f"{job.recipe.name} {job.version} {obstacle}" if obstacle else None
 
     def fingerprint(self, job: Job) -> dict[str, str]:
-        from pipeline.build.zig_sysconfig import find_build_python
-        from pipeline.build.zig_toolchain import zig_triple, zig_version
 
         python = find_build_python(job.python)
         return {
@@ -188,12 +198,6 @@ class ZigBackend:
 
     # -------------------------------------------------------------------------------------------- build
     def build(self, request: BuildRequest) -> BuildResult:
-        from pipeline.build.native import build_native_libraries, native_environment
-        from pipeline.build.zig_inspect import build_requirements, cross_build_obstacle, list_source
-        from pipeline.build.zig_sysconfig import require_build_python, write_target_sysconfig
-        from pipeline.build.zig_toolchain import write_toolchain, zig_cache_dir, zig_version
-        from pipeline.paths import cache_root
-        from pipeline.targets import get_target
 
         job = request.job
         target = get_target(job.target)
