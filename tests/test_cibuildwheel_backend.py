@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from packaging.utils import parse_wheel_filename
 
-from conftest import REPO, need_debian_packages
+from conftest import REPO, need_toolset
 from pipeline.build.backends import BuildRequest
 from pipeline.build.backends.cibuildwheel import (
     CibuildwheelBackend,
@@ -244,9 +244,7 @@ def test_unavailable_reason_names_the_problem(
 # -- the real thing ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def manylinux_image():  # type: ignore[no-untyped-def]
-    need_debian_packages(
-        "podman", "runc", "debootstrap", purpose="cibuildwheel builds in a local podman image"
-    )
+    need_toolset("podman")
     from pipeline.runtimes.podman_images import MANYLINUX_X86_64
 
     started = time.monotonic()
@@ -444,13 +442,7 @@ def test_glibc_image_passed_off_as_musllinux_is_caught(manylinux_image, pypi_fil
 
 @pytest.fixture(scope="module")
 def musllinux_image():  # type: ignore[no-untyped-def]
-    need_debian_packages(
-        "podman",
-        "runc",
-        "debootstrap",
-        "musl-tools",
-        purpose="cibuildwheel builds in a local musl podman image",
-    )
+    need_toolset("podman", "musl")
     from pipeline.runtimes.podman_images import MUSLLINUX_X86_64
 
     started = time.monotonic()
@@ -514,7 +506,7 @@ def test_real_cibuildwheel_builds_a_musllinux_wheel_in_the_local_musl_image(
 
 def test_an_unreachable_upstream_image_makes_cibuildwheel_unavailable(demo_jobs: dict[str, Job]) -> None:
     """aarch64 has no local stand-in: cibuildwheel is usable only if the pinned image is here or reachable."""
-    need_debian_packages("podman", "runc", purpose="podman container engine")
+    need_toolset("podman")
     from cibuildwheel.options import _get_pinned_container_images
 
     from pipeline.build.engines import detect_engine

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import need_debian_packages
+from conftest import need_toolset
 from pipeline.build import engines
 from pipeline.errors import RewheelError
 
@@ -52,7 +52,7 @@ def test_docker_is_trusted_only_when_its_daemon_answers(monkeypatch: pytest.Monk
 
 
 def test_podman_with_rewheels_containers_conf(monkeypatch: pytest.MonkeyPatch) -> None:
-    need_debian_packages("podman", "runc", purpose="podman container engine")
+    need_toolset("podman")
     monkeypatch.setenv(engines.FORCE_VARIABLE, "podman")
     found = engines.detect_engine()
     assert found is not None, engines.engine_problem()
@@ -67,7 +67,7 @@ def test_podman_with_rewheels_containers_conf(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_users_containers_conf_is_left_alone(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    need_debian_packages("podman", "runc", purpose="podman container engine")
+    need_toolset("podman")
     own = tmp_path / "mine.conf"
     own.write_text('[engine]\nruntime = "runc"\n', encoding="utf-8")
     monkeypatch.setenv("CONTAINERS_CONF", str(own))

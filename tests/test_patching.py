@@ -130,9 +130,9 @@ def test_agrees_with_gnu_diff_and_patch(tmp_path: Path) -> None:
     """A diff made by GNU diff -ruN applies here to exactly the tree GNU patch produces."""
     diff, gnu_patch = shutil.which("diff"), shutil.which("patch")
     if not diff or not gnu_patch:
-        from conftest import need_debian_packages
+        from conftest import need_toolset
 
-        need_debian_packages("diffutils", "patch", purpose="comparing with GNU patch")
+        need_toolset("gnu-patch")
     old = _tree(tmp_path / "a", {"x/a.txt": NUMBERS, "x/b.txt": b"keep\nme\n", "x/old.txt": b"remove\n"})
     new = _tree(
         tmp_path / "b",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import need_debian_packages, unavailable
+from conftest import need_toolset, unavailable
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="the zig backend runs on Linux hosts"
@@ -120,7 +120,7 @@ def _natives(recipe_file: Path):  # type: ignore[no-untyped-def]
 
 def _zig_or_skip() -> None:
     # libjpeg-turbo is a CMake project; zlib and lcms2 need make.
-    need_debian_packages("cmake", "make", purpose="building Pillow's native libraries for the target")
+    need_toolset("cmake")
     try:
         from pipeline.build.backends.zig.toolchain import zig_executable
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import pefile
 import pytest
 
-from conftest import REPO, need_debian_packages, unavailable
+from conftest import REPO, need_toolset, unavailable
 from pipeline.build.backends.cibuildwheel import cibuildwheel_config
 from pipeline.build.prepare import PreparedSource
 from pipeline.plan import Job, plan
@@ -125,9 +125,7 @@ def test_patch_applies_strictly_for_nanoserver_only(prepared: dict[str, Prepared
 @pytest.fixture(scope="module")
 def windows_python_headers(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """-I flags for CPython 3.11's own headers with its Windows pyconfig.h (PC/), from the pinned orig tarball."""
-    need_debian_packages(
-        "gcc-mingw-w64-x86-64", "liblcms2-dev", purpose="compile Pillow's Windows sources with mingw-w64"
-    )
+    need_toolset("mingw", "lcms2-headers")
     from pipeline.runtimes._support import RuntimeBuildError, debian_source_orig
     from pipeline.runtimes.musl_cpython import CPYTHON_SOURCE
 

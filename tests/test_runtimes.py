@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ARM64, MUSL_DYNAMIC, MUSL_STATIC, need_debian_packages
+from conftest import ARM64, MUSL_DYNAMIC, MUSL_STATIC, need_toolset
 
 
 def run(command: list[str], **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
@@ -61,7 +61,7 @@ def test_debian_source_is_checked_against_its_pin(tmp_path, monkeypatch) -> None
     from pipeline.runtimes._support import DebianFile, debian_source_orig
     from pipeline.runtimes.musl_cpython import ZLIB_SOURCE
 
-    need_debian_packages("dpkg-dev", purpose="apt-get source")
+    need_toolset("debian-source")
     monkeypatch.setenv("REWHEEL_CACHE_DIR", str(tmp_path))
     wrong = DebianFile(package=ZLIB_SOURCE.package, filename=ZLIB_SOURCE.filename, sha256="0" * 64)
     with pytest.raises(HashMismatch, match="zlib_1.2.13.dfsg.orig.tar.bz2"):

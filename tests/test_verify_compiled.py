@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import need_debian_packages, need_executable
+from conftest import need_executable, need_toolset
 from pipeline.verify import WheelReport, verify_wheel
 
 MINGW = "x86_64-w64-mingw32-gcc"
@@ -89,15 +89,13 @@ def gcc() -> str:
 
 @pytest.fixture(scope="module")
 def musl_gcc() -> str:
-    need_debian_packages("musl-tools", "musl-dev", purpose="compiling musl test binaries")
+    need_toolset("musl")
     return need_executable("musl-gcc", "Debian package musl-tools")
 
 
 @pytest.fixture(scope="module")
 def mingw() -> str:
-    need_debian_packages(
-        "gcc-mingw-w64-x86-64", "mingw-w64-x86-64-dev", purpose="compiling Windows test binaries"
-    )
+    need_toolset("mingw")
     need_executable(DLLTOOL, "Debian package binutils-mingw-w64-x86-64")
     return need_executable(MINGW, "Debian package gcc-mingw-w64-x86-64")
 

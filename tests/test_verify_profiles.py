@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import need_debian_packages, need_executable, unavailable
+from conftest import need_executable, need_toolset, unavailable
 from pipeline.profiles import data_path, load_provenance, windows_profile
 
 
@@ -74,9 +74,7 @@ def test_musl_profile_regenerates_identically(tmp_path: Path, run_cli) -> None: 
 
 
 def test_windows_profiles_regenerate_identically(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
-    need_debian_packages(
-        "mingw-w64-x86-64-dev", "binutils-mingw-w64-x86-64", "cpp", purpose="regenerating Windows profiles"
-    )
+    need_toolset("mingw")
     import ziglang  # noqa: F401  (a test dependency: its mingw-w64 .def files are the Nano Server source)
 
     for name in ("windows_nanoserver_amd64", "windows_desktop_amd64"):
@@ -86,7 +84,7 @@ def test_windows_profiles_regenerate_identically(tmp_path: Path, run_cli) -> Non
 
 
 def test_capture_pe_from_real_dlls(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
-    need_debian_packages("gcc-mingw-w64-x86-64", purpose="compiling Windows test DLLs")
+    need_toolset("mingw")
     mingw = need_executable("x86_64-w64-mingw32-gcc", "Debian package gcc-mingw-w64-x86-64")
     system = tmp_path / "System32"
     system.mkdir()

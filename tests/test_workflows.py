@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import REPO, need_debian_packages, unavailable
+from conftest import REPO, need_toolset, unavailable
 from pipeline.ci_matrix import (
     LINUX_ARM64_RUNNER,
     LINUX_X86_64_RUNNER,
@@ -88,7 +88,7 @@ def run_scripts(path: Path) -> list[tuple[str, str]]:
 @pytest.fixture(scope="module")
 def actionlint() -> str:
     # shellcheck makes actionlint check every bash `run:` script too (quoting, word splitting).
-    need_debian_packages("shellcheck", purpose="actionlint's check of workflow run: scripts")
+    need_toolset("shellcheck")
     path = shutil.which("actionlint")
     if not path:
         unavailable("actionlint not on PATH: pip install -e '.[test]'")

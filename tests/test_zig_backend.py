@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, ensure_runtime, need_debian_packages, unavailable
+from conftest import REPO, ensure_runtime, need_toolset, unavailable
 
 pytestmark = [
     pytest.mark.slow,
@@ -151,7 +151,7 @@ def test_markupsafe_cross_builds_repair_to_the_target_tag(zig_wheel, target, tag
 
 def test_musl_extension_needs_only_python_symbols_from_musl_loader(zig_wheel, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     wheel = zig_wheel("markupsafe.toml", "musllinux_1_2_x86_64", "3.11")
-    need_debian_packages("musl", purpose="checking a musl extension with musl's own loader")
+    need_toolset("musl")
     (name, data), *_ = _extensions(wheel).items()
     extension = tmp_path / Path(name).name
     extension.write_bytes(data)

@@ -371,12 +371,12 @@ def regenerate_windows(name: str, out_dir: Path | None) -> Path:
 def _debian_import_library(stem: str, arch: str) -> tuple[set[str], str]:
     """Function names of a mingw-w64 import library from Debian's mingw-w64-{arch}-dev (its `__imp_` symbols,
     read with the mingw-w64 nm)."""
-    from pipeline.system_packages import ensure_debian_packages
+    from pipeline.system_packages import ensure_toolset
 
     package = f"mingw-w64-{arch.replace('_', '-')}-dev"
-    ensure_debian_packages(
-        [package, f"binutils-mingw-w64-{arch.replace('_', '-')}"], purpose="regenerating Windows profiles"
-    )
+    if arch != "x86_64":  # the toolset is mingw-w64's x86_64 half; other arches would need their own
+        raise MissingTool(f"no toolset installs mingw-w64 import libraries for {arch}")
+    ensure_toolset("mingw")
     library = Path(f"/usr/{arch}-w64-mingw32/lib/lib{stem}.a")
     nm = shutil.which(f"{arch}-w64-mingw32-nm")
     if not library.is_file() or not nm:

@@ -26,7 +26,7 @@ from pipeline.errors import FetchError, HashMismatch, RewheelError
 from pipeline.fetch import Pin, cached_path, sha256_of
 from pipeline.output import progress as say
 from pipeline.paths import runtimes_root
-from pipeline.system_packages import can_install, ensure_debian_packages
+from pipeline.system_packages import can_install
 
 MARKER = "rewheel-runtime.json"
 DEB_SRC_LIST = Path("/etc/apt/sources.list.d/rewheel-deb-src.sources")
@@ -161,10 +161,6 @@ def debian_binaries(items: Sequence[DebianFile], *, progress: bool = True) -> li
 def _foreign_architectures() -> set[str]:
     result = subprocess.run(["dpkg", "--print-foreign-architectures"], capture_output=True, text=True)
     return set(result.stdout.split())
-
-
-def need_packages(packages: list[str], purpose: str) -> None:
-    ensure_debian_packages(packages, purpose=purpose)
 
 
 class StepRunner:

@@ -22,10 +22,10 @@ from pipeline.runtimes._support import (
     RuntimeBuildError,
     debian_binaries,
     fresh_dir,
-    need_packages,
     publish_dir,
     write_marker,
 )
+from pipeline.system_packages import ensure_toolset
 
 PYTHON_VERSION = "3.11"
 RECIPE_REVISION = 1
@@ -108,7 +108,7 @@ class DebianArm64Python(CachedInterpreter):
 
     def _build(self, progress: bool) -> None:
         started = time.monotonic()
-        need_packages(["qemu-user"], "running arm64 wheels")
+        ensure_toolset("qemu")
         qemu = shutil.which("qemu-aarch64")
         if not qemu:
             raise RuntimeBuildError(f"{self.name}: qemu-user is installed but qemu-aarch64 is not on PATH")

@@ -32,11 +32,11 @@ from pipeline.runtimes._support import (
     build_lock,
     debian_source_orig,
     fresh_dir,
-    need_packages,
     publish_dir,
     read_marker,
     write_marker,
 )
+from pipeline.system_packages import ensure_toolset
 from pipeline.unpack import unpack
 
 PYTHON_VERSION = "3.11"
@@ -118,7 +118,7 @@ class MuslDependencies:
                 self._build(progress)
 
     def _build(self, progress: bool) -> None:
-        need_packages(["musl-tools", "linux-libc-dev", "make", "gcc"], "building a musl CPython")
+        ensure_toolset("musl")
         zlib_tar = debian_source_orig(ZLIB_SOURCE, progress=progress)
         libffi_tar = debian_source_orig(LIBFFI_SOURCE, progress=progress)
         work = fresh_dir(runtimes_root() / ".work" / self.name)

@@ -27,7 +27,6 @@ from pipeline.runtimes._support import (
     debian_binaries,
     debian_source_orig,
     fresh_dir,
-    need_packages,
     publish_dir,
     write_marker,
 )
@@ -41,6 +40,7 @@ from pipeline.runtimes.musl_cpython import (
     _log_dir,
     _unpacked,
 )
+from pipeline.system_packages import ensure_toolset
 
 RECIPE_REVISION = 1
 TRIPLET = "aarch64-linux-musl"
@@ -118,7 +118,7 @@ class MuslCPythonAarch64(CachedInterpreter):
 
     def _build(self, progress: bool) -> None:
         started = time.monotonic()
-        need_packages(["qemu-user", "make"], "cross-building a musl CPython for aarch64")
+        ensure_toolset("qemu", "musl")
         qemu = shutil.which("qemu-aarch64")
         build_python = _build_python()
         if not qemu or not build_python:

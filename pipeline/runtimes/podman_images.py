@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.errors import MissingTool, RewheelError
+from pipeline.system_packages import can_install, ensure_toolset, missing_packages, toolsets
 
 if TYPE_CHECKING:
     from pipeline.build.engines import Engine
@@ -43,7 +44,6 @@ RECIPE_VERSION = 1
 
 DEBIAN_SUITE = "bookworm"
 DEBIAN_PACKAGES = ("python3", "python3-venv", "python3-dev", "gcc", "g++", "make", "ca-certificates")
-HOST_PACKAGES = ("podman", "runc", "debootstrap")
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -207,9 +207,8 @@ class PodmanImage:
     def unavailable_reason(self) -> str | None:
         if sys.platform != "linux" or os.uname().machine != "x86_64":
             return f"{self.name} is made for x86_64 Linux hosts"
-        from pipeline.system_packages import can_install, missing_packages
 
-        missing = missing_packages(list(HOST_PACKAGES))
+        missing = missing_packages(list(toolsets()["podman"].packages))
         if missing and not can_install():
             return f"needs Debian packages {', '.join(missing)} (run `apt-get install -y {' '.join(missing)}` as root)"
         if not can_install() and os.geteuid() != 0:
@@ -223,12 +222,11 @@ class PodmanImage:
     # -- build ---------------------------------------------------------------------------------------
     def build(self, progress: bool = True) -> None:
         """Make sure the image is in podman's store: reuse it, re-import the cached root, or make the root."""
-        from pipeline.system_packages import ensure_debian_packages
 
         reason = self.unavailable_reason()
         if reason:
             raise MissingTool(f"{self.name}: {reason}")
-        ensure_debian_packages(list(HOST_PACKAGES), purpose=f"the {self.name} image")
+        ensure_toolset("podman")
         if self.image_present():
             return
         from pipeline.runtimes._support import build_lock
