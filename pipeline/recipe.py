@@ -307,8 +307,12 @@ def parse_recipe(text: str, path: Path) -> Recipe:
         data = toml.loads(text)
     except toml.TOMLDecodeError as exc:
         raise RecipeError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise RecipeError(f"{path}: not valid TOML: nested too deeply") from None
     try:
         recipe = Recipe.model_validate({**data, "path": path})
+    except RecursionError:
+        raise RecipeError(f"{path}: tables or arrays nested too deeply for a recipe") from None
     except ValidationError as exc:
         errors = exc.errors()
         extra = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
@@ -323,6 +327,10 @@ def load_recipe(path: Path) -> Recipe:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read recipe: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RecipeError(
+            f"{path}: not UTF-8 text as TOML requires ({exc.reason} at byte {exc.start})"
+        ) from None
     return parse_recipe(text, path)
 
 
@@ -368,6 +376,12 @@ def check_patch_files(recipe: Recipe) -> list[str]:
     problems = []
     for patch in recipe.patch:
         file = recipe.patch_dir / patch.file
+        real_dir = recipe.patch_dir.resolve()
+        if file.is_symlink() or not file.resolve().is_relative_to(real_dir):
+            problems.append(
+                f"{recipe.path}: patch {patch.file}: must be a file inside {recipe.patch_dir}, not a link"
+            )
+            continue
         if not file.is_file():
             problems.append(f"{recipe.path}: patch {patch.file}: file {file} does not exist")
             continue

@@ -10,7 +10,6 @@ partly written destination is removed: nothing is left behind, nothing lands out
 from __future__ import annotations
 
 import os
-import posixpath
 import shutil
 import stat
 import tarfile
@@ -92,6 +91,9 @@ def unpack(archive: Path, dest: Path, limits: Limits = DEFAULT_LIMITS) -> Path:
             _unpack_tar(archive, dest, limits)
         else:
             raise UnsafeArchive(f"{archive.name}: unknown archive type")
+    except OSError as exc:  # an archive that makes the file system refuse (a name too long, ...)
+        shutil.rmtree(dest, ignore_errors=True)
+        raise UnsafeArchive(f"{archive.name}: cannot be unpacked: {exc.strerror or exc}") from None
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
@@ -174,7 +176,7 @@ def _unpack_tar(archive: Path, dest: Path, limits: Limits) -> None:
                     )
                 elif member.issym() or member.islnk():
                     # Links are created last, so no later member can be written through one.
-                    links.append((dest.joinpath(*relative.parts), member.linkname, member))
+                    links.append((relative, member.linkname, member))
                 else:
                     raise UnsafeArchive(
                         f"{archive.name}: special file {member.name!r} (device or fifo) is not allowed"
@@ -183,32 +185,83 @@ def _unpack_tar(archive: Path, dest: Path, limits: Limits) -> None:
             if isinstance(exc, UnsafeArchive):
                 raise
             raise UnsafeArchive(f"{archive.name}: corrupt tar archive: {exc}") from None
-    for target, linkname, member in links:
-        _make_link(dest, target, linkname, member, archive)
+    symlinks = {relative.parts for relative, _, member in links if member.issym()}
+    for relative, linkname, member in links:
+        _make_link(dest, relative, linkname, member, archive, symlinks)
 
 
-def _make_link(dest: Path, target: Path, linkname: str, member: tarfile.TarInfo, archive: Path) -> None:
-    if member.issym():
-        if linkname.startswith("/") or "\\" in linkname:
-            raise UnsafeArchive(f"{archive.name}: link {member.name!r} points outside: {linkname!r}")
-        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(member.name), linkname))
-    else:  # hard link: relative to the archive root
-        resolved = posixpath.normpath(linkname)
-    if resolved.startswith("../") or resolved == ".." or resolved.startswith("/"):
-        raise UnsafeArchive(
-            f"{archive.name}: link {member.name!r} points outside the destination: {linkname!r}"
-        )
-    source = dest / resolved
-    real_source = Path(os.path.realpath(source))
-    if real_source != dest and dest not in real_source.parents:
-        raise UnsafeArchive(f"{archive.name}: link {member.name!r} resolves outside the destination")
-    _check_inside(dest, PurePosixPath(target.relative_to(dest).as_posix()), archive, member.name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists() or target.is_symlink():
-        target.unlink()
-    if member.issym():
-        os.symlink(linkname, target)
-    elif real_source.is_file():
-        shutil.copyfile(real_source, target)  # a copy, not a hard link: the archive cannot alias files
-    else:
+def _link_points_to(
+    relative: PurePosixPath,
+    linkname: str,
+    member: tarfile.TarInfo,
+    archive: Path,
+    dest: Path,
+    symlinks: set[tuple[str, ...]],
+) -> tuple[str, ...]:
+    """Where a link points, as parts under dest, walking its target one component at a time.
+
+    Links to links are refused: a target that passes through any symbolic link (one of the archive's, or
+    one already on disk) could be redirected by it, so checking the target's text would not be enough
+    (`l1 -> ../..`, then `l2 -> l1/..` points out although its text stays inside). Without links in the
+    way, the walk on paper is the walk the kernel will make, and `..` above dest is refused."""
+    if not linkname:
+        raise UnsafeArchive(f"{archive.name}: link {member.name!r} has an empty target")
+    if "\x00" in linkname or linkname.startswith("/") or "\\" in linkname:
+        raise UnsafeArchive(f"{archive.name}: link {member.name!r} points outside: {linkname!r}")
+    # A symbolic link is relative to its folder; a hard link to the archive root.
+    walked = list(relative.parts[:-1]) if member.issym() else []
+    for part in linkname.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not walked:
+                raise UnsafeArchive(
+                    f"{archive.name}: link {member.name!r} points outside the destination: {linkname!r}"
+                )
+            walked.pop()
+            continue
+        walked.append(part)
+        if tuple(walked) in symlinks or dest.joinpath(*walked).is_symlink():
+            raise UnsafeArchive(
+                f"{archive.name}: link {member.name!r} points through another link ({'/'.join(walked)}); "
+                "links to links are refused"
+            )
+    return tuple(walked)
+
+
+def _make_link(
+    dest: Path,
+    relative: PurePosixPath,
+    linkname: str,
+    member: tarfile.TarInfo,
+    archive: Path,
+    symlinks: set[tuple[str, ...]],
+) -> None:
+    points_to = _link_points_to(relative, linkname, member, archive, dest, symlinks)
+    # Where the link itself goes: no folder on the way may be a link (a write through it lands elsewhere).
+    for depth in range(1, len(relative.parts)):
+        if dest.joinpath(*relative.parts[:depth]).is_symlink():
+            raise UnsafeArchive(
+                f"{archive.name}: {member.name!r} would be written through the link "
+                f"{'/'.join(relative.parts[:depth])}"
+            )
+    target = dest.joinpath(*relative.parts)
+    if target.is_symlink():
+        raise UnsafeArchive(f"{archive.name}: {member.name!r} would replace another link")
+    if target.is_dir():
+        raise UnsafeArchive(f"{archive.name}: link {member.name!r} would replace a folder")
+    source = dest.joinpath(*points_to)
+    if member.islnk() and not (source.is_file() and not source.is_symlink()):
         raise UnsafeArchive(f"{archive.name}: hard link {member.name!r} to a missing file {linkname!r}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            target.unlink()  # tar allows a later member to replace an earlier file
+        if member.issym():
+            os.symlink(linkname, target)
+        else:
+            shutil.copyfile(source, target)  # a copy, not a hard link: the archive cannot alias files
+    except OSError as exc:
+        raise UnsafeArchive(
+            f"{archive.name}: link {member.name!r} cannot be made: {exc.strerror or exc}"
+        ) from None

@@ -27,12 +27,19 @@ def check(paths: tuple[Path, ...], as_json: bool) -> None:
     files = recipe_paths(list(paths))
     if not files:
         raise RecipeError(f"no recipes found in {', '.join(map(str, paths)) or 'recipes/'}")
+    defined: dict[str, Path] = {}
     for path in files:
         try:
             recipe = load_recipe(path)
         except RecipeError as exc:
             problems.append(str(exc))
             continue
+        if recipe.normalized_name in defined:  # one project, one recipe (names compare normalised)
+            problems.append(
+                f"{path}: recipe {recipe.name!r} is the same project as {defined[recipe.normalized_name]}"
+            )
+            continue
+        defined[recipe.normalized_name] = path
         recipes.append(recipe)
         problems += check_targets(recipe)
         problems += check_patch_files(recipe)

@@ -11,7 +11,14 @@ import click
 @click.option(
     "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port."
 )
-def command(root: Path, host: str, port: int) -> None:
+@click.option(
+    "--pages",
+    type=click.Choice(["json", "html", "both"]),
+    default="both",
+    show_default=True,
+    help="Which Simple API page formats to offer (html: behave like a plain static host).",
+)
+def command(root: Path, host: str, port: int, pages: str) -> None:
     """Serve a static index folder over HTTP, with PEP 691 content negotiation (JSON or HTML pages).
 
     For development and CI; see docs/index.md for nginx and S3 settings in production.
@@ -24,7 +31,8 @@ def command(root: Path, host: str, port: int) -> None:
 
         raise PublishError(f"{root}: not an index root (no simple/ folder); publish into it first")
     try:
-        serve_forever(root.resolve(), host, port, progress)
+        offered = ("json", "html") if pages == "both" else (pages,)
+        serve_forever(root.resolve(), host, port, progress, pages=offered)
     except OSError as exc:
         from pipeline.index.wheelinfo import PublishError
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.index.wheelinfo import PublishError
+from pipeline.index.wheelinfo import PublishError, wheel_identity
 
 __all__ = ["PublishError", "PublishResult", "is_url", "publish"]
 
@@ -58,6 +58,7 @@ def publish(
     verdicts = {Path(p).resolve(): ok for p, ok in (verified or {}).items()}
     placed: list[tuple[Path, str | None, str]] = []  # wheel, channel, how it was cleared
     for wheel in wheels:
+        wheel_identity(wheel.name)  # a name that is no wheel's is refused before anything reads it
         wheel_target = target or infer_target(wheel, channel)
         wheel_channel = channel if channel is not None else get_target(wheel_target).channel
         known = verdicts.get(wheel.resolve())
@@ -82,14 +83,20 @@ def publish(
     from pipeline.index.static import StaticIndex, channel_root, stage
 
     root = Path(to)
+    if root.exists() and not root.is_dir():
+        raise PublishError(f"{root}: exists and is not a folder; --to takes an index folder or an URL")
     result = PublishResult(str(root), "static")
     channels = sorted({c for _, c, _ in placed}, key=lambda c: c or "")
-    for wheel_channel in channels:
-        index = StaticIndex(channel_root(root, wheel_channel), progress=say)
-        staged = [stage(w, how) for w, c, how in placed if c == wheel_channel]
-        for outcome in index.add(staged):
-            item: dict[str, object] = outcome.to_json()
-            item["channel"] = wheel_channel
-            item["index"] = str(index.root)
-            result.files.append(item)
+    try:
+        for wheel_channel in channels:
+            index = StaticIndex(channel_root(root, wheel_channel), progress=say)
+            staged = [stage(w, how) for w, c, how in placed if c == wheel_channel]
+            for outcome in index.add(staged):
+                item: dict[str, object] = outcome.to_json()
+                item["channel"] = wheel_channel
+                item["index"] = str(index.root)
+                result.files.append(item)
+    except OSError as exc:  # the folder cannot hold an index (/proc, read-only, a file in the way)
+        where = exc.filename or root
+        raise PublishError(f"{where}: cannot write the index there: {exc.strerror or exc}") from None
     return result

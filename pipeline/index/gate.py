@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from packaging.utils import parse_wheel_filename
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from pipeline.errors import RewheelError
 from pipeline.index.wheelinfo import PublishError
@@ -19,7 +19,10 @@ from pipeline.index.wheelinfo import PublishError
 def infer_target(wheel: Path, channel: str | None = None) -> str:
     from pipeline.targets import catalogue
 
-    _, _, _, tags = parse_wheel_filename(wheel.name)
+    try:
+        _, _, _, tags = parse_wheel_filename(wheel.name)
+    except InvalidWheelFilename as exc:
+        raise PublishError(f"{wheel.name}: not a valid wheel file name: {exc}") from None
     platforms = {t.platform for t in tags}
     matches = [
         t for t in catalogue().values() if t.platform_tag in platforms or platforms & set(t.legacy_tags)

@@ -52,9 +52,9 @@ def project_html(project: str, entries: Iterable[FileEntry]) -> bytes:
         attributes = [f'href="{html.escape(file_href(entry))}#sha256={entry.sha256}"']
         if entry.requires_python:
             attributes.append(f'data-requires-python="{html.escape(entry.requires_python, quote=True)}"')
-        # PEP 714's name, and PEP 658's original one that pip before 23.1 reads.
+        # PEP 714's name only: the older data-dist-info-metadata crashes pip 22.3 on the JSON page's
+        # twin (TypeError: unhashable type: 'dict'), which is why PEP 714 renamed it.
         attributes.append(f'data-core-metadata="sha256={entry.metadata_sha256}"')
-        attributes.append(f'data-dist-info-metadata="sha256={entry.metadata_sha256}"')
         if entry.yanked is not None:
             attributes.append(f'data-yanked="{html.escape(entry.yanked, quote=True)}"')
         lines.append(f"    <a {' '.join(attributes)}>{html.escape(entry.filename)}</a><br>")
@@ -71,8 +71,7 @@ def project_json(project: str, entries: Iterable[FileEntry]) -> bytes:
             "url": file_href(entry),
             "hashes": {"sha256": entry.sha256},
             "requires-python": entry.requires_python,
-            "core-metadata": {"sha256": entry.metadata_sha256},
-            "dist-info-metadata": {"sha256": entry.metadata_sha256},
+            "core-metadata": {"sha256": entry.metadata_sha256},  # PEP 714: never "dist-info-metadata"
             "size": entry.size,
         }
         if entry.upload_time:

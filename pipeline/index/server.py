@@ -1,19 +1,27 @@
 """`rewheel serve`: a small HTTP server for a static index tree, with PEP 691 content negotiation.
 
 Meant for development, CI and small teams on a trusted network; real deployments put the same tree
-behind nginx, S3 or GitHub Pages (docs/index.md has the settings). Folder pages under the tree are
-answered with index.json or index.html depending on the client's Accept header (q values honoured);
-hidden paths (the .rewheel/ lock folder) and folder listings are never served.
+behind nginx, S3 or GitHub Pages (docs/index.md has the settings; `rewheel index nginx-config` writes
+nginx's). Folder pages under the tree are answered with index.json or index.html depending on the
+client's Accept header (q values honoured); hidden paths (the .rewheel/ lock folder) and folder listings
+are never served, and only regular files whose real path (links resolved) is inside the tree are.
+
+Built on the standard library's http.server rather than a third-party server: the index is a handful of
+static files plus one negotiation rule, and the pieces http.server lacks for this (a bounded worker
+pool, a real listen backlog, idle timeouts, resolved-path checks) are a few lines here.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from http import HTTPStatus
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import HTTPServer, SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -30,6 +38,10 @@ OFFERS: list[tuple[str, str, str]] = [
     (TEXT_HTML, TEXT_HTML, "index.html"),
 ]
 FORMAT_QUERY = {"json": JSON_V1, "html": HTML_V1}
+LISTEN_BACKLOG = 512  # the kernel caps it at net.core.somaxconn (4096 on current kernels)
+WORKERS = 16
+QUEUED_PER_WORKER = 8  # accepted connections waiting for a worker, beyond which accepting pauses
+IDLE_TIMEOUT_SECONDS = 10.0
 
 
 def _parse_accept(header: str) -> list[tuple[str, float]]:
@@ -89,21 +101,41 @@ def negotiate(accept: str | None, available: set[str]) -> tuple[str, str] | None
 
 class IndexRequestHandler(SimpleHTTPRequestHandler):
     server_version = "rewheel-serve"
+    # A connection that sends nothing for this long is closed (it holds one of the bounded workers).
+    timeout = IDLE_TIMEOUT_SECONDS
     extensions_map = {
         **SimpleHTTPRequestHandler.extensions_map,
         ".whl": "application/octet-stream",
         ".metadata": "text/plain; charset=utf-8",
         ".json": "application/json",
     }
+    pages: frozenset[str] = frozenset({"index.json", "index.html"})
+
+    def _inside(self, path: str) -> Path | None:
+        """The real path of `path` when it is inside the served root (links resolved), else None."""
+        root = Path(os.path.realpath(self.directory))
+        real = Path(os.path.realpath(path))
+        return real if real == root or real.is_relative_to(root) else None
 
     def send_head(self) -> Any:
         parts = urlsplit(self.path)
-        if any(segment.startswith(".") for segment in unquote(parts.path).split("/") if segment):
+        decoded = unquote(parts.path)
+        if "\x00" in decoded or "\x00" in self.path:
+            self.send_error(HTTPStatus.BAD_REQUEST, "NUL in the path")
+            return None
+        if any(segment.startswith(".") for segment in decoded.split("/") if segment):
             self.send_error(HTTPStatus.NOT_FOUND)
             return None
-        folder = Path(self.translate_path(self.path))
-        if folder.is_dir() and parts.path.endswith("/"):
-            available = {name for name in ("index.json", "index.html") if (folder / name).is_file()}
+        translated = self.translate_path(self.path)
+        folder = self._inside(translated)
+        if folder is not None and folder.is_dir():
+            if not parts.path.endswith("/"):
+                return super().send_head()  # the redirect to the folder's URL with a slash
+            available = {
+                name
+                for name in ("index.json", "index.html")
+                if name in self.pages and self._regular_file(folder / name) is not None
+            }
             if not available:
                 self.send_error(HTTPStatus.NOT_FOUND)
                 return None
@@ -116,18 +148,37 @@ class IndexRequestHandler(SimpleHTTPRequestHandler):
                 )
                 return None
             content_type, filename = choice
-            return self._send_file(folder / filename, content_type)
-        return super().send_head()
+            return self._send_file(folder / filename, content_type, vary=True)
+        path = self._regular_file(Path(translated))
+        if path is None or parts.path.endswith("/"):
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return None
+        return self._send_file(path, self.guess_type(str(path)), vary=False)
 
-    def _send_file(self, path: Path, content_type: str) -> Any:
-        handle = path.open("rb")
-        stat = os.fstat(handle.fileno())
+    def _regular_file(self, path: Path) -> Path | None:
+        """Only regular files inside the root are served: a link out of it (files/x -> /etc) is a 404."""
+        real = self._inside(str(path))
+        if real is None or real.name.startswith("."):
+            return None
+        try:
+            return real if stat.S_ISREG(real.stat().st_mode) else None
+        except OSError:
+            return None
+
+    def _send_file(self, path: Path, content_type: str, *, vary: bool) -> Any:
+        try:
+            handle = path.open("rb")
+        except OSError:
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return None
+        size = os.fstat(handle.fileno())
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(stat.st_size))
-        self.send_header("Last-Modified", self.date_time_string(int(stat.st_mtime)))
-        self.send_header("Vary", "Accept")
-        self.send_header("Cache-Control", "max-age=60")
+        self.send_header("Content-Length", str(size.st_size))
+        self.send_header("Last-Modified", self.date_time_string(int(size.st_mtime)))
+        if vary:
+            self.send_header("Vary", "Accept")
+            self.send_header("Cache-Control", "max-age=60")
         self.end_headers()
         return handle
 
@@ -141,15 +192,72 @@ class IndexRequestHandler(SimpleHTTPRequestHandler):
         sys.stderr.flush()
 
 
-def make_server(root: Path, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
-    handler = partial(IndexRequestHandler, directory=str(root))
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+class BoundedHTTPServer(HTTPServer):
+    """An HTTP server with a fixed pool of workers instead of a thread per connection.
+
+    The listen backlog is real (the kernel queues bursts instead of refusing them), at most
+    `max_connections` accepted connections wait for a worker (then the accept loop pauses and the
+    backlog holds the rest), and an idle connection is closed after the handler's timeout, so held-open
+    connections cannot starve everyone else for long. Errors in a request are logged as one line."""
+
+    request_queue_size = LISTEN_BACKLOG
+
+    def __init__(self, address: tuple[str, int], handler: Any, workers: int = WORKERS) -> None:
+        super().__init__(address, handler)
+        self.workers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="serve")
+        self.slots = threading.BoundedSemaphore(workers * QUEUED_PER_WORKER)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.slots.acquire()
+        try:
+            self.workers.submit(self._handle, request, client_address)
+        except RuntimeError:  # shutting down
+            self.slots.release()
+            self.shutdown_request(request)
+
+    def _handle(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            self.slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        sys.stderr.write(f"serve: {client_address[0]} request failed: {type(error).__name__}: {error}\n")
+        sys.stderr.flush()
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.workers.shutdown(wait=False, cancel_futures=True)
 
 
-def serve_forever(root: Path, host: str, port: int, announce: Callable[[str], None]) -> None:
-    server = make_server(root, host, port)
+def make_server(
+    root: Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    pages: Iterable[str] = ("json", "html"),
+    workers: int = WORKERS,
+    idle_timeout: float = IDLE_TIMEOUT_SECONDS,
+) -> BoundedHTTPServer:
+    """A server for the index at `root`; `pages` limits which page formats it offers (an HTML-only
+    server stands in for a plain static host when testing old clients)."""
+    handler_class = type(
+        "ConfiguredIndexRequestHandler",
+        (IndexRequestHandler,),
+        {"pages": frozenset(f"index.{kind}" for kind in pages), "timeout": idle_timeout},
+    )
+    handler = partial(handler_class, directory=str(root))
+    return BoundedHTTPServer((host, port), handler, workers=workers)
+
+
+def serve_forever(
+    root: Path, host: str, port: int, announce: Callable[[str], None], pages: Iterable[str] = ("json", "html")
+) -> None:
+    server = make_server(root, host, port, pages=pages)
     bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
     shown_host = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
     announce(f"serving {root} at http://{shown_host}:{bound_port}/simple/ (Ctrl-C to stop)")

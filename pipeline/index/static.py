@@ -40,7 +40,7 @@ from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
 from pipeline.index import pages
-from pipeline.index.wheelinfo import FileEntry, PublishError, project_of, read_wheel
+from pipeline.index.wheelinfo import FileEntry, PublishError, project_of, read_wheel, wheel_identity
 
 RESERVED_DIR = ".rewheel"
 TEMP_PREFIX = ".tmp-"
@@ -241,7 +241,13 @@ class StaticIndex:
         path = self._page_path(project)
         if not path.is_file():
             return {}
-        return pages.entries_from_json(project, path.read_bytes())
+        try:
+            return pages.entries_from_json(project, path.read_bytes())
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise PublishError(
+                f"{path}: not a page rewheel wrote ({type(exc).__name__}: {exc}); "
+                "`rewheel index rebuild` rewrites it from the files"
+            ) from None
 
     def projects(self) -> list[str]:
         try:
@@ -300,14 +306,30 @@ class StaticIndex:
 
     # ---- operations (each takes the lock itself)
     def add(self, staged: list[Staged]) -> list[AddOutcome]:
-        """Add wheels: all or nothing for conflicts (checked before anything is written)."""
+        """Add wheels: all or nothing for conflicts (checked before anything is written).
+
+        A conflict is judged by what a file name means to pip (wheel_identity: normalised project name,
+        PEP 440 version, build tag, tags), not by its spelling: after `demo-1.0-py3-none-any.whl`, neither
+        `demo-1.0.0-py3-none-any.whl` nor `DEMO-1.0-py3-none-any.whl` may enter."""
         by_name: dict[str, Staged] = {}
+        by_identity: dict[object, str] = {}
         for item in staged:
-            earlier = by_name.get(item.entry.filename)
+            name = item.entry.filename
+            earlier = by_name.get(name)
             if earlier and earlier.entry.sha256 != item.entry.sha256:
-                raise PublishError(f"{item.entry.filename}: given twice with different content")
-            by_name[item.entry.filename] = item
+                raise PublishError(f"{name}: given twice with different content")
+            other = by_identity.setdefault(wheel_identity(name), name)
+            if other != name:
+                raise PublishError(f"{name}: given together with {other}, which pip takes for the same file")
+            by_name[name] = item
         with self.locked():
+            # The project list exists from the first publish on, so a publisher killed before its end
+            # leaves an index that `index check` accepts (the list names only complete projects).
+            if (
+                not (self.simple_dir / "index.html").is_file()
+                or not (self.simple_dir / "index.json").is_file()
+            ):
+                self._write_root_pages()
             current: dict[str, dict[str, FileEntry]] = {}
             outcomes = []
             for name, item in sorted(by_name.items()):
@@ -320,6 +342,13 @@ class StaticIndex:
                         f"{name}: already published with sha256 {existing.sha256}, this file has "
                         f"{item.entry.sha256}; published files are immutable (bump the version or build tag)"
                     )
+                identity = wheel_identity(name)
+                for other in current[project]:
+                    if other != name and wheel_identity(other) == identity:
+                        raise PublishError(
+                            f"{name}: the index already has {other}, the same project, version and tags "
+                            "to pip; published files are immutable (bump the version or build tag)"
+                        )
                 status = "unchanged" if existing is not None else "added"
                 url = f"{pages.FILES_DIR}/{project}/{name}"
                 outcomes.append(AddOutcome(name, project, status, item.entry.sha256, url))
@@ -379,7 +408,10 @@ class StaticIndex:
                 if entry.project != project:
                     raise PublishError(f"{path}: belongs to project {entry.project}, not {project}")
                 if project not in olds:
-                    olds[project] = self._read_state(project)
+                    try:
+                        olds[project] = self._read_state(project)
+                    except PublishError:  # a damaged page: the files alone decide
+                        olds[project] = {}
                 previous = olds[project].get(path.name)
                 if previous is not None and previous.sha256 == entry.sha256:
                     entry.upload_time = previous.upload_time
@@ -430,17 +462,30 @@ def _resolve(root: Path, page_folder: str, href: str) -> Path | None:
     return candidate if candidate.is_relative_to(root.resolve()) else None
 
 
+def _read_page(path: Path) -> str:
+    """A page's text; a page that is not UTF-8 (or not readable) cannot be checked: one line, exit 2."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise PublishError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise PublishError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
 def check_index(root: Path) -> list[str]:
     """Every problem a reader of this index could meet; empty when the index is consistent."""
     problems: list[str] = []
     simple = root / pages.SIMPLE_DIR
     if not (simple / "index.html").is_file() or not (simple / "index.json").is_file():
+        has_pages = simple.is_dir() and any((folder / "index.json").is_file() for folder in simple.iterdir())
+        if (root / RESERVED_DIR).is_dir() and not has_pages:
+            return []  # a first publish that never got to write a page: an empty index, nothing to misread
         return [f"{simple}: no project list (index.html and index.json)"]
     html_parser = AnchorParser()
-    html_parser.feed((simple / "index.html").read_text(encoding="utf-8"))
+    html_parser.feed(_read_page(simple / "index.html"))
     html_projects = {(a.get("href") or "").rstrip("/") for a in html_parser.anchors}
     try:
-        json_projects = {p["name"] for p in json.loads((simple / "index.json").read_text())["projects"]}
+        json_projects = {p["name"] for p in json.loads(_read_page(simple / "index.json"))["projects"]}
     except (ValueError, KeyError, TypeError) as exc:
         return [f"{simple / 'index.json'}: not a PEP 691 project list: {exc}"]
     for project in sorted(html_projects | json_projects):
@@ -469,7 +514,7 @@ def _check_project(root: Path, project: str) -> list[str]:
     folder = root / pages.SIMPLE_DIR / project
     problems: list[str] = []
     parser = AnchorParser()
-    parser.feed((folder / "index.html").read_text(encoding="utf-8"))
+    parser.feed(_read_page(folder / "index.html"))
     if parser.repository_version is None:
         problems.append(f"{project}: index.html has no pypi:repository-version")
     for anchor in parser.anchors:
@@ -480,7 +525,7 @@ def _check_project(root: Path, project: str) -> list[str]:
         metadata = core[len("sha256=") :] if core.startswith("sha256=") else None
         problems += _check_link(root, project, href, sha256, metadata)
     try:
-        document = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+        document = json.loads(_read_page(folder / "index.json"))
         for item in document["files"]:
             problems += _check_link(
                 root, project, item["url"], item["hashes"].get("sha256"), item["core-metadata"].get("sha256")

@@ -5,13 +5,18 @@ TWINE_USERNAME / TWINE_PASSWORD) or from keyring through twine; they are handed 
 environment, never on a command line (other users can read those), and scrubbed from every message.
 
 Immutability on a server: before uploading, the server's simple page for the project is read; the same
-file name with the same sha256 is a no-op, with another sha256 it is refused. Transient failures (HTTP 5xx,
-connection resets, timeouts) are retried with exponential backoff.
+file name with the same sha256 is a no-op, with another sha256 it is refused, and so is any other file
+name pip takes for the same file (same normalised project, version, build tag and tags). A page that is
+not a Simple API page is refused too. Transient failures (HTTP 5xx, connection resets, timeouts) are
+retried with exponential backoff.
+
+The page is read with requests (already installed as twine's own HTTP client), following redirects only
+within the origin the credentials were given for: a redirect to any other scheme, host or port (such as
+pypiserver's fallback to a public index) is not followed, so the credentials never leave that origin.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -19,15 +24,21 @@ import re
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
+import requests
+
 from pipeline.index.static import AnchorParser
-from pipeline.index.wheelinfo import PublishError, project_of
+from pipeline.index.wheelinfo import PublishError, project_of, wheel_identity
+
+PAGE_ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
+)
+MAX_REDIRECTS = 5
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 TRANSIENT = re.compile(
     r"HTTPError: 5\d\d|\b50[0234]\b.*(Server Error|Unavailable|Gateway)|ConnectionError|Connection reset|"
@@ -62,11 +73,10 @@ class Credentials:
             text = text.replace(self.password, "****")
         return re.sub(r"(://)[^/@\s]+@", r"\1****@", text)
 
-    def header(self) -> dict[str, str]:
+    def auth(self) -> tuple[str, str] | None:
         if self.username is None or self.password is None:
-            return {}
-        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
-        return {"Authorization": f"Basic {token}"}
+            return None
+        return (self.username, self.password)
 
 
 @dataclass
@@ -86,46 +96,104 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
-def _published_hash(simple_url: str, filename: str, credentials: Credentials) -> str | None:
-    """The sha256 the server lists for `filename`, or None when the server does not have it.
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """scheme, host, port: the one place credentials given for `url` may go (RFC 6454's origin)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or DEFAULT_PORTS.get(scheme)
 
-    Raises PublishError when the server's answer cannot tell (twine's upload then decides)."""
-    project = project_of(filename)
-    page_url = urljoin(simple_url.rstrip("/") + "/", f"{project}/")
-    request = urllib.request.Request(
-        page_url,
-        headers={
-            "Accept": "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
-            "text/html;q=0.1",
-            **credentials.header(),
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            # A server may redirect unknown projects to a public index (pypiserver's fallback): a page
-            # from another host says nothing about this server.
-            if urlsplit(response.geturl()).netloc != urlsplit(page_url).netloc:
-                return None
-            body = response.read().decode("utf-8", errors="replace")
-            content_type = response.headers.get("Content-Type", "")
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
+
+def _get_same_origin(
+    session: requests.Session, url: str, credentials: Credentials
+) -> requests.Response | None:
+    """GET url with the credentials, following redirects only within its origin.
+
+    A redirect to another origin is not followed at all: pypiserver sends projects it does not have to
+    its fallback (a public index), and what is there says nothing about this server; the credentials
+    must never travel there. None means "the server does not have it"."""
+    origin = _origin(url)
+    for _ in range(MAX_REDIRECTS + 1):
+        response = session.get(
+            url, headers={"Accept": PAGE_ACCEPT}, auth=credentials.auth(), allow_redirects=False, timeout=30
+        )
+        if not response.is_redirect:
+            return response
+        location = urljoin(url, response.headers.get("Location", ""))
+        response.close()
+        if _origin(location) != origin:
             return None
-        raise PublishError(f"{public_url(page_url)}: HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise PublishError(f"{public_url(page_url)}: {credentials.scrub(str(exc))}") from None
-    if "json" in content_type:
-        for item in json.loads(body).get("files", []):
-            if item.get("filename") == filename:
-                return str(item.get("hashes", {}).get("sha256") or "unknown")
+        url = location
+    raise PublishError(f"{public_url(url)}: more than {MAX_REDIRECTS} redirects")
+
+
+def _published_files(simple_url: str, project: str, credentials: Credentials) -> dict[str, str] | None:
+    """File name -> sha256 ("unknown" when the page shows none) of what the server lists for `project`;
+    {} when the server does not have the project, None when the server could not be reached.
+
+    Raises PublishError when the server answers with a page that is not a Simple API page: then nothing
+    can be said about immutability, and uploading blind could replace a file in effect."""
+    page_url = urljoin(simple_url.rstrip("/") + "/", f"{project}/")
+    shown = public_url(page_url)
+    try:
+        with requests.Session() as session:
+            response = _get_same_origin(session, page_url, credentials)
+            if response is None or response.status_code == 404:
+                return {}
+            if response.status_code >= 400:
+                raise PublishError(f"{shown}: HTTP {response.status_code}")
+            content_type = response.headers.get("Content-Type", "")
+            body = response.content
+    except (requests.ConnectionError, requests.Timeout):
         return None
+    except requests.RequestException as exc:
+        raise PublishError(f"{shown}: {credentials.scrub(str(exc))}") from None
+    if "json" in content_type:
+        return _files_from_json(shown, body)
     parser = AnchorParser()
-    parser.feed(body)
+    parser.feed(body.decode("utf-8", errors="replace"))
+    files = {}
     for anchor in parser.anchors:
-        href = anchor.get("href") or ""
-        link, _, fragment = href.partition("#")
-        if link.rsplit("/", 1)[-1] == filename:
-            return fragment[len("sha256=") :] if fragment.startswith("sha256=") else "unknown"
+        link, _, fragment = (anchor.get("href") or "").partition("#")
+        name = unquote(link.rsplit("/", 1)[-1])
+        files[name] = fragment[len("sha256=") :] if fragment.startswith("sha256=") else "unknown"
+    return files
+
+
+def _files_from_json(shown: str, body: bytes) -> dict[str, str]:
+    try:
+        document = json.loads(body)
+        files = {}
+        for item in document.get("files", []):
+            hashes = item.get("hashes") or {}
+            files[str(item["filename"])] = str(hashes.get("sha256") or "unknown")
+        return files
+    except (ValueError, AttributeError, KeyError, TypeError) as exc:
+        raise PublishError(
+            f"{shown}: the server's answer is not a PEP 691 page ({type(exc).__name__}: {exc}); "
+            "cannot check that the upload replaces nothing"
+        ) from None
+
+
+def _conflict(wheel: Path, sha256: str, published: dict[str, str]) -> str | None:
+    """Why `wheel` may not be uploaded next to `published`, or None (also None when it is already there)."""
+    identity = wheel_identity(wheel.name)
+    for name, other_sha256 in sorted(published.items()):
+        if name == wheel.name:
+            if other_sha256 != sha256:
+                return (
+                    f"{wheel.name}: the server already has this file with sha256 {other_sha256}, this one is "
+                    f"{sha256}; published files are immutable (bump the version or build tag)"
+                )
+            continue
+        try:
+            same = name.endswith(".whl") and wheel_identity(name) == identity
+        except PublishError:
+            same = False
+        if same:
+            return (
+                f"{wheel.name}: the server already has {name}, the same project, version and tags to pip; "
+                "published files are immutable (bump the version or build tag)"
+            )
     return None
 
 
@@ -145,20 +213,17 @@ def upload(
     outcomes = []
     for wheel in wheels:
         sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
-        try:
-            published = _published_hash(simple, wheel.name, credentials)
-        except PublishError as exc:
-            progress(f"upload: cannot read the server's page for {wheel.name} ({exc}); uploading anyway")
-            published = None
-        if published == sha256:
+        published = _published_files(simple, project_of(wheel.name), credentials)
+        if published is None:
+            progress(f"upload: cannot reach the server's page for {wheel.name}; twine decides")
+            published = {}
+        why = _conflict(wheel, sha256, published)
+        if why:
+            raise PublishError(why)
+        if published.get(wheel.name) == sha256:
             progress(f"upload: {wheel.name} is already on the server with the same sha256")
             outcomes.append(UploadOutcome(wheel.name, "unchanged", 0))
             continue
-        if published is not None:
-            raise PublishError(
-                f"{wheel.name}: the server already has this file with sha256 {published}, this one is "
-                f"{sha256}; published files are immutable (bump the version or build tag)"
-            )
         outcomes.append(_upload_one(wheel, repository_url, credentials, attempts, backoff, progress))
     return outcomes
 

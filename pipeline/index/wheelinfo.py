@@ -8,21 +8,28 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from packaging.tags import Tag
 from packaging.utils import (
+    BuildTag,
     InvalidWheelFilename,
     NormalizedName,
     canonicalize_name,
     parse_wheel_filename,
 )
+from packaging.version import InvalidVersion, Version
 
 from pipeline.errors import RewheelError
 
 MAX_WHEEL_BYTES = 4 << 30  # PyPI's own ceiling is far lower; larger is a mistake, not a wheel
 MAX_METADATA_BYTES = 16 << 20
+# PEP 508's name rule: letters or digits at both ends, so '..', '...' or '-' never become a folder name.
+PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 
 
 class PublishError(RewheelError):
@@ -53,15 +60,27 @@ class FileEntry:
         return cls(**known)  # type: ignore[arg-type]
 
 
-def project_of(filename: str) -> NormalizedName:
-    """The normalized project name from a wheel file name (refusing anything that is not a wheel name)."""
+WheelIdentity = tuple[NormalizedName, Version, BuildTag, frozenset[Tag]]
+
+
+def wheel_identity(filename: str) -> WheelIdentity:
+    """What a wheel file name means to an installer: the PEP 503 project name, the PEP 440 version, the
+    build tag and the set of compatibility tags. Two names with one identity (`demo-1.0-...` and
+    `DEMO-1.0.0-...`) are the same file to pip, so an index may hold only one of them."""
     if not filename.endswith(".whl"):
         raise PublishError(f"{filename}: only wheels (.whl) can be published")
+    if not PROJECT_NAME.match(filename.split("-", 1)[0]):
+        raise PublishError(f"{filename}: not a valid project name (PEP 508: letters or digits at both ends)")
     try:
-        name, _, _, _ = parse_wheel_filename(filename)
-    except InvalidWheelFilename as exc:
+        name, version, build, tags = parse_wheel_filename(filename)
+    except (InvalidWheelFilename, InvalidVersion) as exc:
         raise PublishError(f"{filename}: not a valid wheel file name: {exc}") from None
-    return name
+    return name, version, build, tags
+
+
+def project_of(filename: str) -> NormalizedName:
+    """The normalized project name from a wheel file name (refusing anything that is not a wheel name)."""
+    return wheel_identity(filename)[0]
 
 
 def _metadata_header(metadata: bytes, field: str) -> str | None:
@@ -90,7 +109,7 @@ def read_wheel(path: Path, data: bytes | None = None) -> tuple[FileEntry, bytes]
         data = path.read_bytes()
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         raise PublishError(f"{filename}: not a zip archive: {exc}") from None
     with archive:
         candidates = [
@@ -103,13 +122,22 @@ def read_wheel(path: Path, data: bytes | None = None) -> tuple[FileEntry, bytes]
         info = archive.getinfo(candidates[0])
         if info.file_size > MAX_METADATA_BYTES:
             raise PublishError(f"{filename}: METADATA is {info.file_size} bytes; refusing")
-        metadata = archive.read(info)
+        try:
+            metadata = archive.read(info)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as exc:
+            raise PublishError(f"{filename}: its METADATA cannot be read: {exc}") from None
     meta_name = _metadata_header(metadata, "Name")
     meta_version = _metadata_header(metadata, "Version")
     if meta_name is None or canonicalize_name(meta_name) != project:
         raise PublishError(f"{filename}: METADATA Name {meta_name!r} does not match the file name")
     if meta_version is None:
         raise PublishError(f"{filename}: METADATA has no Version")
+    try:
+        same_version = Version(meta_version) == Version(version)
+    except InvalidVersion:
+        same_version = False
+    if not same_version:
+        raise PublishError(f"{filename}: METADATA Version {meta_version!r} does not match the file name")
     entry = FileEntry(
         filename=filename,
         project=project,
