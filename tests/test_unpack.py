@@ -165,3 +165,77 @@ def test_cli_fetch_rejects_bad_recipe_with_exit_2(tmp_path: Path) -> None:
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _inside(dest: Path, path: Path) -> bool:
+    real = Path(os.path.realpath(path))
+    return real == dest or real.is_relative_to(dest)
+
+
+def test_tar_link_chain_through_an_earlier_link_refused(sandbox: tuple[Path, Path], tmp_path: Path) -> None:
+    """l1 stays inside on paper, l2 and l3 point through it: checked one at a time as text they pass, but
+    on disk l2 -> l1/.. resolves above the destination. Links to links are refused."""
+    dest, outside = sandbox
+
+    def build(tf: tarfile.TarFile) -> None:
+        add_file(tf, "a/b/setup.py")
+        add_link(tf, "a/b/l1", "../..")
+        add_link(tf, "a/b/l2", "l1/..")
+        add_link(tf, "a/b/l3", "l1/../../../..")
+
+    assert_refused(make_tar(tmp_path / "chain.tar.gz", build), dest, outside, "through another link")
+
+
+def test_tar_link_chain_declared_before_its_link_refused(sandbox: tuple[Path, Path], tmp_path: Path) -> None:
+    dest, outside = sandbox
+
+    def build(tf: tarfile.TarFile) -> None:
+        add_link(tf, "a/b/l2", "l1/../../..")  # names l1 before the archive defines it
+        add_link(tf, "a/b/l1", "..")
+
+    assert_refused(make_tar(tmp_path / "later.tar.gz", build), dest, outside, "through another link")
+
+
+def test_tar_links_inside_still_work(tmp_path: Path) -> None:
+    def build(tf: tarfile.TarFile) -> None:
+        add_file(tf, "pkg/src/real.py", b"print(1)\n")
+        add_link(tf, "pkg/alias.py", "src/real.py")
+        add_link(tf, "pkg/src/up", "..")
+        add_link(tf, "pkg/copy.py", "pkg/src/real.py", tarfile.LNKTYPE)
+
+    dest = unpack(make_tar(tmp_path / "ok.tar.gz", build), tmp_path / "dest")
+    assert (dest / "pkg/alias.py").read_bytes() == b"print(1)\n"
+    assert (dest / "pkg/copy.py").read_bytes() == b"print(1)\n" and not (dest / "pkg/copy.py").is_symlink()
+    assert all(_inside(dest, p) for p in dest.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("members", "match"),
+    [
+        ([("dir", "pkg/sub"), ("file", "pkg/sub/a.py"), ("sym", "pkg/sub", "a.py")], "replace a folder"),
+        ([("sym", "pkg/d", "missing"), ("sym", "pkg/d/x", "y")], "written through the link"),
+        ([("sym", "pkg/d", "sub"), ("dir", "pkg/sub"), ("hard", "pkg/d/x", "pkg/f"), ("file", "pkg/f")],
+         "written through the link"),
+        ([("file", "pkg/a.py"), ("sym", "pkg/empty", "")], "empty target"),
+        ([("file", "pkg/a.py"), ("hard", "pkg/h", "")], "empty target"),
+    ],
+    ids=["symlink-over-folder", "write-through-dangling-link", "hardlink-through-link", "empty-symlink", "empty-hardlink"],
+)  # fmt: skip
+def test_tar_link_cases_that_used_to_be_internal_errors(
+    sandbox: tuple[Path, Path], tmp_path: Path, members: list[tuple[str, ...]], match: str
+) -> None:
+    dest, outside = sandbox
+
+    def build(tf: tarfile.TarFile) -> None:
+        for kind, name, *rest in members:
+            if kind == "file":
+                add_file(tf, name)
+            elif kind == "dir":
+                info = tarfile.TarInfo(name)
+                info.type = tarfile.DIRTYPE
+                tf.addfile(info)
+            else:
+                add_link(tf, name, rest[0], tarfile.SYMTYPE if kind == "sym" else tarfile.LNKTYPE)
+
+    archive = make_tar(tmp_path / "case.tar.gz", build)
+    assert_refused(archive, dest, outside, match)
