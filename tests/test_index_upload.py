@@ -11,13 +11,15 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import requests
 
 from conftest import unavailable
-from pipeline.index.synthetic import make_wheel
+from pipeline.index.synthetic import make_wheel, wheel_bytes
 from test_index_support import (
     free_port,
     fresh_venv,
@@ -30,9 +32,10 @@ USER = "publisher"
 PASSWORD = "s3cret-Pa55-for-rewheel-tests"
 
 
-@pytest.fixture
-def pypiserver(tmp_path: Path) -> Iterator[str]:
-    """A real pypiserver: uploads need the htpasswd login, reading is open; no fallback to a public index."""
+@contextmanager
+def _running_pypiserver(tmp_path: Path, fallback: str | None = None) -> Iterator[str]:
+    """A real pypiserver: uploads need the htpasswd login, reading is open. Without `fallback` it never
+    redirects; with it, projects it does not have are redirected there (its default is a public index)."""
     try:
         import pypiserver  # noqa: F401
         from passlib.apache import HtpasswdFile
@@ -45,9 +48,10 @@ def pypiserver(tmp_path: Path) -> Iterator[str]:
     packages = tmp_path / "packages"
     packages.mkdir()
     port = free_port()
+    redirect = ["--fallback-url", fallback] if fallback else ["--disable-fallback"]
     command = [
         sys.executable, "-m", "pypiserver", "run", "-i", "127.0.0.1", "-p", str(port),
-        "-P", str(tmp_path / "htpasswd"), "-a", "update", "--disable-fallback", "--hash-algo", "sha256",
+        "-P", str(tmp_path / "htpasswd"), "-a", "update", *redirect, "--hash-algo", "sha256",
         str(packages),
     ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -61,6 +65,110 @@ def pypiserver(tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.fixture
+def pypiserver(tmp_path: Path) -> Iterator[str]:
+    with _running_pypiserver(tmp_path) as url:
+        yield url
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """A second origin (same host, another port): records every request's headers, has nothing."""
+
+    seen: list[dict[str, str]] = []
+
+    def do_GET(self) -> None:
+        type(self).seen.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def _listener(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.slow
+def test_credentials_never_follow_the_fallback_redirect_to_another_origin(tmp_path: Path) -> None:
+    """pypiserver redirects a project it does not have to its fallback index. Before the first upload of a
+    project, rewheel reads the project's page: the password must not travel with that redirect."""
+    _Recorder.seen = []
+    with (
+        _listener(_Recorder) as other_origin,
+        _running_pypiserver(tmp_path, f"{other_origin}/simple/") as server,
+    ):
+        redirect = requests.get(f"{server}/simple/demo/", allow_redirects=False, timeout=30)
+        assert redirect.is_redirect and redirect.headers["Location"].startswith(other_origin)
+        _Recorder.seen = []
+        wheel = make_wheel(tmp_path / "w", "demo", "1.0")
+        record = verify_record(tmp_path / "ok.json", [wheel])
+        done = _publish([str(wheel), "--to", server, "--verified-by", str(record), "--json"])
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["files"][0]["status"] == "uploaded"
+    leaked = [request for request in _Recorder.seen if "authorization" in request]
+    assert not leaked, f"credentials reached another origin: {leaked}"
+    assert not any(PASSWORD in value or "Basic " in value for r in _Recorder.seen for value in r.values())
+
+
+@pytest.mark.slow
+def test_upload_refuses_a_name_pip_takes_for_a_file_the_server_has(pypiserver: str, tmp_path: Path) -> None:
+    first = make_wheel(tmp_path / "a", "demo", "1.0")
+    record = verify_record(tmp_path / "ok.json", [first])
+    assert _publish([str(first), "--to", pypiserver, "--verified-by", str(record)]).returncode == 0
+    for folder, filename, name, version in (
+        ("b", "demo-1.0.0-py3-none-any.whl", "demo", "1.0.0"),
+        ("c", "DEMO-1.0-py3-none-any.whl", "DEMO", "1.0"),
+    ):
+        (tmp_path / folder).mkdir()
+        other = tmp_path / folder / filename
+        other.write_bytes(wheel_bytes(name, version, payload="# other\n"))
+        record = verify_record(tmp_path / f"{folder}.json", [other])
+        refused = _publish([str(other), "--to", pypiserver, "--verified-by", str(record)])
+        assert refused.returncode == 2, refused.stderr
+        assert first.name in refused.stderr and "Traceback" not in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+
+
+class _BadJsonIndex(BaseHTTPRequestHandler):
+    """An upload server whose Simple API page is not a PEP 691 document."""
+
+    body = b"{not json"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/vnd.pypi.simple.v1+json")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "body", [b"{not json", b"[1, 2]", b'{"files": [{"hashes": 3}]}', b'{"files": 7}', b"\xff\xfe"]
+)
+def test_an_upload_server_answering_bad_json_is_one_line_and_exit_2(tmp_path: Path, body: bytes) -> None:
+    _BadJsonIndex.body = body
+    wheel = make_wheel(tmp_path, "demo", "1.0")
+    record = verify_record(tmp_path / "ok.json", [wheel])
+    with _listener(_BadJsonIndex) as server:
+        refused = _publish([str(wheel), "--to", server, "--verified-by", str(record)])
+    assert refused.returncode == 2, refused.stderr
+    assert "not a PEP 691 page" in refused.stderr and "Traceback" not in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
 
 
 def _publish(args: list[str], password: str | None = PASSWORD) -> subprocess.CompletedProcess[str]:
