@@ -45,3 +45,30 @@ def check(root: Path, as_json: bool) -> None:
         click.echo(f"{root}: {'consistent' if not problems else f'{len(problems)} problem(s)'}")
     if problems:
         sys.exit(EXIT_FINDINGS)
+
+
+@command.command(name="nginx-config")
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="nginx's listen address.")
+@click.option(
+    "--standalone",
+    "runtime",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write a whole nginx.conf that keeps its pid, logs and temporaries in this folder.",
+)
+def nginx_config(root: Path, listen: str, runtime: Path | None) -> None:
+    """Print nginx settings that serve ROOT as a Simple Repository (PEP 503/691), as `rewheel serve` does.
+
+    Without --standalone: a map and a server block for nginx's http context (Debian:
+    /etc/nginx/conf.d/rewheel-index.conf). See docs/index.md.
+    """
+    from pipeline.index import nginx
+    from pipeline.index.wheelinfo import PublishError
+
+    if not (root / "simple").is_dir():
+        raise PublishError(f"{root}: not an index root (no simple/ folder); publish into it first")
+    if runtime is None:
+        click.echo(nginx.site(root, listen), nl=False)
+    else:
+        runtime.mkdir(parents=True, exist_ok=True)
+        click.echo(nginx.standalone(root, listen, runtime), nl=False)
