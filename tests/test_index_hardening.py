@@ -148,6 +148,11 @@ def test_tracebacks_of_the_hostile_input_run_are_one_line_and_exit_2(tmp_path: P
     for args in cases:
         _one_line_exit_2(run_cli(*args))
     assert a_file.read_text() == "x"
+    for args in (
+        ("yank", good.name, "--index", "/proc/1/nope"),
+        ("index", "rebuild", "/proc/self"),
+    ):
+        _one_line_exit_2(run_cli(*args))
 
     # index rebuild meeting a wheel whose METADATA is corrupt (BadZipFile)
     root = tmp_path / "index"
@@ -243,6 +248,7 @@ def _get(port: int, path: str = "/simple/demo/") -> int:
     return _status(head)
 
 
+@pytest.mark.timeout(600)  # bounded: every socket has a timeout, and this bounds the whole run
 def test_serve_queues_a_burst_in_its_backlog_and_answers_every_request(tmp_path: Path) -> None:
     """200 connections arrive while the server is not accepting (its loop not started yet): a real listen
     backlog holds them all (backlog 5 held 5 and left the rest to SYN retries), and once the loop runs,
@@ -299,6 +305,7 @@ def test_serve_queues_a_burst_in_its_backlog_and_answers_every_request(tmp_path:
         server.server_close()
 
 
+@pytest.mark.timeout(600)
 def test_serve_idle_connections_are_closed_and_threads_stay_bounded(tmp_path: Path) -> None:
     """300 connections that never send a byte: the server keeps its 8 workers (no thread per connection),
     closes each idle one after the idle timeout, and a real request behind them is still answered."""

@@ -211,8 +211,12 @@ class StaticIndex:
         """Serialize publishers. flock is released by the kernel when its holder dies, so a killed
         publisher never leaves a stale lock behind."""
         lock_path = self.root / RESERVED_DIR / "lock"
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with lock_path.open("a") as handle:
+        try:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            handle = lock_path.open("a")
+        except OSError as exc:  # a file in the way, /proc, a read-only place
+            raise PublishError(f"{self.root}: cannot be used as an index: {exc.strerror or exc}") from None
+        with handle:
             deadline = time.monotonic() + timeout
             announced = False
             while True:
