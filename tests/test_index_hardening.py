@@ -306,23 +306,52 @@ def test_serve_queues_a_burst_in_its_backlog_and_answers_every_request(tmp_path:
 
 
 @pytest.mark.timeout(600)
-def test_serve_idle_connections_are_closed_and_threads_stay_bounded(tmp_path: Path) -> None:
-    """300 connections that never send a byte: the server keeps its 8 workers (no thread per connection),
-    closes each idle one after the idle timeout, and a real request behind them is still answered."""
+def test_serve_idle_connections_cost_no_worker_and_the_oldest_make_room(tmp_path: Path) -> None:
+    """300 connections that never send a byte (the old server: a thread each, then silence): they wait
+    without a worker, so a real request behind them is answered by one of 8 workers at once; with room for
+    100 connections the oldest idle ones are closed to make room, and the thread count stays fixed."""
     root = tmp_path / "index"
     wheel = make_wheel(tmp_path / "w", "demo", "1.0")
     publish([wheel], str(root), verified={wheel: True})
     threads_before = threading.active_count()
-    server, thread = _serve_in_thread(root, workers=8, idle_timeout=0.2)
+    server, thread = _serve_in_thread(root, workers=8, idle_timeout=300, max_connections=100)
     port = int(server.server_address[1])
     thread.start()
     held = [socket.create_connection(("127.0.0.1", port), timeout=60) for _ in range(300)]
     try:
-        assert threading.active_count() <= threads_before + 1 + 8
-        assert _get(port) == 200  # answered once idle connections ahead of it timed out
-        closed = sum(connection.recv(1) == b"" for connection in held)  # the server hung up on each
-        assert closed == 300
-        assert threading.active_count() <= threads_before + 1 + 8
+        allowed = threads_before + 1 + 1 + 8  # the accept loop, the waiting room, the workers
+        assert threading.active_count() <= allowed
+        statuses = [_get(port) for _ in range(20)]
+        assert statuses == [200] * 20
+        # accepted in order before the requests, so the 200 oldest were closed to make room
+        assert sum(connection.recv(1) == b"" for connection in held[:200]) == 200
+        assert threading.active_count() <= allowed
+        print(
+            f"idle: 300 held connections, 20 requests answered, {threading.active_count() - threads_before} threads"
+        )
+    finally:
+        for connection in held:
+            connection.close()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.timeout(600)
+def test_serve_closes_idle_connections_after_the_idle_timeout(tmp_path: Path) -> None:
+    root = tmp_path / "index"
+    wheel = make_wheel(tmp_path / "w", "demo", "1.0")
+    publish([wheel], str(root), verified={wheel: True})
+    server, thread = _serve_in_thread(root, workers=2, idle_timeout=0.3)
+    port = int(server.server_address[1])
+    thread.start()
+    held = [socket.create_connection(("127.0.0.1", port), timeout=60) for _ in range(50)]
+    try:
+        assert sum(connection.recv(1) == b"" for connection in held) == 50  # the server hung up on each
+        assert _get(port) == 200
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as slow:
+            slow.sendall(b"GET /simple/demo/ HTTP/1.0\r\n")  # a request that never ends: a worker gives up
+            assert slow.recv(1) == b""
+        assert _get(port) == 200
     finally:
         for connection in held:
             connection.close()

@@ -14,9 +14,13 @@ pool, a real listen backlog, idle timeouts, resolved-path checks) are a few line
 from __future__ import annotations
 
 import os
+import resource
+import selectors
 import stat
 import sys
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -40,7 +44,7 @@ OFFERS: list[tuple[str, str, str]] = [
 FORMAT_QUERY = {"json": JSON_V1, "html": HTML_V1}
 LISTEN_BACKLOG = 512  # the kernel caps it at net.core.somaxconn (4096 on current kernels)
 WORKERS = 16
-QUEUED_PER_WORKER = 8  # accepted connections waiting for a worker, beyond which accepting pauses
+MAX_CONNECTIONS = 1024  # open at once; the oldest idle one is closed to make room for a new one
 IDLE_TIMEOUT_SECONDS = 10.0
 
 
@@ -195,25 +199,87 @@ class IndexRequestHandler(SimpleHTTPRequestHandler):
 class BoundedHTTPServer(HTTPServer):
     """An HTTP server with a fixed pool of workers instead of a thread per connection.
 
-    The listen backlog is real (the kernel queues bursts instead of refusing them), at most
-    `max_connections` accepted connections wait for a worker (then the accept loop pauses and the
-    backlog holds the rest), and an idle connection is closed after the handler's timeout, so held-open
-    connections cannot starve everyone else for long. Errors in a request are logged as one line."""
+    - The listen backlog is real: a burst of connections queues in the kernel instead of waiting for SYN
+      retries.
+    - A new connection waits in a "waiting room" (one selector, one thread) until it has sent something;
+      only then does a worker take it. Idle connections cost a file descriptor, not a thread or a worker,
+      and are closed after the idle timeout. A worker reading a request that stalls gives up after the
+      same timeout (the handler's socket timeout).
+    - At most `max_connections` connections are open at once; past that the longest-waiting idle one is
+      closed to make room (or, with none idle, the new one), so held-open connections cannot lock others
+      out and the process never runs out of file descriptors.
+    - Errors in a request are logged as one line."""
 
     request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, address: tuple[str, int], handler: Any, workers: int = WORKERS) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: Any,
+        *,
+        workers: int = WORKERS,
+        idle_timeout: float = IDLE_TIMEOUT_SECONDS,
+        max_connections: int | None = None,
+    ) -> None:
         super().__init__(address, handler)
         self.workers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="serve")
-        self.slots = threading.BoundedSemaphore(workers * QUEUED_PER_WORKER)
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections or _connection_limit()
+        self.open_connections = 0
+        self.lock = threading.Lock()
+        self.waiting: OrderedDict[Any, tuple[Any, float]] = OrderedDict()  # socket -> (address, deadline)
+        self.selector = selectors.DefaultSelector()
+        self.closing = threading.Event()
+        self.waiting_room = threading.Thread(target=self._watch_waiting_room, name="serve-waiting", daemon=True)
+        self.waiting_room.start()
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        self.slots.acquire()
-        try:
-            self.workers.submit(self._handle, request, client_address)
-        except RuntimeError:  # shutting down
-            self.slots.release()
-            self.shutdown_request(request)
+        """Called by the accept loop: park the connection until it sends its request."""
+        evicted = None
+        with self.lock:
+            if self.open_connections >= self.max_connections:
+                if not self.waiting:
+                    evicted = request  # every slot is busy with a real request: refuse the newcomer
+                else:
+                    evicted, _ = self.waiting.popitem(last=False)
+                    self.selector.unregister(evicted)
+                    self.open_connections -= 1
+            if evicted is not request:
+                self.open_connections += 1
+                self.waiting[request] = (client_address, time.monotonic() + self.idle_timeout)
+                self.selector.register(request, selectors.EVENT_READ)
+        if evicted is not None:
+            self.shutdown_request(evicted)
+
+    def _watch_waiting_room(self) -> None:
+        while not self.closing.is_set():
+            try:
+                ready = self.selector.select(timeout=0.1)
+            except (OSError, ValueError):  # closed under us while shutting down
+                return
+            expired = []
+            with self.lock:
+                for key, _ in ready:
+                    connection = key.fileobj
+                    if connection not in self.waiting:
+                        continue
+                    address, _ = self.waiting.pop(connection)
+                    self.selector.unregister(connection)
+                    try:
+                        self.workers.submit(self._handle, connection, address)
+                    except RuntimeError:  # the pool is shut down
+                        expired.append(connection)
+                now = time.monotonic()
+                while self.waiting:
+                    connection, (_, deadline) = next(iter(self.waiting.items()))
+                    if deadline > now:
+                        break
+                    self.waiting.popitem(last=False)
+                    self.selector.unregister(connection)
+                    expired.append(connection)
+                self.open_connections -= len(expired)
+            for connection in expired:
+                self.shutdown_request(connection)
 
     def _handle(self, request: Any, client_address: Any) -> None:
         try:
@@ -222,7 +288,8 @@ class BoundedHTTPServer(HTTPServer):
             self.handle_error(request, client_address)
         finally:
             self.shutdown_request(request)
-            self.slots.release()
+            with self.lock:
+                self.open_connections -= 1
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         error = sys.exc_info()[1]
@@ -231,7 +298,22 @@ class BoundedHTTPServer(HTTPServer):
 
     def server_close(self) -> None:
         super().server_close()
+        self.closing.set()
+        self.waiting_room.join(timeout=5)
+        with self.lock:
+            for connection in self.waiting:
+                self.shutdown_request(connection)
+            self.waiting.clear()
+            self.selector.close()
         self.workers.shutdown(wait=False, cancel_futures=True)
+
+
+def _connection_limit() -> int:
+    """Open connections allowed: MAX_CONNECTIONS, or fewer when the file descriptor limit is lower."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(16, min(MAX_CONNECTIONS, soft // 2 - 32))
 
 
 def make_server(
@@ -242,6 +324,7 @@ def make_server(
     pages: Iterable[str] = ("json", "html"),
     workers: int = WORKERS,
     idle_timeout: float = IDLE_TIMEOUT_SECONDS,
+    max_connections: int | None = None,
 ) -> BoundedHTTPServer:
     """A server for the index at `root`; `pages` limits which page formats it offers (an HTML-only
     server stands in for a plain static host when testing old clients)."""
@@ -251,7 +334,9 @@ def make_server(
         {"pages": frozenset(f"index.{kind}" for kind in pages), "timeout": idle_timeout},
     )
     handler = partial(handler_class, directory=str(root))
-    return BoundedHTTPServer((host, port), handler, workers=workers)
+    return BoundedHTTPServer(
+        (host, port), handler, workers=workers, idle_timeout=idle_timeout, max_connections=max_connections
+    )
 
 
 def serve_forever(
