@@ -149,7 +149,7 @@ def _unpack_tar(archive: Path, dest: Path, limits: Limits) -> None:
         tf = tarfile.open(archive)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise UnsafeArchive(f"{archive.name}: not a readable tar archive: {exc}") from None
-    links: list[tuple[Path, str, tarfile.TarInfo]] = []
+    links: list[tuple[PurePosixPath, str, tarfile.TarInfo]] = []
     with tf:
         total = 0
         count = 0
@@ -185,9 +185,9 @@ def _unpack_tar(archive: Path, dest: Path, limits: Limits) -> None:
             if isinstance(exc, UnsafeArchive):
                 raise
             raise UnsafeArchive(f"{archive.name}: corrupt tar archive: {exc}") from None
-    symlinks = {relative.parts for relative, _, member in links if member.issym()}
-    for relative, linkname, member in links:
-        _make_link(dest, relative, linkname, member, archive, symlinks)
+    symlinks = {link.parts for link, _, member in links if member.issym()}
+    for link, linkname, member in links:
+        _make_link(dest, link, linkname, member, archive, symlinks)
 
 
 def _link_points_to(

@@ -138,7 +138,7 @@ def test_random_wheel_names_never_replace_or_escape(tmp_path: Path, run_cli) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sub", "wheels"]
     if root.exists():
         assert check_index(root) == []
-    listed = {}
+    listed: dict[object, str] = {}
     for page in (root / "simple").glob("*/index.json"):
         for item in json.loads(page.read_text())["files"]:
             identity = wheel_identity(item["filename"])

@@ -11,10 +11,12 @@ import socket
 import threading
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipeline.index import publish
+from pipeline.index.server import BoundedHTTPServer, make_server
 from pipeline.index.static import check_index
 from pipeline.index.synthetic import make_wheel, wheel_bytes
 from test_index_support import rewheel_serve, verify_record
@@ -231,9 +233,7 @@ def test_serve_keeps_inside_the_index_and_answers_nul_with_400(tmp_path: Path) -
     assert "Traceback" not in log and "embedded null" not in log, log
 
 
-def _serve_in_thread(root: Path, **options):  # type: ignore[no-untyped-def]
-    from pipeline.index.server import make_server
-
+def _serve_in_thread(root: Path, **options: Any) -> tuple[BoundedHTTPServer, threading.Thread]:
     server = make_server(root, **options)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     return server, thread

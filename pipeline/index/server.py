@@ -135,7 +135,7 @@ class IndexRequestHandler(SimpleHTTPRequestHandler):
         if folder is not None and folder.is_dir():
             if not parts.path.endswith("/"):
                 return super().send_head()  # the redirect to the folder's URL with a slash
-            available = {
+            available: set[str] = {
                 name
                 for name in ("index.json", "index.html")
                 if name in self.pages and self._regular_file(folder / name) is not None
@@ -257,7 +257,7 @@ class BoundedHTTPServer(HTTPServer):
                 ready = self.selector.select(timeout=0.1)
             except (OSError, ValueError):  # closed under us while shutting down
                 return
-            expired = []
+            expired: list[Any] = []
             with self.lock:
                 for key, _ in ready:
                     connection = key.fileobj
