@@ -69,6 +69,17 @@ def test_a_file_pip_takes_for_a_published_one_is_refused(
     assert _publish_cli(run_cli, rebuilt, root, tmp_path)[0] == 0
 
 
+def test_index_check_reports_two_names_for_one_file(tmp_path: Path, run_cli) -> None:
+    """Files copied in by hand behind rewheel's back: `index rebuild` lists them, `index check` objects."""
+    root = tmp_path / "index"
+    first = _wheel_named(tmp_path / "a", "demo-1.0-py3-none-any.whl", "demo", "1.0")
+    publish([first], str(root), verified={first: True})
+    (root / "files/demo/DEMO-1.0.0-py3-none-any.whl").write_bytes(wheel_bytes("DEMO", "1.0.0", payload="#\n"))
+    assert run_cli("index", "rebuild", str(root))[0] == 0
+    code, out, _ = run_cli("index", "check", str(root))
+    assert code == 1 and "same file to pip" in out
+
+
 def test_two_names_for_one_file_in_one_publish_are_refused(tmp_path: Path, run_cli) -> None:
     one = _wheel_named(tmp_path / "a", "demo-1.0-py3-none-any.whl", "demo", "1.0")
     two = _wheel_named(tmp_path / "b", "demo-1.0.0-py3-none-any.whl", "demo", "1.0.0", payload="#\n")

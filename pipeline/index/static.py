@@ -335,6 +335,7 @@ class StaticIndex:
             ):
                 self._write_root_pages()
             current: dict[str, dict[str, FileEntry]] = {}
+            identities: dict[str, dict[object, str]] = {}  # per project: what each listed name means to pip
             outcomes = []
             for name, item in sorted(by_name.items()):
                 project = item.entry.project
@@ -346,13 +347,14 @@ class StaticIndex:
                         f"{name}: already published with sha256 {existing.sha256}, this file has "
                         f"{item.entry.sha256}; published files are immutable (bump the version or build tag)"
                     )
-                identity = wheel_identity(name)
-                for other in current[project]:
-                    if other != name and wheel_identity(other) == identity:
-                        raise PublishError(
-                            f"{name}: the index already has {other}, the same project, version and tags "
-                            "to pip; published files are immutable (bump the version or build tag)"
-                        )
+                if project not in identities:
+                    identities[project] = {wheel_identity(other): other for other in current[project]}
+                other = identities[project].get(wheel_identity(name), name)
+                if other != name:
+                    raise PublishError(
+                        f"{name}: the index already has {other}, the same project, version and tags "
+                        "to pip; published files are immutable (bump the version or build tag)"
+                    )
                 status = "unchanged" if existing is not None else "added"
                 url = f"{pages.FILES_DIR}/{project}/{name}"
                 outcomes.append(AddOutcome(name, project, status, item.entry.sha256, url))
@@ -530,7 +532,15 @@ def _check_project(root: Path, project: str) -> list[str]:
         problems += _check_link(root, project, href, sha256, metadata)
     try:
         document = json.loads(_read_page(folder / "index.json"))
+        seen: dict[object, str] = {}
         for item in document["files"]:
+            try:
+                other = seen.setdefault(wheel_identity(item["filename"]), item["filename"])
+            except PublishError as exc:
+                problems.append(f"{project}: {exc}")
+            else:
+                if other != item["filename"]:
+                    problems.append(f"{project}: {other} and {item['filename']} are the same file to pip")
             problems += _check_link(
                 root, project, item["url"], item["hashes"].get("sha256"), item["core-metadata"].get("sha256")
             )
