@@ -220,6 +220,7 @@ def test_serve_keeps_inside_the_index_and_answers_nul_with_400(tmp_path: Path) -
     os.symlink(secret.parent, root / "files" / "etclink")  # a folder link out of the tree
     os.symlink(secret, root / "files" / "demo" / "demo-9.0-py3-none-any.whl")  # a file link out
     os.symlink("/etc", root / "simple" / "etc")
+    (root / "files" / "demo" / "lock.whl").symlink_to(root / ".rewheel" / "lock")  # inside, but hidden
     (root / "files" / "demo" / "inside-link.metadata").symlink_to(
         root / "files/demo" / (wheel.name + ".metadata")
     )
@@ -234,6 +235,7 @@ def test_serve_keeps_inside_the_index_and_answers_nul_with_400(tmp_path: Path) -
             b"/files/%2e%2e/%2e%2e/outside/secret.txt",
             b"/../outside/secret.txt",
             b"/files/demo/",
+            b"/files/demo/lock.whl",
         ):
             response = _raw_request(base, target)
             assert _status(response) == 404, (target, response[:200])

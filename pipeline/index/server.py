@@ -105,7 +105,7 @@ def negotiate(accept: str | None, available: set[str]) -> tuple[str, str] | None
 
 class IndexRequestHandler(SimpleHTTPRequestHandler):
     server_version = "rewheel-serve"
-    # A connection that sends nothing for this long is closed (it holds one of the bounded workers).
+    # A worker waits this long for the next bytes of a request before it gives up on the connection.
     timeout = IDLE_TIMEOUT_SECONDS
     extensions_map = {
         **SimpleHTTPRequestHandler.extensions_map,
@@ -162,8 +162,9 @@ class IndexRequestHandler(SimpleHTTPRequestHandler):
     def _regular_file(self, path: Path) -> Path | None:
         """Only regular files inside the root are served: a link out of it (files/x -> /etc) is a 404."""
         real = self._inside(str(path))
-        if real is None or real.name.startswith("."):
-            return None
+        root = Path(os.path.realpath(self.directory))
+        if real is None or any(part.startswith(".") for part in real.relative_to(root).parts):
+            return None  # also a link inside the tree to a hidden file (.rewheel/)
         try:
             return real if stat.S_ISREG(real.stat().st_mode) else None
         except OSError:
