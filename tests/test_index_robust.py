@@ -99,3 +99,30 @@ def test_two_concurrent_publishers_both_land(tmp_path: Path) -> None:
     assert _listed_files(root) == {w.name for w in first + second}
     versions = json.loads((root / "simple/shared-3/index.json").read_text())["versions"]
     assert versions == [f"1.0.{v}" for v in range(5)] + [f"2.0.{v}" for v in range(5)]
+
+
+def test_sigkill_during_the_very_first_publish_into_an_empty_folder(tmp_path: Path) -> None:
+    """The first publish into an empty folder, killed after its first file landed: the index it leaves has
+    a project list (`index check` used to fail with "no project list"), and a re-run completes it."""
+    root = tmp_path / "index"
+    batch_dir = tmp_path / "batch"
+    batch = make_wheels(batch_dir, projects=20, versions=5)
+    record = verify_record(tmp_path / "batch.json", batch)
+    process = subprocess.Popen(
+        _publish_command(batch_dir, root, record),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if line.startswith("index: added "):
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=PUBLISH_TIMEOUT)
+    assert check_index(root) == []
+    rerun = subprocess.run(
+        _publish_command(batch_dir, root, record), capture_output=True, text=True, timeout=PUBLISH_TIMEOUT
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert check_index(root) == [] and _listed_files(root) == {w.name for w in batch}
