@@ -129,7 +129,7 @@ def _nginx(root: Path, runtime: Path) -> Iterator[str]:
 def servers(served_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     from contextlib import ExitStack, contextmanager
 
-    runtime = Path(tempfile.mkdtemp(prefix="rewheel-nginx-"))
+    runtime = tmp_path_factory.mktemp("nginx")  # pid, logs: written by nginx's master (this user)
     with ExitStack() as stack:
         urls = {}
         _, urls["serve-json"] = stack.enter_context(rewheel_serve(served_index))
@@ -142,7 +142,6 @@ def servers(served_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         urls["serve-html"] = html_server.match.group(1)
         urls["nginx"] = stack.enter_context(contextmanager(_nginx)(served_index, runtime))
         yield urls
-    shutil.rmtree(runtime, ignore_errors=True)
 
 
 def _install(client: list[str], base: str, target: Path) -> subprocess.CompletedProcess[str]:
