@@ -19,12 +19,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
 from pipeline.errors import RewheelError
-
-if TYPE_CHECKING:
-    from pipeline.recipe import Recipe
+from pipeline.recipe import Recipe, patch_file_problem
 
 # How far (in lines) a hunk may have moved from where its header says. Exact text is still required.
 MAX_OFFSET = 100
@@ -261,18 +258,11 @@ def apply_recipe_patches(recipe: Recipe, version: str, target: str, stage: str, 
 
     Each patch file is checked against its pinned sha256 before anything is applied, so an edited patch
     is refused even when it would apply."""
-    from pipeline.recipe import sha256_file
-
     selected = recipe.patches_for(version, target, stage)
     resolved: list[tuple[Path, int]] = []
     for patch in selected:
-        path = recipe.patch_dir / patch.file
-        if not path.is_file():
-            raise PatchError(f"{recipe.path}: patch {patch.file}: file {path} does not exist")
-        actual = sha256_file(path)
-        if actual != patch.sha256:
-            raise PatchError(
-                f"{recipe.path}: patch {patch.file}: sha256 mismatch: expected {patch.sha256}, got {actual}"
-            )
-        resolved.append((path, patch.strip))
+        problem = patch_file_problem(recipe, patch)
+        if problem:
+            raise PatchError(problem)
+        resolved.append((recipe.patch_dir / patch.file, patch.strip))
     return apply_patches(tree, resolved)

@@ -371,26 +371,22 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def patch_file_problem(recipe: Recipe, patch: Patch) -> str | None:
+    """Why this patch file must not be applied (a link, outside patches/, missing, or not its sha256), or None."""
+    file = recipe.patch_dir / patch.file
+    if file.is_symlink() or not file.resolve().is_relative_to(recipe.patch_dir.resolve()):
+        return f"{recipe.path}: patch {patch.file}: must be a file inside {recipe.patch_dir}, not a link"
+    if not file.is_file():
+        return f"{recipe.path}: patch {patch.file}: file {file} does not exist"
+    actual = sha256_file(file)
+    if actual != patch.sha256:
+        return f"{recipe.path}: patch {patch.file}: sha256 mismatch: expected {patch.sha256}, got {actual}"
+    return None
+
+
 def check_patch_files(recipe: Recipe) -> list[str]:
-    """Problems with the recipe's patch files on disk (missing, or not matching their sha256)."""
-    problems = []
-    for patch in recipe.patch:
-        file = recipe.patch_dir / patch.file
-        real_dir = recipe.patch_dir.resolve()
-        if file.is_symlink() or not file.resolve().is_relative_to(real_dir):
-            problems.append(
-                f"{recipe.path}: patch {patch.file}: must be a file inside {recipe.patch_dir}, not a link"
-            )
-            continue
-        if not file.is_file():
-            problems.append(f"{recipe.path}: patch {patch.file}: file {file} does not exist")
-            continue
-        actual = sha256_file(file)
-        if actual != patch.sha256:
-            problems.append(
-                f"{recipe.path}: patch {patch.file}: sha256 mismatch: expected {patch.sha256}, got {actual}"
-            )
-    return problems
+    """Problems with the recipe's patch files on disk (links, missing, or not matching their sha256)."""
+    return [problem for patch in recipe.patch if (problem := patch_file_problem(recipe, patch))]
 
 
 def check_targets(recipe: Recipe) -> list[str]:

@@ -182,6 +182,27 @@ def test_recipe_patches_are_pinned_and_applied(tmp_path: Path, pypi_file) -> Non
     assert hashlib.sha256((fresh / "pip/_internal/utils/glibc.py").read_bytes()).hexdigest() == before
 
 
+def test_a_pinned_patch_that_is_a_link_out_of_patches_is_refused_when_building(
+    tmp_path: Path, pypi_file
+) -> None:
+    """The bytes match the pin, but the file is a link to somewhere outside patches/: the build refuses it too,
+    not only `recipes check` (a checkout must not pull a patch in from elsewhere on the machine)."""
+    from pipeline.unpack import unpack
+
+    recipe = load_recipe(REPO / "recipes" / "pip.toml")
+    outside = tmp_path / "elsewhere.patch"
+    outside.write_bytes((recipe.patch_dir / "0001-guard-ctypes-cdll-none.patch").read_bytes())
+    (tmp_path / "recipes").mkdir()
+    shutil.copy(REPO / "recipes" / "pip.toml", tmp_path / "recipes" / "pip.toml")
+    link = tmp_path / "patches" / "pip" / "0001-guard-ctypes-cdll-none.patch"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(outside)
+    copy = load_recipe(tmp_path / "recipes" / "pip.toml")
+    tree = unpack(pypi_file(*GLIBC_PIP_23_2_1), tmp_path / "wheel")
+    with pytest.raises(PatchError, match="must be a file inside .*, not a link"):
+        apply_recipe_patches(copy, "23.2.1", "any", "wheel", tree)
+
+
 def test_applying_twice_fails_loudly(tmp_path: Path, pypi_file) -> None:
     """What a stale patch looks like in real life: pip >= 24.2 already has the guard, so the hunk no longer
     matches; here, the same situation by applying the patch to an already patched tree."""
