@@ -100,7 +100,9 @@ def requests() -> list[tuple[str, str, str, str]]:
     return wanted
 
 
-def pip_download_many(projects: list[str], platform: str, python: str, abi: str, dest: Path) -> dict[str, Path]:
+def pip_download_many(
+    projects: list[str], platform: str, python: str, abi: str, dest: Path
+) -> dict[str, Path]:
     """One pip process for every project of one platform/Python/ABI (pip's start-up and index session are
     shared); a project with no fitting wheel is dropped and the rest retried."""
     import re
@@ -177,7 +179,9 @@ def main() -> int:
                 })  # fmt: skip
                 have.add(wheel.name)
         manifest["tried"] += [[p, platform, python, abi] for p in projects]
-        print(f"[{index}/{len(groups)}] {platform} {python} {abi}: {len(found)} of {len(projects)}", flush=True)
+        print(
+            f"[{index}/{len(groups)}] {platform} {python} {abi}: {len(found)} of {len(projects)}", flush=True
+        )
         manifest["wheels"].sort(key=lambda w: w["filename"])
         MANIFEST.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     print(f"{len(manifest['wheels'])} wheels in {MANIFEST}")
