@@ -80,8 +80,10 @@ def test_linux_targets_come_from_auditwheels_policies() -> None:
     win32 = get_target("win32")
     assert win32.arch == "x86" and win32.profile == "windows_desktop_x86"
     names = list(known)
-    assert names.index("manylinux_2_5_x86_64") < names.index("manylinux_2_17_x86_64") < names.index(
-        "manylinux_2_28_x86_64"
+    assert (
+        names.index("manylinux_2_5_x86_64")
+        < names.index("manylinux_2_17_x86_64")
+        < names.index("manylinux_2_28_x86_64")
     )  # older policies first: consumers pick the first target that accepts a tag
 
 
