@@ -88,6 +88,9 @@ def test_free_threaded_and_unknown_pythons_are_said_aloud() -> None:
     report = verify_wheel(entry.path(), target)
     assert report.ok and "python-symbols-unchecked" in _codes(report, "warning")
     assert any("3.13t" in f.message for f in report.findings)
+    windows = verify_wheel(_entry(r"-cp314-cp314t-win_amd64\.whl$").path(), "win_amd64")
+    assert windows.ok and "missing-dll" not in _codes(windows), windows.findings  # python314t.dll is Python's
+    assert any("3.14t" in f.message for f in windows.findings if f.code == "python-symbols-unchecked")
     source = _entry(r"^markupsafe-.*-cp312-cp312-musllinux_1_2_aarch64\.whl$")
     future = verify_corpus.rewrite(
         source.path(), Path(_tmp()), "cp315-cp315-musllinux_1_2_aarch64", (".cpython-312-aarch64-linux-musl.so", ".cpython-315-aarch64-linux-musl.so")
@@ -115,3 +118,12 @@ def test_musl_wheels_linking_the_allowed_libz_pass(pattern: str) -> None:
     entry = _entry(pattern)
     report = verify_wheel(entry.path(), "musllinux_1_2_x86_64")
     assert report.ok and "missing-symbol" not in _codes(report), report.findings
+
+
+def test_pywin32_dlls_in_its_own_folder_are_found_with_a_warning() -> None:
+    """pywin32's modules import pywintypes3X.dll from pywin32_system32/, a folder pywin32 adds at run time."""
+    entry = _entry(r"^pywin32-.*-win_amd64\.whl$")
+    report = verify_wheel(entry.path(), "win_amd64")
+    assert report.ok, report.errors
+    assert "dll-outside-search-path" in _codes(report, "warning")
+    assert any("pywin32_system32" in f.message for f in report.findings)

