@@ -193,7 +193,7 @@ def _built_libpython(item: dict[str, str], *, build: bool) -> Path:
     from pipeline.paths import cache_root
 
     flags = item["configure"].split()
-    key = hashlib.sha256(f"{item['sha256']} {' '.join(flags)}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{item['source_sha256']} {' '.join(flags)}".encode()).hexdigest()[:16]
     cached = cache_root() / "profile-builds" / key / item["file"]
     if cached.is_file():
         return cached
@@ -206,7 +206,9 @@ def _built_libpython(item: dict[str, str], *, build: bool) -> Path:
         _progress(f"cpython: building {item['file']} from {orig.name} ({' '.join(flags)}); a few minutes")
         subprocess.run(["./configure", "-q", *flags], cwd=tree, check=True, capture_output=True)
         # the Makefile rule is for libpython3.X[t].so; it links the .so.1.0 (the SONAME file) too
-        subprocess.run(["make", "-j2", item["file"].removesuffix(".1.0")], cwd=tree, check=True, capture_output=True)
+        subprocess.run(
+            ["make", "-j2", item["file"].removesuffix(".1.0")], cwd=tree, check=True, capture_output=True
+        )
         cached.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(tree / item["file"], cached)
     return cached
@@ -478,6 +480,18 @@ def regenerate_windows(name: str, out_dir: Path | None) -> Path:
     folders = ["lib-common"] if arm64 else ["lib-common", "lib32"] if x86 else ["lib-common", "lib64"]
     _progress(f"{name}: reading mingw-w64 .def files from ziglang {zig_version} ({', '.join(folders)})")
     desktop = _read_defs(root, folders, arch_macro)
+    # Windows ships the same system DLLs on every architecture, but mingw-w64 describes some only in another
+    # architecture's folder (sfc.dll only in lib64; rasapi32 and aclui not in lib-common). For arm64 and x86,
+    # a DLL with no description for the target takes the x64 one (names; x64 exports are undecorated, as
+    # the loader matches them): pywin32's win_arm64 and win32 wheels import these.
+    borrowed = [] if not (arm64 or x86) else ["lib64"]
+    for folder in borrowed:
+        for dll, value in _read_defs(root, [folder], "__x86_64__").items():
+            desktop.setdefault(dll, value)
+    if borrowed:
+        folders_note = f" DLLs missing there are taken from {', '.join(borrowed)} (the x64 descriptions)."
+    else:
+        folders_note = ""
     provided = {"vcruntime140.dll", "vcruntime140_1.dll"}
     msvcrt_source = ""
     if not arm64 and not x86:
@@ -493,7 +507,8 @@ def regenerate_windows(name: str, out_dir: Path | None) -> Path:
         "exports by name; forwarders are already folded in (a forwarded export is listed under the DLL that "
         "exports it). A real capture (`rewheel profiles capture-pe`) replaces this approximation."
     )
-    source = f"ziglang {zig_version} wheel, lib/libc/mingw/{{{','.join(folders)}}}/*.def[.in] (mingw-w64 import definitions)"
+    notes += folders_note
+    source = f"ziglang {zig_version} wheel, lib/libc/mingw/{{{','.join(folders + borrowed)}}}/*.def[.in] (mingw-w64 import definitions)"
     if msvcrt_source:
         source += f"; msvcrt.dll from {msvcrt_source}"
     if name == "windows_nanoserver_amd64":
