@@ -170,7 +170,10 @@ def pinned_cpython_inputs(*, build: bool = True) -> list[Path]:
 
     listed = json.loads((SOURCES_DIR / "cpython-sources.json").read_text(encoding="utf-8"))["inputs"]
     found: list[Path] = []
-    for item in listed:
+    # local inputs first (pyenv's builds, the cached free-threaded build): a machine without them fails
+    # before anything is downloaded
+    order = {"pyenv-shared-build": 0, "debian-source-build": 1}
+    for item in sorted(listed, key=lambda i: order.get(i["kind"], 2)):
         if item["kind"] == "pyenv-shared-build":
             path = Path.home() / ".pyenv" / "versions" / item["cpython"] / "lib" / item["file"]
             if not path.is_file() or sha256_of(path) != item["sha256"]:
