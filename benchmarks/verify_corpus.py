@@ -68,8 +68,14 @@ class Entry:
 def load_manifest() -> list[Entry]:
     data = json.loads(MANIFEST.read_text(encoding="utf-8"))
     return [
-        Entry(w["filename"], w["project"], w["version"], w["sha256"], w["language"],
-              (w.get("upstream_defect") or {}).get("code"))  # fmt: skip
+        Entry(
+            w["filename"],
+            w["project"],
+            w["version"],
+            w["sha256"],
+            w["language"],
+            (w.get("upstream_defect") or {}).get("code"),
+        )
         for w in data["wheels"]
     ]
 
