@@ -91,6 +91,12 @@ def runner_for(os_name: str, arch: str, *, arm64: ArmMode = "native") -> Runner:
         return Runner(WINDOWS_X64_RUNNER, qemu=False)
     if key == ("windows", "arm64"):
         return Runner(WINDOWS_ARM64_RUNNER, qemu=False)
+    if key == ("windows", "x86"):  # win32 builds on the x64 runner (WoW64 runs x86 Python)
+        return Runner(WINDOWS_X64_RUNNER, qemu=False)
+    if key == ("linux", "i686"):  # the x86_64 kernel runs i686 containers natively
+        return Runner(LINUX_X86_64_RUNNER, qemu=False)
+    if os_name == "linux" and key[1] in ("ppc64le", "s390x", "armv7l"):  # policy targets: emulated
+        return Runner(LINUX_X86_64_RUNNER, qemu=True)
     raise RewheelError(f"no GitHub runner known for os {os_name!r} and arch {arch!r}")
 
 

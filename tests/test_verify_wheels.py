@@ -178,7 +178,7 @@ def test_cli_auto_target_checks_a_wheelhouse(pypi_file, run_cli, tmp_path) -> No
     assert code == 0
     targets = {r["wheel"]: r["target"] for r in json.loads(out)["results"]}
     assert targets == {
-        MARKUPSAFE_MUSL[2]: "musllinux_1_2_x86_64",
+        MARKUPSAFE_MUSL[2]: "musllinux_1_1_x86_64",  # the level its own tag names (policy targets)
         MARKUPSAFE_ARM[2]: "manylinux_2_17_aarch64",
         CRYPTOGRAPHY[2]: "manylinux_2_28_x86_64",
     }

@@ -6,7 +6,10 @@ import click
 @click.command(name="targets")
 @click.option("--json", "as_json", is_flag=True, help="Print the catalogue as JSON.")
 def command(as_json: bool) -> None:
-    """List the target catalogue: names, wheel tags, runtime profiles, cibuildwheel identifiers."""
+    """List the target catalogue: names, wheel tags, runtime profiles, cibuildwheel identifiers and images.
+
+    Linux targets are every manylinux/musllinux level and arch of auditwheel's installed policies; a level
+    without a cibuildwheel image ("verify only") can be checked against but not built with cibuildwheel."""
     from pipeline.output import emit_json, table
     from pipeline.targets import catalogue
 
@@ -15,7 +18,16 @@ def command(as_json: bool) -> None:
         emit_json({"targets": [t.to_json() for t in targets]})
         return
     rows = [
-        (t.name, t.platform_tag, t.arch, t.libc or t.edition or "", t.profile, f"cpXY-{t.cibw_identifier}")
+        (
+            t.name,
+            t.platform_tag,
+            t.arch,
+            t.libc or t.edition or "",
+            t.profile,
+            f"cpXY-{t.cibw_identifier}",
+            t.cibw_image or ("" if not t.is_linux else "verify only"),
+        )
         for t in targets
     ]
-    click.echo(table(rows, ["target", "platform tag", "arch", "libc/edition", "profile", "cibuildwheel id"]))
+    headers = ["target", "platform tag", "arch", "libc/edition", "profile", "cibuildwheel id", "image"]
+    click.echo(table(rows, headers))

@@ -15,17 +15,18 @@ def _expand(paths: tuple[Path, ...]) -> list[Path]:
     return wheels
 
 
-def _auto_target(wheel: Path) -> str:
+def _auto_targets(wheel: Path) -> list[str]:
+    """Every target the wheel's own tags name (a compound tag: the oldest level it claims)."""
     from pipeline.errors import RewheelError
-    from pipeline.verify.tags import target_for_tags
+    from pipeline.verify.tags import targets_for_tags
     from pipeline.verify.wheelname import wheel_tags
 
-    target = target_for_tags(wheel_tags(wheel.name))
-    if target is None:
+    targets = targets_for_tags(wheel_tags(wheel.name))
+    if not targets:
         raise RewheelError(
             f"{wheel.name}: no target in the catalogue matches its platform tags; pass --target"
         )
-    return target
+    return targets
 
 
 @click.command(name="verify")
@@ -57,7 +58,8 @@ def command(wheels: tuple[Path, ...], targets: tuple[str, ...], as_json: bool, q
         raise RewheelError(f"no wheels found in {', '.join(str(w) for w in wheels)}")
     reports = []
     for wheel in found:
-        for target in (_auto_target(wheel) if t == "auto" else t for t in targets):
+        chosen = [name for t in targets for name in (_auto_targets(wheel) if t == "auto" else [t])]
+        for target in chosen:
             if len(found) * len(targets) > 1 and not as_json:
                 progress(f"verify: {wheel.name} for {target}")
             reports.append(verify_wheel(wheel, target))

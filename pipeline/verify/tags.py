@@ -13,12 +13,20 @@ _LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2
 _POLICY_TAG = re.compile(r"^(?P<family>manylinux|musllinux)_(?P<major>\d+)_(?P<minor>\d+)_(?P<arch>.+)$")
 _LEGACY_TAG = re.compile(r"^(?P<name>manylinux1|manylinux2010|manylinux2014)_(?P<arch>.+)$")
 _CPYTHON = re.compile(r"^cp(?P<major>\d)(?P<minor>\d+)$")
+_FREE_THREADED_ABI = re.compile(r"^cp\d+t$")
 
 
 @dataclass(frozen=True)
 class PythonClaim:
     versions: tuple[str, ...]  # "3.11", ... from cpXY interpreter tags (empty: not CPython-specific)
     abi3: bool  # stable ABI: versions are minimums
+    free_threaded: bool = False  # cp313t-style ABI tag: the free-threaded build (Py_GIL_DISABLED)
+
+    @property
+    def abi_versions(self) -> tuple[str, ...]:
+        """Profile keys of the ABIs claimed: "3.13" or, for the free-threaded build, "3.13t"."""
+        suffix = "t" if self.free_threaded else ""
+        return tuple(v + suffix for v in self.versions)
 
     @property
     def minimum(self) -> str | None:
@@ -45,13 +53,17 @@ def python_claim(tags: frozenset[Tag]) -> PythonClaim:
         match = _CPYTHON.match(tag.interpreter)
         if match:
             versions.append(f"{match['major']}.{match['minor']}")
-    return PythonClaim(tuple(sorted(set(versions), key=lambda v: int(v.split(".")[1]))), abi3)
+    free_threaded = any(_FREE_THREADED_ABI.match(t.abi) for t in tags)
+    ordered = tuple(sorted(set(versions), key=lambda v: int(v.split(".")[1])))
+    return PythonClaim(ordered, abi3, free_threaded)
 
 
 def effective_policy(target: Target, tags: frozenset[Tag]) -> tuple[str, tuple[int, int]] | None:
-    """The stricter of the target's policy and the newest policy the wheel claims for the same family.
+    """The stricter of the target's policy and the oldest policy the wheel claims for the same family.
 
-    A wheel tagged manylinux_2_17 promises to load on glibc 2.17 whatever target it is checked for."""
+    A wheel tagged manylinux_2_17 promises to load on glibc 2.17 whatever target it is checked for, and a
+    compound tag (manylinux1.manylinux_2_5.manylinux_2_28) promises every level it names: pip on a glibc 2.5
+    system installs it, so the oldest claim decides."""
     if not target.policy:
         return None
     family_and_version = platform_policy(f"{target.policy}_{target.arch}")
@@ -62,37 +74,45 @@ def effective_policy(target: Target, tags: frozenset[Tag]) -> tuple[str, tuple[i
         p[1] for t in tags if (p := platform_policy(t.platform)) and p[0] == family and p[2] == target.arch
     ]
     if claimed:
-        version = min(version, max(claimed))
+        version = min(version, min(claimed))
     return f"{family}_{version[0]}_{version[1]}", version
 
 
-def target_for_tags(tags: frozenset[Tag]) -> str | None:
-    """The catalogue target a wheel's own tags name: the target of the same OS, family and arch whose policy
-    is the oldest that still covers the wheel's (so the wheel is checked against what it promises)."""
+def targets_for_tags(tags: frozenset[Tag]) -> list[str]:
+    """The catalogue targets a wheel's own tags name: for Linux, per family and arch the target of the
+    oldest level claimed (every level of a compound tag is a promise; the oldest is the strictest); for
+    Windows, the desktop target of the platform tag (editions such as nanoserver are opt-in)."""
     from pipeline.targets import catalogue
 
     platforms = {t.platform for t in tags}
     if platforms == {"any"}:
-        return "any"
-    best: tuple[tuple[int, int], str] | None = None
-    for target in catalogue().values():
-        if target.channel:
-            continue  # editions (servercore, nanoserver) are opt-in: the tag alone does not name them
-        if target.platform_tag in platforms or set(target.legacy_tags) & platforms:
-            return target.name
-        wanted = platform_policy(target.platform_tag)
-        for platform in platforms:
-            parsed = platform_policy(platform)
-            covers = (
-                parsed
-                and wanted
-                and parsed[0] == wanted[0]
-                and parsed[2] == wanted[2]
-                and parsed[1] <= wanted[1]
-            )
-            if covers and wanted and (best is None or wanted[1] < best[0]):
-                best = (wanted[1], target.name)
-    return best[1] if best else None
+        return ["any"]
+    known = catalogue()
+    oldest: dict[tuple[str, str], tuple[int, int]] = {}
+    chosen: list[str] = []
+    for platform in sorted(platforms):
+        parsed = platform_policy(platform)
+        if parsed:
+            family, version, arch = parsed
+            key = (family, arch)
+            if key not in oldest or version < oldest[key]:
+                oldest[key] = version
+            continue
+        for target in known.values():
+            if not target.channel and target.is_windows and target.platform_tag == platform:
+                chosen.append(target.name)
+                break
+    for (family, arch), version in sorted(oldest.items()):
+        name = f"{family}_{version[0]}_{version[1]}_{arch}"
+        if name in known:
+            chosen.append(name)
+    return chosen
+
+
+def target_for_tags(tags: frozenset[Tag]) -> str | None:
+    """The first of targets_for_tags (kept for callers that want one name)."""
+    found = targets_for_tags(tags)
+    return found[0] if found else None
 
 
 def check_platform(target: Target, tags: frozenset[Tag], report: WheelReport) -> None:
@@ -133,18 +153,28 @@ def check_platform(target: Target, tags: frozenset[Tag], report: WheelReport) ->
     )
 
 
-_EXT_LINUX = re.compile(r"\.cpython-(?P<ver>\d{2,3})[a-z]*-(?P<triplet>[^.]+)\.so$")
-_EXT_WINDOWS = re.compile(r"\.cp(?P<ver>\d{2,3})-(?P<plat>win[^.]*)\.pyd$", re.IGNORECASE)
+_EXT_LINUX = re.compile(r"\.cpython-(?P<ver>\d{2,3})(?P<flags>[a-z]*)-(?P<triplet>[^.]+)\.so$")
+_EXT_WINDOWS = re.compile(r"\.cp(?P<ver>\d{2,3})(?P<flags>t?)-(?P<plat>win[^.]*)\.pyd$", re.IGNORECASE)
 
 
 def check_extension_name(name: str, claim: PythonClaim, report: WheelReport) -> None:
     """An extension's file-name suffix is what the interpreter matches at import: it must fit the tags."""
     base = name.rsplit("/", 1)[-1]
     if base.endswith(".abi3.so"):
-        if claim.versions and not claim.abi3:
+        # CPython >= 3.2 on POSIX lists ".abi3.so" in importlib.machinery.EXTENSION_SUFFIXES, so a version-
+        # specific wheel may ship one (gevent's _corecffi.abi3.so in cp312 wheels). The free-threaded build
+        # (Py_GIL_DISABLED, 3.13t/3.14t) leaves ".abi3.so" out of its suffixes: there it is never found.
+        if claim.free_threaded and not claim.abi3:
             report.add(
                 "python-tag-mismatch",
-                f"{base} is a stable-ABI (abi3) module in a wheel tagged for one CPython ABI",
+                f"{base} is a stable-ABI (abi3) module in a free-threaded wheel ({', '.join(claim.abi_versions)}): "
+                "the free-threaded interpreter does not load .abi3.so modules, the import fails",
+                file=name,
+            )
+        elif claim.versions and not claim.abi3 and min(_minor(v) for v in claim.versions) < 2:
+            report.add(
+                "python-tag-mismatch",
+                f"{base} is a stable-ABI (abi3) module; CPython {claim.minimum} predates .abi3.so (3.2)",
                 file=name,
             )
         return
@@ -153,6 +183,16 @@ def check_extension_name(name: str, claim: PythonClaim, report: WheelReport) -> 
         return
     digits = match["ver"]
     version = f"{digits[0]}.{digits[1:]}"
+    threaded = "t" in match["flags"].lower()
+    if claim.versions and not claim.abi3 and threaded != claim.free_threaded and version in claim.versions:
+        built, tagged = ("free-threaded", "default (GIL)") if threaded else ("default (GIL)", "free-threaded")
+        report.add(
+            "python-tag-mismatch",
+            f"{base} is built for the {built} CPython {version}, but the wheel is tagged for the {tagged} "
+            "build: the interpreter will not find the module",
+            file=name,
+        )
+        return
     if claim.abi3:
         report.add(
             "python-tag-mismatch",
@@ -167,3 +207,7 @@ def check_extension_name(name: str, claim: PythonClaim, report: WheelReport) -> 
             "the interpreter will not find the module",
             file=name,
         )
+
+
+def _minor(version: str) -> int:
+    return int(version.split(".")[1])

@@ -6,6 +6,14 @@ Each check mirrors a loader error users meet:
 - "%1 is not a valid Win32 application"                           -> wrong-machine
 - a cp311 module importing python312.dll                           -> python-dll-mismatch
 Delay-loaded imports are resolved on first call, not at import: problems there are warnings.
+
+Where the loader looks: the importing module's own folder (after installation: members under
+`<name>.data/platlib/` or `purelib/` install into site-packages, beside the rest), the `*.libs` folders
+delvewheel adds with os.add_dll_directory, the Python install (vcruntime140*.dll), then System32 (the
+profile). A DLL the wheel ships in another site-packages folder (pywin32's pywin32_system32) is found only if
+the package adds that folder at run time (os.add_dll_directory, PATH): accepted with a warning. Visual C++
+redistributable DLLs (msvcp140, mfc140u, concrt140, vcomp140, ...) are installed by the VC++ redistributable,
+which most desktops have and containers may not: a warning, not an error.
 """
 
 from __future__ import annotations
@@ -20,23 +28,50 @@ from pipeline.verify.pe import PeImport
 from pipeline.verify.report import Severity, WheelReport
 from pipeline.verify.tags import PythonClaim
 
-PYTHON_DLL = re.compile(r"^python(3\d+)?3?(_d)?\.dll$", re.IGNORECASE)
+# python3.dll, python311.dll, python313t.dll (free-threaded), python3t.dll, debug builds' _d variants
+PYTHON_DLL = re.compile(r"^python(?:(?P<digits>3\d+)|3)(?P<threaded>t?)(?:_d)?\.dll$", re.IGNORECASE)
+# The Visual C++ redistributable's DLLs (installed system-wide by vc_redist, not part of Windows itself).
+VC_REDIST_DLL = re.compile(
+    r"^(msvcp140(_\d|_atomic_wait|_codecvt_ids)?|vcruntime140(_1|_threads)?|concrt140|vcomp140|vccorlib140|"
+    r"vcamp140|mfcm?140[a-z]*)\.dll$",
+    re.IGNORECASE,
+)
+# Where members of <name>.data/<scheme>/ install: only platlib and purelib land in site-packages.
+_DATA_SCHEME = re.compile(r"^[^/]+\.data/(?P<scheme>[^/]+)/(?P<rest>.*)$")
 TARGET_MACHINES = {"AMD64": {0x8664}, "ARM64": {0xAA64, 0xA641}, "x86": {0x14C}}
 # Next to python.exe on every CPython install (the installer and the embeddable zip ship them).
 PYTHON_SHIPPED = {"vcruntime140.dll", "vcruntime140_1.dll"}
 MAX_FORWARD_HOPS = 8
 
 
-def _bundled_dlls(path: str, contents: WheelContents) -> dict[str, str]:
-    """lower-case DLL name -> wheel path for DLLs the loader finds for `path`: its own folder, and the
-    *.libs folders delvewheel adds with os.add_dll_directory."""
-    here = posixpath.dirname(path)
+def install_path(member: str) -> str | None:
+    """Where a wheel member lands relative to site-packages; None when it installs elsewhere (scripts,
+    headers, data go under the prefix, where the loader does not look for a module's DLLs)."""
+    match = _DATA_SCHEME.match(member)
+    if not match:
+        return member
+    return match["rest"] if match["scheme"] in ("platlib", "purelib") else None
+
+
+def _bundled_dlls(path: str, contents: WheelContents) -> tuple[dict[str, str], dict[str, str]]:
+    """(on the search path, elsewhere in site-packages): lower-case DLL name -> wheel member, for the DLLs
+    the loader finds for `path`: its own install folder and the *.libs folders delvewheel adds with
+    os.add_dll_directory; and the DLLs installed into other site-packages folders (found only when the
+    package adds that folder itself, as pywin32 does for pywin32_system32)."""
+    here = posixpath.dirname(install_path(path) or path)
     found: dict[str, str] = {}
-    for other in contents.pe:
-        folder = posixpath.dirname(other)
-        if folder == here or folder.endswith(".libs") or posixpath.basename(folder).endswith(".libs"):
-            found.setdefault(posixpath.basename(other).lower(), other)
-    return found
+    elsewhere: dict[str, str] = {}
+    for other in sorted(contents.pe):
+        installed = install_path(other)
+        if installed is None:
+            continue
+        folder = posixpath.dirname(installed)
+        key = posixpath.basename(other).lower()
+        if folder == here or posixpath.basename(folder).endswith(".libs"):
+            found.setdefault(key, other)
+        else:
+            elsewhere.setdefault(key, other)
+    return found, elsewhere
 
 
 def check_pe_binaries(
@@ -54,9 +89,19 @@ def check_pe_binaries(
                 file=path,
             )
             continue
-        bundled = _bundled_dlls(path, contents)
+        bundled, elsewhere = _bundled_dlls(path, contents)
         for delayed, table in ((False, info.imports), (True, info.delay_imports)):
             for dll, functions in table.items():
+                key = dll.lower()
+                if key not in bundled and key in elsewhere and profile.resolve_dll(key) is None:
+                    report.add(
+                        "dll-outside-search-path",
+                        f"{path} imports {dll}, which the wheel installs at {install_path(elsewhere[key])}, "
+                        "outside the module's folder: it loads only if the package adds that folder "
+                        "(os.add_dll_directory or PATH) before the import",
+                        file=path, library=dll, severity="warning",
+                    )  # fmt: skip
+                    bundled = {**bundled, key: elsewhere[key]}
                 _check_import(
                     path, dll, functions, delayed, target, profile, bundled, contents, claim, report
                 )
@@ -80,7 +125,8 @@ def _check_import(
     key = dll.lower()
     python_dll = PYTHON_DLL.match(key)
     if python_dll:
-        _check_python_dll(path, dll, python_dll.group(1), functions, claim, report)
+        threaded = bool(python_dll["threaded"])
+        _check_python_dll(path, dll, python_dll["digits"], threaded, functions, claim, report)
         return
     if key in bundled:
         other = contents.pe[bundled[key]]
@@ -92,6 +138,14 @@ def _check_import(
         return  # shipped with CPython; no export list to check against
     else:
         resolved = profile.resolve_dll(key)
+        if resolved is None and VC_REDIST_DLL.match(key):
+            report.add(
+                prefix + "vc-redist-dll",
+                f"{path} imports {dll}, a Visual C++ redistributable DLL the wheel does not bundle: it loads "
+                f"where the VC++ redistributable is installed (most desktops), not on a bare {target.name}{lazily}",
+                file=path, library=dll, severity="warning",
+            )  # fmt: skip
+            return
         if resolved is None:
             report.add(
                 prefix + "missing-dll",
@@ -173,11 +227,17 @@ def _check_python_dll(
     path: str,
     dll: str,
     digits: str | None,
+    threaded: bool,
     functions: list[PeImport],
     claim: PythonClaim,
     report: WheelReport,
 ) -> None:
-    from pipeline.profiles import cpython_exports, stable_abi
+    from pipeline.profiles import (
+        cpython_exports,
+        cpython_windows_exports,
+        stable_abi,
+        windows_only_python_names,
+    )
 
     if not claim.versions:
         return
@@ -190,28 +250,35 @@ def _check_python_dll(
                 file=path, library=dll,
             )  # fmt: skip
             return
-        names = stable_abi(claim.minimum)
+        names: frozenset[str] | None = stable_abi(claim.minimum)
         label, code = f"the stable ABI of CPython {claim.minimum}", "abi3-violation"
     else:
         if not digits:
-            names = None
-            label, code = "", ""
-        else:
-            version = f"{digits[0]}.{digits[1:]}"
-            if version not in claim.versions:
-                report.add(
-                    "python-dll-mismatch",
-                    f"{path} imports {dll} (CPython {version}), but the wheel is tagged for CPython "
-                    f"{', '.join(claim.versions)}: \"DLL load failed\" or a crash at import",
-                    file=path, library=dll,
-                )  # fmt: skip
-                return
-            names = cpython_exports(version)
-            if names is not None:
-                from pipeline.profiles import windows_only_python_names
-
-                names = names | windows_only_python_names()
-            label, code = f"CPython {version}", "missing-python-symbol"
+            return
+        version = f"{digits[0]}.{digits[1:]}"
+        wanted = ", ".join(claim.abi_versions)
+        if version not in claim.versions or threaded != claim.free_threaded:
+            build = "free-threaded " if threaded else ""
+            report.add(
+                "python-dll-mismatch",
+                f"{path} imports {dll} ({build}CPython {version}{'t' if threaded else ''}), but the wheel is "
+                f"tagged for CPython {wanted}: \"DLL load failed\" or a crash at import",
+                file=path, library=dll,
+            )  # fmt: skip
+            return
+        key = version + ("t" if threaded else "")
+        names = cpython_windows_exports(key)  # the real python3X.dll's exports, where the profile has them
+        if names is None:
+            linux = cpython_exports(key)
+            names = linux | windows_only_python_names() if linux is not None else None
+        if names is None:
+            report.add(
+                "python-symbols-unchecked",
+                f"{path} imports {dll}: no CPython profile for {key}, its Python C-API imports were not checked",
+                file=path, library=dll, severity="warning",
+            )  # fmt: skip
+            return
+        label, code = f"CPython {key}", "missing-python-symbol"
     if names is None:
         return
     for function in functions:
