@@ -179,8 +179,14 @@ def build_wheelhouse(
     progress: Callable[[str], None] | None = None,
 ) -> WheelhouseResult:
     """Build what the target lacks, fetch what upstream has, verify everything, publish it as one index."""
+    from pipeline.gaps import check_python
     from pipeline.paths import default_wheelhouse, project_root
+    from pipeline.targets import get_target
 
+    get_target(target)  # unusable input is one line, before any progress
+    check_python(python)
+    if not requirements.is_file():
+        raise RewheelError(f"{requirements}: no such requirements file")
     say = progress or _quiet
     recipes_dir = recipes_dir or project_root() / "recipes"
     new_recipes_dir = new_recipes_dir or recipes_dir.parent / "recipes-new"

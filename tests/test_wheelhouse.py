@@ -104,7 +104,7 @@ def test_build_r_publishes_a_complete_verified_index(service_wheelhouses, target
 
     # Every resolved distribution has exactly its version in the index, and the index is consistent.
     assert check_index(index) == []
-    published = {f["filename"] for item in result["published"]["files"] for f in [item]}
+    published = {str(item["filename"]) for item in result["published"]["files"]}
     in_index = {}
     for wheel in index.rglob("*.whl"):
         name, version, _, _ = parse_wheel_filename(wheel.name)
@@ -172,3 +172,22 @@ def test_pip_installs_the_whole_file_from_the_index_alone(
     )  # fmt: skip
     assert used.returncode == 0, used.stderr[-3000:]
     assert "ALL-IMPORTED" in used.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--target", "musllinux_1_2_aarch64", "--target", "musllinux_1_2_x86_64"], "exactly one --target"),
+        (["--target", "musllinux_1_2_aarch64", "recipes/cffi.toml"], "not both"),
+        (["--target", "no_such_target"], "unknown target"),
+    ],
+)
+def test_build_r_bad_input_is_one_line(run_cli, args: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run_cli("build", "-r", str(SERVICE), *args)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_build_r_missing_file(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run_cli("build", "-r", str(tmp_path / "nope.txt"), "--target", "musllinux_1_2_aarch64")
+    assert code == 2 and "no such requirements file" in err
