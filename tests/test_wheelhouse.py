@@ -133,6 +133,30 @@ def test_build_r_publishes_a_complete_verified_index(service_wheelhouses, target
         assert [n.name for n in load_recipe(new_recipes / "cffi.toml").native] == ["libffi"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("target, runtime", TARGETS)
+def test_the_index_alone_resolves_the_file_for_the_target(
+    service_wheelhouses, target: str, runtime: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """pip here, told the target's platforms, finds every pin in the index and nothing it lacks (no runtime needed)."""
+    _, index, _ = service_wheelhouses(target)
+    arch = "x86_64" if target.endswith("x86_64") else "aarch64"
+    platforms = [o for minor in (2, 1, 0) for o in ("--platform", f"musllinux_1_{minor}_{arch}")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    completed = subprocess.run(
+        [
+            sys.executable, "-m", "pip", "download", "--isolated", "--no-cache-dir", "--disable-pip-version-check",
+            "--only-binary", ":all:", *platforms, "--python-version", "3.11", "--implementation", "cp",
+            "--abi", "cp311", "--index-url", index.resolve().joinpath("simple").as_uri(),
+            "--dest", str(tmp_path / "got"), "-r", str(SERVICE),
+        ],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    got = {p.name for p in (tmp_path / "got").iterdir()}
+    assert got == {p.name for p in index.rglob("*.whl")}
+
+
 @pytest.fixture(scope="session")
 def pip_for_target(pypi_file, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
     from pipeline.unpack import unpack
