@@ -95,8 +95,9 @@ class SdistFacts:
 @dataclass
 class RecipeWritten:
     path: Path
-    created: bool  # False: a [[source]] was added to an existing recipe
+    created: bool  # False: an existing recipe was extended (or already had everything)
     facts: SdistFacts
+    changed: bool = True  # False: the existing recipe already listed the version, targets and Pythons
     natives_pinned: list[str] = field(default_factory=list)
     natives_unpinned: list[str] = field(default_factory=list)
 
@@ -104,6 +105,7 @@ class RecipeWritten:
         return {
             "recipe": str(self.path),
             "created": self.created,
+            "changed": self.changed,
             "name": self.facts.project,
             "version": self.facts.version,
             "sdist": self.facts.file.filename,
@@ -381,6 +383,12 @@ def add_source(existing: Path, facts: SdistFacts, targets: list[str], pythons: l
     and Pythons; its comments and layout are kept."""
     recipe = load_recipe(existing)
     doc = tomlkit.parse(existing.read_text(encoding="utf-8"))
+    for source in recipe.source:
+        if source.version == facts.version and source.kind == "sdist" and source.sha256 != facts.file.sha256:
+            raise RewheelError(
+                f"{existing}: [[source]] {facts.version} pins sha256 {source.sha256}, but the index's "
+                f"{facts.file.filename} has {facts.file.sha256}"
+            )
     if not any(s.version == facts.version for s in recipe.source):
         projects = {s.project for s in recipe.source if s.project}
         project = sorted(projects)[0] if projects else None
@@ -428,9 +436,10 @@ def write_recipe(
         text = add_source(existing, facts, targets, pythons)
         destination = output / existing.name
         parse_recipe(text, destination)  # what is written must load
+        changed = text != existing.read_text(encoding="utf-8")
         destination.write_text(text, encoding="utf-8")
         natives = [n.name for n in recipe.native]
-        return RecipeWritten(destination, False, facts, natives_pinned=natives)
+        return RecipeWritten(destination, False, facts, changed=changed, natives_pinned=natives)
     doc, pinned, unpinned = render_new(facts, targets, pythons, pinned_natives(recipes_dir))
     text = tomlkit.dumps(doc)
     destination = output / f"{canonicalize_name(name)}.toml"

@@ -62,7 +62,12 @@ def new(
         emit_json(written.to_json())
         return
     facts = written.facts
-    verb = "wrote" if written.created else "added version " + facts.version + " to"
+    if written.created:
+        verb = "wrote"
+    elif written.changed:
+        verb = f"added version {facts.version} (and any missing targets/Pythons) to"
+    else:
+        verb = f"nothing to add: version {facts.version}, the targets and Pythons are already in"
     click.echo(f"{verb} {written.path}")
     click.echo(f"  sdist {facts.file.filename} sha256 {facts.file.sha256}")
     click.echo(f"  build backend {facts.build_backend}; test imports {', '.join(facts.imports)}")
