@@ -209,3 +209,19 @@ def test_recipe_new_says_what_zig_refuses(run_cli, tmp_path: Path) -> None:  # t
 def test_recipe_new_needs_an_exact_pin(run_cli, requirement: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     code, _, err = run_cli("recipe", "new", requirement, "-o", str(tmp_path))
     assert code == 2 and "NAME==VERSION" in err and len(err.strip().splitlines()) == 1
+
+
+def test_markers_are_the_targets_not_the_hosts(tmp_path: Path) -> None:
+    """pip's --platform would evaluate these markers on this x86_64 Linux host and keep neither."""
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(
+        'pywin32==306 ; sys_platform == "win32"\n'
+        'greenlet==3.0.3 ; platform_machine == "aarch64"\n'
+        "six==1.16.0\n"
+    )
+    names = {
+        target: {g.name for g in find_gaps(requirements, target, "3.11").requirements}
+        for target in ("musllinux_1_2_aarch64", "win_amd64")
+    }
+    assert names["musllinux_1_2_aarch64"] == {"greenlet", "six"}
+    assert names["win_amd64"] == {"pywin32", "six"}
