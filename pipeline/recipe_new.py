@@ -164,11 +164,11 @@ def _source_texts(path: Path) -> dict[str, str]:
         return "/".join(parts[1:]) if len(parts) > 1 else ""
 
     if path.name.endswith(".zip"):
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
+        with zipfile.ZipFile(path) as zip_archive:
+            for info in zip_archive.infolist():
                 relative = strip_top(info.filename)
                 if relative and not info.is_dir() and wanted(relative, info.file_size):
-                    texts[relative] = archive.read(info).decode("utf-8", errors="replace")
+                    texts[relative] = zip_archive.read(info).decode("utf-8", errors="replace")
         return texts
     with tarfile.open(path) as archive:
         for member in archive:
@@ -332,7 +332,9 @@ def _array(values: list[str]) -> tomlkit.items.Array:
     return array
 
 
-def render_new(facts: SdistFacts, targets: list[str], pythons: list[str], natives: dict[str, NativeLibrary]):  # type: ignore[no-untyped-def]
+def render_new(
+    facts: SdistFacts, targets: list[str], pythons: list[str], natives: dict[str, NativeLibrary]
+) -> tuple[tomlkit.TOMLDocument, list[str], list[str]]:
     """A new recipe document for `facts`, with the findings as comments for the reviewer."""
     name = canonicalize_name(facts.project)
     doc = tomlkit.document()
@@ -369,8 +371,8 @@ def render_new(facts: SdistFacts, targets: list[str], pythons: list[str], native
     pinned = [natives[lib] for lib in facts.natives if lib in natives]
     if pinned:
         tables = tomlkit.aot()
-        for library in pinned:
-            tables.append(_native_table(library))
+        for pinned_library in pinned:
+            tables.append(_native_table(pinned_library))
         doc["native"] = tables
     test = tomlkit.table()
     test["imports"] = _array(facts.imports)
