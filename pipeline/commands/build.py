@@ -44,6 +44,18 @@ BACKEND_NAMES = (
     help="After a successful run, publish the run's wheels to this static index folder (or upload URL).",
 )
 @click.option(
+    "--requirements",
+    "-r",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Build what this requirements file lacks for --target (see `rewheel gaps`); with --publish, publish "
+    "a complete wheelhouse: rewheel's wheels plus the fitting upstream ones, all verified.",
+)
+@click.option(
+    "--new-recipes",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="With -r: where recipes written on the fly go for review (default: recipes-new/ beside recipes/).",
+)
+@click.option(
     "--print-cibuildwheel-config",
     is_flag=True,
     help="Print the cibuildwheel options each job would get (CIBW_* variables), then stop.",
@@ -58,6 +70,8 @@ def command(
     no_smoke: bool,
     force: bool,
     publish_to: str | None,
+    requirements: Path | None,
+    new_recipes: Path | None,
     print_cibuildwheel_config: bool,
 ) -> None:
     """Build wheels: fetch, patch, build, repair, verify and smoke-test each job, into the wheelhouse.
@@ -69,6 +83,17 @@ def command(
     from pipeline.errors import EXIT_FINDINGS, RewheelError
     from pipeline.plan import plan
     from pipeline.recipe import load_recipes
+
+    if requirements is not None:
+        if recipes:
+            raise RewheelError("give recipes or -r REQUIREMENTS, not both")
+        from pipeline.commands._wheelhouse import build_from_requirements
+
+        build_from_requirements(
+            requirements, targets=targets, pythons=pythons, backend=backend, wheelhouse=wheelhouse,
+            publish_to=publish_to, new_recipes=new_recipes, no_smoke=no_smoke, force=force, as_json=as_json,
+        )  # fmt: skip
+        return
 
     jobs = plan(load_recipes(list(recipes)), list(targets) or None)
     if pythons:

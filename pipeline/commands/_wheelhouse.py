@@ -1,0 +1,75 @@
+"""`rewheel build -r`: the printing side of pipeline/wheelhouse.py (kept out of build.py, which only routes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def build_from_requirements(
+    requirements: Path,
+    *,
+    targets: tuple[str, ...],
+    pythons: tuple[str, ...],
+    backend: str,
+    wheelhouse: Path | None,
+    publish_to: str | None,
+    new_recipes: Path | None,
+    no_smoke: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
+    from pipeline.errors import EXIT_FINDINGS, RewheelError
+    from pipeline.output import emit_json, progress, table
+    from pipeline.wheelhouse import build_wheelhouse
+
+    if len(targets) != 1 or len(pythons) > 1:
+        raise RewheelError("build -r needs exactly one --target and at most one --python (default 3.11)")
+    result = build_wheelhouse(
+        requirements,
+        targets[0],
+        pythons[0] if pythons else "3.11",
+        publish_to=publish_to,
+        new_recipes_dir=new_recipes,
+        wheelhouse=wheelhouse,
+        backend=backend,
+        smoke=not no_smoke,
+        force=force,
+        progress=progress,
+    )
+    if as_json:
+        emit_json(result.to_json())
+    else:
+        built = {}
+        if result.summary:
+            for outcome in result.summary.outcomes:
+                built[(outcome.job.recipe.normalized_name, outcome.job.version)] = outcome
+        upstream = {(u.gap.name, u.gap.version): u for u in result.upstream}
+        rows = []
+        for gap in result.report.requirements:
+            key = (gap.name, gap.version)
+            if key in built:
+                outcome = built[key]
+                wheel = ", ".join(w.name for w in outcome.wheels) or "-"
+                state = outcome.status if outcome.ok else f"{outcome.status} ({outcome.stage})"
+                origin = f"rewheel ({result.recipes.get(gap.name)})"
+            elif key in upstream:
+                wheel, state, origin = (
+                    upstream[key].path.name,
+                    "verified" if upstream[key].ok else "FAILED verify",
+                    "upstream",
+                )
+            else:
+                wheel, state, origin = "-", "not built", "-"
+            rows.append((gap.name, gap.version, gap.status, origin, state, wheel))
+        click.echo(table(rows, ["name", "version", "status", "from", "result", "wheel"]))
+        for written in result.written:
+            verb = "new recipe" if written.created else "version added"
+            click.echo(f"{verb}: {written.path} (review it, then commit it under recipes/)")
+        if result.published:
+            click.echo(f"published a complete wheelhouse to {result.published.destination}")
+    for problem in result.problems:
+        click.echo(f"rewheel: {problem}", err=True)
+    if not result.ok:
+        raise SystemExit(EXIT_FINDINGS)

@@ -1,0 +1,245 @@
+"""From a requirements file to a complete wheelhouse for one target: the stage behind `rewheel build -r`.
+
+1. gaps: resolve the file for the target (gaps.py) and sort its distributions into upstream-wheel, pure and
+   needs-build;
+2. recipes: every needs-build distribution gets a recipe that lists its version, the target and the Python:
+   the project's recipe when it already does, else one written by recipe_new into a review folder
+   (recipes-new/ beside recipes/ by default, so patches/<name>/ still resolves): a new recipe, or a copy of
+   the project's recipe with the version added as another [[source]];
+3. build: those jobs go through the orchestrator (run_jobs: build, repair, verify, smoke; records; quarantine);
+4. upstream: each fitting upstream wheel is downloaded by the sha256 the index listed (cached by hash) and
+   put through the symbol checker for the target like every built wheel;
+5. publish: rewheel's wheels and the upstream ones go into one static index (pipeline.index.publish), and the
+   result is checked to hold a wheel for every distribution of the resolved set, so that index alone
+   installs the whole file on the target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from pipeline.build.orchestrator import RunSummary, run_jobs
+from pipeline.errors import RewheelError
+from pipeline.fetch import Pin, fetch
+from pipeline.gaps import NEEDS_BUILD, PURE, UNAVAILABLE, UPSTREAM_WHEEL, Gap, GapsReport, find_gaps
+from pipeline.index import PublishResult, publish
+from pipeline.index.gate import check_verified
+from pipeline.plan import ANY_PYTHON, Job, plan
+from pipeline.recipe import Recipe, load_recipe
+from pipeline.recipe_new import RecipeWritten, write_recipe
+
+
+@dataclass
+class UpstreamWheel:
+    gap: Gap
+    path: Path
+    ok: bool
+    problem: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.gap.name,
+            "version": self.gap.version,
+            "status": self.gap.status,
+            "wheel": str(self.path),
+            "verified": self.ok,
+            "problem": self.problem,
+        }
+
+
+@dataclass
+class WheelhouseResult:
+    report: GapsReport
+    recipes: dict[str, Path] = field(default_factory=dict)  # needs-build name -> recipe used
+    written: list[RecipeWritten] = field(default_factory=list)
+    summary: RunSummary | None = None
+    upstream: list[UpstreamWheel] = field(default_factory=list)
+    published: PublishResult | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def wheels(self) -> list[Path]:
+        built = self.summary.wheels if self.summary else []
+        return [*built, *(u.path for u in self.upstream if u.ok)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "gaps": self.report.to_json(),
+            "recipes": {name: str(path) for name, path in self.recipes.items()},
+            "recipes_written": [w.to_json() for w in self.written],
+            "build": self.summary.to_json() if self.summary else None,
+            "upstream": [u.to_json() for u in self.upstream],
+            "published": self.published.to_json() if self.published else None,
+            "problems": self.problems,
+        }
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _recipe_fits(recipe: Recipe, version: str, target: str, python: str) -> bool:
+    return (
+        any(s.version == version for s in recipe.source)
+        and target in recipe.targets
+        and python in recipe.python
+        and not recipe.is_excluded(target, python)
+    )
+
+
+def recipes_for(
+    report: GapsReport,
+    *,
+    recipes_dir: Path,
+    new_recipes_dir: Path,
+    say: Callable[[str], None],
+) -> tuple[dict[str, Path], list[RecipeWritten]]:
+    """A recipe for each needs-build distribution: the project's own when it fits, else one written now."""
+    chosen: dict[str, Path] = {}
+    written: list[RecipeWritten] = []
+    for gap in report.requirements:
+        if gap.status != NEEDS_BUILD:
+            continue
+        if gap.recipe is not None and _recipe_fits(
+            load_recipe(gap.recipe), gap.version, report.target, report.python
+        ):
+            chosen[gap.name] = gap.recipe
+            continue
+        say(f"recipe: writing {gap.name}=={gap.version} for {report.target} into {new_recipes_dir}")
+        result = write_recipe(
+            f"{gap.name}=={gap.version}",
+            targets=[report.target],
+            pythons=[report.python],
+            output=new_recipes_dir,
+            recipes_dir=recipes_dir,
+        )
+        written.append(result)
+        chosen[gap.name] = result.path
+    return chosen, written
+
+
+def jobs_for(report: GapsReport, recipes: dict[str, Path]) -> list[Job]:
+    """The build jobs for the needs-build distributions, in the plan's dependency order."""
+    loaded = [load_recipe(path) for path in recipes.values()]
+    wanted = {(g.name, g.version) for g in report.requirements if g.status == NEEDS_BUILD}
+    return [
+        job
+        for job in plan(loaded, [report.target])
+        if (canonicalize_name(job.recipe.name), job.version) in wanted
+        and job.python in (report.python, ANY_PYTHON)
+    ]
+
+
+def fetch_upstream(report: GapsReport, say: Callable[[str], None]) -> list[UpstreamWheel]:
+    """Download each fitting upstream wheel by the sha256 the index listed, then verify it for the target."""
+    fetched = []
+    for gap in report.requirements:
+        if gap.status not in (UPSTREAM_WHEEL, PURE) or gap.file is None:
+            continue
+        pin = Pin(filename=gap.file.filename, sha256=gap.file.sha256, url=gap.file.url or None)
+        if not pin.url:
+            pin = Pin(gap.file.filename, gap.file.sha256, project=gap.name, version=gap.version)
+        path = fetch(pin)
+        ok, why = check_verified(path, report.target)
+        say(f"upstream: {path.name}: {'verified' if ok else 'FAILED verify: ' + why}")
+        fetched.append(UpstreamWheel(gap, path, ok, why))
+    return fetched
+
+
+def missing_distributions(report: GapsReport, wheels: list[Path]) -> list[str]:
+    """name==version of every resolved distribution with no wheel among `wheels`."""
+    have = set()
+    for wheel in wheels:
+        name, version, _, _ = parse_wheel_filename(wheel.name)
+        have.add((canonicalize_name(name), str(version)))
+    return [f"{g.name}=={g.version}" for g in report.requirements if (g.name, g.version) not in have]
+
+
+def build_wheelhouse(
+    requirements: Path,
+    target: str,
+    python: str,
+    *,
+    publish_to: str | None = None,
+    recipes_dir: Path | None = None,
+    new_recipes_dir: Path | None = None,
+    wheelhouse: Path | None = None,
+    backend: str = "auto",
+    smoke: bool = True,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> WheelhouseResult:
+    """Build what the target lacks, fetch what upstream has, verify everything, publish it as one index."""
+    from pipeline.gaps import check_python
+    from pipeline.paths import default_wheelhouse, project_root
+    from pipeline.targets import get_target
+
+    get_target(target)  # unusable input is one line, before any progress
+    check_python(python)
+    if not requirements.is_file():
+        raise RewheelError(f"{requirements}: no such requirements file")
+    say = progress or _quiet
+    recipes_dir = recipes_dir or project_root() / "recipes"
+    new_recipes_dir = new_recipes_dir or recipes_dir.parent / "recipes-new"
+    say(f"gaps: resolving {requirements} for {target} / Python {python}")
+    report = find_gaps(requirements, target, python, recipes_dir=recipes_dir)
+    counts = ", ".join(f"{report.count(s)} {s}" for s in (UPSTREAM_WHEEL, PURE, NEEDS_BUILD, UNAVAILABLE))
+    say(f"gaps: {len(report.requirements)} distribution(s): {counts}")
+    result = WheelhouseResult(report)
+    unavailable = [f"{g.name}=={g.version}" for g in report.requirements if g.status == UNAVAILABLE]
+    if unavailable:
+        raise RewheelError(
+            f"{requirements}: no wheel fits {target} and the index has no sdist for: {', '.join(unavailable)}"
+        )
+
+    result.recipes, result.written = recipes_for(
+        report, recipes_dir=recipes_dir, new_recipes_dir=new_recipes_dir, say=say
+    )
+    jobs = jobs_for(report, result.recipes)
+    planned = {(canonicalize_name(j.recipe.name), j.version) for j in jobs}
+    for gap in report.requirements:
+        if gap.status == NEEDS_BUILD and (gap.name, gap.version) not in planned:
+            result.problems.append(f"{gap.name}=={gap.version}: its recipe plans no job for {target}")
+    if jobs:
+        say(f"build: {len(jobs)} job(s): {', '.join(j.id for j in jobs)}")
+        result.summary = run_jobs(
+            jobs,
+            backend=backend,
+            wheelhouse=wheelhouse or default_wheelhouse(),
+            smoke=smoke,
+            progress=progress is not None,
+            force=force,
+        )
+        result.problems += [
+            f"{o.job.id}: {o.status} at {o.stage}: {o.message}" for o in result.summary.failed
+        ]
+
+    result.upstream = fetch_upstream(report, say)
+    result.problems += [
+        f"{u.path.name}: did not pass verify for {target}: {u.problem}" for u in result.upstream if not u.ok
+    ]
+
+    missing = missing_distributions(report, result.wheels())
+    if missing and not result.problems:
+        result.problems.append(f"no wheel for: {', '.join(missing)}")
+    if publish_to and result.problems:
+        say(f"publish: not publishing to {publish_to}: the wheelhouse is incomplete")
+    elif publish_to:
+        built = result.summary.wheels if result.summary else []
+        verdicts = {**dict.fromkeys(built, True), **{u.path: u.ok for u in result.upstream}}
+        result.published = publish(
+            result.wheels(), publish_to, target=target, verified=verdicts, progress=say
+        )
+        say(
+            f"publish: {len(result.wheels())} wheel(s) for {len(report.requirements)} distribution(s) in {publish_to}"
+        )
+    return result
