@@ -1,9 +1,12 @@
 """PE (Windows DLL/.pyd) reading for the symbol checker: machine, imports, delay imports, exports.
 
-pefile is used with fast_load and then asked for the import and delay-import directories, from the bytes
-already in memory (or mapped); the export directory is read here. A garbled import table is a malformed
-binary (exit 2), not a module that imports nothing: pefile stops at the first bad descriptor and records a
-warning, so its warnings about imports are turned into MalformedBinary rather than read past.
+pefile reads the headers and maps RVAs to file offsets (fast_load, from the bytes already in memory or
+mapped). The three tables the loader consults are read here, strictly: pefile's import parser drops a
+descriptor whose DLL name it cannot read, without a warning, and cuts names at 512 characters
+(MAX_IMPORT_NAME_LENGTH; MSVC's mangled C++ names are longer, e.g. pyarrow's), so a garbled import table
+passed as a module importing less. The Windows loader refuses a module whose import table points outside
+the image, so here that is a malformed binary (MalformedBinary, exit 2): the checker cannot say what the
+module imports, so it has nothing honest to report as findings.
 """
 
 from __future__ import annotations
@@ -14,20 +17,11 @@ from dataclasses import dataclass, field
 
 from pipeline.verify.elf import MalformedBinary
 
-# pefile cuts import names at MAX_IMPORT_NAME_LENGTH (512) characters; MSVC's mangled C++ names run to
-# 4,096 and more (pyarrow), and the export side is read whole, so a cut name never matches its export.
-# Names are bounded by the file they sit in; this only has to be above any real one.
+# Names are bounded by the file they sit in; this only has to be above any real one (MSVC truncates
+# decorated names at 4,096 characters).
 NAME_LENGTH_LIMIT = 1 << 16
-# pefile stops after MAX_IMPORT_SYMBOLS (8,192) imports per file, a limit made for malware triage.
-IMPORT_SYMBOLS_LIMIT = 1 << 20
-_PEFILE_IMPORT_TROUBLE = (
-    "error parsing the import",
-    "error parsing the delay import",
-    "too many errors parsing the",
-    "damaged import table",
-    "excessive number of imports",
-    "error, too many imported symbols",
-)
+IMAGE_ORDINAL_FLAG32 = 1 << 31
+IMAGE_ORDINAL_FLAG64 = 1 << 63
 
 MACHINES = {0x8664: "AMD64", 0xAA64: "ARM64", 0x14C: "x86", 0x1C4: "ARM", 0xA641: "ARM64EC"}
 
@@ -56,28 +50,93 @@ def is_pe(data: bytes) -> bool:
     return data[:2] == b"MZ"
 
 
-def _entries(entries: object, what: str, *, strict: bool = True) -> dict[str, list[PeImport]]:
-    """DLL -> functions; unreadable names raise ValueError when strict, else the entry is left out."""
-    result: dict[str, list[PeImport]] = {}
-    for entry in entries or []:  # type: ignore[attr-defined]
-        if entry.dll in (None, b"*invalid*", b""):
-            if not strict:
-                continue
-            raise ValueError(f"{what} names a DLL that is not a file name ({entry.dll!r})")
-        dll = entry.dll.decode("ascii", "replace")
-        functions = result.setdefault(dll, [])
-        for item in entry.imports:
-            if item.import_by_ordinal:
-                functions.append(PeImport(None, item.ordinal))
-            elif item.name is None or item.name == b"*invalid*":
-                if not strict:
-                    continue
-                # an import by name whose name pefile could not read: the table points outside the file
-                # or at bytes no linker writes
-                raise ValueError(f"{what} of {dll} has an unreadable function name")
+class _Image:
+    """RVA -> bytes of one PE image, every read bounds-checked (ValueError when outside the file)."""
+
+    def __init__(self, pe: object, data: bytes | mmap.mmap) -> None:
+        self.pe = pe
+        self.data = data
+
+    def offset(self, rva: int, what: str) -> int:
+        import pefile
+
+        try:
+            position = self.pe.get_offset_from_rva(rva)  # type: ignore[attr-defined]
+        except pefile.PEFormatError:
+            position = None
+        if position is None or not 0 <= position < len(self.data):
+            raise ValueError(f"{what} at RVA 0x{rva:x} is outside the file")
+        return int(position)
+
+    def string(self, rva: int, what: str) -> str:
+        position = self.offset(rva, what)
+        stop = self.data.find(b"\0", position, position + NAME_LENGTH_LIMIT)
+        if stop < 0:
+            raise ValueError(f"{what} at RVA 0x{rva:x} has no end")
+        return self.data[position:stop].decode("ascii", "replace")
+
+    def thunks(self, rva: int, is64: bool, what: str) -> list[PeImport]:
+        """A zero-terminated import lookup table: by ordinal (high bit) or by hint/name RVA."""
+        size, flag = (8, IMAGE_ORDINAL_FLAG64) if is64 else (4, IMAGE_ORDINAL_FLAG32)
+        layout = "<Q" if is64 else "<I"
+        position = self.offset(rva, what)
+        result: list[PeImport] = []
+        while True:
+            if position + size > len(self.data):
+                raise ValueError(f"{what} runs past the end of the file")
+            (entry,) = struct.unpack_from(layout, self.data, position)
+            if not entry:
+                return result
+            if entry & flag:
+                result.append(PeImport(None, entry & 0xFFFF))
             else:
-                functions.append(PeImport(item.name.decode("ascii", "replace"), None))
-    return result
+                name = self.string((entry & 0x7FFFFFFF) + 2, f"a function name in {what}")
+                if not name:
+                    raise ValueError(f"{what} has an empty function name")
+                result.append(PeImport(name, None))
+            position += size
+
+
+def _read_imports(image: _Image, is64: bool, rva: int, info: PeInfo) -> None:
+    """IMAGE_IMPORT_DESCRIPTORs (20 bytes each) until the all-zero one; any unreadable part raises."""
+    position = image.offset(rva, "the import directory")
+    while True:
+        if position + 20 > len(image.data):
+            raise ValueError("the import directory runs past the end of the file")
+        lookup, _, _, name_rva, first_thunk = struct.unpack_from("<IIIII", image.data, position)
+        if not (lookup or name_rva or first_thunk):
+            return
+        dll = image.string(name_rva, "an imported DLL name")
+        if not dll:
+            raise ValueError("the import directory names a DLL with an empty name")
+        what = f"the import table of {dll}"
+        info.imports.setdefault(dll, []).extend(image.thunks(lookup or first_thunk, is64, what))
+        position += 20
+
+
+def _read_delay_imports(image: _Image, is64: bool, rva: int, image_base: int, info: PeInfo) -> None:
+    """ImgDelayDescr records (32 bytes). The delay-load helper reads one descriptor when a function is first
+    called; the loader never walks the table, so bytes after the last real descriptor (GNU ld leaves some)
+    do not stop a module from loading: reading stops at the first descriptor that does not read."""
+    try:
+        position = image.offset(rva, "the delay-import directory")
+    except ValueError:
+        return
+    while position + 32 <= len(image.data):
+        attributes, name_rva, _, _, names_rva = struct.unpack_from("<IIIII", image.data, position)
+        if not (name_rva or names_rva):
+            return
+        if not attributes & 1:  # old-style (VC6) descriptors hold addresses, not RVAs
+            name_rva, names_rva = name_rva - image_base, names_rva - image_base
+        try:
+            dll = image.string(name_rva, "a delay-loaded DLL name")
+            functions = image.thunks(names_rva, is64, f"the delay-import table of {dll}")
+        except ValueError:
+            return
+        if not dll:
+            return
+        info.delay_imports.setdefault(dll, []).extend(functions)
+        position += 32
 
 
 def _read_exports(pe: object, data: bytes | mmap.mmap, info: PeInfo) -> None:
@@ -86,6 +145,8 @@ def _read_exports(pe: object, data: bytes | mmap.mmap, info: PeInfo) -> None:
     import pefile
 
     assert isinstance(pe, pefile.PE)
+    if not pe.OPTIONAL_HEADER.DATA_DIRECTORY:
+        return
     entry = pe.OPTIONAL_HEADER.DATA_DIRECTORY[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_EXPORT"]]
     if not entry.VirtualAddress or not entry.Size:
         return
@@ -131,39 +192,25 @@ def parse_pe(data: bytes | mmap.mmap, name: str = "<pe>") -> PeInfo:
     """Parse machine, imports, delay imports and exports; MalformedBinary when any of them is unreadable."""
     import pefile
 
-    pefile.MAX_IMPORT_NAME_LENGTH = max(pefile.MAX_IMPORT_NAME_LENGTH, NAME_LENGTH_LIMIT)
-    pefile.MAX_DLL_LENGTH = max(pefile.MAX_DLL_LENGTH, NAME_LENGTH_LIMIT)
-    pefile.MAX_IMPORT_SYMBOLS = max(pefile.MAX_IMPORT_SYMBOLS, IMPORT_SYMBOLS_LIMIT)
     try:
         pe = pefile.PE(data=data, fast_load=True)
     except (pefile.PEFormatError, ValueError, IndexError, AttributeError, struct.error, OverflowError) as exc:
         raise MalformedBinary(f"{name}: malformed PE file ({exc})") from None
     try:
-        directories = pefile.DIRECTORY_ENTRY
-        pe.parse_data_directories(directories=[directories["IMAGE_DIRECTORY_ENTRY_IMPORT"]])
-        trouble = [w for w in pe.get_warnings() if w.lower().startswith(_PEFILE_IMPORT_TROUBLE)]
-        if trouble:
-            raise ValueError(f"garbled import table: {trouble[0]}")
-        # Delay-import descriptors are read one at a time, by the helper, when a function is first called:
-        # the loader never walks the table, so bytes after the last real descriptor (GNU ld leaves some) do
-        # not stop a module from loading. Their problems are not fatal here either; what pefile read is used.
-        pe.parse_data_directories(directories=[directories["IMAGE_DIRECTORY_ENTRY_DELAY_IMPORT"]])
+        directories = pe.OPTIONAL_HEADER.DATA_DIRECTORY
+        is64 = pe.OPTIONAL_HEADER.Magic == pefile.OPTIONAL_HEADER_MAGIC_PE_PLUS
+        image = _Image(pe, data)
         info = PeInfo(machine=pe.FILE_HEADER.Machine)
-        info.imports = _entries(getattr(pe, "DIRECTORY_ENTRY_IMPORT", None), "the import table")
-        info.delay_imports = _entries(
-            getattr(pe, "DIRECTORY_ENTRY_DELAY_IMPORT", None), "the delay-import table", strict=False
-        )
+        if len(directories) > pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_IMPORT"]:
+            imports = directories[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_IMPORT"]]
+            if imports.VirtualAddress and imports.Size:
+                _read_imports(image, is64, imports.VirtualAddress, info)
+        if len(directories) > pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_DELAY_IMPORT"]:
+            delay = directories[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_DELAY_IMPORT"]]
+            if delay.VirtualAddress and delay.Size:
+                _read_delay_imports(image, is64, delay.VirtualAddress, pe.OPTIONAL_HEADER.ImageBase, info)
         _read_exports(pe, data, info)
-    except (
-        pefile.PEFormatError,
-        ValueError,
-        IndexError,
-        AttributeError,
-        KeyError,
-        TypeError,
-        struct.error,
-        OverflowError,
-    ) as exc:
+    except (pefile.PEFormatError, ValueError, IndexError, AttributeError, struct.error, OverflowError) as exc:
         raise MalformedBinary(f"{name}: malformed PE file ({exc})") from None
     finally:
         pe.close()
