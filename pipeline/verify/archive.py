@@ -100,6 +100,7 @@ def read_wheel(
         struct.error,
         IndexError,
         OverflowError,
+        NotImplementedError,  # "zip file version 25.0": a version field no zip writer uses
     ) as exc:
         # zipfile raises all of these on a broken end record or central directory
         raise UnusableWheel(f"{path.name}: not a readable zip archive: {exc}") from None
