@@ -86,8 +86,9 @@ def is_elf(data: bytes) -> bool:
     return data[:4] == ELF_MAGIC
 
 
-def _cstring(table: bytes, offset: int) -> str:
-    end = table.index(b"\0", offset)
+def _cstring(table: bytes, offset: int, limit: int = 4096) -> str:
+    # library and version names are file names and short labels: a longer "name" is a broken table
+    end = table.index(b"\0", offset, offset + limit)
     return table[offset:end].decode("utf-8", "replace")
 
 
@@ -158,9 +159,9 @@ def _parse(data: bytes | mmap.mmap) -> ElfInfo:
         elif tag == DT_SONAME:
             info.soname = _cstring(dynstr, value)
         elif tag == DT_RPATH:
-            info.rpath.extend(p for p in _cstring(dynstr, value).split(":") if p)
+            info.rpath.extend(p for p in _cstring(dynstr, value, 1 << 16).split(":") if p)
         elif tag == DT_RUNPATH:
-            info.runpath.extend(p for p in _cstring(dynstr, value).split(":") if p)
+            info.runpath.extend(p for p in _cstring(dynstr, value, 1 << 16).split(":") if p)
 
     # Version index -> (name, file) for needed versions, index -> name for defined ones.
     needed_versions: dict[int, tuple[str, str]] = {}
@@ -229,6 +230,7 @@ def _parse(data: bytes | mmap.mmap) -> ElfInfo:
     # faster than a decode per name. A table with other bytes is read name by name as UTF-8.
     text = strtab.decode("ascii") if strtab.isascii() else None
     version_count = len(versions)
+    name_bytes_left = 4 * len(strtab) + (1 << 20)
     for number, (name_off, st_info, st_other, shndx) in enumerate(
         sym.iter_unpack(symtab[sym.size : usable]), 1
     ):
@@ -238,7 +240,12 @@ def _parse(data: bytes | mmap.mmap) -> ElfInfo:
         if text is not None:
             name = text[name_off : text.index("\0", name_off)]
         else:
-            name = _cstring(strtab, name_off)
+            name = _cstring(strtab, name_off, 1 << 16)
+        # names may share tails (the linker merges "foo" into "barfoo"), never much more than that: entries
+        # all pointing at one long name would make this loop quadratic
+        name_bytes_left -= len(name) + 1
+        if name_bytes_left < 0:
+            raise ValueError("symbol names overlap: more name bytes than the string table can hold")
         if shndx == 0:
             needed_version = needed_versions.get(versions[number] & 0x7FFF if number < version_count else 1)
             if needed_version is None:

@@ -56,6 +56,10 @@ class _Image:
     def __init__(self, pe: object, data: bytes | mmap.mmap) -> None:
         self.pe = pe
         self.data = data
+        # Real tables do not overlap, so a file holds fewer name bytes and thunks than these; a crafted file
+        # whose entries all point at one long name or one long thunk array would otherwise take hours.
+        self.name_bytes_left = 4 * len(data) + (1 << 20)
+        self.thunks_left = len(data) // 4 + 1
 
     def offset(self, rva: int, what: str) -> int:
         import pefile
@@ -73,6 +77,9 @@ class _Image:
         stop = self.data.find(b"\0", position, position + NAME_LENGTH_LIMIT)
         if stop < 0:
             raise ValueError(f"{what} at RVA 0x{rva:x} has no end")
+        self.name_bytes_left -= stop - position + 1
+        if self.name_bytes_left < 0:
+            raise ValueError("its name tables overlap: more name bytes than the file can hold")
         return self.data[position:stop].decode("ascii", "replace")
 
     def thunks(self, rva: int, is64: bool, what: str) -> list[PeImport]:
@@ -82,6 +89,9 @@ class _Image:
         position = self.offset(rva, what)
         result: list[PeImport] = []
         while True:
+            self.thunks_left -= 1
+            if self.thunks_left < 0:
+                raise ValueError("its import lookup tables overlap: more entries than the file can hold")
             if position + size > len(self.data):
                 raise ValueError(f"{what} runs past the end of the file")
             (entry,) = struct.unpack_from(layout, self.data, position)
@@ -139,43 +149,37 @@ def _read_delay_imports(image: _Image, is64: bool, rva: int, image_base: int, in
         position += 32
 
 
-def _read_exports(pe: object, data: bytes | mmap.mmap, info: PeInfo) -> None:
+def _read_exports(image: _Image, directory: object, info: PeInfo) -> None:
     """The export directory, read directly: pefile gives up on names it finds suspicious in large DLLs
     (OpenBLAS's 9,546 exports come back with 1,354 names missing), and the loader does not."""
-    import pefile
-
-    assert isinstance(pe, pefile.PE)
-    if not pe.OPTIONAL_HEADER.DATA_DIRECTORY:
+    rva, size = directory.VirtualAddress, directory.Size  # type: ignore[attr-defined]
+    if not rva or not size:
         return
-    entry = pe.OPTIONAL_HEADER.DATA_DIRECTORY[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_EXPORT"]]
-    if not entry.VirtualAddress or not entry.Size:
-        return
-    start, end = entry.VirtualAddress, entry.VirtualAddress + entry.Size
-
-    def offset(rva: int) -> int:
-        position = pe.get_offset_from_rva(rva)
-        if position is None or position >= len(data):
-            raise ValueError(f"export RVA 0x{rva:x} outside the file")
-        return int(position)
-
-    def string(rva: int) -> str:
-        position = offset(rva)
-        stop = data.find(b"\0", position, position + NAME_LENGTH_LIMIT)
-        if stop < 0:
-            raise ValueError(f"export name at RVA 0x{rva:x} has no end")
-        return data[position:stop].decode("ascii", "replace")
-
+    start, end = rva, rva + size
+    data = image.data
     (base, functions, names, functions_rva, names_rva, ordinals_rva) = struct.unpack_from(
-        "<IIIIII", data, offset(entry.VirtualAddress) + 16
+        "<IIIIII", data, image.offset(rva, "the export directory") + 16
     )
     if functions > 1 << 20 or names > functions:
         raise ValueError("implausible export directory")
-    addresses = struct.unpack_from(f"<{functions}I", data, offset(functions_rva)) if functions else ()
-    name_rvas = struct.unpack_from(f"<{names}I", data, offset(names_rva)) if names else ()
-    name_ordinals = struct.unpack_from(f"<{names}H", data, offset(ordinals_rva)) if names else ()
+    addresses = (
+        struct.unpack_from(f"<{functions}I", data, image.offset(functions_rva, "the export address table"))
+        if functions
+        else ()
+    )
+    name_rvas = (
+        struct.unpack_from(f"<{names}I", data, image.offset(names_rva, "the export name table"))
+        if names
+        else ()
+    )
+    name_ordinals = (
+        struct.unpack_from(f"<{names}H", data, image.offset(ordinals_rva, "the export ordinal table"))
+        if names
+        else ()
+    )
     named: dict[int, str] = {}
     for name_rva, index in zip(name_rvas, name_ordinals, strict=True):
-        label = string(name_rva)
+        label = image.string(name_rva, "an export name")
         named[index] = label
         info.exports.add(label)
     for index, address in enumerate(addresses):
@@ -184,7 +188,7 @@ def _read_exports(pe: object, data: bytes | mmap.mmap, info: PeInfo) -> None:
         label = named.get(index, "")
         info.export_ordinals[base + index] = label
         if start <= address < end and label:  # the address points at "DLL.Function": a forwarder
-            target_dll, _, target_name = string(address).partition(".")
+            target_dll, _, target_name = image.string(address, "a forwarder").partition(".")
             info.forwarders[label] = f"{target_dll.lower()}.dll!{target_name}"
 
 
@@ -209,7 +213,8 @@ def parse_pe(data: bytes | mmap.mmap, name: str = "<pe>") -> PeInfo:
             delay = directories[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_DELAY_IMPORT"]]
             if delay.VirtualAddress and delay.Size:
                 _read_delay_imports(image, is64, delay.VirtualAddress, pe.OPTIONAL_HEADER.ImageBase, info)
-        _read_exports(pe, data, info)
+        if directories:
+            _read_exports(image, directories[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_EXPORT"]], info)
     except (pefile.PEFormatError, ValueError, IndexError, AttributeError, struct.error, OverflowError) as exc:
         raise MalformedBinary(f"{name}: malformed PE file ({exc})") from None
     finally:
