@@ -30,7 +30,7 @@ from typing import IO, TypeVar
 from pipeline.errors import RewheelError
 from pipeline.unpack import DEFAULT_LIMITS, Limits
 from pipeline.verify.elf import ElfInfo, is_elf, parse_elf
-from pipeline.verify.pe import PeInfo, is_pe
+from pipeline.verify.pe import PeInfo, is_pe, parse_pe
 from pipeline.verify.report import WheelReport
 from pipeline.verify.wheelname import Tag, wheel_tags
 
@@ -442,8 +442,6 @@ def _member_worker(
                 if is_elf(member.head):
                     elf = parse_elf(data, f"{wheel_name}:{name}")
                 else:
-                    from pipeline.verify.pe import parse_pe
-
                     pe = parse_pe(data, f"{wheel_name}:{name}")
         finally:
             if isinstance(data, mmap.mmap):
