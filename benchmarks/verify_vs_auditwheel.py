@@ -1,9 +1,12 @@
 """Measure `rewheel verify` against `auditwheel show` and a plain decompress, on the same real wheels.
 
 Each tool runs as a whole process (interpreter start included, as users meet it), the three tools
-interleaved round by round so machine noise hits them alike; wall time and CPU time (user+sys of the child)
-are recorded and medians reported, with the ratios the symbol checker is held to:
-auditwheel/verify (goal >= 10x) and verify/decompress (goal <= 3x).
+interleaved round by round so machine noise hits them alike; wall time, CPU time (user+sys of that child,
+from wait4) and peak memory are recorded and medians reported, with the ratios the symbol checker is held
+to: auditwheel/verify CPU (goal >= 10x) and verify/decompress CPU (goal <= 3x).
+
+rewheel's modules are byte-compiled first, as a pip install does (auditwheel's are): where
+PYTHONDONTWRITEBYTECODE is set, an editable checkout would otherwise recompile every module on every run.
 
     python benchmarks/verify_vs_auditwheel.py [--repeat 5] [--json]
 """
@@ -13,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -32,17 +34,18 @@ WHEELS = [
 DECOMPRESS = "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nfor i in z.infolist():\n    z.read(i)\n"
 
 
-def timed(command: list[str]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the child) for one whole-process run."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+def timed(command: list[str]) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, peak RSS in MiB) of one whole-process run, for that child alone."""
     start = time.perf_counter()
-    result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert process.stderr is not None
+    err = process.stderr.read().decode(errors="replace")
+    _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if result.returncode not in (0, 1):  # verify exits 1 on findings; anything else is a broken run
-        raise SystemExit(f"{' '.join(command)} failed ({result.returncode}): {result.stderr.strip()[-500:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode not in (0, 1):  # verify exits 1 on findings; anything else is a broken run
+        raise SystemExit(f"{' '.join(command)} failed ({process.returncode}): {err.strip()[-500:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def main() -> None:
@@ -52,7 +55,12 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated project names (numpy,scipy,pyarrow)")
     args = parser.parse_args()
 
+    import compileall
+
+    import pipeline
     from pipeline.fetch import Pin, fetch
+
+    compileall.compile_dir(os.path.dirname(pipeline.__file__), quiet=1)
 
     auditwheel = shutil.which("auditwheel")
     audit_command = [auditwheel] if auditwheel else [sys.executable, "-m", "auditwheel"]
@@ -74,7 +82,7 @@ def main() -> None:
             "auditwheel show": [*audit_command, "show", str(wheel)],
             "decompress": [sys.executable, "-c", DECOMPRESS, str(wheel)],
         }
-        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in tools}
+        samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in tools}
         for round_number in range(args.repeat):
             for name, command in tools.items():
                 samples[name].append(timed(command))
@@ -83,6 +91,7 @@ def main() -> None:
             name: {
                 "wall": statistics.median(s[0] for s in runs),
                 "cpu": statistics.median(s[1] for s in runs),
+                "peak_rss_mib": statistics.median(s[2] for s in runs),
             }
             for name, runs in samples.items()
         }
@@ -105,7 +114,7 @@ def main() -> None:
     print(
         f"medians of {args.repeat} interleaved runs; cpus={os.cpu_count()}, load average {os.getloadavg()[0]:.1f}"
     )
-    header = f"{'wheel':<10}{'MB':>6}  {'verify wall/cpu':>16}  {'auditwheel wall/cpu':>20}  {'decompress wall/cpu':>20}  {'aw/verify cpu':>13}  {'verify/unzip cpu':>16}"
+    header = f"{'wheel':<10}{'MB':>6}  {'verify wall/cpu':>16}  {'auditwheel wall/cpu':>20}  {'decompress wall/cpu':>20}  {'aw/verify cpu':>13}  {'verify/unzip cpu':>16}  {'verify/aw RSS':>15}"
     print(header)
     for row in rows:
         m = row["medians"]
@@ -116,6 +125,7 @@ def main() -> None:
         print(
             f"{row['wheel'].split('-')[0]:<10}{row['size_mb']:>6}  {pair('rewheel verify'):>16}  {pair('auditwheel show'):>20}  "
             f"{pair('decompress'):>20}  {row['auditwheel_over_verify_cpu']:>12.1f}x  {row['verify_over_decompress_cpu']:>15.2f}x"
+            f"  {m['rewheel verify']['peak_rss_mib']:>6.0f}/{m['auditwheel show']['peak_rss_mib']:.0f} MiB"
         )
 
 

@@ -1,8 +1,9 @@
 """The symbol checker: predicts, from a wheel's binaries alone, the loader errors users meet on a target.
 
 `verify_wheel(wheel, target)` reads the wheel once (every member read once, each binary parsed once, in
-memory) and returns a WheelReport of findings (see docs/verify.md for the codes). It raises RewheelError
-for unusable input: an unknown target, a file that is not a wheel, a corrupt archive or binary.
+bounded memory, within unpack's size and ratio limits) and returns a WheelReport of findings (see
+docs/verify.md for the codes). It raises RewheelError for unusable input: an unknown target, a file that is
+not a wheel, a corrupt or oversized archive, a malformed ELF or PE binary.
 """
 
 from __future__ import annotations

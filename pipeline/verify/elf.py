@@ -8,6 +8,7 @@ library parses, which is why this is many times faster than pyelftools on the sa
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass, field
 
@@ -85,22 +86,24 @@ def is_elf(data: bytes) -> bool:
     return data[:4] == ELF_MAGIC
 
 
-def _cstring(table: bytes, offset: int) -> str:
-    end = table.index(b"\0", offset)
+def _cstring(table: bytes, offset: int, limit: int = 4096) -> str:
+    # library and version names are file names and short labels: a longer "name" is a broken table
+    end = table.index(b"\0", offset, offset + limit)
     return table[offset:end].decode("utf-8", "replace")
 
 
-def parse_elf(data: bytes, name: str = "<elf>") -> ElfInfo:
-    """Parse the loader-relevant parts of an ELF file held in memory; MalformedBinary when it cannot."""
+def parse_elf(data: bytes | mmap.mmap, name: str = "<elf>") -> ElfInfo:
+    """Parse the loader-relevant parts of an ELF file held in memory (or mapped); MalformedBinary when it
+    cannot. Every loop is bounded by the bytes it walks, so no input makes it spin."""
     try:
         return _parse(data)
     except MalformedBinary:
         raise
-    except (struct.error, IndexError, ValueError, KeyError) as exc:
+    except (struct.error, IndexError, ValueError, KeyError, OverflowError) as exc:
         raise MalformedBinary(f"{name}: malformed ELF file ({exc.__class__.__name__}: {exc})") from None
 
 
-def _parse(data: bytes) -> ElfInfo:
+def _parse(data: bytes | mmap.mmap) -> ElfInfo:
     if len(data) < 52 or data[:4] != ELF_MAGIC:
         raise ValueError("not an ELF file")
     elf_class, encoding = data[4], data[5]
@@ -156,9 +159,9 @@ def _parse(data: bytes) -> ElfInfo:
         elif tag == DT_SONAME:
             info.soname = _cstring(dynstr, value)
         elif tag == DT_RPATH:
-            info.rpath.extend(p for p in _cstring(dynstr, value).split(":") if p)
+            info.rpath.extend(p for p in _cstring(dynstr, value, 1 << 16).split(":") if p)
         elif tag == DT_RUNPATH:
-            info.runpath.extend(p for p in _cstring(dynstr, value).split(":") if p)
+            info.runpath.extend(p for p in _cstring(dynstr, value, 1 << 16).split(":") if p)
 
     # Version index -> (name, file) for needed versions, index -> name for defined ones.
     needed_versions: dict[int, tuple[str, str]] = {}
@@ -166,12 +169,20 @@ def _parse(data: bytes) -> ElfInfo:
         index = by_type[SHT_GNU_VERNEED]
         table, strings = body(index), body(sections[index][3])
         offset = 0
+        # every entry and aux record takes 16 bytes: more steps than that fit are a loop, not a table
+        budget = len(table) // 16 + 1
         while True:
+            budget -= 1
+            if budget < 0:
+                raise ValueError("version-needs table loops")
             _, count, file_off, aux, next_off = struct.unpack_from(end + "HHIII", table, offset)
             file = _cstring(strings, file_off)
             entries = info.version_needs.setdefault(file, [])
             aux_offset = offset + aux
             for _ in range(count):
+                budget -= 1
+                if budget < 0:
+                    raise ValueError("version-needs table loops")
                 _, flags, other, name_off, aux_next = struct.unpack_from(end + "IHHII", table, aux_offset)
                 version = _cstring(strings, name_off)
                 needed_versions[other & 0x7FFF] = (version, file)
@@ -187,7 +198,11 @@ def _parse(data: bytes) -> ElfInfo:
         index = by_type[SHT_GNU_VERDEF]
         table, strings = body(index), body(sections[index][3])
         offset = 0
+        budget = len(table) // 20 + 1  # a definition record takes 20 bytes
         while True:
+            budget -= 1
+            if budget < 0:
+                raise ValueError("version-definitions table loops")
             _, flags, ndx, count, _, aux, next_off = struct.unpack_from(end + "HHHHIII", table, offset)
             if count:
                 (name_off, _) = struct.unpack_from(end + "II", table, offset + aux)
@@ -206,37 +221,39 @@ def _parse(data: bytes) -> ElfInfo:
     strtab = body(sections[symtab_index][3])
     versym = body(by_type[SHT_GNU_VERSYM]) if SHT_GNU_VERSYM in by_type else b""
     versions = struct.unpack(end + f"{len(versym) // 2}H", versym) if versym else ()
-    if is64:
-        sym = struct.Struct(end + "IBBHQQ")
-        name_at, info_at, other_at, shndx_at = 0, 1, 2, 3
-    else:
-        sym = struct.Struct(end + "IIIBBH")
-        name_at, info_at, other_at, shndx_at = 0, 3, 4, 5
+    # only st_name, st_info, st_other and st_shndx are read (the value and size fields are skipped)
+    sym = struct.Struct(end + ("IBBH16x" if is64 else "I8xBBH"))
     usable = len(symtab) // sym.size * sym.size
     defined = info.defined
     undefined = info.undefined
-    for number, entry in enumerate(sym.iter_unpack(symtab[:usable])):
-        if number == 0:
-            continue  # the null symbol
-        st_info = entry[info_at]
+    # Symbol names are ASCII in practice: then one decode of the table and str slicing is several times
+    # faster than a decode per name. A table with other bytes is read name by name as UTF-8.
+    text = strtab.decode("ascii") if strtab.isascii() else None
+    version_count = len(versions)
+    name_bytes_left = 4 * len(strtab) + (1 << 20)
+    for number, (name_off, st_info, st_other, shndx) in enumerate(
+        sym.iter_unpack(symtab[sym.size : usable]), 1
+    ):
         bind = st_info >> 4
-        if bind == 0 or (st_info & 0xF) in (3, 4):  # local, section, file symbols are not linkable
-            continue
-        name_off = entry[name_at]
-        if not name_off:
-            continue
-        name = _cstring(strtab, name_off)
-        if entry[shndx_at] == 0:
-            version_index = versions[number] & 0x7FFF if number < len(versions) else 1
-            needed_version = needed_versions.get(version_index)
-            undefined.append(
-                UndefinedSymbol(
-                    name,
-                    bind == STB_WEAK,
-                    needed_version[0] if needed_version else None,
-                    needed_version[1] if needed_version else None,
+        if bind == 0 or (st_info & 0xF) in (3, 4) or not name_off:
+            continue  # local, section and file symbols are not linkable; nameless ones match nothing
+        if text is not None:
+            name = text[name_off : text.index("\0", name_off)]
+        else:
+            name = _cstring(strtab, name_off, 1 << 16)
+        # names may share tails (the linker merges "foo" into "barfoo"), never much more than that: entries
+        # all pointing at one long name would make this loop quadratic
+        name_bytes_left -= len(name) + 1
+        if name_bytes_left < 0:
+            raise ValueError("symbol names overlap: more name bytes than the string table can hold")
+        if shndx == 0:
+            needed_version = needed_versions.get(versions[number] & 0x7FFF if number < version_count else 1)
+            if needed_version is None:
+                undefined.append(UndefinedSymbol(name, bind == STB_WEAK))
+            else:
+                undefined.append(
+                    UndefinedSymbol(name, bind == STB_WEAK, needed_version[0], needed_version[1])
                 )
-            )
-        elif entry[other_at] & 3 in (0, 3):  # default or protected visibility: exported
+        elif st_other & 3 in (0, 3):  # default or protected visibility: exported
             defined.add(name)
     return info

@@ -1,15 +1,27 @@
 """PE (Windows DLL/.pyd) reading for the symbol checker: machine, imports, delay imports, exports.
 
-pefile is used with fast_load and then asked for the three data directories the loader consults, from the
-bytes already in memory (nothing is written to disk).
+pefile reads the headers and maps RVAs to file offsets (fast_load, from the bytes already in memory or
+mapped). The three tables the loader consults are read here, strictly: pefile's import parser drops a
+descriptor whose DLL name it cannot read, without a warning, and cuts names at 512 characters
+(MAX_IMPORT_NAME_LENGTH; MSVC's mangled C++ names are longer, e.g. pyarrow's), so a garbled import table
+passed as a module importing less. The Windows loader refuses a module whose import table points outside
+the image, so here that is a malformed binary (MalformedBinary, exit 2): the checker cannot say what the
+module imports, so it has nothing honest to report as findings.
 """
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass, field
 
 from pipeline.verify.elf import MalformedBinary
+
+# Names are bounded by the file they sit in; this only has to be above any real one (MSVC truncates
+# decorated names at 4,096 characters).
+NAME_LENGTH_LIMIT = 1 << 16
+IMAGE_ORDINAL_FLAG32 = 1 << 31
+IMAGE_ORDINAL_FLAG64 = 1 << 63
 
 MACHINES = {0x8664: "AMD64", 0xAA64: "ARM64", 0x14C: "x86", 0x1C4: "ARM", 0xA641: "ARM64EC"}
 
@@ -38,52 +50,136 @@ def is_pe(data: bytes) -> bool:
     return data[:2] == b"MZ"
 
 
-def _entries(entries: object) -> dict[str, list[PeImport]]:
-    result: dict[str, list[PeImport]] = {}
-    for entry in entries or []:  # type: ignore[attr-defined]
-        dll = entry.dll.decode("ascii", "replace")
-        functions = result.setdefault(dll, [])
-        for item in entry.imports:
-            if item.import_by_ordinal or item.name is None:
-                functions.append(PeImport(None, item.ordinal))
-            else:
-                functions.append(PeImport(item.name.decode("ascii", "replace"), None))
-    return result
+class _Image:
+    """RVA -> bytes of one PE image, every read bounds-checked (ValueError when outside the file)."""
 
+    def __init__(self, pe: object, data: bytes | mmap.mmap) -> None:
+        self.pe = pe
+        self.data = data
+        # Real tables do not overlap, so a file holds fewer name bytes and thunks than these; a crafted file
+        # whose entries all point at one long name or one long thunk array would otherwise take hours.
+        self.name_bytes_left = 4 * len(data) + (1 << 20)
+        self.thunks_left = len(data) // 4 + 1
 
-def _read_exports(pe: object, data: bytes, info: PeInfo) -> None:
-    """The export directory, read directly: pefile gives up on names it finds suspicious in large DLLs
-    (OpenBLAS's 9,546 exports come back with 1,354 names missing), and the loader does not."""
-    import pefile
+    def offset(self, rva: int, what: str) -> int:
+        import pefile
 
-    assert isinstance(pe, pefile.PE)
-    entry = pe.OPTIONAL_HEADER.DATA_DIRECTORY[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_EXPORT"]]
-    if not entry.VirtualAddress or not entry.Size:
-        return
-    start, end = entry.VirtualAddress, entry.VirtualAddress + entry.Size
-
-    def offset(rva: int) -> int:
-        position = pe.get_offset_from_rva(rva)
-        if position is None or position >= len(data):
-            raise ValueError(f"export RVA 0x{rva:x} outside the file")
+        try:
+            position = self.pe.get_offset_from_rva(rva)  # type: ignore[attr-defined]
+        except pefile.PEFormatError:
+            position = None
+        if position is None or not 0 <= position < len(self.data):
+            raise ValueError(f"{what} at RVA 0x{rva:x} is outside the file")
         return int(position)
 
-    def string(rva: int) -> str:
-        position = offset(rva)
-        stop = data.index(b"\0", position, position + 4096)
-        return data[position:stop].decode("ascii", "replace")
+    def string(self, rva: int, what: str) -> str:
+        position = self.offset(rva, what)
+        stop = self.data.find(b"\0", position, position + NAME_LENGTH_LIMIT)
+        if stop < 0:
+            raise ValueError(f"{what} at RVA 0x{rva:x} has no end")
+        self.name_bytes_left -= stop - position + 1
+        if self.name_bytes_left < 0:
+            raise ValueError("its name tables overlap: more name bytes than the file can hold")
+        return self.data[position:stop].decode("ascii", "replace")
 
+    def thunks(self, rva: int, is64: bool, what: str) -> list[PeImport]:
+        """A zero-terminated import lookup table: by ordinal (high bit) or by hint/name RVA."""
+        size, flag = (8, IMAGE_ORDINAL_FLAG64) if is64 else (4, IMAGE_ORDINAL_FLAG32)
+        layout = "<Q" if is64 else "<I"
+        position = self.offset(rva, what)
+        result: list[PeImport] = []
+        while True:
+            self.thunks_left -= 1
+            if self.thunks_left < 0:
+                raise ValueError("its import lookup tables overlap: more entries than the file can hold")
+            if position + size > len(self.data):
+                raise ValueError(f"{what} runs past the end of the file")
+            (entry,) = struct.unpack_from(layout, self.data, position)
+            if not entry:
+                return result
+            if entry & flag:
+                result.append(PeImport(None, entry & 0xFFFF))
+            else:
+                name = self.string((entry & 0x7FFFFFFF) + 2, f"a function name in {what}")
+                if not name:
+                    raise ValueError(f"{what} has an empty function name")
+                result.append(PeImport(name, None))
+            position += size
+
+
+def _read_imports(image: _Image, is64: bool, rva: int, info: PeInfo) -> None:
+    """IMAGE_IMPORT_DESCRIPTORs (20 bytes each) until the all-zero one; any unreadable part raises."""
+    position = image.offset(rva, "the import directory")
+    while True:
+        if position + 20 > len(image.data):
+            raise ValueError("the import directory runs past the end of the file")
+        lookup, _, _, name_rva, first_thunk = struct.unpack_from("<IIIII", image.data, position)
+        if not (lookup or name_rva or first_thunk):
+            return
+        dll = image.string(name_rva, "an imported DLL name")
+        if not dll:
+            raise ValueError("the import directory names a DLL with an empty name")
+        what = f"the import table of {dll}"
+        info.imports.setdefault(dll, []).extend(image.thunks(lookup or first_thunk, is64, what))
+        position += 20
+
+
+def _read_delay_imports(image: _Image, is64: bool, rva: int, image_base: int, info: PeInfo) -> None:
+    """ImgDelayDescr records (32 bytes). The delay-load helper reads one descriptor when a function is first
+    called; the loader never walks the table, so bytes after the last real descriptor (GNU ld leaves some)
+    do not stop a module from loading: reading stops at the first descriptor that does not read."""
+    try:
+        position = image.offset(rva, "the delay-import directory")
+    except ValueError:
+        return
+    while position + 32 <= len(image.data):
+        attributes, name_rva, _, _, names_rva = struct.unpack_from("<IIIII", image.data, position)
+        if not (name_rva or names_rva):
+            return
+        if not attributes & 1:  # old-style (VC6) descriptors hold addresses, not RVAs
+            name_rva, names_rva = name_rva - image_base, names_rva - image_base
+        try:
+            dll = image.string(name_rva, "a delay-loaded DLL name")
+            functions = image.thunks(names_rva, is64, f"the delay-import table of {dll}")
+        except ValueError:
+            return
+        if not dll:
+            return
+        info.delay_imports.setdefault(dll, []).extend(functions)
+        position += 32
+
+
+def _read_exports(image: _Image, directory: object, info: PeInfo) -> None:
+    """The export directory, read directly: pefile gives up on names it finds suspicious in large DLLs
+    (OpenBLAS's 9,546 exports come back with 1,354 names missing), and the loader does not."""
+    rva, size = directory.VirtualAddress, directory.Size  # type: ignore[attr-defined]
+    if not rva or not size:
+        return
+    start, end = rva, rva + size
+    data = image.data
     (base, functions, names, functions_rva, names_rva, ordinals_rva) = struct.unpack_from(
-        "<IIIIII", data, offset(entry.VirtualAddress) + 16
+        "<IIIIII", data, image.offset(rva, "the export directory") + 16
     )
     if functions > 1 << 20 or names > functions:
         raise ValueError("implausible export directory")
-    addresses = struct.unpack_from(f"<{functions}I", data, offset(functions_rva)) if functions else ()
-    name_rvas = struct.unpack_from(f"<{names}I", data, offset(names_rva)) if names else ()
-    name_ordinals = struct.unpack_from(f"<{names}H", data, offset(ordinals_rva)) if names else ()
+    addresses = (
+        struct.unpack_from(f"<{functions}I", data, image.offset(functions_rva, "the export address table"))
+        if functions
+        else ()
+    )
+    name_rvas = (
+        struct.unpack_from(f"<{names}I", data, image.offset(names_rva, "the export name table"))
+        if names
+        else ()
+    )
+    name_ordinals = (
+        struct.unpack_from(f"<{names}H", data, image.offset(ordinals_rva, "the export ordinal table"))
+        if names
+        else ()
+    )
     named: dict[int, str] = {}
     for name_rva, index in zip(name_rvas, name_ordinals, strict=True):
-        label = string(name_rva)
+        label = image.string(name_rva, "an export name")
         named[index] = label
         info.exports.add(label)
     for index, address in enumerate(addresses):
@@ -92,31 +188,35 @@ def _read_exports(pe: object, data: bytes, info: PeInfo) -> None:
         label = named.get(index, "")
         info.export_ordinals[base + index] = label
         if start <= address < end and label:  # the address points at "DLL.Function": a forwarder
-            target_dll, _, target_name = string(address).partition(".")
+            target_dll, _, target_name = image.string(address, "a forwarder").partition(".")
             info.forwarders[label] = f"{target_dll.lower()}.dll!{target_name}"
 
 
-def parse_pe(data: bytes, name: str = "<pe>") -> PeInfo:
+def parse_pe(data: bytes | mmap.mmap, name: str = "<pe>") -> PeInfo:
+    """Parse machine, imports, delay imports and exports; MalformedBinary when any of them is unreadable."""
     import pefile
 
     try:
         pe = pefile.PE(data=data, fast_load=True)
-        directories = pefile.DIRECTORY_ENTRY
-        pe.parse_data_directories(
-            directories=[
-                directories["IMAGE_DIRECTORY_ENTRY_IMPORT"],
-                directories["IMAGE_DIRECTORY_ENTRY_DELAY_IMPORT"],
-            ]
-        )
-    except (pefile.PEFormatError, ValueError, IndexError, AttributeError) as exc:
+    except (pefile.PEFormatError, ValueError, IndexError, AttributeError, struct.error, OverflowError) as exc:
         raise MalformedBinary(f"{name}: malformed PE file ({exc})") from None
-    info = PeInfo(machine=pe.FILE_HEADER.Machine)
-    info.imports = _entries(getattr(pe, "DIRECTORY_ENTRY_IMPORT", None))
-    info.delay_imports = _entries(getattr(pe, "DIRECTORY_ENTRY_DELAY_IMPORT", None))
     try:
-        _read_exports(pe, data, info)
-    except (ValueError, struct.error, IndexError) as exc:
-        raise MalformedBinary(f"{name}: malformed PE export directory ({exc})") from None
+        directories = pe.OPTIONAL_HEADER.DATA_DIRECTORY
+        is64 = pe.OPTIONAL_HEADER.Magic == pefile.OPTIONAL_HEADER_MAGIC_PE_PLUS
+        image = _Image(pe, data)
+        info = PeInfo(machine=pe.FILE_HEADER.Machine)
+        if len(directories) > pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_IMPORT"]:
+            imports = directories[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_IMPORT"]]
+            if imports.VirtualAddress and imports.Size:
+                _read_imports(image, is64, imports.VirtualAddress, info)
+        if len(directories) > pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_DELAY_IMPORT"]:
+            delay = directories[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_DELAY_IMPORT"]]
+            if delay.VirtualAddress and delay.Size:
+                _read_delay_imports(image, is64, delay.VirtualAddress, pe.OPTIONAL_HEADER.ImageBase, info)
+        if directories:
+            _read_exports(image, directories[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_EXPORT"]], info)
+    except (pefile.PEFormatError, ValueError, IndexError, AttributeError, struct.error, OverflowError) as exc:
+        raise MalformedBinary(f"{name}: malformed PE file ({exc})") from None
     finally:
         pe.close()
     return info
