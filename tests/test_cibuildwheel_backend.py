@@ -241,6 +241,39 @@ def test_unavailable_reason_names_the_problem(
     assert engines.detect_engine() is None
 
 
+def test_local_image_carries_the_recipes_pythons_and_names_a_missing_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The image's CPython set is the recipes' (a new Python is a new image key); each comes from Debian (3.11)
+    or the host's pyenv; a machine without one gets one line naming it."""
+    from pipeline.runtimes.podman_images import MANYLINUX_X86_64
+
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / "a.toml").write_text('name = "a"\npython = ["3.12", "3.11"]\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    image = MANYLINUX_X86_64
+    assert image.python_versions() == ("3.11", "3.12")
+    sources = {p.version: p for p in image.python_sources()}
+    assert (
+        sources["3.11"].origin == "debian" and sources["3.11"].cibuildwheel_path == "/opt/python/cp311-cp311"
+    )
+    assert sources["3.12"].origin == "pyenv" and Path(sources["3.12"].interpreter).is_file()  # the host's own
+    key = image.content_key()
+    assert image.with_pythons(["3.12"]) is image  # a job whose Pythons the image has uses the same image
+
+    (recipes / "b.toml").write_text('name = "b"\npython = ["3.13"]\n', encoding="utf-8")
+    assert image.python_versions() == ("3.11", "3.12", "3.13")
+    assert image.content_key() != key  # another Python set: another image, built on the next use
+
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))
+    reason = image.unavailable_reason()
+    assert reason is not None and "\n" not in reason
+    assert (
+        reason.startswith("no CPython 3.12 for the local manylinux image") and "has no 3.12.x build" in reason
+    )
+
+
 # -- the real thing ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def manylinux_image():  # type: ignore[no-untyped-def]
