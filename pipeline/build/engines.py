@@ -200,16 +200,19 @@ _detected: dict[str, Engine | str] = {}
 
 
 def _probe_cached(name: str, refresh: bool) -> Engine | str:
-    # An engine that was not installed is probed again once its executable appears: rewheel (or a test's
-    # need_toolset) may install podman after an earlier probe in the same process found nothing.
-    stale = (
-        isinstance(_detected.get(name), str)
-        and shutil.which(name) is not None
-        and " is not installed" in str(_detected[name])
-    )
-    if refresh or stale or name not in _detected:
+    if refresh or name not in _detected or _missing_part_appeared(_detected[name], name):
         _detected[name] = probe(name)
     return _detected[name]
+
+
+def _missing_part_appeared(found: Engine | str, name: str) -> bool:
+    """A failed probe is asked again once what it missed is there: rewheel (or a test's need_toolset) may
+    install podman or runc after an earlier probe in the same process found them missing."""
+    if not isinstance(found, str):
+        return False
+    return (" is not installed" in found and shutil.which(name) is not None) or (
+        "runc is missing" in found and shutil.which("runc") is not None
+    )
 
 
 def _candidates() -> list[str]:
