@@ -342,8 +342,12 @@ class CibuildwheelBackend:
             "docker",
         ):
             return
-        from pipeline.system_packages import ensure_toolset
+        from pipeline.system_packages import ensure_toolset, missing_packages, toolsets
 
+        missing = missing_packages(list(toolsets()["podman"].packages))
+        if missing:
+            print(f"cibuildwheel: no container engine works here; installing {', '.join(missing)} (apt-get)",
+                  file=sys.stderr, flush=True)  # fmt: skip
         ensure_toolset("podman")
         detect_engine(refresh=True)
 
