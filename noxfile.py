@@ -25,6 +25,14 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+@nox.session(python=False)
+def rehearse(session: nox.Session) -> None:
+    """Rehearse CI on a brand-new machine: purge every Debian package the project installs, empty podman's
+    storage, use an empty cache, clone HEAD afresh and run `CI=true bash .ci/run` there (as root; it changes
+    this machine). `nox -s rehearse -- --dry-run` prints what it would remove (scripts/rehearse-fresh-machine)."""
+    session.run("python3", "scripts/rehearse-fresh-machine", *session.posargs, external=True)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff (style and bugs) and mypy (types) over the package, tests, benchmarks and this file."""

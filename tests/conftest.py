@@ -1,8 +1,9 @@
 """Shared fixtures: pinned real artefacts from PyPI (cached by hash), tools the tests need, and the rule
 that CI never skips the real path silently.
 
-Downloads go through rewheel's own fetch layer into REWHEEL_TEST_CACHE (default: the user cache), so a
-second run is quick and every artefact is verified by sha256 before a test sees it.
+Downloads go through rewheel's own fetch layer into REWHEEL_TEST_CACHE (default: REWHEEL_CACHE_DIR, else the
+user cache; when set it is REWHEEL_CACHE_DIR for the session too), so a second run is quick and every artefact
+is verified by sha256 before a test sees it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ MUSL_DYNAMIC = "musl-cpython-3.11-x86_64"
 MUSL_STATIC = "musl-cpython-3.11-x86_64-static"
 ARM64 = "debian-arm64-python3.11"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# One cache for the whole session: when REWHEEL_TEST_CACHE is set it is also the cache root the stages use
+# (REWHEEL_CACHE_DIR), so an empty test cache is really empty - downloads, runtimes and podman images alike.
+if os.environ.get("REWHEEL_TEST_CACHE"):
+    os.environ["REWHEEL_CACHE_DIR"] = os.environ["REWHEEL_TEST_CACHE"]
 
 
 def _shared_cache() -> Path:

@@ -241,6 +241,39 @@ def test_unavailable_reason_names_the_problem(
     assert engines.detect_engine() is None
 
 
+def test_local_image_carries_the_recipes_pythons_and_names_a_missing_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The image's CPython set is the recipes' (a new Python is a new image key); each comes from Debian (3.11)
+    or the host's pyenv; a machine without one gets one line naming it."""
+    from pipeline.runtimes.podman_images import MANYLINUX_X86_64
+
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / "a.toml").write_text('name = "a"\npython = ["3.12", "3.11"]\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    image = MANYLINUX_X86_64
+    assert image.python_versions() == ("3.11", "3.12")
+    sources = {p.version: p for p in image.python_sources()}
+    assert (
+        sources["3.11"].origin == "debian" and sources["3.11"].cibuildwheel_path == "/opt/python/cp311-cp311"
+    )
+    assert sources["3.12"].origin == "pyenv" and Path(sources["3.12"].interpreter).is_file()  # the host's own
+    key = image.content_key()
+    assert image.with_pythons(["3.12"]) is image  # a job whose Pythons the image has uses the same image
+
+    (recipes / "b.toml").write_text('name = "b"\npython = ["3.13"]\n', encoding="utf-8")
+    assert image.python_versions() == ("3.11", "3.12", "3.13")
+    assert image.content_key() != key  # another Python set: another image, built on the next use
+
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))
+    reason = image.unavailable_reason()
+    assert reason is not None and "\n" not in reason
+    assert (
+        reason.startswith("no CPython 3.12 for the local manylinux image") and "has no 3.12.x build" in reason
+    )
+
+
 # -- the real thing ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def manylinux_image():  # type: ignore[no-untyped-def]
@@ -362,41 +395,68 @@ def test_build_failure_is_one_line_with_the_log(manylinux_image, tmp_path: Path)
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)
-def test_rewheel_build_cli_with_the_cibuildwheel_backend(
+@pytest.mark.timeout(1800)
+def test_rewheel_build_cli_builds_every_python_of_the_recipe(
     manylinux_image, tmp_path: Path, rewheel_exe
 ) -> None:  # type: ignore[no-untyped-def]
-    """`rewheel build recipes/markupsafe.toml --target manylinux_2_17_x86_64 --backend cibuildwheel`, end to end."""
+    """`rewheel build recipes/markupsafe.toml --target manylinux_2_17_x86_64 --backend cibuildwheel`, end to end:
+    one wheel per Python the recipe lists, each built, repaired and tested by the real cibuildwheel in the one
+    local image, verified, and imported here by the matching CPython; a second run builds nothing."""
     import json
 
+    from pipeline.runtimes.podman_images import find_python
+
+    recipe = load_recipe(REPO / "recipes" / "markupsafe.toml")
+    assert {"3.11", "3.12"} <= set(recipe.python)
+    assert set(recipe.python) <= set(manylinux_image.python_versions())  # the image carries them all
     wheelhouse = tmp_path / "wheelhouse"
     env = {k: v for k, v in os.environ.items() if k != "REWHEEL_CONTAINER_ENGINE"}
+    command = [*rewheel_exe, "build", str(REPO / "recipes" / "markupsafe.toml"), "--target", "manylinux_2_17_x86_64",
+               "--backend", "cibuildwheel", "--wheelhouse", str(wheelhouse), "--json"]  # fmt: skip
     started = time.monotonic()
-    done = subprocess.run(
-        [*rewheel_exe, "build", str(REPO / "recipes" / "markupsafe.toml"), "--target", "manylinux_2_17_x86_64",
-         "--python", "3.11", "--backend", "cibuildwheel", "--wheelhouse", str(wheelhouse), "--json", "--force"],
-        capture_output=True, text=True, env=env, cwd=REPO,
-    )  # fmt: skip
-    print(f"rewheel build (cibuildwheel): {time.monotonic() - started:.1f} s", file=sys.stderr)
+    done = subprocess.run([*command, "--force"], capture_output=True, text=True, env=env, cwd=REPO)
+    print(f"rewheel build (cibuildwheel, {len(recipe.python)} Pythons): {time.monotonic() - started:.1f} s",
+          file=sys.stderr)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)
-    [job] = summary["jobs"]
-    assert job["status"] == "built" and job["backend"] == "cibuildwheel", job
-    assert "Testing wheel" in done.stderr  # cibuildwheel's own test step ran the recipe's [test]
-    [wheel] = [Path(w) for w in job["wheels"]]
-    record = json.loads(Path(job["records"][0]).read_text(encoding="utf-8"))
-    assert record["verify"]["ok"] is True and record["verify"]["binaries_checked"] == 1
-    assert record["key_inputs"]["backend"]["fingerprint"]["image"] == manylinux_image.image_reference()
+    jobs = {job["python"]: job for job in summary["jobs"]}
+    assert sorted(jobs) == sorted(recipe.python)
+    # The backend and its reason are said once for the run, not on every job line.
+    assert done.stderr.count("backend cibuildwheel: requested with --backend cibuildwheel") == 1
+    assert summary["counts"]["built"] == summary["counts"]["verified"] == len(recipe.python)
+    for python, job in jobs.items():
+        assert job["status"] == "built" and job["backend"] == "cibuildwheel", job
+        [wheel] = [Path(w) for w in job["wheels"]]
+        tag = "cp" + python.replace(".", "")
+        assert {str(t) for t in parse_wheel_filename(wheel.name)[3]} == {
+            f"{tag}-{tag}-manylinux_2_17_x86_64", f"{tag}-{tag}-manylinux2014_x86_64"}  # fmt: skip
+        record = json.loads(Path(job["records"][0]).read_text(encoding="utf-8"))
+        assert record["verify"]["ok"] is True and record["verify"]["binaries_checked"] == 1
+        assert record["key_inputs"]["backend"]["fingerprint"]["image"] == manylinux_image.image_reference()
+        # Imported here, from the wheel, by a CPython of the wheel's own version.
+        interpreter = sys.executable if python == f"{sys.version_info[0]}.{sys.version_info[1]}" else None
+        if interpreter is None:
+            source = find_python(python)
+            interpreter = source.interpreter if source.origin == "pyenv" else f"/usr/bin/python{python}"
+        site = tmp_path / f"site-{tag}"
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(site)
+        imported = subprocess.run(
+            [interpreter, "-I", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); "
+             "import markupsafe, markupsafe._speedups as s; assert markupsafe.escape('<a>') == '&lt;a&gt;'; "
+             "print(s.__file__)"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert imported.returncode == 0, imported.stderr
+        assert (
+            imported.stdout.strip().startswith(str(site)) and f"cpython-{tag[2:]}-x86_64" in imported.stdout
+        )
+    assert done.stderr.count("Testing wheel") >= len(recipe.python)  # cibuildwheel's test step ran [test]
 
-    site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
-                    "--target", str(site), str(wheel)], check=True)  # fmt: skip
-    imported = subprocess.run(
-        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); "
-         "import markupsafe._speedups as s; print(s.__file__)"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    assert imported.strip().startswith(str(site))
+    again = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {job["status"] for job in json.loads(again.stdout)["jobs"]} == {"up-to-date"}
+    assert "cibuildwheel: building" not in again.stderr
 
 
 def test_a_wheel_of_the_wrong_libc_family_is_rejected() -> None:
@@ -438,70 +498,6 @@ def test_glibc_image_passed_off_as_musllinux_is_caught(manylinux_image, pypi_fil
         CibuildwheelBackend().build(request)
     [left] = (tmp_path / "out").glob("*.whl")
     assert left.name.endswith("manylinux_2_17_x86_64.whl")
-
-
-@pytest.fixture(scope="module")
-def musllinux_image():  # type: ignore[no-untyped-def]
-    need_toolset("podman", "musl")
-    from pipeline.runtimes.podman_images import MUSLLINUX_X86_64
-
-    started = time.monotonic()
-    MUSLLINUX_X86_64.build(progress=True)  # first time: musl CPython + root; then cached
-    print(f"musl image ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
-    assert MUSLLINUX_X86_64.exists()
-    return MUSLLINUX_X86_64
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(2400)
-@pytest.mark.skipif(
-    os.environ.get("REWHEEL_TEST_MUSL_IMAGE") != "1",
-    reason="opt-in (REWHEEL_TEST_MUSL_IMAGE=1): not yet seen passing; the musl CPython runtime it needs "
-    "(musl-cpython-3.11-x86_64) failed its own check (_ctypes) when this was written",
-)
-def test_real_cibuildwheel_builds_a_musllinux_wheel_in_the_local_musl_image(
-    musllinux_image, pypi_file, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
-    """`cibuildwheel --only cp311-musllinux_x86_64` really yields a musllinux wheel here, and a musl CPython
-    imports it."""
-    from pipeline.build.prepare import sdist_root
-    from pipeline.runtimes.musl_cpython import MuslCPython
-    from pipeline.unpack import unpack
-
-    sdist = pypi_file(*MARKUPSAFE_SDIST)
-    tree = sdist_root(unpack(sdist, tmp_path / "source"), sdist.name)
-    recipe = load_recipe(REPO / "recipes" / "markupsafe.toml")
-    job = Job(recipe, "2.1.5", "musllinux_1_2_x86_64", "3.11")
-    backend = CibuildwheelBackend()
-    assert backend.unavailable_reason(job) is None
-    config = cibuildwheel_config(job)
-    assert config["CIBW_MUSLLINUX_X86_64_IMAGE"] == musllinux_image.image_reference()
-    request = BuildRequest(job=job, source_tree=tree, source_file=sdist, out_dir=tmp_path / "out",
-                           work_dir=tmp_path / "work", progress=False)  # fmt: skip
-    started = time.monotonic()
-    result = backend.build(request)
-    print(f"cibuildwheel musllinux build: {time.monotonic() - started:.1f} s", file=sys.stderr)
-
-    [wheel] = result.wheels
-    assert {str(t) for t in parse_wheel_filename(wheel.name)[3]} == {"cp311-cp311-musllinux_1_2_x86_64"}
-    assert "Testing wheel" in result.log  # cibuildwheel ran [test] with the musl CPython in the container
-    extension = "markupsafe/_speedups.cpython-311-x86_64-linux-musl.so"
-    assert extension in zipfile.ZipFile(wheel).namelist()
-
-    # The musl CPython on this host (outside any container) imports it.
-    site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
-                    "--platform", "musllinux_1_2_x86_64", "--only-binary", ":all:", "--python-version", "3.11",
-                    "--target", str(site), str(wheel)], check=True)  # fmt: skip
-    musl_python = MuslCPython(static=False).python()
-    out = subprocess.run(
-        [str(musl_python), "-I", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); "
-         "import markupsafe, markupsafe._speedups as s; assert markupsafe.escape('<a>') == '&lt;a&gt;'; "
-         "print(s.__file__)"],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == str(site / extension)
 
 
 def test_an_unreachable_upstream_image_makes_cibuildwheel_unavailable(demo_jobs: dict[str, Job]) -> None:

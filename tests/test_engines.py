@@ -85,3 +85,13 @@ def test_create_args_use_cibuildwheels_syntax() -> None:
     )
     parsed = OCIContainerEngineConfig.from_config_string(engine.cibw_container_engine())
     assert parsed.name == "podman" and parsed.create_args == ("--ulimit", "nproc=1:2")
+
+
+def test_a_probe_from_before_podman_was_installed_does_not_stick(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's failure: a probe made before the podman toolset was installed ("podman is not installed")
+    must not be the answer for the rest of the process once rewheel or a test has installed it."""
+    monkeypatch.setenv(engines.FORCE_VARIABLE, "podman")
+    engines._detected["podman"] = "podman is not installed (apt-get install podman runc debootstrap)"
+    need_toolset("podman")
+    found = engines.detect_engine()
+    assert found is not None and found.name == "podman", engines.engine_problem()

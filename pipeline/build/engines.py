@@ -105,15 +105,72 @@ def _first_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
+PROBE_MEMORY_SECONDS = 3600
+
+
+def _probe_memory(executable: str, env: Mapping[str, str]) -> tuple[Path, str]:
+    """Where a successful podman probe is remembered, and the identity it is valid for: the same executable
+    (path, size, mtime), the same configuration and runc. `podman info` takes seconds on a loaded machine; a
+    no-op `rewheel build` asks for the engine of every job and must stay well under a second."""
+    from pipeline.paths import cache_root
+
+    stat = os.stat(executable)
+    conf = env.get("CONTAINERS_CONF") or os.environ.get("CONTAINERS_CONF", "")
+    conf_text = Path(conf).read_text(encoding="utf-8") if conf and Path(conf).is_file() else ""
+    identity = f"{executable}|{stat.st_size}|{stat.st_mtime_ns}|{shutil.which('runc')}|{conf}|{conf_text}"
+    return cache_root() / "podman" / "probe.json", identity
+
+
+def _remembered(executable: str, env: Mapping[str, str]) -> str | None:
+    import json
+    import time
+
+    try:
+        path, identity = _probe_memory(executable, env)
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    fresh = 0 <= time.time() - float(data.get("at", 0)) < PROBE_MEMORY_SECONDS
+    return (
+        str(data["version"]) if fresh and data.get("identity") == identity and data.get("version") else None
+    )
+
+
+def _remember(executable: str, env: Mapping[str, str], version: str) -> None:
+    import json
+    import time
+
+    try:
+        path, identity = _probe_memory(executable, env)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        partial.write_text(
+            json.dumps({"identity": identity, "version": version, "at": time.time()}), encoding="utf-8"
+        )
+        os.replace(partial, path)
+    except OSError:
+        pass  # only a speed-up
+
+
 def probe(name: str) -> Engine | str:
-    """Try one engine: an Engine when `<name> info` succeeds, else one line saying what failed."""
+    """Try one engine: an Engine when `<name> info` succeeds, else one line saying what failed.
+
+    A podman that answered within the last hour, unchanged since (executable, configuration, runc), is trusted
+    without asking again."""
     executable = shutil.which(name)
     if not executable:
         hint = (
-            "apt-get install podman runc" if name == "podman" else "install Docker Engine and start dockerd"
+            "apt-get install podman runc debootstrap; `rewheel build --backend cibuildwheel` installs them "
+            "itself when run as root"
+            if name == "podman"
+            else "install Docker Engine and start dockerd"
         )
         return f"{name} is not installed ({hint})"
     env = _podman_env() if name == "podman" else {}
+    if name == "podman":
+        remembered = _remembered(executable, env)
+        if remembered:
+            return Engine(name=name, executable=executable, version=remembered, env=env)
     fmt = "{{.ServerVersion}}" if name == "docker" else "{{.Version.Version}}"
     try:
         result = subprocess.run(
@@ -134,6 +191,8 @@ def probe(name: str) -> Engine | str:
     if name == "podman" and not os.environ.get("CONTAINERS_CONF") and not shutil.which("runc"):
         # podman answers `info` with crun too, but crun cannot start containers on these hosts.
         return "podman works but runc is missing (crun fails here): apt-get install runc"
+    if name == "podman":
+        _remember(executable, env, version)
     return Engine(name=name, executable=executable, version=version, env=env)
 
 
@@ -141,9 +200,19 @@ _detected: dict[str, Engine | str] = {}
 
 
 def _probe_cached(name: str, refresh: bool) -> Engine | str:
-    if refresh or name not in _detected:
+    if refresh or name not in _detected or _missing_part_appeared(_detected[name], name):
         _detected[name] = probe(name)
     return _detected[name]
+
+
+def _missing_part_appeared(found: Engine | str, name: str) -> bool:
+    """A failed probe is asked again once what it missed is there: rewheel (or a test's need_toolset) may
+    install podman or runc after an earlier probe in the same process found them missing."""
+    if not isinstance(found, str):
+        return False
+    return (" is not installed" in found and shutil.which(name) is not None) or (
+        "runc is missing" in found and shutil.which("runc") is not None
+    )
 
 
 def _candidates() -> list[str]:

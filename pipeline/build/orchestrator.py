@@ -133,7 +133,7 @@ class BackendSelector:
             from pipeline.runtimes.podman_images import image_for_target
         except ImportError:
             return None
-        image = image_for_target(job.target)
+        image = image_for_target(job.target, job.recipe.python)
         if image is None or image.exists():
             return None
         return f"its local podman image {image.name} is not built yet (`rewheel runtimes build {image.name}`)"
@@ -151,6 +151,17 @@ class BackendSelector:
             return f"its availability check failed: {type(exc).__name__}: {exc}"
         return reason if reason else backend
 
+    def _provision(self, job: Job, name: str) -> None:
+        """A backend asked for by name installs what it needs here first (cibuildwheel: podman as root)."""
+        provision = getattr(self.load(name), "provision", None)
+        if provision is None:
+            return
+        try:
+            provision(job)
+        except RewheelError as exc:
+            raise BackendUnavailable(f"{job.id}: backend {name} cannot build it here: {exc}") from None
+        self._engine_probe = None  # an engine installed just now must be seen
+
     def _explicit(self, job: Job, name: str) -> tuple[Backend, str]:
         if name == "wheel-source" and job.kind != "wheel":
             raise BackendUnavailable(
@@ -158,6 +169,7 @@ class BackendSelector:
             )
         if name != "wheel-source" and job.kind == "wheel":
             raise BackendUnavailable(f"{job.id}: the source is a wheel; only backend wheel-source handles it")
+        self._provision(job, name)
         backend = self._usable(name, job)
         if isinstance(backend, str):
             raise BackendUnavailable(f"{job.id}: backend {name} cannot build it here: {backend}")
@@ -229,6 +241,53 @@ class RunSummary:
         """Every wheel in the wheelhouse from this run's jobs (built now or up to date)."""
         return [w for o in self.outcomes if o.ok for w in o.wheels]
 
+    def import_counts(self) -> dict[str, Any]:
+        """What became of this run's wheels: built now or up to date, verified, imported on their target
+        (smoke passed), and the ones that could not be imported here grouped by reason."""
+        counts = {
+            "built": 0,
+            "up_to_date": 0,
+            "verified": 0,
+            "imported": 0,
+            "not_imported": 0,
+            "quarantined": 0,
+        }
+        reasons: dict[str, list[str]] = {}
+        for outcome in self.outcomes:
+            if outcome.status == "quarantined":
+                counts["quarantined"] += len(outcome.wheels)
+            if not outcome.ok:
+                continue
+            counts["built" if outcome.status == "built" else "up_to_date"] += len(outcome.wheels)
+            counts["verified"] += len(outcome.wheels)  # only verified wheels reach the wheelhouse
+            smokes = outcome.smoke or [{} for _ in outcome.wheels]
+            for wheel, smoke in zip(outcome.wheels, smokes, strict=False):
+                if smoke.get("status") == "passed":
+                    counts["imported"] += 1
+                    continue
+                counts["not_imported"] += 1
+                reason = " ".join(
+                    str(smoke.get("message") or smoke.get("status") or "not smoke-tested").split()
+                )
+                reasons.setdefault(reason, []).append(wheel.name)
+        return {
+            "counts": counts,
+            "not_imported": [{"reason": r, "count": len(w), "wheels": w} for r, w in sorted(reasons.items())],
+        }
+
+    def summary_lines(self) -> list[str]:
+        """The run's closing lines for people: wheel counts, then one line per reason a wheel was not imported."""
+        data = self.import_counts()
+        counts = data["counts"]
+        lines = [
+            f"wheels: {counts['built']} built, {counts['up_to_date']} up to date, {counts['verified']} verified, "
+            f"{counts['imported']} imported on their target, {counts['not_imported']} not imported here"
+            + (f", {counts['quarantined']} quarantined" if counts["quarantined"] else "")
+        ]
+        for entry in data["not_imported"]:
+            lines.append(f"not imported here: {entry['count']} wheel(s): {entry['reason']}")
+        return lines
+
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
@@ -236,6 +295,7 @@ class RunSummary:
             "seconds": round(self.seconds, 3),
             "jobs": [o.to_json() for o in self.outcomes],
             "failed": [o.job.id for o in self.failed],
+            **self.import_counts(),
         }
 
 
@@ -254,6 +314,15 @@ class _Run:
     force: bool
     selector: BackendSelector
     work_root: Path
+    announced: tuple[str, str] | None = None  # the backend and reason said for the run
+
+    def announce(self, counter: str, job: Job, backend: str, reason: str) -> None:
+        """Say the backend choice once per run, and again only for a job whose choice differs."""
+        if self.announced is None:
+            self.announced = (backend, reason)
+            _say(f"backend {backend}: {reason}", self.progress)
+        elif self.announced != (backend, reason):
+            _say(f"{counter} {job.id}: backend {backend}: {reason}", self.progress)
 
 
 def run_jobs(
@@ -285,7 +354,7 @@ def run_jobs(
         outcome = _up_to_date(job, run, index) or _build_job(job, run, f"[{number}/{len(jobs)}]")
         outcome.seconds = time.monotonic() - job_started
         if outcome.status == "up-to-date":
-            _say(f"[{number}/{len(jobs)}] {job.id}: up to date ({outcome.backend})", progress)
+            _say(f"[{number}/{len(jobs)}] {job.id}: up to date", progress)
         outcomes.append(outcome)
     return RunSummary(outcomes, wheelhouse, time.monotonic() - started)
 
@@ -351,7 +420,7 @@ def _build_job(job: Job, run: _Run, counter: str) -> JobOutcome:
         clock = time.monotonic()
         backend, reason = run.selector.select(job, run.requested)
         outcome.backend, outcome.reason = backend.name, reason
-        _say(f"{counter} {job.id}: backend {backend.name} ({reason})", run.progress)
+        run.announce(counter, job, backend.name, reason)
         key_inputs = job_key_inputs(job, backend.name, backend.fingerprint(job))
         timings["select"] = time.monotonic() - clock
 

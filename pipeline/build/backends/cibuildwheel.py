@@ -194,13 +194,14 @@ def image_variable(target: Target) -> str:
     return f"CIBW_{family}_{target.cibw_arch.upper()}_IMAGE"
 
 
-def local_image_for(target: Target, engine: Engine | None) -> str | None:
-    """The local podman image standing in for the target's image, when podman is the engine and it exists."""
+def local_image_for(target: Target, engine: Engine | None, pythons: tuple[str, ...] = ()) -> str | None:
+    """The local podman image standing in for the target's image (carrying `pythons`), when podman is the
+    engine and rewheel makes one for the target."""
     if engine is None or engine.name != "podman":
         return None
     from pipeline.runtimes.podman_images import image_for_target
 
-    image = image_for_target(target.name)
+    image = image_for_target(target.name, pythons)
     return image.image_reference() if image else None
 
 
@@ -254,12 +255,13 @@ def cibuildwheel_config(
             engine = detect_engine()
         config["CIBW_CONTAINER_ENGINE"] = engine.cibw_container_engine() if engine else "docker"
         if image is _UNSET:
-            image = local_image_for(target, engine)
+            image = local_image_for(target, engine, tuple(job.recipe.python))
         chosen = image or target.cibw_image
         if chosen:
             config[image_variable(target)] = chosen
 
-    known = _known_cibuildwheel_options()
+    # Read only when needed: importing cibuildwheel costs a noticeable part of a no-op run's second.
+    known = _known_cibuildwheel_options() if options.cibuildwheel else set()
     for name, value in options.cibuildwheel.items():
         if name in RECIPE_OWNED_OPTIONS:
             raise RecipeError(
@@ -319,17 +321,42 @@ class CibuildwheelBackend:
                 f"{target.arch} containers need qemu-user binfmt registration on this {_host_arch()} host "
                 f"(apt-get install qemu-user-static binfmt-support)"
             )
-        local = self._local_image(target, engine)
+        local = self._local_image(target, engine, job)
         if local is not None:
             return local.unavailable_reason() if not local.exists() else None
         return self._image_problem(engine, target)
 
-    def _local_image(self, target: Target, engine: Engine) -> PodmanImage | None:
+    def provision(self, job: Job) -> None:
+        """Install what this backend needs on this host when it was asked for by name (`--backend
+        cibuildwheel`): for Linux targets with no working container engine, podman, runc and debootstrap
+        (apt-get, as root). `auto` never installs anything; it picks zig instead. MissingTool says the exact
+        command when rewheel may not install."""
+        from pipeline.targets import get_target
+
+        if not get_target(job.target).is_linux or sys.platform != "linux":
+            return
+        from pipeline.build.engines import FORCE_VARIABLE, detect_engine
+
+        if detect_engine() is not None or os.environ.get(FORCE_VARIABLE, "").strip().lower() in (
+            "none",
+            "docker",
+        ):
+            return
+        from pipeline.system_packages import ensure_toolset, missing_packages, toolsets
+
+        missing = missing_packages(list(toolsets()["podman"].packages))
+        if missing:
+            print(f"cibuildwheel: no container engine works here; installing {', '.join(missing)} (apt-get)",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        ensure_toolset("podman")
+        detect_engine(refresh=True)
+
+    def _local_image(self, target: Target, engine: Engine, job: Job) -> PodmanImage | None:
         if engine.name != "podman":
             return None
         from pipeline.runtimes.podman_images import image_for_target
 
-        return image_for_target(target.name)
+        return image_for_target(target.name, job.recipe.python)
 
     def _image_problem(self, engine: Engine, target: Target) -> str | None:
         """None when the target's image is in the engine's store or its registry answers; else why not."""
@@ -388,7 +415,7 @@ class CibuildwheelBackend:
                 raise RewheelError(f"{job.id}: {engine_problem()}")
         config = cibuildwheel_config(job, engine=engine)
         if engine is not None:
-            local = self._local_image(target, engine)
+            local = self._local_image(target, engine, job)
             # Made (once, then cached) only when this build really uses it: a recipe may name another image.
             if local is not None and config.get(image_variable(target)) == local.image_reference():
                 local.build(progress=request.progress)
