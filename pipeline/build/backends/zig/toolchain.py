@@ -198,20 +198,22 @@ if linking_shared and "-s" not in rewritten:
     rewritten.append("-s")  # zig keeps debug info otherwise: megabytes per extension
 if linking_shared:
     rewritten += LINK_FLAGS
-command = [ZIG, MODE, "-target", TRIPLE, *rewritten]
-code = subprocess.call(command)
 output = None
 for i, arg in enumerate(rewritten):
     if arg == "-o" and i + 1 < len(rewritten):
         output = rewritten[i + 1]
     elif arg.startswith("-o") and len(arg) > 2:
         output = arg[2:]
+out_dir = os.path.dirname(output or "") or "."
+libs_before = {n for n in os.listdir(out_dir) if n.endswith(".lib")} if WINDOWS and os.path.isdir(out_dir) else set()
+command = [ZIG, MODE, "-target", TRIPLE, *rewritten]
+code = subprocess.call(command)
 if WINDOWS and code == 0 and linking_shared and output and not any("--out-implib" in a for a in rewritten):
-    # zig writes an import library (<name>.lib) beside every DLL; nobody asked for it, and a build would
+    # zig writes an import library (<stem>.lib) beside every DLL; nobody asked for it, and a build would
     # package it next to the .pyd.
-    leftover = os.path.splitext(output)[0] + ".lib"
-    if os.path.isfile(leftover):
-        os.unlink(leftover)
+    for name in set(os.listdir(out_dir)) - libs_before:
+        if name.endswith(".lib"):
+            os.unlink(os.path.join(out_dir, name))
 if code != 0 or not linking_shared or not MUSL_SONAME:
     sys.exit(code)
 if output and os.path.isfile(output):
