@@ -205,7 +205,7 @@ for i, arg in enumerate(rewritten):
     elif arg.startswith("-o") and len(arg) > 2:
         output = arg[2:]
 out_dir = os.path.dirname(output or "") or "."
-libs_before = {n for n in os.listdir(out_dir) if n.endswith(".lib")} if WINDOWS and os.path.isdir(out_dir) else set()
+libs_before = set(n for n in os.listdir(out_dir) if n.endswith(".lib")) if WINDOWS and os.path.isdir(out_dir) else set()
 command = [ZIG, MODE, "-target", TRIPLE, *rewritten]
 code = subprocess.call(command)
 if WINDOWS and code == 0 and linking_shared and output and not any("--out-implib" in a for a in rewritten):
