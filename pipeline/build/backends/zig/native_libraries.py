@@ -288,6 +288,10 @@ def _build_into(library: NativeLibrary, target: str, prefix: Path, progress: boo
             )
         for la in staging.rglob("*.la"):
             la.unlink()  # libtool archives hard-code the staging path and nothing here needs them
+        if get_target(target).is_windows:
+            # zig's linker looks for -lffi as ffi.lib / libffi.a, not libtool's libffi.dll.a: same file.
+            for implib in staging.glob("lib/lib*.dll.a"):
+                shutil.copyfile(implib, implib.with_name(implib.name[3 : -len(".dll.a")] + ".lib"))
         if prefix.exists():
             shutil.rmtree(prefix)
         os.replace(staging, prefix)
