@@ -173,9 +173,11 @@ def windows_only_python_names() -> frozenset[str]:
     a Linux libpython cannot list them, abi3info marks them with the MS_WINDOWS feature macro."""
     import abi3info
 
+    # Data too: PyExc_WindowsError is an MS_WINDOWS data export that cffi's Windows wheels import.
+    items = [*abi3info.FUNCTIONS.items(), *abi3info.DATAS.items()]
     return frozenset(
         s.name
-        for s, item in abi3info.FUNCTIONS.items()
+        for s, item in items
         if item.ifdef is not None and getattr(item.ifdef, "name", item.ifdef) == "MS_WINDOWS"
     )
 

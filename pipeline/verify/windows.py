@@ -27,13 +27,22 @@ PYTHON_SHIPPED = {"vcruntime140.dll", "vcruntime140_1.dll"}
 MAX_FORWARD_HOPS = 8
 
 
+def _installed_path(folder: str) -> str:
+    """Where a wheel folder lands once installed: <name>.data/platlib/x and purelib/x go to site-packages/x
+    (delvewheel puts the DLLs of top-level extension modules in <name>.data/platlib/)."""
+    parts = folder.split("/")
+    if len(parts) >= 2 and parts[0].endswith(".data") and parts[1] in ("platlib", "purelib"):
+        return "/".join(parts[2:])
+    return folder
+
+
 def _bundled_dlls(path: str, contents: WheelContents) -> dict[str, str]:
     """lower-case DLL name -> wheel path for DLLs the loader finds for `path`: its own folder, and the
     *.libs folders delvewheel adds with os.add_dll_directory."""
-    here = posixpath.dirname(path)
+    here = _installed_path(posixpath.dirname(path))
     found: dict[str, str] = {}
     for other in contents.pe:
-        folder = posixpath.dirname(other)
+        folder = _installed_path(posixpath.dirname(other))
         if folder == here or folder.endswith(".libs") or posixpath.basename(folder).endswith(".libs"):
             found.setdefault(posixpath.basename(other).lower(), other)
     return found
