@@ -145,8 +145,10 @@ def test_cffi_win_amd64_bundles_a_mangled_libffi_dll_and_calls_through_it(cffi_w
     assert wheel.name == "cffi-1.17.1-cp311-cp311-win_amd64.whl"
     names = zipfile.ZipFile(wheel).namelist()
     bundled = [n for n in names if n.lower().endswith(".dll")]
-    # delvewheel's work: libffi in a .libs folder under a name mangled with its hash.
-    assert len(bundled) == 1 and bundled[0].startswith("cffi.libs/libffi-8-"), names
+    # delvewheel's work: libffi under a name mangled with its hash; for a top-level extension module
+    # (_cffi_backend) it goes to <name>.data/platlib/, i.e. next to the .pyd once installed.
+    assert len(bundled) == 1 and bundled[0].startswith("cffi-1.17.1.data/platlib/libffi-8-"), names
+    assert "cffi-1.17.1.dist-info/DELVEWHEEL" in names
     backend = _imports(_pe(wheel, "_cffi_backend.cp311-win_amd64.pyd"))
     assert PurePath(bundled[0]).name in backend, backend
     assert job["smoke"][0]["status"] == "passed", job["smoke"]  # the recipe's ffi_call into ucrtbase's abs()
