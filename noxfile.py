@@ -65,17 +65,17 @@ def build_arm64(session: nox.Session) -> None:
 
 @nox.session(name="build-windows")
 def build_windows(session: nox.Session) -> None:
-    """Build the Windows targets' wheels with cibuildwheel; needs a Windows host (refuses elsewhere)."""
+    """Build the Windows targets' wheels and publish them to index/ (Nano Server wheels to its channel,
+    index/nanoserver/simple/). On Windows: cibuildwheel. Elsewhere: the zig backend cross-builds them, delvewheel
+    repairs, and smoke imports them under wine (win_arm64: verified only)."""
     import sys
 
-    if sys.platform != "win32":
-        session.error(
-            f"build-windows needs a Windows host: cibuildwheel builds Windows wheels only on Windows and this host "
-            f"is {sys.platform}; nothing was built. Run it on a Windows runner, or check Windows wheels here with "
-            f"`rewheel verify WHEEL --target win_amd64-nanoserver`."
-        )
-    install_project(session, "publish")
-    _build_and_publish(session, ["win_*"], "--backend", "cibuildwheel")
+    if sys.platform == "win32":
+        install_project(session, "publish")
+        _build_and_publish(session, ["win_*"], "--backend", "cibuildwheel")
+        return
+    install_project(session, "zig", "publish")
+    _build_and_publish(session, ["win_*"], "--backend", "zig")
 
 
 @nox.session(name="build-cibuildwheel")

@@ -180,10 +180,11 @@ def choose_runtime(target: str, python: str | None, exact: bool) -> tuple[Any | 
     from pipeline.targets import get_target
 
     spec = get_target(target)
-    if spec.is_windows:
+    if spec.is_windows and not any(target in r.targets for r in all_runtimes().values()):
         return (
             None,
-            f"{target} is a Windows target; this machine cannot run Windows binaries (use a Windows runner)",
+            f"{target} is a Windows target no runtime here hosts (Windows CPythons run under wine for "
+            "win_amd64 targets only; use a Windows runner)",
         )
     candidates: list[Any] = []
     for runtime in all_runtimes().values():

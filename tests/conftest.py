@@ -124,6 +124,8 @@ def ensure_runtime(name: str):  # type: ignore[no-untyped-def]
         need_toolset("musl")
     elif "arm64" in name or "aarch64" in name:
         need_toolset("qemu")
+    elif name.startswith("windows-"):
+        need_toolset("wine")
     reason = runtime.unavailable_reason()
     if reason:
         unavailable(f"{name}: {reason}")

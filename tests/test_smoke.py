@@ -65,7 +65,8 @@ def test_manylinux_x86_64_wheel_imports_on_the_host_cpython(run_cli, markupsafe,
 
 
 def test_windows_wheel_cannot_be_hosted_exit_3(run_cli, markupsafe, runtime_env) -> None:
-    code, result = smoke_json(run_cli, str(markupsafe("win_amd64")))
+    """win_arm64 has no runtime here (wine runs amd64 Windows CPythons: see test_windows_runtime.py)."""
+    code, result = smoke_json(run_cli, str(markupsafe("win_amd64")), "--target", "win_arm64")
     assert code == 3
     assert result["status"] == "cannot-host" and result["runtime"] is None
     assert "Windows" in result["message"]

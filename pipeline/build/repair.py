@@ -167,8 +167,9 @@ def _delvewheel(wheel: Path, job: Job, out_dir: Path, progress: bool) -> RepairR
     excluded = [*options.no_dll, *options.exclude]
     if excluded:
         command += ["--exclude", os.pathsep.join(excluded)]
-    if options.add_path:
-        command += ["--add-path", os.pathsep.join(options.add_path)]
+    add_path = [*options.add_path, *_native_dll_dirs(job)]
+    if add_path:
+        command += ["--add-path", os.pathsep.join(add_path)]
     command.append(str(wheel))
     if progress:
         print(f"repair: {job.id}: delvewheel repair", file=sys.stderr, flush=True)
@@ -177,6 +178,17 @@ def _delvewheel(wheel: Path, job: Job, out_dir: Path, progress: bool) -> RepairR
         # delvewheel writes nothing when the wheel needs no DLLs; the input is then already complete.
         return RepairResult(wheel=wheel, command=command, tool="delvewheel", notes=["no DLLs to bundle"])
     return RepairResult(wheel=_single_output(out_dir, "delvewheel"), command=command, tool="delvewheel")
+
+
+def _native_dll_dirs(job: Job) -> list[str]:
+    """Where the zig backend installed the recipe's [[native]] DLLs for a Windows target (bin/ of each prefix),
+    so delvewheel finds, bundles and mangles them."""
+    if not job.recipe.native:
+        return []
+    from pipeline.build.backends.zig.native_libraries import prefix_for
+
+    found = (prefix_for(library, job.target) / "bin" for library in job.recipe.native)
+    return [str(folder) for folder in found if any(folder.glob("*.dll"))]
 
 
 def repair_tool_versions() -> dict[str, str]:

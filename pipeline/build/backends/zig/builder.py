@@ -51,6 +51,12 @@ from pipeline.build.backends.zig.toolchain import (
     zig_triple,
     zig_version,
 )
+from pipeline.build.backends.zig.windows import (
+    check_pe_binaries,
+    is_windows_target,
+    prepare_windows_build,
+    windows_unavailable_reason,
+)
 from pipeline.errors import MissingTool, RewheelError
 from pipeline.fetch import fetch, pin_for_source
 from pipeline.paths import cache_root
@@ -130,6 +136,8 @@ def check_wheel_binaries(wheel: Path, target: str) -> list[str]:
     """Every ELF file in the wheel is for the target's architecture (a build that ignored CC would not be)."""
     from elftools.elf.elffile import ELFFile
 
+    if is_windows_target(target):
+        return check_pe_binaries(wheel, target)
     expected = _ELF_MACHINE[get_target(target).arch]
     wrong = []
     with zipfile.ZipFile(wheel) as archive:
@@ -169,6 +177,8 @@ class ZigBackend:
                 f"no CPython {job.python} with headers on this machine (the zig backend builds with the job's "
                 f"own Python version; install python{job.python} or set REWHEEL_PYTHON_{job.python.replace('.', '_')})"
             )
+        if is_windows_target(job.target) and windows_unavailable_reason(job.python):
+            return windows_unavailable_reason(job.python)
         for library in job.recipe.native:
             if library.build not in SUPPORTED_BUILDS:
                 return f"native library {library.name} uses build {library.build!r}, which the zig backend cannot run"
@@ -213,13 +223,16 @@ class ZigBackend:
         work = request.work_dir / "zig"
         work.mkdir(parents=True, exist_ok=True)
         include_dir = work / "include" / python.include_dir.name
-        toolchain = write_toolchain(
-            job.target,
-            work / "bin",
-            host_includes=[str(python.include_dir), str(python.include_dir.resolve())],
-            target_include=include_dir,
-        )
-        sysconfig = write_target_sysconfig(python, toolchain, work)
+        if target.is_windows:  # the Windows half: windows.py (headers, python3XY import library, .pyd)
+            toolchain, sysconfig = prepare_windows_build(python, job.target, work, progress=request.progress)
+        else:
+            toolchain = write_toolchain(
+                job.target,
+                work / "bin",
+                host_includes=[str(python.include_dir), str(python.include_dir.resolve())],
+                target_include=include_dir,
+            )
+            sysconfig = write_target_sysconfig(python, toolchain, work)
         prefixes = build_native_libraries(list(job.recipe.native), job.target, progress=request.progress)
         venv = build_venv(
             python.executable, job.python, build_requirements(listing), progress=request.progress

@@ -288,6 +288,10 @@ def _build_into(library: NativeLibrary, target: str, prefix: Path, progress: boo
             )
         for la in staging.rglob("*.la"):
             la.unlink()  # libtool archives hard-code the staging path and nothing here needs them
+        if get_target(target).is_windows:
+            # zig's linker looks for -lffi as ffi.lib / libffi.a, not libtool's libffi.dll.a: same file.
+            for implib in staging.glob("lib/lib*.dll.a"):
+                shutil.copyfile(implib, implib.with_name(implib.name[3 : -len(".dll.a")] + ".lib"))
         if prefix.exists():
             shutil.rmtree(prefix)
         os.replace(staging, prefix)
@@ -304,15 +308,21 @@ def _build_commands(
     library: NativeLibrary, target: str, tree: Path, work: Path, staging: Path, bin_dir: Path
 ) -> list[tuple[list[str], str]]:
     """The commands (and what each is, for errors) that build and install `library` into `staging`."""
+    windows = get_target(target).is_windows
     if library.build == "autotools":
+        # Windows: a DLL (bin/<name>.dll + lib/<name>.dll.a), which delvewheel then bundles and mangles, as
+        # upstream's Windows wheels carry their libraries; Linux: static PIC archives linked in.
+        linkage = (
+            ["--enable-shared", "--disable-static"]
+            if windows
+            else ["--disable-shared", "--enable-static", "--with-pic"]
+        )
         configure = [
             "./configure",
             f"--host={GNU_HOST[target]}",
             f"--build={_build_host_triplet()}",
             f"--prefix={staging}",
-            "--disable-shared",
-            "--enable-static",
-            "--with-pic",
+            *linkage,
             *library.configure_args,
         ]
         make = [(["make", "-j2"], "make"), (["make", "install"], "make install")]
@@ -329,7 +339,7 @@ def _build_commands(
             "cmake",
             "-S", str(tree),
             "-B", str(build_dir),
-            "-DCMAKE_SYSTEM_NAME=Linux",
+            f"-DCMAKE_SYSTEM_NAME={'Windows' if windows else 'Linux'}",
             f"-DCMAKE_SYSTEM_PROCESSOR={get_target(target).arch}",
             f"-DCMAKE_C_COMPILER={bin_dir / 'cc'}",
             f"-DCMAKE_AR={bin_dir / 'ar'}",

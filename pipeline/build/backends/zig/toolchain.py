@@ -36,6 +36,12 @@ ZIG_TRIPLES: dict[str, str] = {
     "manylinux_2_17_x86_64": "x86_64-linux-gnu.2.17",
     "manylinux_2_17_aarch64": "aarch64-linux-gnu.2.17",
     "manylinux_2_28_x86_64": "x86_64-linux-gnu.2.28",
+    # Windows (zig backend's windows.py): mingw-w64 start-up code, linked against the UCRT like MSVC builds.
+    # The servercore and nanoserver targets share win_amd64's tag and compiler; their profiles differ.
+    "win_amd64": "x86_64-windows-gnu",
+    "win_amd64-servercore": "x86_64-windows-gnu",
+    "win_amd64-nanoserver": "x86_64-windows-gnu",
+    "win_arm64": "aarch64-windows-gnu",
 }
 
 # GNU triplets as autotools' --host and CPython's MULTIARCH / HOST_GNU_TYPE spell them.
@@ -45,6 +51,10 @@ GNU_HOST: dict[str, str] = {
     "manylinux_2_17_x86_64": "x86_64-linux-gnu",
     "manylinux_2_17_aarch64": "aarch64-linux-gnu",
     "manylinux_2_28_x86_64": "x86_64-linux-gnu",
+    "win_amd64": "x86_64-w64-mingw32",
+    "win_amd64-servercore": "x86_64-w64-mingw32",
+    "win_amd64-nanoserver": "x86_64-w64-mingw32",
+    "win_arm64": "aarch64-w64-mingw32",
 }
 
 
@@ -128,6 +138,7 @@ class Toolchain:
     ar: Path
     ranlib: Path
     strip: Path
+    dlltool: Path | None = None
 
     def environment(self) -> dict[str, str]:
         return {
@@ -150,9 +161,13 @@ HOST_INCLUDES = {host_includes!r}
 TARGET_INCLUDE = {target_include!r}
 MUSL_SONAME = {musl_soname!r}
 PATCHELF = {patchelf!r}
+COMPILE_FLAGS = {compile_flags!r}  # added to every compile (Windows: -DMS_WIN64, the header case shim)
+LINK_FLAGS = {link_flags!r}  # added to every shared link (Windows: the pythonXY import library)
+DROPPED_FLAGS = {dropped_flags!r}  # host-only flags the target's compiler rejects (Windows: -fPIC)
+WINDOWS = {windows!r}
 
 args = sys.argv[1:]
-if MODE in ("ar", "ranlib"):
+if MODE in ("ar", "ranlib", "dlltool"):
     os.execv(ZIG, [ZIG, MODE, *args])
 if MODE == "strip":
     # zig has no strip command; objcopy --strip-all in place does the same for the files given.
@@ -173,21 +188,34 @@ for arg in args:
     # -Wl,-rpath to the host Python's lib dir leaks from sysconfig into some builds; meaningless on the target.
     if arg.startswith("-Wl,-rpath,/") and any(arg.startswith("-Wl,-rpath," + h.rsplit("/include", 1)[0]) for h in HOST_INCLUDES):
         continue
+    if arg in DROPPED_FLAGS:
+        continue
     rewritten.append(arg)
+rewritten = [*COMPILE_FLAGS, *rewritten]
 
 linking_shared = "-shared" in rewritten and "-c" not in rewritten
 if linking_shared and "-s" not in rewritten:
     rewritten.append("-s")  # zig keeps debug info otherwise: megabytes per extension
-command = [ZIG, MODE, "-target", TRIPLE, *rewritten]
-code = subprocess.call(command)
-if code != 0 or not linking_shared or not MUSL_SONAME:
-    sys.exit(code)
+if linking_shared:
+    rewritten += LINK_FLAGS
 output = None
 for i, arg in enumerate(rewritten):
     if arg == "-o" and i + 1 < len(rewritten):
         output = rewritten[i + 1]
     elif arg.startswith("-o") and len(arg) > 2:
         output = arg[2:]
+out_dir = os.path.dirname(output or "") or "."
+libs_before = set(n for n in os.listdir(out_dir) if n.endswith(".lib")) if WINDOWS and os.path.isdir(out_dir) else set()
+command = [ZIG, MODE, "-target", TRIPLE, *rewritten]
+code = subprocess.call(command)
+if WINDOWS and code == 0 and linking_shared and output and not any("--out-implib" in a for a in rewritten):
+    # zig writes an import library (<stem>.lib) beside every DLL; nobody asked for it, and a build would
+    # package it next to the .pyd.
+    for name in set(os.listdir(out_dir)) - libs_before:
+        if name.endswith(".lib"):
+            os.unlink(os.path.join(out_dir, name))
+if code != 0 or not linking_shared or not MUSL_SONAME:
+    sys.exit(code)
 if output and os.path.isfile(output):
     # zig's musl stub is libc.so; the loader on a musl system is libc.musl-<arch>.so.1 (what auditwheel wants).
     needed = subprocess.run([PATCHELF, "--print-needed", output], capture_output=True, text=True).stdout.split()
@@ -203,6 +231,9 @@ def write_toolchain(
     *,
     host_includes: list[str] | None = None,
     target_include: Path | None = None,
+    compile_flags: list[str] | None = None,
+    link_flags: list[str] | None = None,
+    dropped_flags: list[str] | None = None,
 ) -> Toolchain:
     """Write the wrapper scripts for `target` into bin_dir (overwriting: they are cheap and generated)."""
     triple = zig_triple(target)
@@ -216,9 +247,17 @@ def write_toolchain(
         "target_include": str(target_include) if target_include else "",
         "musl_soname": musl_libc_soname(target) or "",
         "patchelf": patchelf_executable(),
+        "compile_flags": list(compile_flags or []),
+        "link_flags": list(link_flags or []),
+        "dropped_flags": list(dropped_flags or []),
+        "windows": "windows" in triple,
     }
     paths: dict[str, Path] = {}
-    for name, mode in (("cc", "cc"), ("c++", "c++"), ("ar", "ar"), ("ranlib", "ranlib"), ("strip", "strip")):
+    tools = [("cc", "cc"), ("c++", "c++"), ("ar", "ar"), ("ranlib", "ranlib"), ("strip", "strip")]
+    windows = "windows" in triple
+    if windows:
+        tools.append(("dlltool", "dlltool"))  # import libraries for DLLs (pythonXY.dll, a native DLL)
+    for name, mode in tools:
         path = bin_dir / name
         path.write_text(_WRAPPER.format(mode=mode, **common), encoding="utf-8")
         path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
@@ -232,4 +271,5 @@ def write_toolchain(
         ar=paths["ar"],
         ranlib=paths["ranlib"],
         strip=paths["strip"],
+        dlltool=paths.get("dlltool"),
     )

