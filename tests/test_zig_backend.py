@@ -285,6 +285,10 @@ def _sdist(tmp_path: Path, files: dict[str, str]) -> Path:
     return archive
 
 
+IN_TREE = (
+    '[build-system]\nrequires = ["setuptools", "Cython"]\nbackend-path = ["packaging"]\n'
+    'build-backend = "_pyyaml_pep517"\n'
+)
 SETUPTOOLS = '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
 
 
@@ -292,11 +296,8 @@ SETUPTOOLS = '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setupt
     ("files", "musl", "expected"),
     [
         ({"pyproject.toml": SETUPTOOLS, "src/demo.c": ""}, True, None),
-        (
-            {"pyproject.toml": SETUPTOOLS, "src/demo.cpp": "", "src/demo.c": ""},
-            True,
-            "has a C++ extension (src/demo.cpp)",
-        ),
+        # C++ is built with zig's static libc++ on every target, musl too.
+        ({"pyproject.toml": SETUPTOOLS, "src/demo.cpp": "", "src/demo.c": ""}, True, None),
         ({"pyproject.toml": SETUPTOOLS, "src/demo.cpp": ""}, False, None),
         ({"pyproject.toml": SETUPTOOLS, "tests/helper.cpp": "", "src/demo.c": ""}, True, None),
         (
@@ -315,7 +316,37 @@ SETUPTOOLS = '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setupt
         (
             {"pyproject.toml": '[build-system]\nrequires = ["meson-python"]\nbuild-backend = "mesonpy"\n'},
             False,
-            "uses the build backend 'mesonpy'",
+            None,
+        ),
+        (
+            {
+                "pyproject.toml": '[build-system]\nrequires = ["scikit-build-core"]\nbuild-backend = "scikit_build_core.build"\n'
+            },
+            True,
+            None,
+        ),
+        (
+            {
+                "pyproject.toml": '[build-system]\nrequires = ["flit_core"]\nbuild-backend = "flit_core.buildapi"\n',
+                "x.c": "",
+            },
+            True,
+            "uses the build backend 'flit_core.buildapi'",
+        ),
+        # An in-tree backend is what its module runs (PyYAML's _pyyaml_pep517 wraps setuptools.build_meta) ...
+        (
+            {
+                "pyproject.toml": IN_TREE,
+                "packaging/_pyyaml_pep517.py": "from setuptools.build_meta import *\n",
+            },
+            True,
+            None,
+        ),
+        # ... and an in-tree backend that runs something else is refused by name.
+        (
+            {"pyproject.toml": IN_TREE, "packaging/_pyyaml_pep517.py": "import hatchling.build\n"},
+            True,
+            "uses the build backend '_pyyaml_pep517'",
         ),
         ({"setup.py": "from setuptools import setup\nsetup()\n", "demo.c": ""}, True, None),
     ],

@@ -10,7 +10,13 @@ folder of wrapper scripts that call zig with the right triple and fix up what zi
   patchelf right after the link;
 - `-I<host Python include dir>` is redirected to the target's copy of the headers (pyconfig.h differs per
   architecture: see target_sysconfig.py);
-- shared objects are linked with `-s` (zig's output is large unstripped: a 5 MB cffi extension).
+- shared objects are linked with `-s` (zig's output is large unstripped: a 5 MB cffi extension);
+- a `.cpp` compiled through `cc` is compiled by `zig c++` (zig cc would miss libc++'s headers), and a link
+  through `cc` whose objects are C++ (setuptools compiles `.cpp` files of a C extension with CC and
+  links with LDSHARED) is done by `zig c++`, so zig's libc++ is linked in (statically: zig never links a
+  shared libc++, and its libc++ has hidden visibility, so the extension exports nothing of it);
+- a host library folder (`-L/usr/lib...`, `-L/lib...`, `-L/usr/local/lib`) is refused with one line: it comes
+  from a host `*-config` script or a setup.py guessing, and would link host libraries into a target binary.
 """
 
 from __future__ import annotations
@@ -161,6 +167,25 @@ if MODE == "strip":
             sys.exit(1)
     sys.exit(0)
 
+HOST_LIB_DIRS = ("/usr/lib", "/lib", "/usr/local/lib", "/usr/lib64", "/lib64")
+
+
+def host_lib_dir(folder):
+    return any(folder == d or folder.startswith(d + "/") for d in HOST_LIB_DIRS)
+
+
+previous = None
+for arg in args:
+    folder = arg[2:] if arg.startswith("-L") and len(arg) > 2 else (arg if previous == "-L" else None)
+    if folder is not None and host_lib_dir(folder):
+        sys.stderr.write(
+            f"rewheel: error: host library folder -L{{folder}} in a cross build for {target}: the host's "
+            "libraries cannot link into a target binary (a host *-config script or setup.py put it there; "
+            "give the library as a recipe [[native]] entry)\\n"
+        )
+        sys.exit(2)
+    previous = arg
+
 rewritten = []
 for arg in args:
     # The target's copy of the Python headers replaces the host's (pyconfig.h differs per architecture).
@@ -178,7 +203,28 @@ for arg in args:
 linking_shared = "-shared" in rewritten and "-c" not in rewritten
 if linking_shared and "-s" not in rewritten:
     rewritten.append("-s")  # zig keeps debug info otherwise: megabytes per extension
-command = [ZIG, MODE, "-target", TRIPLE, *rewritten]
+
+# Mangled C++ runtime names an object compiled from C++ refers to (new/delete, exceptions, std::).
+CXX_SOURCES = (".cpp", ".cc", ".cxx", ".c++")
+CXX_MARKERS = (b"__gxx_personality_v0", b"__cxa_", b"_Znwm", b"_ZdlPv", b"_ZNSt", b"_ZSt")
+
+
+def has_cxx_objects(arguments):
+    for arg in arguments:
+        if arg.endswith((".o", ".a")) and os.path.isfile(arg):
+            with open(arg, "rb") as handle:
+                data = handle.read()
+            if any(marker in data for marker in CXX_MARKERS):
+                return True
+    return False
+
+
+mode = MODE
+if MODE == "cc" and "-c" in rewritten and any(a.lower().endswith(CXX_SOURCES) for a in rewritten):
+    mode = "c++"  # zig cc compiles .cpp as C++ but without libc++'s headers
+elif MODE == "cc" and "-c" not in rewritten and "-nostdlib++" not in rewritten and has_cxx_objects(rewritten):
+    mode = "c++"
+command = [ZIG, mode, "-target", TRIPLE, *rewritten]
 code = subprocess.call(command)
 if code != 0 or not linking_shared or not MUSL_SONAME:
     sys.exit(code)
