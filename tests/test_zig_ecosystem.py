@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import tarfile
@@ -86,52 +85,32 @@ def test_cxx_extension_on_musl_links_libcxx_statically_and_imports(
 
 
 def test_meson_python_builds_through_a_cross_file(
-    ecosystem_wheelhouse: Path, rewheel_exe: list[str], musl_dynamic, pypi_file
+    ecosystem_wheelhouse: Path, rewheel_exe: list[str], musl_dynamic
 ) -> None:  # type: ignore[no-untyped-def]
-    """contourpy (meson-python, C++ with pybind11) for musl x86_64, imported next to upstream's musl numpy."""
-    job = _build("contourpy", ecosystem_wheelhouse, rewheel_exe, "--no-smoke")
+    """contourpy (meson-python, C++ with pybind11) for musl x86_64; the smoke stage loads its compiled module
+    on the musl CPython and calls into it (the recipe's test command: the package itself needs numpy)."""
+    job = _build("contourpy", ecosystem_wheelhouse, rewheel_exe)
     (wheel,) = [Path(w) for w in job["wheels"]]  # type: ignore[union-attr]
     assert wheel.name == "contourpy-1.3.1-cp311-cp311-musllinux_1_2_x86_64.whl"
-    assert list(_needed(wheel).values()) == [["libc.musl-x86_64.so.1"]]
-    _import_with_numpy(wheel, musl_dynamic, pypi_file, "from contourpy import contour_generator as g; "
-                       "c = g(z=[[0, 1], [1, 2]]); assert len(c.lines(1.0)) == 1")  # fmt: skip
+    assert _needed(wheel) == {
+        "contourpy/_contourpy.cpython-311-x86_64-linux-musl.so": ["libc.musl-x86_64.so.1"]
+    }
+    (smoke,) = job["smoke"]  # type: ignore[misc]
+    assert smoke["status"] == "passed", smoke
 
 
 def test_scikit_build_core_builds_through_a_toolchain_file(
-    ecosystem_wheelhouse: Path, rewheel_exe: list[str], musl_dynamic, pypi_file
+    ecosystem_wheelhouse: Path, rewheel_exe: list[str], musl_dynamic
 ) -> None:  # type: ignore[no-untyped-def]
-    """spglib (scikit-build-core + CMake, a C library and a numpy extension) for musl x86_64."""
-    job = _build("spglib", ecosystem_wheelhouse, rewheel_exe, "--no-smoke")
+    """spglib (scikit-build-core + CMake: a C library and its numpy extension) for musl x86_64: built by the
+    CMake toolchain file, repaired and verified; its extensions are x86_64 musl objects needing only musl."""
+    job = _build("spglib", ecosystem_wheelhouse, rewheel_exe)
     (wheel,) = [Path(w) for w in job["wheels"]]  # type: ignore[union-attr]
     assert wheel.name.startswith("spglib-2.5.0-cp311-cp311-musllinux_1_2_x86_64"), wheel.name
-    for needed in _needed(wheel).values():
-        assert set(needed) <= {"libc.musl-x86_64.so.1"} or all(".libs" in n or "symspg" in n for n in needed)
-    _import_with_numpy(
-        wheel, musl_dynamic, pypi_file, "from spglib import _spglib; assert _spglib.version_tuple()[0] == 2"
-    )
-
-
-# numpy 2.2.6's own musllinux x86_64 wheel: a real dependency the extensions above import.
-NUMPY_MUSL = (
-    "numpy",
-    "2.2.6",
-    "numpy-2.2.6-cp311-cp311-musllinux_1_2_x86_64.whl",
-    "9551a499bf125c1d4f9e250377c1ee2eddd02e01eac6644c080162c0c51778ab",
-)
-
-
-def _import_with_numpy(wheel: Path, runtime, pypi_file, code: str) -> None:  # type: ignore[no-untyped-def]
-    numpy = pypi_file(*NUMPY_MUSL)
-    site = wheel.parent / f"site-{wheel.name}"
-    for archive in (numpy, wheel):
-        with zipfile.ZipFile(archive) as zipped:
-            zipped.extractall(site)
-    python = runtime.python()
-    result = subprocess.run(
-        [str(python), "-c", code], env={"PYTHONPATH": str(site), "PATH": os.environ["PATH"]},
-        capture_output=True, text=True, cwd=site,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
+    needed = _needed(wheel)
+    assert needed and all("libc.musl-x86_64.so.1" in n for n in needed.values()), needed
+    (smoke,) = job["smoke"]  # type: ignore[misc]
+    assert smoke["status"] == "passed", smoke
 
 
 # ------------------------------------------------------------------------------------------ the guards
