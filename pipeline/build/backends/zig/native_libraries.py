@@ -176,9 +176,12 @@ def _run(
     with log.open("a", encoding="utf-8") as out:
         out.write(f"$ {' '.join(command)}\n")
         out.flush()
-        result = run_with_heartbeat(
-            command, cwd=cwd, env=env, label=what, progress=progress, stdout=out, prefix="native"
-        )
+        try:
+            result = run_with_heartbeat(
+                command, cwd=cwd, env=env, label=what, progress=progress, stdout=out, prefix="native"
+            )
+        except OSError as exc:  # e.g. a source without ./configure: one line, not a traceback
+            raise RewheelError(f"{what} cannot run {command[0]}: {exc.strerror or exc}") from None
     if result.returncode != 0:
         tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
         errors = [ln for ln in tail if "error" in ln.lower()]
