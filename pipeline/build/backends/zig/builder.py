@@ -272,7 +272,12 @@ class ZigBackend:
         sysconfig = write_target_sysconfig(python, toolchain, work)
         prefixes = build_native_libraries(list(job.recipe.native), job.target, progress=request.progress)
         kind = build_system_kind(listing)
-        static_requirements = build_requirements(listing) + EXTRA_BUILD_TOOLS.get(kind, [])
+        options = job.recipe.build.for_target(job.target)
+        static_requirements = [
+            *build_requirements(listing),
+            *EXTRA_BUILD_TOOLS.get(kind, []),
+            *options.build_requires,  # the recipe's pins (e.g. an older scikit-build-core) win the resolution
+        ]
         venv = build_venv(python.executable, job.python, static_requirements, progress=request.progress)
         dynamic = dynamic_requirements(venv, tree)
         if dynamic:
@@ -289,7 +294,6 @@ class ZigBackend:
             host_path, work / "hidden-host-tools", job.target, keep=[venv / "bin"]
         )
 
-        options = job.recipe.build.for_target(job.target)
         env = {k: v for k, v in os.environ.items() if k not in ("CFLAGS", "LDFLAGS", "CPPFLAGS", "CC", "CXX")}
         env.update(
             {
