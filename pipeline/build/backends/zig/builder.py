@@ -192,8 +192,14 @@ def dynamic_requirements(venv: Path, tree: Path) -> list[str]:
 
 
 def _has_extension(wheel: Path) -> bool:
+    """A real ELF shared object (not merely a file named .so: a broken strip once left empty ones)."""
     with zipfile.ZipFile(wheel) as archive:
-        return any(n.endswith(".so") or ".so." in n for n in archive.namelist())
+        for name in archive.namelist():
+            if name.endswith(".so") or ".so." in name:
+                with archive.open(name) as member:
+                    if member.read(4) == b"\x7fELF":
+                        return True
+    return False
 
 
 class ZigBackend:

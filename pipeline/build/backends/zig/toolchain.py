@@ -161,10 +161,18 @@ args = sys.argv[1:]
 if MODE in ("ar", "ranlib"):
     os.execv(ZIG, [ZIG, MODE, *args])
 if MODE == "strip":
-    # zig has no strip command; objcopy --strip-all in place does the same for the files given.
+    # zig has no strip command; objcopy --strip-all does the same where zig implements it. Never in place:
+    # a failing `zig objcopy X X` ("error: unimplemented" for some shared objects) leaves X empty (CMake's
+    # install/strip step emptied spglib's libraries that way). Shared objects the wrapper linked are
+    # stripped already (-s), so a file objcopy cannot handle is left as it is.
     for path in [a for a in args if not a.startswith("-")]:
-        if subprocess.call([ZIG, "objcopy", "--strip-all", path, path]) != 0:
-            sys.exit(1)
+        stripped = path + ".rewheel-strip"
+        done = subprocess.call([ZIG, "objcopy", "--strip-all", path, stripped], stderr=subprocess.DEVNULL)
+        if done == 0 and os.path.getsize(stripped) > 0:
+            os.chmod(stripped, os.stat(path).st_mode)
+            os.replace(stripped, path)
+        elif os.path.exists(stripped):
+            os.remove(stripped)
     sys.exit(0)
 
 HOST_LIB_DIRS = ("/usr/lib", "/lib", "/usr/local/lib", "/usr/lib64", "/lib64")
