@@ -138,6 +138,11 @@ def _first_error(log: str) -> str:
     for line in lines:
         if " error: " in line or line.startswith("error:") or ": fatal error:" in line:
             return line
+    for line in lines:
+        # meson/CMake say what failed in their own words (`../meson.build:14:14: ERROR: Git command failed`)
+        # before `build` adds its generic "ERROR Backend subprocess exited".
+        if ("ERROR:" in line or "CMake Error" in line) and "is buildable: NO" not in line:
+            return line
     return lines[-1] if lines else "no output"
 
 
