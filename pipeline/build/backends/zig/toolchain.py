@@ -247,6 +247,10 @@ if output and os.path.isfile(output):
     needed = subprocess.run([PATCHELF, "--print-needed", output], capture_output=True, text=True).stdout.split()
     if "libc.so" in needed:
         sys.exit(subprocess.call([PATCHELF, "--replace-needed", "libc.so", MUSL_SONAME, output]))
+    if MUSL_SONAME not in needed:
+        # An extension that calls libc only through another library of the wheel (spglib's _spglib through
+        # libsymspg) gets no libc entry from zig; auditwheel tells musl from glibc by that entry.
+        sys.exit(subprocess.call([PATCHELF, "--add-needed", MUSL_SONAME, output]))
 sys.exit(0)
 """
 
