@@ -53,8 +53,9 @@ def write_recipe(package: dict[str, object], folder: Path) -> Path:
         f"filename = {_toml_value(package['filename'])}",
         f"sha256 = {_toml_value(package['sha256'])}",
     ]
-    if package.get("environment"):
-        lines += ["", "[build]", f"environment = {_toml_value(package['environment'])}"]
+    build = {key: package[key] for key in ("environment", "build-requires") if package.get(key)}
+    if build:
+        lines += ["", "[build]", *(f"{key} = {_toml_value(value)}" for key, value in build.items())]
     lines += ["", "[test]", f"imports = {_toml_value(package['imports'])}"]
     path = folder / f"{name}.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
