@@ -1,7 +1,10 @@
 """The fetch layer shared by every stage: pinned downloads into a content-addressed cache.
 
-Files come from a URL (urllib) or from the package index by name + version through pip itself, so the
-user's index configuration (PIP_INDEX_URL, pip.conf, proxies, certificates) applies. Nothing unverified is
+Files come from a URL (urllib) or from the package index by name + version: the pinned file is looked up in
+the index's Simple API file list (PEP 691 JSON or PEP 503 HTML) and downloaded itself with requests (a
+well-kept client that honours proxies, REQUESTS_CA_BUNDLE and netrc), from the index pip is configured for
+(PIP_INDEX_URL, pip.conf: asked from pip, never written here). No resolver and no build step run: an sdist's
+metadata hook never runs just to fetch it. Nothing unverified is
 ever handed to a caller: a download is hashed in a private temporary folder and only moved into the cache,
 at <cache>/sha256/<ab>/<digest>/<filename>, when its sha256 matches the pin.
 """
@@ -17,9 +20,13 @@ import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urljoin, urlparse
+from urllib.request import url2pathname
 
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+import requests
+from packaging.utils import canonicalize_name
 
 from pipeline.errors import FetchError, HashMismatch
 from pipeline.paths import downloads_cache
@@ -76,7 +83,7 @@ def fetch(pin: Pin, cache: Path | None = None, *, progress: bool = False) -> Pat
             raise FetchError(f"{pin.filename}: a pin needs a url, or a project and version")
         actual = sha256_of(downloaded)
         if actual != pin.sha256:
-            raise HashMismatch(pin.describe(), pin.sha256, actual)
+            raise HashMismatch(pin.filename if pin.project else pin.describe(), pin.sha256, actual)
         os.replace(downloaded, target)
     return target
 
@@ -97,59 +104,139 @@ def _download_url(pin: Pin, staging: Path) -> Path:
     return destination
 
 
-def _pip_tag_options(filename: str) -> list[str]:
-    """pip download options that select exactly this wheel's tags, whatever the host is."""
-    try:
-        _, _, _, tags = parse_wheel_filename(filename)
-    except InvalidWheelFilename as exc:
-        raise FetchError(f"{filename}: not a valid wheel file name: {exc}") from None
-    options = ["--only-binary", ":all:"]
-    platforms = sorted({t.platform for t in tags})
-    if platforms != ["any"]:
-        for platform in platforms:
-            options += ["--platform", platform]
-    interpreters = sorted({t.interpreter for t in tags})
-    if all(i.startswith("cp") and i[2:].isdigit() for i in interpreters):
-        digits = interpreters[0][2:]
-        options += ["--python-version", f"{digits[0]}.{digits[1:]}", "--implementation", "cp"]
-        for abi in sorted({t.abi for t in tags}):
-            options += ["--abi", abi]
-    elif platforms != ["any"]:
-        options += ["--implementation", "py"]
-    return options
+def index_urls() -> list[str]:
+    """The Simple API roots pip would use: PIP_INDEX_URL / pip's configuration (`pip config list`), else
+    pip's own default index, then any extra index URLs. Asking pip keeps rewheel free of index host names and
+    follows whatever mirror the user configured."""
+    primary = os.environ.get("PIP_INDEX_URL")
+    extra = os.environ.get("PIP_EXTRA_INDEX_URL", "").split()
+    if not primary or not extra:
+        configured = _pip_configuration()
+        for scope in ("download", "global", "install"):
+            primary = primary or configured.get(f"{scope}.index-url")
+            if not os.environ.get("PIP_EXTRA_INDEX_URL"):
+                extra += configured.get(f"{scope}.extra-index-url", "").split()
+    if not primary:
+        from pip._internal.models.index import PyPI
+
+        primary = PyPI.simple_url
+    return [primary, *[url for url in extra if url != primary]]
+
+
+def _pip_configuration() -> dict[str, str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list", "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+    )
+    values = {}
+    for line in result.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+class _Anchors(HTMLParser):
+    """File links of a PEP 503 HTML project page (when the index does not answer PEP 691 JSON)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.files: list[dict[str, object]] = []
+        self._href: str | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._href = dict(attrs).get("href")
+            self._text = []
+
+    def handle_data(self, data: str) -> None:
+        if self._href is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._href is not None:
+            url, _, fragment = self._href.partition("#")
+            hashes = dict([fragment.split("=", 1)]) if "=" in fragment else {}
+            self.files.append({"filename": "".join(self._text).strip(), "url": url, "hashes": hashes})
+            self._href = None
+
+
+def _project_files(session: requests.Session, index: str, project: str) -> list[dict[str, object]]:
+    """The index's file list for `project` (PEP 691 JSON, or PEP 503 HTML), file URLs made absolute."""
+    page = urljoin(index.rstrip("/") + "/", canonicalize_name(project) + "/")
+    if page.startswith("file:"):
+        # A local index folder (pip accepts file:// index URLs): its project page is <folder>/index.html.
+        html = Path(url2pathname(urlparse(page).path)) / "index.html"
+        if not html.is_file():
+            return []
+        parser = _Anchors()
+        parser.feed(html.read_text(encoding="utf-8", errors="replace"))
+        for file in parser.files:
+            file["url"] = urljoin(html.as_uri(), str(file["url"]))
+        return parser.files
+    accept = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
+    response = session.get(page, headers={"Accept": accept}, timeout=60)
+    if response.status_code == 404:
+        return []
+    response.raise_for_status()
+    if "json" in response.headers.get("Content-Type", ""):
+        files = list(response.json().get("files", []))
+    else:
+        parser = _Anchors()
+        parser.feed(response.text)
+        files = list(parser.files)
+    for file in files:
+        file["url"] = urljoin(response.url, str(file["url"]))
+    return files
 
 
 def _download_from_index(pin: Pin, staging: Path) -> Path:
-    """Use pip itself, with the hash as a requirement constraint: pip refuses a file that does not match
-    before it runs anything from it (an sdist's metadata hook, for instance)."""
-    requirements = staging / "pin.txt"
-    requirements.write_text(f"{pin.project}=={pin.version} --hash=sha256:{pin.sha256}\n", encoding="utf-8")
-    if pin.filename.endswith(".whl"):
-        selection = _pip_tag_options(pin.filename)
-    else:
-        # Only this project as an sdist: ":all:" would also force its build requirements (used by pip to
-        # prepare metadata) to build from source, e.g. maturin without a Rust toolchain.
-        selection = ["--no-binary", str(pin.project)]
-    out_dir = staging / "out"
-    command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-        "--quiet", "--require-hashes", "--dest", str(out_dir), *selection, "-r", str(requirements),
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        lines = [ln.strip() for ln in result.stderr.splitlines() if ln.strip() and "WARNING" not in ln]
-        reason = lines[-1] if lines else f"pip exited {result.returncode}"
-        if "THESE PACKAGES DO NOT MATCH THE HASHES" in result.stderr:
-            raise FetchError(
-                f"{pin.describe()}: the index's file does not match the pinned sha256 {pin.sha256}"
-            )
-        raise FetchError(f"{pin.describe()}: pip download failed: {reason}")
-    files = list(out_dir.iterdir()) if out_dir.is_dir() else []
-    for file in files:
-        if file.name == pin.filename:
-            return file
-    got = ", ".join(f.name for f in files) or "nothing"
-    raise FetchError(f"{pin.describe()}: pip downloaded {got}, not {pin.filename}")
+    """Find the pinned file in the index's file list and download that file itself: no resolver, no metadata
+    hook (pip download would prepare an sdist's metadata, which for meson sdists fetches subprojects)."""
+    assert pin.project is not None
+    destination = staging / pin.filename
+    with requests.Session() as session:
+        session.headers["User-Agent"] = "rewheel-fetch"
+        cert = os.environ.get("PIP_CERT") or _pip_configuration().get("global.cert")
+        if cert:
+            session.verify = cert  # pip's own CA bundle setting applies to its index
+        looked_at = []
+        for index in index_urls():
+            try:
+                files = _project_files(session, index, pin.project)
+            except (requests.RequestException, ValueError) as exc:
+                raise FetchError(f"{pin.describe()}: reading the index's file list failed: {exc}") from None
+            looked_at.append(index)
+            match = next((f for f in files if f.get("filename") == pin.filename), None)
+            if match is None:
+                continue
+            listed = dict(match.get("hashes") or {}).get("sha256")  # type: ignore[call-overload]
+            if listed and listed != pin.sha256:
+                # Fail before downloading: the index itself says the file is not the pinned one.
+                raise HashMismatch(f"{pin.filename} ({pin.project} {pin.version})", pin.sha256, str(listed))
+            url = str(match["url"])
+            if url.startswith("file:"):
+                shutil.copyfile(url2pathname(urlparse(url).path), destination)
+                return destination
+            try:
+                with session.get(url, stream=True, timeout=60) as response:
+                    response.raise_for_status()
+                    total = 0
+                    with destination.open("wb") as out:
+                        for block in response.iter_content(CHUNK):
+                            total += len(block)
+                            if total > MAX_DOWNLOAD_BYTES:
+                                raise FetchError(f"{pin.describe()}: larger than {MAX_DOWNLOAD_BYTES} bytes")
+                            out.write(block)
+            except requests.RequestException as exc:
+                raise FetchError(f"{pin.describe()}: download failed: {exc}") from None
+            return destination
+    raise FetchError(
+        f"{pin.describe()}: the index has no file {pin.filename} for {pin.project} "
+        f"(looked in {len(looked_at)} index{'es' if len(looked_at) != 1 else ''} from pip's configuration)"
+    )
 
 
 def pin_for_source(source: object, default_project: str) -> Pin:

@@ -128,6 +128,11 @@ class BuildOptions(_Model):
     )
     before_all: list[str] = Field(default_factory=list, description="commands run once before building")
     before_build: list[str] = Field(default_factory=list, description="commands run before each build")
+    build_requires: list[str] = Field(
+        default_factory=list,
+        description="requirements added to the sdist's build requirements (zig backend's build venv), e.g. a pin "
+        "of the backend version the sdist was made for",
+    )
     cibuildwheel: dict[str, Any] = Field(
         default_factory=dict, description="extra cibuildwheel options, as in [tool.cibuildwheel]"
     )

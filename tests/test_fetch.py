@@ -89,9 +89,64 @@ def test_index_fetch_of_real_wheel_and_sdist(shared_cache: Path) -> None:
 
 def test_index_fetch_wrong_pin_is_refused_before_use(tmp_path: Path) -> None:
     wrong = Pin(filename=SIX_WHEEL.filename, sha256="f" * 64, project="six", version="1.16.0")
-    with pytest.raises(FetchError, match="does not match the pinned sha256"):
+    with pytest.raises(HashMismatch) as info:
         fetch(wrong, tmp_path)
+    # One line naming the file, the pinned and the actual sha256.
+    message = str(info.value)
+    assert SIX_WHEEL.filename in message and "f" * 64 in message and SIX_WHEEL.sha256 in message
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_index_fetch_of_meson_sdist_runs_no_metadata_hook(shared_cache: Path) -> None:
+    """siphash24's metadata step (meson) would fetch its subprojects from the network: fetching it by name
+    must only download the pinned file (pip download used to prepare its metadata and fail)."""
+    pin = Pin(
+        filename="siphash24-1.7.tar.gz",
+        sha256="6e90fee5f199ea25b4e7303646b31872a437174fe885a93dbd4cf7784eb48164",
+        project="siphash24",
+        version="1.7",
+    )
+    path = fetch(pin, shared_cache / "sha256")
+    assert path.name == pin.filename and path.stat().st_size == 19801
+
+
+def _local_index(root: Path, project: str, filename: str, payload: bytes, listed_sha256: str | None) -> None:
+    """A PEP 503 HTML simple index (what a private index or `rewheel publish` serves), real files on disk."""
+    page = root / "simple" / project
+    page.mkdir(parents=True)
+    (root / "files").mkdir(exist_ok=True)
+    (root / "files" / filename).write_bytes(payload)
+    fragment = f"#sha256={listed_sha256}" if listed_sha256 else ""
+    (page / "index.html").write_text(
+        f'<html><body><a href="../../files/{filename}{fragment}">{filename}</a></body></html>',
+        encoding="utf-8",
+    )
+
+
+@pytest.mark.parametrize("listed", [True, False])
+def test_index_fetch_reads_the_configured_index(
+    tmp_path: Path, local_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch, listed: bool
+) -> None:
+    base, root = local_server
+    payload = b"sdist bytes " * 100
+    digest = hashlib.sha256(payload).hexdigest()
+    _local_index(root, "demo-pkg", "demo_pkg-1.0.tar.gz", payload, digest if listed else None)
+    monkeypatch.setenv("PIP_INDEX_URL", f"{base}/simple/")
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", f"{base}/simple/")
+    pin = Pin(filename="demo_pkg-1.0.tar.gz", sha256=digest, project="Demo.Pkg", version="1.0")
+    assert fetch(pin, tmp_path / "cache").read_bytes() == payload
+    # A wrong pin: the error names the file, the pinned and the actual sha256 (from the index's listing or,
+    # when the index lists none, from the downloaded bytes); nothing is cached.
+    wrong = Pin(filename="demo_pkg-1.0.tar.gz", sha256="e" * 64, project="demo-pkg", version="1.0")
+    with pytest.raises(HashMismatch) as info:
+        fetch(wrong, tmp_path / "other")
+    assert (
+        "demo_pkg-1.0.tar.gz" in str(info.value) and "e" * 64 in str(info.value) and digest in str(info.value)
+    )
+    assert not [p for p in (tmp_path / "other").rglob("*") if p.is_file()]
+    missing = Pin(filename="demo_pkg-2.0.tar.gz", sha256=digest, project="demo-pkg", version="2.0")
+    with pytest.raises(FetchError, match="the index has no file demo_pkg-2.0.tar.gz"):
+        fetch(missing, tmp_path / "other")
 
 
 def test_cache_hit_needs_no_network(shared_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:

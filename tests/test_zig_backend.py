@@ -267,7 +267,7 @@ def test_rust_sdist_is_refused_with_one_line(pypi_file, tmp_path: Path, zig_avai
     backend = ZigBackend()
     reason = backend.unavailable_reason(job)
     assert reason == (
-        "bcrypt 4.0.1 needs a Rust toolchain (Cargo.toml / maturin / setuptools-rust); the zig backend compiles C only"
+        "bcrypt 4.0.1 needs a Rust toolchain (Cargo.toml / maturin / setuptools-rust); the zig backend compiles C and C++ only"
     )
     tree = next(unpack(sdist, tmp_path / "src").iterdir())
     with pytest.raises(RewheelError, match=r"^bcrypt 4\.0\.1 needs a Rust toolchain"):

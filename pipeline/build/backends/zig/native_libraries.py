@@ -17,12 +17,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.build.backends.zig.progress import run_with_heartbeat
 from pipeline.build.backends.zig.toolchain import (
     GNU_HOST,
     cache_lock,
@@ -31,7 +31,7 @@ from pipeline.build.backends.zig.toolchain import (
     zig_version,
 )
 from pipeline.errors import FetchError, HashMismatch, MissingTool, RewheelError
-from pipeline.fetch import Pin, cached_path, fetch, sha256_of
+from pipeline.fetch import Pin, cached_path, fetch
 from pipeline.paths import cache_root
 from pipeline.recipe import NativeLibrary
 from pipeline.targets import get_target
@@ -89,80 +89,49 @@ def _host_deb_source_lines() -> list[str]:
     return sorted(set(lines))
 
 
-def _apt_options(root: Path) -> list[str]:
-    return [
-        "-o", f"Dir::Etc::SourceList={root / 'sources.list'}",
-        "-o", f"Dir::Etc::SourceParts={root / 'sources.list.d'}",
-        "-o", f"Dir::State::Lists={root / 'lists'}",
-        "-o", f"Dir::Cache={root / 'cache'}",
-        "-o", "APT::Sandbox::User=root",
-        "-o", "Debug::NoLocking=1",
-    ]  # fmt: skip
+def _pool_urls(library: NativeLibrary) -> list[str]:
+    """Where the pinned orig tarball sits in each archive this machine's apt sources name: Debian's mirrors
+    serve pool files by exact path, so the pinned version is found even after a newer (security) update
+    replaced it in the source index, which `apt-get source` alone would follow."""
+    source = str(library.debian_source).split("=", 1)[0]
+    prefix = source[:4] if source.startswith("lib") else source[0]
+    urls = []
+    for line in _host_deb_source_lines():
+        words = [w for w in line.split() if not w.startswith("[") and not w.endswith("]")][1:]
+        if len(words) < 3 or not words[0].startswith(("http://", "https://")):
+            continue
+        for component in words[2:]:
+            urls.append(f"{words[0].rstrip('/')}/pool/{component}/{prefix}/{source}/{library.filename}")
+    return list(dict.fromkeys(urls))
 
 
-def _fetch_debian_orig(library: NativeLibrary, cache: Path, progress: bool) -> Path:
-    """The orig tarball of a Debian source package, via a private apt configuration (the system's is untouched)."""
+def _fetch_debian_pool(library: NativeLibrary, cache: Path, progress: bool) -> Path:
+    """The pinned orig tarball, from the pool folder of the archives the host uses (exact file, exact hash)."""
     pin = Pin(filename=library.filename, sha256=library.sha256)
     target = cached_path(pin, cache)
     if target.is_file():
         return target
-    if not shutil.which("apt-get"):
-        raise FetchError(
-            f"native library {library.name}: fetching Debian source {library.debian_source} needs apt-get"
-        )
-    root = cache_root() / "native" / "apt"
-    for sub in ("sources.list.d", "lists/partial", "cache/archives/partial"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    lines = _host_deb_source_lines()
-    if not lines:
-        raise FetchError(f"native library {library.name}: this machine's apt sources name no Debian archive")
-    (root / "sources.list").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    options = _apt_options(root)
-    _say(progress, f"apt-get update (private source lists) for {library.debian_source}")
-    update = subprocess.run(["apt-get", *options, "-q", "update"], capture_output=True, text=True)
-    if update.returncode != 0:
-        last = (update.stderr.strip().splitlines() or ["failed"])[-1]
-        raise FetchError(f"native library {library.name}: apt-get update for source lists failed: {last}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".incoming-", dir=target.parent.parent) as tmp:
-        _say(progress, f"apt-get source --download-only {library.debian_source}")
-        result = subprocess.run(
-            [
-                "apt-get",
-                *options,
-                "-q",
-                "source",
-                "--download-only",
-                "--only-source",
-                str(library.debian_source),
-            ],
-            capture_output=True,
-            text=True,
-            cwd=tmp,
-        )
-        downloaded = Path(tmp) / library.filename
-        # The Debian packaging files may be gone from the archive while the orig tarball (all we use) is there.
-        if not downloaded.is_file():
-            found = ", ".join(sorted(p.name for p in Path(tmp).iterdir())) or "nothing"
-            last = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
-            raise FetchError(
-                f"native library {library.name}: apt-get source {library.debian_source} gave {found}, "
-                f"not {library.filename} ({last})"
-            )
-        actual = sha256_of(downloaded)
-        if actual != library.sha256:
-            raise HashMismatch(
-                f"{library.filename} (Debian source {library.debian_source})", library.sha256, actual
-            )
-        os.replace(downloaded, target)
-    return target
+    urls = _pool_urls(library)
+    for url in urls:
+        try:
+            _say(progress, f"fetching {library.filename} (Debian source {library.debian_source}, pinned)")
+            return fetch(Pin(filename=library.filename, sha256=library.sha256, url=url), cache)
+        except HashMismatch:
+            raise
+        except FetchError:
+            continue  # not in this archive (e.g. the security archive for a point-release version)
+    raise FetchError(
+        f"native library {library.name}: the pinned {library.filename} (Debian source {library.debian_source}) "
+        f"is in none of the {len(urls)} archive pools this machine's apt sources name; pin a version the "
+        "archive still serves"
+    )
 
 
 def fetch_native_source(library: NativeLibrary, *, progress: bool = True) -> Path:
     """The verified, cached source archive of a [[native]] entry."""
     cache = cache_root() / "sha256"
     if library.debian_source:
-        return _fetch_debian_orig(library, cache, progress)
+        return _fetch_debian_pool(library, cache, progress)
     if library.url or library.project:
         pin = Pin(
             filename=library.filename,
@@ -200,11 +169,19 @@ def prefix_for(library: NativeLibrary, target: str) -> Path:
     return cache_root() / "native" / target / f"{library.name}-{library.version}-{digest}"
 
 
-def _run(command: list[str], cwd: Path, env: dict[str, str], log: Path, what: str) -> None:
+def _run(
+    command: list[str], cwd: Path, env: dict[str, str], log: Path, what: str, progress: bool = True
+) -> None:
+    _say(progress, what)  # one line per stage (configure, make, make install), a heartbeat while it runs
     with log.open("a", encoding="utf-8") as out:
         out.write(f"$ {' '.join(command)}\n")
         out.flush()
-        result = subprocess.run(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            result = run_with_heartbeat(
+                command, cwd=cwd, env=env, label=what, progress=progress, stdout=out, prefix="native"
+            )
+        except OSError as exc:  # e.g. a source without ./configure: one line, not a traceback
+            raise RewheelError(f"{what} cannot run {command[0]}: {exc.strerror or exc}") from None
     if result.returncode != 0:
         tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
         errors = [ln for ln in tail if "error" in ln.lower()]
@@ -277,11 +254,12 @@ def _build_into(library: NativeLibrary, target: str, prefix: Path, progress: boo
             f"building {library.name} {library.version} for {target} (zig cc -target {toolchain.triple})",
         )
         for command, what in _build_commands(library, target, tree, work, staging, toolchain.bin_dir):
-            _run(command, tree, env, log, f"{what} of {library.name} for {target}")
+            _run(command, tree, env, log, f"{what} of {library.name} for {target}", progress)
         shutil.copyfile(log, staging / "rewheel-build.log")
         # pkg-config (and CMake package) files name the staging prefix; rewrite them to the final one before
         # moving it there.
-        for text_file in [*staging.rglob("*.pc"), *staging.rglob("*.cmake")]:
+        config_scripts = [f for f in (staging / "bin").glob("*-config") if f.is_file()]
+        for text_file in [*staging.rglob("*.pc"), *staging.rglob("*.cmake"), *config_scripts]:
             text = text_file.read_text(encoding="utf-8", errors="surrogateescape")
             text_file.write_text(
                 text.replace(str(staging), str(prefix)), encoding="utf-8", errors="surrogateescape"

@@ -10,7 +10,13 @@ folder of wrapper scripts that call zig with the right triple and fix up what zi
   patchelf right after the link;
 - `-I<host Python include dir>` is redirected to the target's copy of the headers (pyconfig.h differs per
   architecture: see target_sysconfig.py);
-- shared objects are linked with `-s` (zig's output is large unstripped: a 5 MB cffi extension).
+- shared objects are linked with `-s` (zig's output is large unstripped: a 5 MB cffi extension);
+- a `.cpp` compiled through `cc` is compiled by `zig c++` (zig cc would miss libc++'s headers), and a link
+  through `cc` whose objects are C++ (setuptools compiles `.cpp` files of a C extension with CC and
+  links with LDSHARED) is done by `zig c++`, so zig's libc++ is linked in (statically: zig never links a
+  shared libc++, and its libc++ has hidden visibility, so the extension exports nothing of it);
+- a host library folder (`-L/usr/lib...`, `-L/lib...`, `-L/usr/local/lib`) is refused with one line: it comes
+  from a host `*-config` script or a setup.py guessing, and would link host libraries into a target binary.
 """
 
 from __future__ import annotations
@@ -170,11 +176,38 @@ args = sys.argv[1:]
 if MODE in ("ar", "ranlib", "dlltool"):
     os.execv(ZIG, [ZIG, MODE, *args])
 if MODE == "strip":
-    # zig has no strip command; objcopy --strip-all in place does the same for the files given.
+    # zig has no strip command; objcopy --strip-all does the same where zig implements it. Never in place:
+    # a failing `zig objcopy X X` ("error: unimplemented" for some shared objects) leaves X empty (CMake's
+    # install/strip step emptied spglib's libraries that way). Shared objects the wrapper linked are
+    # stripped already (-s), so a file objcopy cannot handle is left as it is.
     for path in [a for a in args if not a.startswith("-")]:
-        if subprocess.call([ZIG, "objcopy", "--strip-all", path, path]) != 0:
-            sys.exit(1)
+        stripped = path + ".rewheel-strip"
+        done = subprocess.call([ZIG, "objcopy", "--strip-all", path, stripped], stderr=subprocess.DEVNULL)
+        if done == 0 and os.path.getsize(stripped) > 0:
+            os.chmod(stripped, os.stat(path).st_mode)
+            os.replace(stripped, path)
+        elif os.path.exists(stripped):
+            os.remove(stripped)
     sys.exit(0)
+
+HOST_LIB_DIRS = ("/usr/lib", "/lib", "/usr/local/lib", "/usr/lib64", "/lib64")
+
+
+def host_lib_dir(folder):
+    return any(folder == d or folder.startswith(d + "/") for d in HOST_LIB_DIRS)
+
+
+previous = None
+for arg in args:
+    folder = arg[2:] if arg.startswith("-L") and len(arg) > 2 else (arg if previous == "-L" else None)
+    if folder is not None and host_lib_dir(folder):
+        sys.stderr.write(
+            f"rewheel: error: host library folder -L{{folder}} in a cross build for {target}: the host's "
+            "libraries cannot link into a target binary (a host *-config script or setup.py put it there; "
+            "give the library as a recipe [[native]] entry)\\n"
+        )
+        sys.exit(2)
+    previous = arg
 
 rewritten = []
 for arg in args:
@@ -198,6 +231,27 @@ if linking_shared and "-s" not in rewritten:
     rewritten.append("-s")  # zig keeps debug info otherwise: megabytes per extension
 if linking_shared:
     rewritten += LINK_FLAGS
+
+# Mangled C++ runtime names an object compiled from C++ refers to (new/delete, exceptions, std::).
+CXX_SOURCES = (".cpp", ".cc", ".cxx", ".c++")
+CXX_MARKERS = (b"__gxx_personality_v0", b"__cxa_", b"_Znwm", b"_ZdlPv", b"_ZNSt", b"_ZSt")
+
+
+def has_cxx_objects(arguments):
+    for arg in arguments:
+        if arg.endswith((".o", ".a")) and os.path.isfile(arg):
+            with open(arg, "rb") as handle:
+                data = handle.read()
+            if any(marker in data for marker in CXX_MARKERS):
+                return True
+    return False
+
+
+mode = MODE
+if MODE == "cc" and "-c" in rewritten and any(a.lower().endswith(CXX_SOURCES) for a in rewritten):
+    mode = "c++"  # zig cc compiles .cpp as C++ but without libc++'s headers
+elif MODE == "cc" and "-c" not in rewritten and "-nostdlib++" not in rewritten and has_cxx_objects(rewritten):
+    mode = "c++"
 output = None
 for i, arg in enumerate(rewritten):
     if arg == "-o" and i + 1 < len(rewritten):
@@ -206,7 +260,7 @@ for i, arg in enumerate(rewritten):
         output = arg[2:]
 out_dir = os.path.dirname(output or "") or "."
 libs_before = set(n for n in os.listdir(out_dir) if n.endswith(".lib")) if WINDOWS and os.path.isdir(out_dir) else set()
-command = [ZIG, MODE, "-target", TRIPLE, *rewritten]
+command = [ZIG, mode, "-target", TRIPLE, *rewritten]
 code = subprocess.call(command)
 if WINDOWS and code == 0 and linking_shared and output and not any("--out-implib" in a for a in rewritten):
     # zig writes an import library (<stem>.lib) beside every DLL; nobody asked for it, and a build would
@@ -221,6 +275,10 @@ if output and os.path.isfile(output):
     needed = subprocess.run([PATCHELF, "--print-needed", output], capture_output=True, text=True).stdout.split()
     if "libc.so" in needed:
         sys.exit(subprocess.call([PATCHELF, "--replace-needed", "libc.so", MUSL_SONAME, output]))
+    if MUSL_SONAME not in needed:
+        # An extension that calls libc only through another library of the wheel (spglib's _spglib through
+        # libsymspg) gets no libc entry from zig; auditwheel tells musl from glibc by that entry.
+        sys.exit(subprocess.call([PATCHELF, "--add-needed", MUSL_SONAME, output]))
 sys.exit(0)
 """
 
