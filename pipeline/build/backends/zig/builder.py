@@ -205,13 +205,20 @@ def dynamic_requirements(venv: Path, tree: Path) -> list[str]:
 
 
 def _has_extension(wheel: Path) -> bool:
-    """A real ELF shared object (not merely a file named .so: a broken strip once left empty ones)."""
+    """A real ELF shared object or PE DLL (not merely a file named .so/.pyd: a broken strip once left empty
+    ones)."""
     with zipfile.ZipFile(wheel) as archive:
         for name in archive.namelist():
-            if name.endswith(".so") or ".so." in name:
-                with archive.open(name) as member:
-                    if member.read(4) == b"\x7fELF":
-                        return True
+            lower = name.lower()
+            if lower.endswith(".so") or ".so." in lower:
+                magic = b"\x7fELF"
+            elif lower.endswith((".pyd", ".dll")):
+                magic = b"MZ"
+            else:
+                continue
+            with archive.open(name) as member:
+                if member.read(len(magic)) == magic:
+                    return True
     return False
 
 
