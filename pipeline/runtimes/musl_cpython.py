@@ -309,13 +309,6 @@ def _unpacked(archive: Path, dest: Path) -> Path:
     return entries[0]
 
 
-def _build_python(version: str) -> Path | None:
-    """A host CPython of the same minor version: a cross build runs it to build the stdlib."""
-    from pipeline.runtimes.host_cpython import _find_interpreter
-
-    return _find_interpreter(version)
-
-
 @dataclass(frozen=True)
 class MuslEntry:
     name: str
@@ -379,17 +372,26 @@ class MuslCPython(CachedInterpreter):
             missing = _zig_missing()
             if missing:
                 return missing
-            if _build_python(self.python_version) is None:
-                return f"needs a host CPython {self.python_version} to cross-build with (e.g. pyenv)"
             if not shutil.which("qemu-" + self.arch) and not shutil.which("apt-get"):
                 return f"needs qemu-{self.arch} (Debian qemu-user)"
         if not shutil.which("musl-gcc") and not shutil.which("apt-get"):
             return "needs musl-gcc (Debian musl-tools)"
         return None
 
+    def build_python(self) -> MuslCPython:
+        """The x86_64 musl CPython of the same version: a cross build runs it to build the stdlib (configure
+        insists on the same minor version, which a fresh machine may not have, e.g. 3.13 on Debian 12)."""
+        from pipeline.runtimes import get_runtime
+
+        runtime = get_runtime(f"musl-cpython-{self.python_version}-{_host_arch()}")
+        assert isinstance(runtime, MuslCPython)
+        return runtime
+
     def _prepare(self, progress: bool) -> None:
         # Every musl CPython of an architecture links the same musl-built libraries (a lock of their own).
         self.dependencies.build(progress)
+        if self.toolchain.cross:
+            self.build_python().build(progress)
 
     def _configure_command(self, final: Path, deps: Path) -> list[str]:
         configure = [
@@ -403,7 +405,7 @@ class MuslCPython(CachedInterpreter):
             # 3.13 prefers a system libmpdec, which a musl build has none of: use the bundled copy.
             configure.append("--with-system-libmpdec=no")
         if self.toolchain.cross:
-            build_python = _build_python(self.python_version)
+            build_python = self.build_python().python()
             configure += [
                 *self.toolchain.configure_host(),
                 f"--with-build-python={build_python}",
