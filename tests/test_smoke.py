@@ -276,3 +276,28 @@ def test_cp313_wheels_import_on_their_313_runtimes(
     assert code == 0, result
     assert result["target"] == target and result["runtime"] == runtime_name
     assert result["imported"] == ["markupsafe", "markupsafe._speedups"]
+
+
+@pytest.mark.slow
+def test_build_require_import_fails_a_job_whose_wheel_cannot_be_imported(
+    rewheel_exe, runtime_env, tmp_path
+) -> None:
+    """`rewheel build --require-import`: a cp312 musllinux wheel builds and verifies, but no runtime here can
+    import it (no CPython 3.12 source), so the job fails (exit 1) and names why; the wheel is quarantined."""
+    import os
+    import subprocess
+
+    from conftest import REPO, need_toolset
+
+    need_toolset("musl")
+    wheelhouse = tmp_path / "wheelhouse"
+    result = subprocess.run(
+        [*rewheel_exe, "build", str(REPO / "recipes" / "markupsafe.toml"), "--target", "musllinux_1_2_x86_64",
+         "--python", "3.12", "--backend", "zig", "--require-import", "--wheelhouse", str(wheelhouse), "--json"],
+        capture_output=True, text=True, timeout=900, env={**os.environ},
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-2000:]
+    (outcome,) = json.loads(result.stdout)["jobs"]
+    assert outcome["status"] == "quarantined" and outcome["stage"] == "smoke"
+    assert "not imported (--require-import): cannot-host: the wheel needs Python 3.12" in outcome["message"]
+    assert not list(wheelhouse.glob("*.whl")) and list((wheelhouse / "quarantine").rglob("*.whl"))
