@@ -26,7 +26,6 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -99,13 +98,13 @@ case "$1" in
 esac
 for arg in "$@"; do
   case "$arg" in
-    -c|-E|-S|-M|-MM|-shared) exec "{python}" -m ziglang cc -target {triplet} "$@";;
+    -c|-E|-S|-M|-MM|-shared) exec "{zig}" cc -target {triplet} "$@";;
   esac
 done
-exec "{python}" -m ziglang cc -target {triplet} -dynamic "$@"
+exec "{zig}" cc -target {triplet} -dynamic "$@"
 """
 ZIG_TOOL_WRAPPER = """#!/bin/sh
-exec "{python}" -m ziglang {tool} "$@"
+exec "{zig}" {tool} "$@"
 """
 
 # The host-runnable face of a foreign-architecture runtime: qemu-user with the runtime's sysroot, so the
@@ -153,6 +152,18 @@ def _zig_missing() -> str | None:
     return None
 
 
+def _zig_executable() -> Path:
+    """The zig binary inside the ziglang package. Called directly rather than through `python -m ziglang`:
+    configure runs the compiler hundreds of times, and a Python start-up each time doubled its duration."""
+    spec = importlib.util.find_spec("ziglang")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        zig = Path(location) / "zig"
+        if zig.is_file():
+            return zig
+    raise RuntimeBuildError("the ziglang package has no zig executable (pip install 'rewheel[zig]')")
+
+
 class Toolchain:
     """How to compile C for musl on one architecture: native musl-gcc (x86_64) or Zig (cross)."""
 
@@ -167,9 +178,10 @@ class Toolchain:
             _write_tool(tools / "musl-cc", CC_WRAPPER)
             _write_tool(tools / "dpkg-architecture", DPKG_ARCHITECTURE_STUB.format(triplet=self.triplet))
             return {"CC": str(tools / "musl-cc"), "PATH": f"{tools}{os.pathsep}{os.environ.get('PATH', '')}"}
-        _write_tool(tools / "cc", ZIG_CC_WRAPPER.format(triplet=self.triplet, python=sys.executable))
+        zig = _zig_executable()
+        _write_tool(tools / "cc", ZIG_CC_WRAPPER.format(triplet=self.triplet, zig=zig))
         for tool in ("ar", "ranlib"):
-            _write_tool(tools / tool, ZIG_TOOL_WRAPPER.format(python=sys.executable, tool=tool))
+            _write_tool(tools / tool, ZIG_TOOL_WRAPPER.format(zig=zig, tool=tool))
         _write_tool(tools / "dpkg-architecture", DPKG_ARCHITECTURE_STUB.format(triplet=self.triplet))
         return {
             "CC": str(tools / "cc"),
