@@ -169,6 +169,11 @@ def debian_source_orig(item: DebianFile, *, progress: bool = True) -> Path:
         say(f"runtimes: apt-get source --download-only {spec} ({item.suite})")
     with tempfile.TemporaryDirectory(prefix="rewheel-debsrc-") as tmp:
         result = _apt([*options, "source", "--download-only", "-q", spec], Path(tmp))
+        if result.returncode != 0 and "deb-src" in result.stderr and not options:
+            # The entry exists but apt's lists carry no source index (another apt-get update replaced them,
+            # or a fresh machine's lists are empty): refresh once and retry.
+            _apt_update()
+            result = _apt(["source", "--download-only", "-q", spec], Path(tmp))
         found = Path(tmp) / item.filename
         # Debian's own diff files can be missing from a mirror; only the orig tarball matters here.
         if not found.is_file():
