@@ -344,8 +344,8 @@ class MuslCPython(CachedInterpreter):
 
     def __init__(self, entry: MuslEntry | None = None, *, static: bool = False) -> None:
         if entry is None:  # the x86_64 3.11 pair by flavour (what the podman musllinux image asks for)
-            entry = from_data(_entry("musl-cpython-3.11-x86_64" + ("-static" if static else ""))).entry
-        self.entry = entry
+            entry = _musl_entry(_entry("musl-cpython-3.11-x86_64" + ("-static" if static else "")))
+        self.entry: MuslEntry = entry
         self.name = entry.name
         self.python_version = entry.minor
         self.arch = entry.arch
@@ -637,17 +637,19 @@ class MuslCPython(CachedInterpreter):
 
 
 def from_data(entry: dict[str, Any]) -> MuslCPython:
-    return MuslCPython(
-        MuslEntry(
-            name=entry["name"],
-            python=entry["python"],
-            arch=entry["arch"],
-            flavour=entry.get("flavour", "dynamic"),
-            targets=tuple(entry.get("targets", ())),
-            source=_debian_file(entry["source"]),
-            provenance=entry.get("provenance", ""),
-            revision=int(entry.get("revision", 1)),
-        )
+    return MuslCPython(_musl_entry(entry))
+
+
+def _musl_entry(entry: dict[str, Any]) -> MuslEntry:
+    return MuslEntry(
+        name=entry["name"],
+        python=entry["python"],
+        arch=entry["arch"],
+        flavour=entry.get("flavour", "dynamic"),
+        targets=tuple(entry.get("targets", ())),
+        source=_debian_file(entry["source"]),
+        provenance=entry.get("provenance", ""),
+        revision=int(entry.get("revision", 1)),
     )
 
 
