@@ -390,9 +390,15 @@ class MuslCPython(CachedInterpreter):
             return "needs musl-gcc (Debian musl-tools)"
         return None
 
-    def build_python(self) -> MuslCPython:
-        """The x86_64 musl CPython of the same version: a cross build runs it to build the stdlib (configure
-        insists on the same minor version, which a fresh machine may not have, e.g. 3.13 on Debian 12)."""
+    def build_python(self) -> Path:
+        """A CPython of the same minor version for the cross build to run (configure insists on it): the
+        host's own when it has one, else the x86_64 musl CPython of that version (a fresh Debian 12 machine
+        has no 3.13)."""
+        from pipeline.runtimes.host_cpython import _find_interpreter
+
+        return _find_interpreter(self.python_version) or self._musl_build_python().python()
+
+    def _musl_build_python(self) -> MuslCPython:
         from pipeline.runtimes import get_runtime
 
         runtime = get_runtime(f"musl-cpython-{self.python_version}-{_host_arch()}")
@@ -403,7 +409,10 @@ class MuslCPython(CachedInterpreter):
         # Every musl CPython of an architecture links the same musl-built libraries (a lock of their own).
         self.dependencies.build(progress)
         if self.toolchain.cross:
-            self.build_python().build(progress)
+            from pipeline.runtimes.host_cpython import _find_interpreter
+
+            if _find_interpreter(self.python_version) is None:
+                self._musl_build_python().build(progress)
 
     def _configure_command(self, final: Path, deps: Path) -> list[str]:
         configure = [
@@ -417,7 +426,7 @@ class MuslCPython(CachedInterpreter):
             # 3.13 prefers a system libmpdec, which a musl build has none of: use the bundled copy.
             configure.append("--with-system-libmpdec=no")
         if self.toolchain.cross:
-            build_python = self.build_python().python()
+            build_python = self.build_python()
             configure += [
                 *self.toolchain.configure_host(),
                 f"--with-build-python={build_python}",
