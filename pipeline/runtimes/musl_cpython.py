@@ -541,7 +541,11 @@ class MuslCPython(CachedInterpreter):
                 f"{self.name}: dpkg-deb -x {loader_deb.name} failed: {result.stderr.strip()}"
             )
         shutil.rmtree(sysroot / "usr" / "share", ignore_errors=True)
-        # Debian's /lib/ld-musl-<arch>.so.1 is an absolute symlink; qemu -L would follow it on the host.
+        # trixie is merged-/usr: the loader is usr/lib/ld-musl-<arch>.so.1 and /lib -> usr/lib comes from
+        # base-files; the interpreter's PT_INTERP asks for /lib/ld-musl-<arch>.so.1.
+        if not (sysroot / "lib").exists():
+            (sysroot / "lib").symlink_to("usr/lib")
+        # Debian's loader links may be absolute; qemu -L would follow those on the host.
         for link in [p for p in sysroot.rglob("*") if p.is_symlink()]:
             target = os.readlink(link)
             if target.startswith("/"):
