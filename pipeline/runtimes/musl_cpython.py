@@ -391,12 +391,11 @@ class MuslCPython(CachedInterpreter):
         return None
 
     def build_python(self) -> Path:
-        """A CPython of the same minor version for the cross build to run (configure insists on it): the
-        host's own when it has one, else the x86_64 musl CPython of that version (a fresh Debian 12 machine
-        has no 3.13)."""
-        from pipeline.runtimes.host_cpython import _find_interpreter
-
-        return _find_interpreter(self.python_version) or self._musl_build_python().python()
+        """The CPython the cross build runs to build the stdlib: the x86_64 musl CPython of the very same
+        version. configure only insists on the same minor version, but a host 3.13.0 building 3.13.5 failed
+        (make's `platform` step: 'str' object has no attribute 'co_consts'), and a fresh Debian 12 machine
+        has no 3.13 at all."""
+        return self._musl_build_python().python()
 
     def _musl_build_python(self) -> MuslCPython:
         from pipeline.runtimes import get_runtime
@@ -409,10 +408,7 @@ class MuslCPython(CachedInterpreter):
         # Every musl CPython of an architecture links the same musl-built libraries (a lock of their own).
         self.dependencies.build(progress)
         if self.toolchain.cross:
-            from pipeline.runtimes.host_cpython import _find_interpreter
-
-            if _find_interpreter(self.python_version) is None:
-                self._musl_build_python().build(progress)
+            self._musl_build_python().build(progress)
 
     def _configure_command(self, final: Path, deps: Path) -> list[str]:
         configure = [
