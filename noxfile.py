@@ -147,9 +147,10 @@ def build_zig(session: nox.Session) -> None:
 
 @nox.session
 def runtimes(session: nox.Session) -> None:
-    """Build the target runtimes (musl CPython 3.11 dynamic + static from Debian's pinned sources, Debian's
-    arm64 CPython for qemu-user) into the cache, reusing what exists, then list them. Posargs: runtime names."""
-    install_project(session)
+    """Build the target runtimes (musl CPythons 3.11 and 3.13 for x86_64 and, cross-built with Zig, aarch64;
+    Debian's arm64 CPythons for qemu-user) into the cache, reusing what exists, then list them. Posargs:
+    runtime names."""
+    install_project(session, "zig")
     session.run("rewheel", "runtimes", "build", *session.posargs)
     session.run("rewheel", "runtimes", "list")
 

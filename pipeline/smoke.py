@@ -54,7 +54,10 @@ def load(name):
         # dynamic loader anyway, so the report carries the loader's verdict, not just "no module".
         parent = name.rpartition(".")[0]
         if parent:
-            importlib.import_module(parent)
+            try:
+                importlib.import_module(parent)
+            except ImportError:
+                pass  # its __init__ imports this very extension by suffix; the loader's verdict still matters
         loader = importlib.machinery.ExtensionFileLoader(name, os.path.join(site, path))
         spec = importlib.util.spec_from_file_location(name, loader.path, loader=loader)
         module = importlib.util.module_from_spec(spec)
@@ -176,7 +179,7 @@ def _version_key(version: str) -> tuple[int, ...]:
 
 def choose_runtime(target: str, python: str | None, exact: bool) -> tuple[Any | None, str]:
     """A runtime that hosts `target` with a matching Python, or (None, why not)."""
-    from pipeline.runtimes import all_runtimes
+    from pipeline.runtimes import UNHOSTED_PYTHONS, all_runtimes
     from pipeline.targets import get_target
 
     spec = get_target(target)
@@ -194,10 +197,7 @@ def choose_runtime(target: str, python: str | None, exact: bool) -> tuple[Any | 
         if target in runtime.targets:
             candidates.append(runtime)
     if not candidates:
-        hint = ""
-        if spec.is_musl and spec.arch == "aarch64":
-            hint = " (an experimental one can be built: `rewheel runtimes build musl-cpython-3.11-aarch64`)"
-        return None, f"no runtime on this machine hosts {target}{hint}"
+        return None, f"no runtime on this machine hosts {target}"
 
     def fits(runtime: Any) -> bool:
         if python is None:
@@ -207,6 +207,8 @@ def choose_runtime(target: str, python: str | None, exact: bool) -> tuple[Any | 
         return _version_key(runtime.python_version) >= _version_key(python)
 
     fitting = [r for r in candidates if fits(r)]
+    if not fitting and python in UNHOSTED_PYTHONS:
+        return None, f"the wheel needs Python {python}: {UNHOSTED_PYTHONS[python]}"
     if not fitting:
         have = ", ".join(f"{r.name} (Python {r.python_version})" for r in candidates)
         need = f"Python {python}" + ("" if exact else " or newer")

@@ -21,6 +21,10 @@ REPO = Path(__file__).resolve().parent.parent
 MUSL_DYNAMIC = "musl-cpython-3.11-x86_64"
 MUSL_STATIC = "musl-cpython-3.11-x86_64-static"
 ARM64 = "debian-arm64-python3.11"
+MUSL_AARCH64 = "musl-cpython-3.11-aarch64"
+MUSL_313 = "musl-cpython-3.13-x86_64"
+MUSL_313_AARCH64 = "musl-cpython-3.13-aarch64"
+ARM64_313 = "debian-arm64-python3.13"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 # One cache for the whole session: when REWHEEL_TEST_CACHE is set it is also the cache root the stages use
@@ -122,7 +126,7 @@ def ensure_runtime(name: str):  # type: ignore[no-untyped-def]
         return runtime
     if name.startswith("musl-"):
         need_toolset("musl")
-    elif "arm64" in name or "aarch64" in name:
+    if "arm64" in name or "aarch64" in name:
         need_toolset("qemu")
     elif name.startswith("windows-"):
         need_toolset("wine")
@@ -176,3 +180,23 @@ def musl_static(runtime_env: pytest.MonkeyPatch):  # type: ignore[no-untyped-def
 @pytest.fixture(scope="session")
 def arm64(runtime_env: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     return ensure_runtime(ARM64)
+
+
+@pytest.fixture(scope="session")
+def musl_aarch64(runtime_env: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    return ensure_runtime(MUSL_AARCH64)
+
+
+@pytest.fixture(scope="session")
+def musl_313(runtime_env: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    return ensure_runtime(MUSL_313)
+
+
+@pytest.fixture(scope="session")
+def musl_313_aarch64(runtime_env: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    return ensure_runtime(MUSL_313_AARCH64)
+
+
+@pytest.fixture(scope="session")
+def arm64_313(runtime_env: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    return ensure_runtime(ARM64_313)

@@ -10,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ARM64, MUSL_DYNAMIC, MUSL_STATIC, need_toolset
+from conftest import (
+    ARM64,
+    ARM64_313,
+    MUSL_313,
+    MUSL_313_AARCH64,
+    MUSL_AARCH64,
+    MUSL_DYNAMIC,
+    MUSL_STATIC,
+    need_toolset,
+)
 
 
 def run(command: list[str], **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
@@ -42,10 +51,72 @@ def test_list_json_names_every_runtime_with_its_state(run_cli, tmp_path, monkeyp
     assert items[MUSL_DYNAMIC]["exists"] is False
     assert items[MUSL_DYNAMIC]["targets"] == ["musllinux_1_2_x86_64"]
     assert items[ARM64]["targets"] == ["manylinux_2_17_aarch64"]
+    # What each hosts: its targets x its Python; where it comes from; what it is.
+    assert items[MUSL_313_AARCH64]["hosts"] == ["musllinux_1_2_aarch64 cp313"]
+    assert items[MUSL_AARCH64]["hosts"] == ["musllinux_1_2_aarch64 cp311"]
+    assert items[ARM64_313]["hosts"] == ["manylinux_2_17_aarch64 cp313"]
+    assert (items[MUSL_313]["arch"], items[MUSL_313]["libc"]) == ("x86_64", "musl")
+    assert "trixie" in items[MUSL_313]["provenance"] and "3.13.5" in items[MUSL_313]["provenance"]
+    assert items[MUSL_STATIC]["hosts"] == []
     assert items[MUSL_DYNAMIC]["root"].startswith(str(tmp_path / "runtimes"))
     # The host's own 3.11 (the interpreter running these tests is one) is always there.
     assert items["host-cpython-3.11-x86_64"]["exists"] is True
     assert "manylinux_2_17_x86_64" in items["host-cpython-3.11-x86_64"]["targets"]
+
+
+def test_every_data_entry_is_a_runtime_built_by_the_module_of_its_kind() -> None:
+    """Runtimes are data: each data/<kind>.toml [[runtime]] is built by pipeline/runtimes/<kind>.from_data."""
+    import importlib
+
+    from pipeline.runtimes import all_runtimes, runtime_entries
+
+    runtimes = all_runtimes()
+    entries = runtime_entries()
+    assert {"musl_cpython", "debian_root", "host_cpython"} <= set(entries)
+    for kind, kind_entries in entries.items():
+        module = importlib.import_module(f"pipeline.runtimes.{kind}")
+        for entry in kind_entries:
+            runtime = module.from_data(entry)
+            assert runtimes[runtime.name].__class__ is runtime.__class__
+    musl = [e for e in entries["musl_cpython"] if e["flavour"] == "dynamic"]
+    assert {(e["python"][:4], e["arch"]) for e in musl} == {
+        ("3.11", "x86_64"), ("3.11", "aarch64"), ("3.13", "x86_64"), ("3.13", "aarch64"),
+    }  # fmt: skip
+    for entry in entries["musl_cpython"]:
+        assert len(entry["source"]["sha256"]) == 64 and entry["provenance"]
+
+
+def test_a_new_kind_is_a_data_file_and_a_module(tmp_path, monkeypatch) -> None:
+    """The registry picks up any data/<kind>.toml + <kind>.py pair, with no change to the registry."""
+    import sys
+
+    import pipeline.runtimes as registry
+
+    package = tmp_path / "extra"
+    (package / "data").mkdir(parents=True)
+    (package / "data" / "toy_kind.toml").write_text(
+        '[[runtime]]\nname = "toy-1"\npython = "3.11"\n', encoding="utf-8"
+    )
+    (package / "toy_kind.py").write_text(
+        "class Toy:\n"
+        "    targets = ()\n"
+        "    def __init__(self, entry):\n"
+        "        self.name = entry['name']\n"
+        "        self.python_version = entry['python']\n"
+        "def from_data(entry):\n"
+        "    return Toy(entry)\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(registry, "DATA_DIR", package / "data")
+    monkeypatch.setattr(registry, "__path__", [*registry.__path__, str(package)])
+    monkeypatch.delitem(sys.modules, "pipeline.runtimes.toy_kind", raising=False)
+    registry.runtime_entries.cache_clear()
+    try:
+        found = registry.all_runtimes()
+    finally:
+        registry.runtime_entries.cache_clear()
+    assert found["toy-1"].python_version == "3.11"
+    assert type(found["toy-1"]).__module__ == "pipeline.runtimes.toy_kind"
 
 
 def test_unknown_runtime_is_one_line_usage_error(run_cli) -> None:
@@ -134,3 +205,60 @@ def test_build_command_reuses_what_exists(musl_dynamic, arm64, rewheel_exe, shar
     assert [i["name"] for i in items] == [MUSL_DYNAMIC, ARM64]
     assert all(i["reused"] for i in items)
     assert all(i["size_bytes"] > 10_000_000 for i in items)
+
+
+@pytest.mark.slow
+def test_musl_aarch64_cpython_runs_under_qemu_with_ctypes_and_ssl(musl_aarch64) -> None:
+    """Cross-built with Zig, dynamic like Alpine's: musl's loader, _ctypes over a target-built libffi, ssl over
+    a target-built OpenSSL, zlib, and lib-dynload full of extension modules."""
+    root = musl_aarch64.root()
+    interpreter = root / "bin" / "python3.11"
+    assert interpreter_of(interpreter) == b"/lib/ld-musl-aarch64.so.1"
+    dynload = list((root / "lib" / "python3.11" / "lib-dynload").glob("*.cpython-311-aarch64-linux-musl.so"))
+    assert len(dynload) > 30
+    probe = run(
+        [
+            str(musl_aarch64.python()),
+            "-c",
+            "import platform, sysconfig, ctypes, ssl, zlib, _decimal, json; "
+            "print(platform.machine(), sysconfig.get_config_var('EXT_SUFFIX')); "
+            "print(ctypes.CDLL(None).strlen(b'abcd'), ssl.OPENSSL_VERSION.split()[1], zlib.decompress(zlib.compress(b'a' * 9)).decode())",
+        ]
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == [
+        "aarch64",
+        ".cpython-311-aarch64-linux-musl.so",
+        "4",
+        "3.0.20",
+        "aaaaaaaaa",
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture, arch", [("musl_313", "x86_64"), ("musl_313_aarch64", "aarch64")])
+def test_musl_cpython_313(fixture, arch, request) -> None:  # type: ignore[no-untyped-def]
+    runtime = request.getfixturevalue(fixture)
+    probe = run(
+        [
+            str(runtime.python()),
+            "-c",
+            "import platform, sys, sysconfig, ctypes, ssl, zlib; "
+            "print(platform.machine(), sys.version.split()[0], sysconfig.get_config_var('EXT_SUFFIX'))",
+        ]
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == [arch, "3.13.5", f".cpython-313-{arch}-linux-musl.so"]
+
+
+@pytest.mark.slow
+def test_trixie_arm64_root_runs_python313_under_qemu(arm64_313) -> None:
+    probe = run(
+        [
+            str(arm64_313.python()),
+            "-c",
+            "import platform, sys, ssl, ctypes; print(platform.machine(), platform.libc_ver()[1], sys.version.split()[0])",
+        ]
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == ["aarch64", "2.41", "3.13.5"]

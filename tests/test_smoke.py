@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ARM64, MUSL_DYNAMIC
+from conftest import ARM64, ARM64_313, MUSL_313, MUSL_313_AARCH64, MUSL_AARCH64, MUSL_DYNAMIC
 
 MARKUPSAFE = "2.1.5"
 WHEELS = {
@@ -33,6 +33,46 @@ WHEELS = {
         "2b7c57a4dfc4f16f7142221afe5ba4e093e09e728ca65c51f5620c9aaeb9a617",
     ),
 }
+
+
+# Real upstream musllinux aarch64 wheels (C, C++ with a bundled libstdc++, Rust), pinned by sha256.
+MUSL_AARCH64_WHEELS = {
+    "markupsafe": (
+        "MarkupSafe", "2.1.5", "MarkupSafe-2.1.5-cp311-cp311-musllinux_1_1_aarch64.whl",
+        "0e397ac966fdf721b2c528cf028494e86172b4feba51d65f81ffd65c63798f3f",
+    ),
+    "msgpack": (
+        "msgpack", "1.0.8", "msgpack-1.0.8-cp311-cp311-musllinux_1_1_aarch64.whl",
+        "dfe1f0f0ed5785c187144c46a292b8c34c1295c01da12e10ccddfc16def4448a",
+    ),
+    "ujson": (
+        "ujson", "5.10.0", "ujson-5.10.0-cp311-cp311-musllinux_1_2_aarch64.whl",
+        "7ec0ca8c415e81aa4123501fee7f761abf4b7f386aad348501a26940beb1860f",
+    ),
+    "orjson": (
+        "orjson", "3.10.15", "orjson-3.10.15-cp311-cp311-musllinux_1_2_aarch64.whl",
+        "d569c1c462912acdd119ccbf719cf7102ea2c67dd03b99edcb1a3048651ac96b",
+    ),
+}  # fmt: skip
+PILLOW_GLIBC_AARCH64 = (
+    "pillow", "10.4.0", "pillow-10.4.0-cp311-cp311-manylinux_2_28_aarch64.whl",
+    "bbc527b519bd3aa9d7f429d152fea69f9ad37c95f0b02aebddff592688998abe",
+)  # fmt: skip
+MARKUPSAFE_313 = {
+    "musllinux_1_2_x86_64": (
+        "MarkupSafe-3.0.2-cp313-cp313-musllinux_1_2_x86_64.whl",
+        "444dcda765c8a838eaae23112db52f1efaf750daddb2d9ca300bcae1039adc5c",
+    ),
+    "musllinux_1_2_aarch64": (
+        "MarkupSafe-3.0.2-cp313-cp313-musllinux_1_2_aarch64.whl",
+        "cdb82a876c47801bb54a690c5ae105a46b392ac6099881cdfb9f6e95e4014c6a",
+    ),
+    "manylinux_2_17_aarch64": (
+        "MarkupSafe-3.0.2-cp313-cp313-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
+        "569511d3b58c8791ab4c2e1285575265991e6d8f8700c7be0e88f86cb0672094",
+    ),
+}
+ESCAPE_CHECK = "python -c \"import markupsafe; assert markupsafe.escape('<a>') == '&lt;a&gt;'\""
 
 
 @pytest.fixture(scope="session")
@@ -73,12 +113,24 @@ def test_windows_wheel_cannot_be_hosted_exit_3(run_cli, markupsafe, runtime_env)
 
 
 def test_python_version_must_match_the_tag(run_cli, markupsafe, runtime_env) -> None:
-    """A cp312 wheel on the musl target: only a 3.11 musl runtime exists, so say so (exit 3), don't fake it."""
+    """A cp312 wheel on the musl target: no CPython 3.12 source is reachable, so no musl 3.12 runtime exists;
+    smoke says exactly that (exit 3), and --require-import makes it a failure (exit 1)."""
     wheel = markupsafe("cp312-manylinux-x86_64")
     code, result = smoke_json(run_cli, str(wheel), "--target", "musllinux_1_2_x86_64")
     assert code == 3
     assert result["status"] == "cannot-host"
-    assert "Python 3.12" in result["message"] and MUSL_DYNAMIC in result["message"]
+    assert result["message"].startswith(
+        "the wheel needs Python 3.12: no CPython 3.12 runtime can be built here"
+    )
+    assert "none of Debian's current suites" in result["message"]
+    code, result = smoke_json(run_cli, str(wheel), "--target", "musllinux_1_2_x86_64", "--require-import")
+    assert code == 1 and result["status"] == "cannot-host"
+
+
+def test_require_import_fails_what_cannot_be_hosted(run_cli, markupsafe, runtime_env) -> None:
+    code, out, err = run_cli("smoke", "--require-import", str(markupsafe("win_amd64")))
+    assert code == 1
+    assert out.startswith("CANNOT-HOST") and "0/1 imported" in err
 
 
 def test_unusable_input_is_exit_2(run_cli, tmp_path, runtime_env) -> None:
@@ -167,3 +219,87 @@ def test_manylinux_aarch64_wheel_imports_under_qemu_and_runs_a_command(run_cli, 
     assert result["failures"] == [
         {"command": "python -c 'import nope'", "error": "ModuleNotFoundError: No module named 'nope'"}
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("project", sorted(MUSL_AARCH64_WHEELS))
+def test_upstream_musllinux_aarch64_wheels_import_under_qemu(
+    run_cli, pypi_file, musl_aarch64, project
+) -> None:
+    """Upstream's own musllinux aarch64 wheels (C: markupsafe, msgpack; C++ with its bundled libstdc++: ujson;
+    Rust: orjson) import on the musl aarch64 CPython under qemu-user, and work."""
+    wheel = pypi_file(*MUSL_AARCH64_WHEELS[project])
+    module = {"markupsafe": "markupsafe", "msgpack": "msgpack", "ujson": "ujson", "orjson": "orjson"}[project]
+    use = {
+        "markupsafe": "markupsafe.escape('<') == '&lt;'",
+        "msgpack": "msgpack.unpackb(msgpack.packb([1, 'a'])) == [1, 'a']",
+        "ujson": "ujson.loads(ujson.dumps({'a': [1.5]})) == {'a': [1.5]}",
+        "orjson": "orjson.loads(orjson.dumps({'a': 1})) == {'a': 1}",
+    }[project]
+    check = f"python -c \"import platform, {module}; assert platform.machine() == 'aarch64'; assert {use}\""
+    code, result = smoke_json(run_cli, str(wheel), "--require-import", "--command", check)
+    assert code == 0, result
+    assert result["target"] == "musllinux_1_2_aarch64" and result["runtime"] == MUSL_AARCH64
+    assert module in result["imported"]
+
+
+@pytest.mark.slow
+def test_glibc_aarch64_wheel_fails_on_musl_aarch64_with_musls_loader_message(
+    run_cli, pypi_file, musl_aarch64
+) -> None:
+    """Pillow's manylinux (glibc) aarch64 wheel relies on the system's libz.so.1, which musl systems lack:
+    musl's loader, under qemu, says so in its own words, naming the extension that needs it. (orjson's glibc
+    build, by contrast, really does load on musl: smoke reports what the loader does.)"""
+    wheel = pypi_file(*PILLOW_GLIBC_AARCH64)
+    code, result = smoke_json(run_cli, str(wheel), "--target", "musllinux_1_2_aarch64")
+    assert code == 1
+    assert result["status"] == "failed" and result["runtime"] == MUSL_AARCH64
+    error = {f["module"]: f["error"] for f in result["failures"]}["PIL._imaging"]
+    assert error.startswith("ImportError: Error loading shared library libz.so.1: No such file or directory")
+    assert error.endswith("PIL/_imaging.cpython-311-aarch64-linux-gnu.so)")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "target, runtime_fixture, runtime_name",
+    [
+        ("musllinux_1_2_x86_64", "musl_313", MUSL_313),
+        ("musllinux_1_2_aarch64", "musl_313_aarch64", MUSL_313_AARCH64),
+        ("manylinux_2_17_aarch64", "arm64_313", ARM64_313),
+    ],
+)
+def test_cp313_wheels_import_on_their_313_runtimes(
+    run_cli, pypi_file, request, target, runtime_fixture, runtime_name
+) -> None:  # type: ignore[no-untyped-def]
+    request.getfixturevalue(runtime_fixture)
+    filename, sha256 = MARKUPSAFE_313[target]
+    wheel = pypi_file("MarkupSafe", "3.0.2", filename, sha256)
+    code, result = smoke_json(run_cli, str(wheel), "--require-import", "--command", ESCAPE_CHECK)
+    assert code == 0, result
+    assert result["target"] == target and result["runtime"] == runtime_name
+    assert result["imported"] == ["markupsafe", "markupsafe._speedups"]
+
+
+@pytest.mark.slow
+def test_build_require_import_fails_a_job_whose_wheel_cannot_be_imported(
+    rewheel_exe, runtime_env, tmp_path
+) -> None:
+    """`rewheel build --require-import`: a cp312 musllinux wheel builds and verifies, but no runtime here can
+    import it (no CPython 3.12 source), so the job fails (exit 1) and names why; the wheel is quarantined."""
+    import os
+    import subprocess
+
+    from conftest import REPO, need_toolset
+
+    need_toolset("musl")
+    wheelhouse = tmp_path / "wheelhouse"
+    result = subprocess.run(
+        [*rewheel_exe, "build", str(REPO / "recipes" / "markupsafe.toml"), "--target", "musllinux_1_2_x86_64",
+         "--python", "3.12", "--backend", "zig", "--require-import", "--wheelhouse", str(wheelhouse), "--json"],
+        capture_output=True, text=True, timeout=900, env={**os.environ},
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-2000:]
+    (outcome,) = json.loads(result.stdout)["jobs"]
+    assert outcome["status"] == "quarantined" and outcome["stage"] == "smoke"
+    assert "not imported (--require-import): cannot-host: the wheel needs Python 3.12" in outcome["message"]
+    assert not list(wheelhouse.glob("*.whl")) and list((wheelhouse / "quarantine").rglob("*.whl"))

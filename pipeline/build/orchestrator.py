@@ -314,6 +314,7 @@ class _Run:
     force: bool
     selector: BackendSelector
     work_root: Path
+    require_import: bool = False  # --require-import: a wheel not imported on its target fails its job
     announced: tuple[str, str] | None = None  # the backend and reason said for the run
 
     def announce(self, counter: str, job: Job, backend: str, reason: str) -> None:
@@ -334,6 +335,7 @@ def run_jobs(
     progress: bool = True,
     force: bool = False,
     work_root: Path | None = None,
+    require_import: bool = False,
 ) -> RunSummary:
     """Run every job in order; a failing job is recorded and never stops the others."""
     from pipeline.build.records import RecordIndex
@@ -346,7 +348,7 @@ def run_jobs(
         from pipeline.paths import cache_root
 
         work_root = cache_root() / "build-work"
-    run = _Run(backend, wheelhouse, smoke, progress, force, BackendSelector(), work_root)
+    run = _Run(backend, wheelhouse, smoke, progress, force, BackendSelector(), work_root, require_import)
     index = RecordIndex(wheelhouse)
     outcomes = []
     for number, job in enumerate(jobs, 1):
@@ -376,6 +378,8 @@ def _up_to_date(job: Job, run: _Run, index: Any) -> JobOutcome | None:
         if wheels is not None:
             records = [w.with_name(w.name + ".build.json") for w in wheels]
             smokes = [_recorded_smoke(r) for r in records]
+            if run.require_import and not all(s.get("status") == "passed" for s in smokes):
+                continue  # recorded without an import here; --require-import wants one, so run it again
             return JobOutcome(
                 job, "up-to-date", name, "build record matches", wheels=wheels, records=records, smoke=smokes
             )
@@ -475,7 +479,7 @@ def _build_job(job: Job, run: _Run, counter: str) -> JobOutcome:
             _record(job, r, report, smoke_json, prepared, backend, reason, result, key_inputs, timings)
             for r, report, smoke_json in zip(repairs, reports, smokes, strict=True)
         ]
-        failures = _rejections(reports, smokes)
+        failures = _rejections(reports, smokes, require_import=run.require_import)
         if failures:
             outcome.status = "quarantined"
             outcome.stage = "verify" if any(not r["ok"] for r in reports) else "smoke"
@@ -569,7 +573,9 @@ def _smoke(wheel: Path, job: Job, run: _Run) -> dict[str, Any]:
     return data
 
 
-def _rejections(reports: list[dict[str, Any]], smokes: list[dict[str, Any]]) -> str:
+def _rejections(
+    reports: list[dict[str, Any]], smokes: list[dict[str, Any]], *, require_import: bool = False
+) -> str:
     problems = []
     for report in reports:
         if not report["ok"]:
@@ -580,6 +586,8 @@ def _rejections(reports: list[dict[str, Any]], smokes: list[dict[str, Any]]) -> 
     for smoke in smokes:
         if smoke.get("status") == "failed":
             problems.append(f"smoke failed on {smoke.get('runtime')}: {smoke.get('message')}")
+        elif require_import and smoke.get("status") != "passed" and smoke.get("status") != "skipped":
+            problems.append(f"not imported (--require-import): {smoke.get('status')}: {smoke.get('message')}")
     return "; ".join(problems)
 
 

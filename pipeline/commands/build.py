@@ -39,6 +39,11 @@ BACKEND_NAMES = (
 @click.option("--no-smoke", is_flag=True, help="Do not import the wheels on their target runtimes.")
 @click.option("--force", is_flag=True, help="Rebuild even when a build record says a job is up to date.")
 @click.option(
+    "--require-import",
+    is_flag=True,
+    help="Fail a job whose wheel cannot be imported on its target here (cannot-host, runtime error).",
+)
+@click.option(
     "--publish",
     "publish_to",
     help="After a successful run, publish the run's wheels to this static index folder (or upload URL).",
@@ -69,6 +74,7 @@ def command(
     as_json: bool,
     no_smoke: bool,
     force: bool,
+    require_import: bool,
     publish_to: str | None,
     requirements: Path | None,
     new_recipes: Path | None,
@@ -82,6 +88,9 @@ def command(
     """
     from pipeline.errors import EXIT_FINDINGS, RewheelError
     from pipeline.plan import plan
+
+    if require_import and no_smoke:
+        raise RewheelError("--require-import needs the smoke stage; drop --no-smoke")
     from pipeline.recipe import load_recipes
 
     if requirements is not None:
@@ -117,6 +126,7 @@ def command(
         smoke=not no_smoke,
         progress=True,
         force=force,
+        require_import=require_import,
     )
     published = None
     if publish_to and summary.ok:

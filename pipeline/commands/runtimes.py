@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import click
 
+# What `rewheel runtimes build` builds with no names: every interpreter runtime smoke needs for Linux targets.
+DEFAULT_BUILDS = ("musl-cpython-", "debian-arm64-")
+
 
 def _describe(runtime: object) -> dict[str, object]:
     from pipeline.runtimes._support import tree_size
@@ -20,10 +23,24 @@ def _describe(runtime: object) -> dict[str, object]:
         "size_bytes": tree_size(root) if exists and root.is_dir() and not name.startswith("host-") else None,
         "unavailable_reason": runtime.unavailable_reason(),  # type: ignore[attr-defined]
         "python_version": getattr(runtime, "python_version", None),
+        "arch": getattr(runtime, "arch", None),
+        "libc": getattr(runtime, "libc", None),
+        "provenance": getattr(runtime, "provenance", None),
+        # What smoke can import on it: each target x the interpreter's Python ("musllinux_1_2_aarch64 cp313").
+        "hosts": _hosts(runtime),
     }
     if exists and hasattr(runtime, "python"):
         item["python"] = str(runtime.python())
     return item
+
+
+def _hosts(runtime: object) -> list[str]:
+    version = getattr(runtime, "python_version", None)
+    targets = list(getattr(runtime, "targets", ()))
+    if version is None or not hasattr(runtime, "python"):
+        return targets  # an image builds for its targets; it imports nothing itself
+    tag = "cp" + str(version).replace(".", "")
+    return [f"{target} {tag}" for target in targets]
 
 
 @click.group(name="runtimes")
@@ -35,7 +52,7 @@ def command() -> None:
 @command.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def list_command(as_json: bool) -> None:
-    """What runtimes exist, where, how big, and which targets they serve."""
+    """What runtimes exist, where, how big, and what they host (target x Python), or why they cannot be built."""
     from pipeline.output import emit_json, human_size, table
     from pipeline.runtimes import all_runtimes
 
@@ -60,11 +77,11 @@ def list_command(as_json: bool) -> None:
                 item["name"],
                 state,
                 human_size(size) if isinstance(size, int) else "",
-                ", ".join(item["targets"]) or "-",  # type: ignore[arg-type]
+                ", ".join(item["hosts"]) or "-",  # type: ignore[arg-type]
                 item.get("python") or item["root"],
             )
         )
-    click.echo(table(rows, ["runtime", "state", "size", "targets", "where"]))
+    click.echo(table(rows, ["runtime", "state", "size", "hosts", "where"]))
 
 
 @command.command(name="build")
@@ -72,7 +89,8 @@ def list_command(as_json: bool) -> None:
 @click.option("--all", "build_all", is_flag=True, help="Build every runtime this machine can build.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def build_command(names: tuple[str, ...], build_all: bool, as_json: bool) -> None:
-    """Build runtimes by NAME (default: the musl CPythons and the arm64 root). Finished builds are reused."""
+    """Build runtimes by NAME (default: the musl CPythons and the Debian arm64 roots). Finished builds are
+    reused."""
     import time
 
     from pipeline.output import emit_json, progress
@@ -83,8 +101,7 @@ def build_command(names: tuple[str, ...], build_all: bool, as_json: bool) -> Non
     elif build_all:
         selected = [r for r in all_runtimes().values() if r.unavailable_reason() is None]
     else:
-        defaults = ("musl-cpython-3.11-x86_64", "musl-cpython-3.11-x86_64-static", "debian-arm64-python3.11")
-        selected = [get_runtime(n) for n in defaults]
+        selected = [r for name, r in all_runtimes().items() if name.startswith(DEFAULT_BUILDS)]
     results = []
     for runtime in selected:
         started = time.monotonic()

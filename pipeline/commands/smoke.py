@@ -16,28 +16,34 @@ import click
 @click.option(
     "--command", "test_command", help="Shell command to run after the imports (`python` = the runtime)."
 )
+@click.option(
+    "--require-import",
+    is_flag=True,
+    help="A wheel this machine cannot import (no runtime hosts its target) fails the command (exit 1).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 def command(
     wheels: tuple[Path, ...],
     target: str | None,
     imports: tuple[str, ...],
     test_command: str | None,
+    require_import: bool,
     as_json: bool,
 ) -> int:
     """Install each WHEEL into a throwaway folder on its target's runtime and import its modules there.
 
-    Runtimes: musllinux x86_64 -> the musl CPython built here; manylinux x86_64 -> a host CPython;
-    manylinux aarch64 -> Debian's arm64 CPython under qemu-user; musllinux aarch64 -> only once the
-    experimental musl-cpython-3.11-aarch64 was built. The Python version must match the tag. A runtime
-    that is missing but buildable is built on first use (minutes; cached). See `rewheel runtimes list`.
+    Runtimes: musllinux x86_64 / aarch64 -> the musl CPythons built here (aarch64 under qemu-user);
+    manylinux x86_64 -> a host CPython; manylinux aarch64 -> Debian's arm64 CPythons under qemu-user. The
+    Python version must match the tag. A runtime that is missing but buildable is built on first use
+    (minutes; cached). See `rewheel runtimes list`.
 
     Exit codes: 0 every wheel imported; 1 an import or the command failed (the interpreter's own error is
-    shown); 2 unusable input; 3 (EXIT_CANNOT_HOST) this machine cannot host a target (e.g. Windows), and
-    nothing failed.
+    shown), or with --require-import a wheel could not be imported here; 2 unusable input; 3
+    (EXIT_CANNOT_HOST) this machine cannot host a target (e.g. Windows), and nothing failed.
     """
     from pipeline.errors import EXIT_CANNOT_HOST, EXIT_FINDINGS, EXIT_OK
     from pipeline.output import emit_json
-    from pipeline.smoke import CANNOT_HOST, FAILED, smoke_wheel
+    from pipeline.smoke import CANNOT_HOST, FAILED, PASSED, smoke_wheel
 
     results = [
         smoke_wheel(wheel, target, imports=list(imports) or None, command=test_command, progress=True)
@@ -49,7 +55,12 @@ def command(
         for r in results:
             where = f" on {r.runtime}" if r.runtime else ""
             click.echo(f"{r.status.upper():12} {r.wheel} [{r.target}]{where}: {r.message}")
+    imported = sum(r.status == PASSED for r in results)
+    if not as_json:
+        click.echo(f"{imported}/{len(results)} imported", err=True)
     if any(r.status == FAILED for r in results):
+        return EXIT_FINDINGS
+    if require_import and imported < len(results):
         return EXIT_FINDINGS
     if any(r.status == CANNOT_HOST for r in results):
         return EXIT_CANNOT_HOST

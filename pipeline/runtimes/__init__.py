@@ -1,8 +1,11 @@
-"""Target runtimes this machine can build and host: musl CPythons, an aarch64 root run with qemu-user,
-local cibuildwheel images for podman.
+"""Target runtimes this machine can build and host: musl CPythons, Debian roots run with qemu-user, the
+host's own CPythons, local cibuildwheel images for podman.
 
-Each module in this package defines RUNTIMES, a list of objects satisfying `Runtime`; the registry
-discovers them, so a new kind of runtime is a new module. Everything a runtime builds lives under
+Runtimes are described once, as data: pipeline/runtimes/data/<kind>.toml holds `[[runtime]]` entries (name,
+Python version, arch, libc, source and its sha256, provenance), and the module of the same name,
+pipeline/runtimes/<kind>.py, builds one runtime object per entry with `from_data(entry)`. A new kind of
+runtime is a data file plus a module; nothing here changes. Modules that describe their runtimes in code (the
+podman images) still list them in a module-level RUNTIMES. Everything a runtime builds lives under
 <cache>/runtimes/<name>/ and is reused until removed.
 """
 
@@ -10,12 +13,27 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from functools import cache
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+from pipeline import toml
+from pipeline.errors import RewheelError
+
+DATA_DIR = Path(__file__).parent / "data"
+
+# Python versions no runtime here can have, and why (what smoke says for their wheels).
+UNHOSTED_PYTHONS = {
+    "3.12": (
+        "no CPython 3.12 runtime can be built here: its source is in none of Debian's current suites "
+        "(bookworm has 3.11, trixie 3.13, sid 3.13 and 3.14) and no other pinned, reachable source is known; "
+        "verify remains the proof for cp312 wheels"
+    ),
+}
 
 
 class Runtime(Protocol):
-    name: str  # e.g. "musl-cpython-3.11-x86_64-dynamic"
+    name: str  # e.g. "musl-cpython-3.11-x86_64"
     description: str
     targets: tuple[str, ...]  # target names this runtime can host (smoke) or build for (images)
 
@@ -33,22 +51,41 @@ class Runtime(Protocol):
 
 
 class HostingRuntime(Runtime, Protocol):
-    """A runtime that is an interpreter (the musl CPythons, the qemu root, host CPythons): smoke runs it."""
+    """A runtime that is an interpreter (the musl CPythons, the qemu roots, host CPythons): smoke runs it."""
 
     python_version: str  # "3.11"
 
     def python(self) -> Path:
-        """The interpreter to run (for the qemu root: a wrapper script that starts qemu-user)."""
+        """The interpreter to run (for the qemu roots: a wrapper script that starts qemu-user)."""
+
+
+@cache
+def runtime_entries() -> dict[str, list[dict[str, Any]]]:
+    """kind -> its data file's [[runtime]] entries."""
+    found = {}
+    for data_file in sorted(DATA_DIR.glob("*.toml")):
+        try:
+            data = toml.loads(data_file.read_text(encoding="utf-8"))
+        except toml.TOMLDecodeError as exc:
+            raise RewheelError(f"{data_file}: not valid TOML: {exc}") from None
+        found[data_file.stem] = list(data.get("runtime", []))
+    return found
 
 
 def all_runtimes() -> dict[str, Runtime]:
     found: dict[str, Runtime] = {}
-    for module in pkgutil.iter_modules(__path__):
-        if module.name.startswith("_"):
-            continue
-        loaded = importlib.import_module(f"{__name__}.{module.name}")
-        for runtime in getattr(loaded, "RUNTIMES", ()):
+    described = runtime_entries()
+    for kind, entries in described.items():
+        module = importlib.import_module(f"{__name__}.{kind}")
+        for entry in entries:
+            runtime = module.from_data(entry)
             found[runtime.name] = runtime
+    for module_info in pkgutil.iter_modules(__path__):
+        if module_info.name.startswith("_") or module_info.name in described:
+            continue
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        for runtime in getattr(module, "RUNTIMES", ()):
+            found.setdefault(runtime.name, runtime)
     return found
 
 
@@ -58,8 +95,6 @@ def runtimes_for_target(target: str) -> list[Runtime]:
 
 def get_runtime(name: str) -> Runtime:
     """The runtime called `name`, e.g. get_runtime("musl-cpython-3.11-x86_64-static").python()."""
-    from pipeline.errors import RewheelError
-
     runtimes = all_runtimes()
     try:
         return runtimes[name]

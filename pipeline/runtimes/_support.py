@@ -45,6 +45,9 @@ class DebianFile:
     filename: str
     sha256: str
     version: str | None = None  # binary packages: the exact version apt must fetch
+    # The Debian suite it comes from. bookworm (the machine's own suite) goes through the machine's apt
+    # lists; any other suite (trixie for CPython 3.13) through private lists rewheel keeps in its cache.
+    suite: str = "bookworm"
 
     def pin(self) -> Pin:
         return Pin(filename=self.filename, sha256=self.sha256)
@@ -104,16 +107,73 @@ def _apt_update() -> None:
         raise RuntimeBuildError(f"apt-get update failed: {last}")
 
 
+def _machine_mirror() -> tuple[str, str | None]:
+    """(URI, Signed-By) of the machine's own Debian mirror: the `deb` entry for its main suite."""
+    for sources in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        for stanza in sources.read_text(encoding="utf-8").split("\n\n"):
+            fields = dict(
+                line.split(":", 1) for line in stanza.splitlines() if ":" in line and not line.startswith("#")
+            )
+            if "deb" in fields.get("Types", "").split() and "bookworm" in fields.get("Suites", "").split():
+                signed_by = fields.get("Signed-By")
+                return fields["URIs"].split()[0], signed_by.strip() if signed_by else None
+    raise RuntimeBuildError("no deb822 'deb' entry for bookworm under /etc/apt/sources.list.d to copy")
+
+
+def suite_apt_options(suite: str, *, progress: bool = True) -> list[str]:
+    """apt options selecting private lists for another Debian suite (sources and arm64 binaries).
+
+    The machine's own apt configuration is left alone: mixing suites there would let an upgrade pull in
+    trixie packages. The lists live under <cache>/apt/<suite>/ and are refreshed once a day."""
+    from pipeline.paths import cache_root
+
+    base = cache_root() / "apt" / suite
+    lists = base / "lists"
+    (lists / "partial").mkdir(parents=True, exist_ok=True)
+    uri, signed_by = _machine_mirror()
+    sign = f" signed-by={signed_by}" if signed_by else ""
+    source_list = base / "sources.list"
+    wanted = f"deb-src [{sign.strip()}] {uri} {suite} main\ndeb [arch=arm64{sign}] {uri} {suite} main\n"
+    wanted = wanted.replace("[]", "")
+    options = [
+        "-o", f"Dir::Etc::SourceList={source_list}", "-o", "Dir::Etc::SourceParts=-",
+        "-o", f"Dir::State::Lists={lists}", "-o", "APT::Architectures::=arm64",
+    ]  # fmt: skip
+    stamp = base / "updated"
+    fresh = stamp.is_file() and time.time() - stamp.stat().st_mtime < 86400
+    if source_list.is_file() and source_list.read_text(encoding="utf-8") == wanted and fresh:
+        return options
+    source_list.write_text(wanted, encoding="utf-8")
+    if progress:
+        say(f"runtimes: apt-get update (private lists for Debian {suite})")
+    result = _apt([*options, "update", "-q"], Path("/"))
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["apt-get update failed"])[-1]
+        raise RuntimeBuildError(f"apt-get update for Debian {suite} failed: {last}")
+    stamp.touch()
+    return options
+
+
 def debian_source_orig(item: DebianFile, *, progress: bool = True) -> Path:
     """The pinned orig tarball of a Debian source package (from the cache, or via apt-get source)."""
     cached = cached_path(item.pin(), cache_downloads())
     if cached.is_file():
         return cached
-    ensure_deb_src()
+    if item.suite == "bookworm":
+        options: list[str] = []
+        ensure_deb_src()
+    else:
+        options = suite_apt_options(item.suite, progress=progress)
+    spec = f"{item.package}={item.version}" if item.version else item.package
     if progress:
-        say(f"runtimes: apt-get source --download-only {item.package}")
+        say(f"runtimes: apt-get source --download-only {spec} ({item.suite})")
     with tempfile.TemporaryDirectory(prefix="rewheel-debsrc-") as tmp:
-        result = _apt(["source", "--download-only", "-q", item.package], Path(tmp))
+        result = _apt([*options, "source", "--download-only", "-q", spec], Path(tmp))
+        if result.returncode != 0 and "deb-src" in result.stderr and not options:
+            # The entry exists but apt's lists carry no source index (another apt-get update replaced them,
+            # or a fresh machine's lists are empty): refresh once and retry.
+            _apt_update()
+            result = _apt(["source", "--download-only", "-q", spec], Path(tmp))
         found = Path(tmp) / item.filename
         # Debian's own diff files can be missing from a mirror; only the orig tarball matters here.
         if not found.is_file():
@@ -125,6 +185,10 @@ def debian_source_orig(item: DebianFile, *, progress: bool = True) -> Path:
 def debian_binaries(items: Sequence[DebianFile], *, progress: bool = True) -> list[Path]:
     """Pinned .debs of exact versions (from the cache, or all missing ones in one `apt-get download`)."""
     missing = [item for item in items if not cached_path(item.pin(), cache_downloads()).is_file()]
+    suites = {item.suite for item in missing}
+    if len(suites) > 1:
+        raise RuntimeBuildError(f"one download takes packages of one suite, not {', '.join(sorted(suites))}")
+    options = [] if suites <= {"bookworm"} else suite_apt_options(suites.pop(), progress=progress)
     if missing:
         for arch in sorted({item.package.partition(":")[2] for item in missing} - {""}):
             if arch not in _foreign_architectures():
@@ -138,8 +202,8 @@ def debian_binaries(items: Sequence[DebianFile], *, progress: bool = True) -> li
         if progress:
             say(f"runtimes: apt-get download {len(specs)} packages ({', '.join(specs[:3])}, ...)")
         with tempfile.TemporaryDirectory(prefix="rewheel-deb-") as tmp:
-            result = _apt(["download", "-q", *specs], Path(tmp))
-            if result.returncode != 0 and "Unable to locate" in result.stderr:
+            result = _apt([*options, "download", "-q", *specs], Path(tmp))
+            if result.returncode != 0 and "Unable to locate" in result.stderr and not options:
                 _apt_update()  # stale lists on a fresh machine: refresh once and retry
                 result = _apt(["download", "-q", *specs], Path(tmp))
             if result.returncode != 0:

@@ -1,6 +1,7 @@
 """The host's own CPythons (pyenv's, the system's) as runtimes for glibc wheels of the host's architecture.
 
-Nothing is built: a host interpreter exists or it does not. It hosts a manylinux target when the host's
+Nothing is built: a host interpreter exists or it does not. Which versions are looked for is data
+(pipeline/runtimes/data/host_cpython.toml). It hosts a manylinux target when the host's
 glibc is at least the target policy's version (a manylinux_2_28 wheel cannot be proven on glibc 2.17).
 """
 
@@ -11,10 +12,9 @@ import platform
 import re
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import RewheelError
-
-VERSIONS = ("3.10", "3.11", "3.12", "3.13")
 
 
 def _host_glibc() -> tuple[int, int] | None:
@@ -59,8 +59,9 @@ class HostCPython:
     libc = "glibc"
     host_native = True  # hosts pure-Python ("any") wheels too
 
-    def __init__(self, version: str) -> None:
+    def __init__(self, version: str, provenance: str = "the host") -> None:
         self.python_version = version
+        self.provenance = provenance
         self.arch = platform.machine()
         self.name = f"host-cpython-{version}-{self.arch}"
         self.description = f"this machine's own CPython {version} (glibc); nothing to build"
@@ -102,4 +103,5 @@ def _cached_host_targets() -> tuple[str, ...]:
     return _host_targets()
 
 
-RUNTIMES = [HostCPython(version) for version in VERSIONS]
+def from_data(entry: dict[str, Any]) -> HostCPython:
+    return HostCPython(entry["python"], entry.get("provenance", "the host"))

@@ -1,27 +1,38 @@
-"""musl CPython 3.11 for x86_64, built here from Debian's CPython source with musl-gcc (no container, no registry).
+"""musl CPythons built here from Debian's pinned CPython sources (no container, no registry).
 
-Two flavours from the same pinned sources:
-- dynamic (`musl-cpython-3.11-x86_64`): what Alpine users run. It loads musllinux extension modules, so
-  `rewheel smoke` uses it for musllinux_1_2_x86_64 wheels, and a glibc wheel fails on it with musl's own
-  "Error relocating ...: symbol not found" message.
-- static (`musl-cpython-3.11-x86_64-static`): every module linked into one static executable, like
-  python-build-standalone's musl builds. It has no dynamic loader, so `ctypes.CDLL(None)` raises
-  `OSError: Dynamic loading not supported` - the crash pip <= 24.1.2 hits during `python -m venv`.
-  ctypes gets the guard python-build-standalone applies (bpo-37060) so that `import ctypes` itself works.
+What is built is data (pipeline/runtimes/data/musl_cpython.toml): each entry names the CPython source, the
+architecture and the flavour. One mechanism builds them all:
 
-zlib and libffi are built for musl too (static PIC archives from Debian's sources), shared by both flavours
-under <cache>/runtimes/.musl-deps-x86_64/.
+- x86_64 builds natively with musl-gcc (Debian musl-tools) and runs directly on this machine.
+- aarch64 cross-builds with Zig (`python -m ziglang cc -target aarch64-linux-musl`, ziglang from PyPI) and
+  runs under qemu-user over Debian's musl:arm64 loader, through a host-runnable wrapper script.
+- dynamic (what Alpine ships): loads musllinux extension modules, has _ctypes (libffi), ssl (OpenSSL),
+  zlib and the usual extension modules, so `rewheel smoke` imports musllinux wheels on it and a glibc wheel
+  fails with musl's own "Error relocating ...: symbol not found" / "Error loading shared library" message.
+- static (x86_64 3.11 only): every module linked into one executable, like python-build-standalone's musl
+  builds. No dynamic loader, so `ctypes.CDLL(None)` raises `OSError: Dynamic loading not supported`, the
+  crash pip <= 24.1.2 hits during `python -m venv`. ctypes gets the guard python-build-standalone applies
+  (bpo-37060) so that `import ctypes` itself works.
+
+zlib, libffi and OpenSSL are built for musl once per architecture (static PIC archives from Debian's
+sources) under <cache>/runtimes/.musl-deps-<arch>/ and shared by every musl CPython of that architecture.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import platform
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import Any
 
+from pipeline import toml
 from pipeline.output import progress as say
 from pipeline.paths import runtimes_root
 from pipeline.runtimes._support import (
@@ -30,6 +41,7 @@ from pipeline.runtimes._support import (
     RuntimeBuildError,
     StepRunner,
     build_lock,
+    debian_binaries,
     debian_source_orig,
     fresh_dir,
     publish_dir,
@@ -39,27 +51,35 @@ from pipeline.runtimes._support import (
 from pipeline.system_packages import ensure_toolset
 from pipeline.unpack import unpack
 
-PYTHON_VERSION = "3.11"
+DATA = Path(__file__).parent / "data" / "musl_cpython.toml"
 JOBS = "2"  # the machines this runs on are small and shared; more jobs only thrash
 
-CPYTHON_SOURCE = DebianFile(
-    package="python3.11",
-    filename="python3.11_3.11.2.orig.tar.gz",
-    sha256="2411c74bda5bbcfcddaf4531f66d1adc73f247f529aee981b029513aefdbf849",
-)
-ZLIB_SOURCE = DebianFile(
-    package="zlib",
-    filename="zlib_1.2.13.dfsg.orig.tar.bz2",
-    sha256="71feb7947e3c00ef125f83b79a4e529bde31171e5babe48b391f06758d1ab0a1",
-)
-LIBFFI_SOURCE = DebianFile(
-    package="libffi",
-    filename="libffi_3.4.4.orig.tar.gz",
-    sha256="d66c56ad259a82cf2a9dfc408b32bf5da52371500b84745f7fb8b645712df676",
-)
+# Bumped whenever the dependency recipe below changes, so cached deps from an older recipe are rebuilt.
+DEPS_REVISION = 2
 
-# Bumped whenever the build recipe below changes, so a cached runtime from an older recipe is rebuilt.
-RECIPE_REVISION = 1
+
+def _debian_file(data: dict[str, Any]) -> DebianFile:
+    return DebianFile(
+        package=data["package"],
+        filename=data["filename"],
+        sha256=data["sha256"],
+        version=data.get("version"),
+        suite=data.get("suite", "bookworm"),
+    )
+
+
+@cache
+def _data() -> dict[str, Any]:
+    return toml.loads(DATA.read_text(encoding="utf-8"))
+
+
+def library_source(name: str) -> DebianFile:
+    return _debian_file(_data()["libraries"][name])
+
+
+def loader_package(arch: str) -> DebianFile:
+    return _debian_file(_data()["loaders"][arch])
+
 
 # configure compares `$CC --print-multiarch` with the triplet it derives from the C library; musl-gcc
 # answers with gcc's glibc triplet, so the wrapper answers for musl.
@@ -70,11 +90,36 @@ esac
 exec musl-gcc "$@"
 """
 
-# setup.py asks dpkg-architecture (Debian's dpkg-dev) for the multiarch folder and adds
+# zig cc for the cross target; links programs dynamically (zig's default for musl executables is static, and
+# a static interpreter cannot load extension modules).
+ZIG_CC_WRAPPER = """#!/bin/sh
+case "$1" in
+  -print-multiarch|--print-multiarch) echo {triplet}; exit 0;;
+esac
+for arg in "$@"; do
+  case "$arg" in
+    -c|-E|-S|-M|-MM|-shared) exec "{zig}" cc -target {triplet} "$@";;
+  esac
+done
+exec "{zig}" cc -target {triplet} -dynamic "$@"
+"""
+ZIG_TOOL_WRAPPER = """#!/bin/sh
+exec "{zig}" {tool} "$@"
+"""
+
+# The host-runnable face of a foreign-architecture runtime: qemu-user with the runtime's sysroot, so the
+# guest's /lib/ld-musl-<arch>.so.1 resolves inside it.
+QEMU_WRAPPER = """#!/bin/sh
+# musl CPython {version} for {arch} under qemu-user; built by rewheel.
+HERE="$(dirname "$(dirname "$(readlink -f "$0")")")"
+exec {qemu} -L "$HERE/sysroot" "$HERE/bin/python{version}" "$@"
+"""
+
+# setup.py (3.11) asks dpkg-architecture (Debian's dpkg-dev) for the multiarch folder and adds
 # /usr/include/x86_64-linux-gnu to every extension's -I: glibc's headers then shadow musl's and nothing
 # compiles. This stand-in, first on PATH during the build, answers for musl instead.
 DPKG_ARCHITECTURE_STUB = """#!/bin/sh
-echo x86_64-linux-musl
+echo {triplet}
 """
 
 # bpo-37060: a static interpreter cannot dlopen(NULL); python-build-standalone guards ctypes the same way.
@@ -90,25 +135,87 @@ CTYPES_GUARDED = (
 
 CTYPES_SOURCES = "_ctypes/_ctypes.c _ctypes/callbacks.c _ctypes/callproc.c _ctypes/stgdict.c _ctypes/cfield.c"
 
+OPENSSL_TARGETS = {"x86_64": "linux-x86_64", "aarch64": "linux-aarch64"}
+
 
 def _log_dir() -> Path:
     return runtimes_root() / ".logs"
 
 
-class MuslDependencies:
-    """zlib + libffi as static PIC archives for musl, and the kernel headers musl-gcc cannot see."""
+def _host_arch() -> str:
+    return platform.machine()
 
-    name = "musl-deps-x86_64"
+
+def _zig_missing() -> str | None:
+    if importlib.util.find_spec("ziglang") is None:
+        return "needs ziglang in rewheel's Python (pip install 'rewheel[zig]')"
+    return None
+
+
+def _zig_executable() -> Path:
+    """The zig binary inside the ziglang package. Called directly rather than through `python -m ziglang`:
+    configure runs the compiler hundreds of times, and a Python start-up each time doubled its duration."""
+    spec = importlib.util.find_spec("ziglang")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        zig = Path(location) / "zig"
+        if zig.is_file():
+            return zig
+    raise RuntimeBuildError("the ziglang package has no zig executable (pip install 'rewheel[zig]')")
+
+
+class Toolchain:
+    """How to compile C for musl on one architecture: native musl-gcc (x86_64) or Zig (cross)."""
+
+    def __init__(self, arch: str) -> None:
+        self.arch = arch
+        self.triplet = f"{arch}-linux-musl"
+        self.cross = arch != _host_arch()
+
+    def write_tools(self, tools: Path, kernel_headers: Path | None = None) -> dict[str, str]:
+        """Write the compiler wrappers into `tools`; return the environment that selects them."""
+        if not self.cross:
+            _write_tool(tools / "musl-cc", CC_WRAPPER)
+            _write_tool(tools / "dpkg-architecture", DPKG_ARCHITECTURE_STUB.format(triplet=self.triplet))
+            return {"CC": str(tools / "musl-cc"), "PATH": f"{tools}{os.pathsep}{os.environ.get('PATH', '')}"}
+        zig = _zig_executable()
+        _write_tool(tools / "cc", ZIG_CC_WRAPPER.format(triplet=self.triplet, zig=zig))
+        for tool in ("ar", "ranlib"):
+            _write_tool(tools / tool, ZIG_TOOL_WRAPPER.format(zig=zig, tool=tool))
+        _write_tool(tools / "dpkg-architecture", DPKG_ARCHITECTURE_STUB.format(triplet=self.triplet))
+        return {
+            "CC": str(tools / "cc"),
+            "AR": str(tools / "ar"),
+            "RANLIB": str(tools / "ranlib"),
+            "PATH": f"{tools}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+
+    def configure_host(self) -> list[str]:
+        # CPython 3.11's configure names the platform musl only when the *build* OS is linux-musl (it checks
+        # $build_os, not $host_os), so a cross build to musl says its build side is musl too.
+        return [f"--host={self.triplet}", "--build=x86_64-pc-linux-musl"] if self.cross else []
+
+    def extra_cflags(self) -> str:
+        # Zig's clang makes these errors by default: libffi 3.4.4's tramp.c calls a function it never
+        # declares; CPython's getbuildinfo.c uses __DATE__/__TIME__.
+        return " -Wno-error=implicit-function-declaration -Wno-error=date-time" if self.cross else ""
+
+
+class MuslDependencies:
+    """zlib, libffi and OpenSSL as static PIC archives for musl on one architecture (and, for musl-gcc, the
+    kernel headers it cannot see)."""
+
+    def __init__(self, arch: str) -> None:
+        self.arch = arch
+        self.name = f"musl-deps-{arch}"
+        self.toolchain = Toolchain(arch)
 
     def root(self) -> Path:
         return runtimes_root() / f".{self.name}"
 
     def exists(self) -> bool:
         marker = read_marker(self.root())
-        return bool(marker and marker.get("revision") == RECIPE_REVISION)
-
-    def compiler(self) -> Path:
-        return self.root() / "bin" / "musl-cc"
+        return bool(marker and marker.get("revision") == DEPS_REVISION)
 
     def build(self, progress: bool = True) -> None:
         if self.exists():
@@ -119,77 +226,78 @@ class MuslDependencies:
 
     def _build(self, progress: bool) -> None:
         ensure_toolset("musl")
-        zlib_tar = debian_source_orig(ZLIB_SOURCE, progress=progress)
-        libffi_tar = debian_source_orig(LIBFFI_SOURCE, progress=progress)
+        tarballs = {
+            lib: debian_source_orig(library_source(lib), progress=progress)
+            for lib in ("zlib", "libffi", "openssl")
+        }
         work = fresh_dir(runtimes_root() / ".work" / self.name)
-        staging = fresh_dir(work / "prefix")
+        final = self.root()
+        # Built straight into the final prefix (libffi.pc and friends record it); the marker, written last,
+        # is what says it is finished.
+        if final.exists():
+            shutil.rmtree(final)
+        final.mkdir(parents=True)
         steps = StepRunner(self.name, _log_dir() / f"{self.name}.log", progress)
         steps.log.unlink(missing_ok=True)
-        wrapper = staging / "bin" / "musl-cc"
-        wrapper.parent.mkdir()
-        wrapper.write_text(CC_WRAPPER, encoding="utf-8")
-        wrapper.chmod(0o755)
-        include = staging / "include"
+        include = final / "include"
         include.mkdir()
-        # libffi and _socket include <linux/...> and <asm/...>; setup.py drops -isystem, so they must sit
-        # in an -I directory: link Debian's kernel headers (linux-libc-dev) in.
-        for name, source in (
-            ("linux", "/usr/include/linux"),
-            ("asm", "/usr/include/x86_64-linux-gnu/asm"),
-            ("asm-generic", "/usr/include/asm-generic"),
-        ):
-            if not Path(source).is_dir():
-                raise RuntimeBuildError(
-                    f"{self.name}: kernel headers {source} missing (Debian linux-libc-dev)"
-                )
-            (include / name).symlink_to(source)
-        final = self.root()
+        if not self.toolchain.cross:
+            # libffi and _socket include <linux/...> and <asm/...>; setup.py drops -isystem, so they must sit
+            # in an -I directory: link Debian's kernel headers (linux-libc-dev) in. Zig ships its own.
+            for name, source in (
+                ("linux", "/usr/include/linux"),
+                ("asm", f"/usr/include/{self.arch}-linux-gnu/asm"),
+                ("asm-generic", "/usr/include/asm-generic"),
+            ):
+                if not Path(source).is_dir():
+                    raise RuntimeBuildError(
+                        f"{self.name}: kernel headers {source} missing (Debian linux-libc-dev)"
+                    )
+                (include / name).symlink_to(source)
         env = {
-            "CC": str(final / "bin" / "musl-cc"),
-            "CFLAGS": "-O2 -fPIC",
+            **self.toolchain.write_tools(work / "tools"),
+            "CFLAGS": "-O2 -fPIC" + self.toolchain.extra_cflags(),
+            "CPPFLAGS": f"-I{include}",
             "PKG_CONFIG_LIBDIR": str(final / "lib" / "pkgconfig"),
         }
-        # The wrapper path baked into the deps is the final one; use the staging copy meanwhile.
-        build_env = {**env, "CC": str(wrapper), "CPPFLAGS": f"-I{include}"}
-        zlib_dir = _unpacked(zlib_tar, work / "zlib")
-        steps.run(
-            "zlib configure", ["./configure", "--static", f"--prefix={staging}"], cwd=zlib_dir, env=build_env
-        )
-        steps.run("zlib make", ["make", f"-j{JOBS}", "libz.a"], cwd=zlib_dir, env=build_env)
-        steps.run("zlib install", ["make", "install"], cwd=zlib_dir, env=build_env)
-        ffi_dir = _unpacked(libffi_tar, work / "libffi")
+        host = self.toolchain.configure_host()[:1]
+        zlib_dir = _unpacked(tarballs["zlib"], work / "zlib")
+        steps.run("zlib configure", ["./configure", "--static", f"--prefix={final}"], cwd=zlib_dir, env=env)
+        steps.run("zlib make", ["make", f"-j{JOBS}", "libz.a"], cwd=zlib_dir, env=env)
+        steps.run("zlib install", ["make", "install"], cwd=zlib_dir, env=env)
+        ffi_dir = _unpacked(tarballs["libffi"], work / "libffi")
         ffi_configure = [
-            "./configure", f"--prefix={staging}", "--disable-shared", "--enable-static", "--with-pic",
+            "./configure", *host, f"--prefix={final}", "--disable-shared", "--enable-static", "--with-pic",
             "--disable-docs", "--disable-multi-os-directory",
         ]  # fmt: skip
-        steps.run("libffi configure", ffi_configure, cwd=ffi_dir, env=build_env)
-        steps.run("libffi make", ["make", f"-j{JOBS}"], cwd=ffi_dir, env=build_env)
-        steps.run("libffi install", ["make", "install"], cwd=ffi_dir, env=build_env)
-        for archive in ("libz.a", "libffi.a"):
-            if not (staging / "lib" / archive).is_file():
-                raise RuntimeBuildError(f"{self.name}: {archive} was not installed into {staging / 'lib'}")
-        write_marker(staging, {"name": self.name, "revision": RECIPE_REVISION})
-        publish_dir(staging, final)
-        self.relocate(str(staging))
+        steps.run("libffi configure", ffi_configure, cwd=ffi_dir, env=env)
+        steps.run("libffi make", ["make", f"-j{JOBS}"], cwd=ffi_dir, env=env)
+        steps.run("libffi install", ["make", "install"], cwd=ffi_dir, env=env)
+        ssl_dir = _unpacked(tarballs["openssl"], work / "openssl")
+        # Only what CPython's _ssl and _hashlib link: static libraries, no engines or loadable modules (a
+        # musl CPython has no system OpenSSL to share them with), no assembler (zig's and gcc's alike work
+        # with the C code paths), no async (musl has no makecontext).
+        ssl_configure = [
+            "perl", "./Configure", OPENSSL_TARGETS[self.arch], f"--prefix={final}", "--libdir=lib",
+            "--openssldir=/etc/ssl", "no-shared", "no-tests", "no-asm", "no-async", "no-engine", "no-module",
+            "no-afalgeng", "no-ui-console", "-fPIC",
+        ]  # fmt: skip
+        ssl_env = {**env, "CFLAGS": f"{env['CFLAGS']} -I{include}"}
+        steps.run("openssl configure", ssl_configure, cwd=ssl_dir, env=ssl_env)
+        steps.run("openssl make", ["make", f"-j{JOBS}", "build_libs"], cwd=ssl_dir, env=ssl_env)
+        steps.run("openssl install", ["make", "install_dev"], cwd=ssl_dir, env=ssl_env)
+        for archive in ("libz.a", "libffi.a", "libssl.a", "libcrypto.a"):
+            if not (final / "lib" / archive).is_file():
+                raise RuntimeBuildError(f"{self.name}: {archive} was not installed into {final / 'lib'}")
+        write_marker(final, {"name": self.name, "revision": DEPS_REVISION})
         shutil.rmtree(work, ignore_errors=True)
 
-    def relocate(self, built_prefix: str | None = None) -> None:
-        """Point the .pc/.la files at the published folder instead of the staging one they were built in.
 
-        CPython's configure reads libffi's include dir from libffi.pc; a stale path there silently drops
-        _ctypes from the dynamic build (setup.py then links it without -lffi)."""
-        root = self.root()
-        old = built_prefix or str(runtimes_root() / ".work" / self.name / "prefix")
-        for file in [*root.glob("lib/pkgconfig/*.pc"), *root.glob("lib/*.la")]:
-            text = file.read_text(encoding="utf-8")
-            if old in text:
-                file.write_text(text.replace(old, str(root)), encoding="utf-8")
-
-
-def _write_tool(path: Path, text: str) -> None:
+def _write_tool(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     path.chmod(0o755)
+    return path
 
 
 def _load_json(path: Path) -> dict[str, object]:
@@ -213,53 +321,129 @@ def _unpacked(archive: Path, dest: Path) -> Path:
     return entries[0]
 
 
-class MuslCPython(CachedInterpreter):
-    """A musl-linked CPython 3.11 for x86_64, dynamic or fully static."""
+@dataclass(frozen=True)
+class MuslEntry:
+    name: str
+    python: str  # full version, "3.11.2"
+    arch: str
+    flavour: str  # "dynamic" | "static"
+    targets: tuple[str, ...]
+    source: DebianFile
+    provenance: str
+    revision: int
 
-    python_version = PYTHON_VERSION
-    revision = RECIPE_REVISION
-    arch = "x86_64"
+    @property
+    def minor(self) -> str:
+        return ".".join(self.python.split(".")[:2])
+
+
+class MuslCPython(CachedInterpreter):
+    """A musl-linked CPython for one architecture, dynamic or fully static."""
+
     libc = "musl"
 
-    def __init__(self, *, static: bool) -> None:
-        self.static = static
-        self.name = f"musl-cpython-{PYTHON_VERSION}-x86_64" + ("-static" if static else "")
-        if static:
+    def __init__(self, entry: MuslEntry | None = None, *, static: bool = False) -> None:
+        if entry is None:  # the x86_64 3.11 pair by flavour (what the podman musllinux image asks for)
+            entry = _musl_entry(_entry("musl-cpython-3.11-x86_64" + ("-static" if static else "")))
+        self.entry: MuslEntry = entry
+        self.name = entry.name
+        self.python_version = entry.minor
+        self.arch = entry.arch
+        self.static = entry.flavour == "static"
+        self.revision = entry.revision
+        self.targets: tuple[str, ...] = entry.targets
+        self.provenance = entry.provenance
+        self.toolchain = Toolchain(entry.arch)
+        how = (
+            f"cross-built with Zig, run with qemu-{entry.arch}"
+            if self.toolchain.cross
+            else "built with musl-gcc"
+        )
+        if self.static:
             self.description = (
-                "static musl CPython 3.11.2 (like python-build-standalone): no dlopen; reproduces pip's "
-                "'Dynamic loading not supported' venv crash"
+                f"static musl CPython {entry.python} (like python-build-standalone): no dlopen; reproduces "
+                "pip's 'Dynamic loading not supported' venv crash"
             )
-            # It cannot load extension modules at all, so it hosts no wheel target.
-            self.targets: tuple[str, ...] = ()
         else:
-            self.description = (
-                "musl CPython 3.11.2 (dynamic, like Alpine's): loads musllinux extension modules"
-            )
-            self.targets = ("musllinux_1_2_x86_64",)
-        self.dependencies = MuslDependencies()
+            self.description = f"musl CPython {entry.python} for {entry.arch} (dynamic, like Alpine's), {how}"
+        self.dependencies = MuslDependencies(entry.arch)
+
+    def python(self) -> Path:
+        if self.toolchain.cross:  # a host-runnable wrapper that starts the interpreter under qemu-user
+            return self.root() / "host-bin" / f"python{self.python_version}"
+        return self.root() / "bin" / f"python{self.python_version}"
+
+    def _still_usable(self, marker: dict[str, object]) -> bool:
+        qemu = marker.get("qemu")  # the wrapper starts this qemu: it must still be installed
+        return not self.toolchain.cross or (isinstance(qemu, str) and Path(qemu).is_file())
 
     def unavailable_reason(self) -> str | None:
-        if os.uname().machine != "x86_64":
-            return "needs an x86_64 Linux host"
+        if _host_arch() != "x86_64":
+            return "built on x86_64 hosts"
+        if self.toolchain.cross:
+            missing = _zig_missing()
+            if missing:
+                return missing
+            if not shutil.which("qemu-" + self.arch) and not shutil.which("apt-get"):
+                return f"needs qemu-{self.arch} (Debian qemu-user)"
         if not shutil.which("musl-gcc") and not shutil.which("apt-get"):
             return "needs musl-gcc (Debian musl-tools)"
         return None
 
+    def build_python(self) -> Path:
+        """The CPython the cross build runs to build the stdlib: the x86_64 musl CPython of the very same
+        version. configure only insists on the same minor version, but a host 3.13.0 building 3.13.5 failed
+        (make's `platform` step: 'str' object has no attribute 'co_consts'), and a fresh Debian 12 machine
+        has no 3.13 at all."""
+        return self._musl_build_python().python()
+
+    def _musl_build_python(self) -> MuslCPython:
+        from pipeline.runtimes import get_runtime
+
+        runtime = get_runtime(f"musl-cpython-{self.python_version}-{_host_arch()}")
+        assert isinstance(runtime, MuslCPython)
+        return runtime
+
     def _prepare(self, progress: bool) -> None:
-        # Both musl CPythons link the same musl-built zlib and libffi, which have a lock of their own.
+        # Every musl CPython of an architecture links the same musl-built libraries (a lock of their own).
         self.dependencies.build(progress)
+        if self.toolchain.cross:
+            self._musl_build_python().build(progress)
+
+    def _configure_command(self, final: Path, deps: Path) -> list[str]:
+        configure = [
+            "./configure", f"--prefix={final}", "--with-ensurepip=no", "--disable-test-modules",
+            "--without-doc-strings",
+        ]  # fmt: skip
+        if self.static:
+            return [*configure, "--disable-shared"]
+        configure.append(f"--with-openssl={deps}")
+        if self.python_version != "3.11":
+            # 3.13 prefers a system libmpdec, which a musl build has none of: use the bundled copy.
+            configure.append("--with-system-libmpdec=no")
+        if self.toolchain.cross:
+            build_python = self.build_python()
+            configure += [
+                *self.toolchain.configure_host(),
+                f"--with-build-python={build_python}",
+                "--disable-ipv6",
+            ]
+        return configure
 
     def _build(self, progress: bool) -> None:
         started = time.monotonic()
-        self.dependencies.relocate()  # caches from before this fix carry staging paths
+        ensure_toolset("musl", *(["qemu"] if self.toolchain.cross else []))
         deps = self.dependencies.root()
-        source_tar = debian_source_orig(CPYTHON_SOURCE, progress=progress)
+        source_tar = debian_source_orig(self.entry.source, progress=progress)
+        loader_deb = None
+        if self.toolchain.cross:
+            (loader_deb,) = debian_binaries([loader_package(self.arch)], progress=progress)
         work = runtimes_root() / ".work" / self.name
         steps = StepRunner(self.name, _log_dir() / f"{self.name}.log", progress)
         final = self.root()
+        configure = self._configure_command(final, deps)
         env = {
-            # configure asks `--print-multiarch`, setup.py `-print-multiarch`; both must hear musl.
-            "CC": str(work / "tools" / "musl-cc"),
+            **self.toolchain.write_tools(work / "tools"),
             "CPPFLAGS": f"-I{deps / 'include'}",
             "LDFLAGS": f"-L{deps / 'lib'}",
             # Only our musl libraries: the host's .pc files describe glibc builds.
@@ -267,23 +451,28 @@ class MuslCPython(CachedInterpreter):
             "PKG_CONFIG_PATH": "",
             # No -g and -O2 rather than CPython's "-g -O3": half the compile time, same behaviour to import.
             "OPT": "-DNDEBUG -fwrapv -O2 -Wall",
-            "PATH": f"{work / 'tools'}{os.pathsep}{os.environ.get('PATH', '')}",
         }
-        configure = [
-            "./configure", f"--prefix={final}", "--with-ensurepip=no", "--disable-test-modules",
-            "--without-doc-strings",
-        ]  # fmt: skip
+        if self.toolchain.cross:
+            env.update(
+                {
+                    "CFLAGS": "-fPIC" + self.toolchain.extra_cflags(),
+                    # Cross builds cannot probe the target's /dev; these are the answers for Linux.
+                    "ac_cv_file__dev_ptmx": "yes",
+                    "ac_cv_file__dev_ptc": "no",
+                    # GNU readelf reads any ELF; configure only insists on one being named for cross builds.
+                    "READELF": shutil.which("readelf") or "readelf",
+                }
+            )
         if self.static:
             env["LDFLAGS"] += " -static"
             env["MODULE_BUILDTYPE"] = "static"  # Modules/Setup.stdlib: every module linked in
-            configure.append("--disable-shared")
         # An interrupted build (a test timeout, Ctrl-C) resumes: same recipe, already configured -> make
-        # continues where it stopped instead of starting the 5-minute compile again.
+        # continues where it stopped instead of starting the compile again.
         state_file = work / "resume.json"
         state = _load_json(state_file)
-        source = work / "src" / "Python-3.11.2"
+        source = work / "src" / f"Python-{self.entry.python}"
         if (
-            state.get("revision") != RECIPE_REVISION
+            state.get("revision") != self.revision
             or state.get("configure") != configure
             or not source.is_dir()
         ):
@@ -294,12 +483,11 @@ class MuslCPython(CachedInterpreter):
             source = _unpacked(source_tar, work / "src")
             if self.static:
                 self._prepare_static(source, deps)
-            state = {"revision": RECIPE_REVISION, "configure": configure, "configured": False}
+            state = {"revision": self.revision, "configure": configure, "configured": False}
             _save_json(state_file, state)
         elif progress:
             say(f"{self.name}: resuming the interrupted build in {work}")
-        _write_tool(work / "tools" / "dpkg-architecture", DPKG_ARCHITECTURE_STUB)
-        _write_tool(work / "tools" / "musl-cc", CC_WRAPPER)
+        env.update(self.toolchain.write_tools(work / "tools"))
         if not state.get("configured"):
             steps.run("configure", configure, cwd=source, env=env)
             state["configured"] = True
@@ -307,36 +495,88 @@ class MuslCPython(CachedInterpreter):
         if self.static:
             # make regenerates the Makefile when Setup.local changes, so this may follow configure.
             self._static_setup_local(source, deps)
+        elif self.toolchain.cross and self.python_version == "3.11":
+            self._cross_setup_local(source, deps)
         steps.run("make", ["make", f"-j{JOBS}"], cwd=source, env=env)
-        fresh_dir(work / "destdir")
-        staging = work / "destdir"
+        staging = fresh_dir(work / "destdir")
         steps.run("install", ["make", "install", f"DESTDIR={staging}"], cwd=source, env=env)
         installed = staging / final.relative_to("/")
         self._trim(installed)
+        marker: dict[str, object] = {
+            "name": self.name,
+            "revision": self.revision,
+            "python": self.entry.python,
+            "arch": self.arch,
+            "static": self.static,
+            "source": self.entry.source.filename,
+            "source_sha256": self.entry.source.sha256,
+        }
+        if self.toolchain.cross:
+            assert loader_deb is not None
+            marker["qemu"] = self._install_qemu_face(installed, loader_deb)
         self._check(installed, steps)
-        write_marker(
-            installed,
-            {
-                "name": self.name,
-                "revision": RECIPE_REVISION,
-                "python": "3.11.2",
-                "static": self.static,
-                "source": CPYTHON_SOURCE.filename,
-                "source_sha256": CPYTHON_SOURCE.sha256,
-                "build_seconds": round(time.monotonic() - started),
-            },
-        )
+        marker["build_seconds"] = round(time.monotonic() - started)
+        write_marker(installed, marker)
         shutil.copy(steps.log, installed / "build.log")
         publish_dir(installed, final)
         shutil.rmtree(work, ignore_errors=True)
 
-    @staticmethod
-    def _ctypes_setup_line(deps: Path) -> str:
+    def _install_qemu_face(self, prefix: Path, loader_deb: Path) -> str:
+        """Unpack musl's loader into <prefix>/sysroot and write the host-bin wrapper; return qemu's path."""
+        qemu = shutil.which(f"qemu-{self.arch}")
+        if not qemu:
+            raise RuntimeBuildError(
+                f"{self.name}: qemu-user is installed but qemu-{self.arch} is not on PATH"
+            )
+        sysroot = prefix / "sysroot"
+        result = subprocess.run(
+            ["dpkg-deb", "-x", str(loader_deb), str(sysroot)], capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            raise RuntimeBuildError(
+                f"{self.name}: dpkg-deb -x {loader_deb.name} failed: {result.stderr.strip()}"
+            )
+        shutil.rmtree(sysroot / "usr" / "share", ignore_errors=True)
+        # trixie is merged-/usr: the loader is usr/lib/ld-musl-<arch>.so.1 and /lib -> usr/lib comes from
+        # base-files; the interpreter's PT_INTERP asks for /lib/ld-musl-<arch>.so.1.
+        if not (sysroot / "lib").exists():
+            (sysroot / "lib").symlink_to("usr/lib")
+        # Debian's loader links may be absolute; qemu -L would follow those on the host.
+        for link in [p for p in sysroot.rglob("*") if p.is_symlink()]:
+            target = os.readlink(link)
+            if target.startswith("/"):
+                link.unlink()
+                link.symlink_to(os.path.relpath(sysroot / target.lstrip("/"), link.parent))
+        _write_tool(
+            prefix / "host-bin" / f"python{self.python_version}",
+            QEMU_WRAPPER.format(version=self.python_version, arch=self.arch, qemu=qemu),
+        )
+        return qemu
+
+    def _ctypes_setup_line(self, deps: Path) -> str:
         # makesetup accepts -DNAME but not -DNAME=1.
         return (
             f"_ctypes {CTYPES_SOURCES} -I{deps / 'include'} -DHAVE_FFI_PREP_CIF_VAR -DHAVE_FFI_PREP_CLOSURE_LOC "
             f"-DHAVE_FFI_CLOSURE_ALLOC -L{deps / 'lib'} -lffi\n"
         )
+
+    def _cross_setup_local(self, source: Path, deps: Path) -> None:
+        """3.11 cross builds: build every extension module with make (makesetup), not setup.py.
+
+        setup.py's cross build adds the host's /usr/include (glibc) to the modules' include path, and
+        installed nothing into lib-dynload. configure already decided, with the cross compiler, which modules
+        can be built (Modules/Setup.stdlib); 3.11 reads that file only for WASM, so it goes into Setup.local,
+        with the _ctypes line setup.py would otherwise own. setup.py then skips every module make built."""
+        stdlib = (source / "Modules" / "Setup.stdlib").read_text(encoding="utf-8")
+        lines = [ln for ln in stdlib.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        if not any(ln.split()[0] == "_struct" for ln in lines if not ln.startswith("*")):
+            raise RuntimeBuildError(
+                f"{self.name}: Modules/Setup.stdlib lists no _struct; cannot build modules"
+            )
+        text = "*shared*\n" + self._ctypes_setup_line(deps) + "\n".join(lines) + "\n"
+        setup_local = source / "Modules" / "Setup.local"
+        if setup_local.read_text(encoding="utf-8") != text:
+            setup_local.write_text(text, encoding="utf-8")
 
     def _static_setup_local(self, source: Path, deps: Path) -> None:
         """Link every stdlib extension module into the interpreter.
@@ -371,28 +611,63 @@ class MuslCPython(CachedInterpreter):
             "*static*\n" + self._ctypes_setup_line(deps), encoding="utf-8"
         )
 
-    @staticmethod
-    def _trim(prefix: Path) -> None:
+    def _trim(self, prefix: Path) -> None:
         """Drop what no smoke test runs (idle, tkinter, the static library), keeping the runtime small."""
-        lib = prefix / "lib" / f"python{PYTHON_VERSION}"
-        for name in ("idlelib", "tkinter", "turtledemo", "lib2to3/tests"):
+        lib = prefix / "lib" / f"python{self.python_version}"
+        for name in ("idlelib", "tkinter", "turtledemo", "lib2to3/tests", "test"):
             shutil.rmtree(lib / name, ignore_errors=True)
         for archive in lib.glob("config-*/libpython*.a"):
             archive.unlink()
 
+    def expected_ext_suffix(self) -> str:
+        return f".cpython-{self.python_version.replace('.', '')}-{self.arch}-linux-musl.so"
+
     def _check(self, prefix: Path, steps: StepRunner) -> None:
-        python = prefix / "bin" / f"python{PYTHON_VERSION}"
-        probe = "import sysconfig, ctypes, zlib, _socket, math, json, hashlib\nprint(sysconfig.get_config_var('EXT_SUFFIX'))"
+        if self.toolchain.cross:
+            python = prefix / "host-bin" / f"python{self.python_version}"
+        else:
+            python = prefix / "bin" / f"python{self.python_version}"
+        modules = "sysconfig, platform, ctypes, zlib, _socket, math, json, hashlib, _decimal, select"
+        if not self.static:
+            modules += ", ssl"
+        probe = f"import {modules}\nprint(platform.machine(), sysconfig.get_config_var('EXT_SUFFIX'))"
         result = subprocess.run([str(python), "-c", probe], capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeBuildError(
                 f"{self.name}: the built interpreter fails its own check: {result.stderr.strip()}"
             )
-        suffix = result.stdout.strip()
-        if suffix != ".cpython-311-x86_64-linux-musl.so":
-            raise RuntimeBuildError(f"{self.name}: unexpected EXT_SUFFIX {suffix!r} (not a musl build?)")
+        found = result.stdout.split()
+        if found != [self.arch, self.expected_ext_suffix()]:
+            raise RuntimeBuildError(
+                f"{self.name}: unexpected machine/EXT_SUFFIX {found!r} (not a musl build?)"
+            )
         with steps.log.open("a", encoding="utf-8") as log:
-            log.write(f"\n### check passed: EXT_SUFFIX {suffix}\n")
+            log.write(f"\n### check passed: {' '.join(found)}\n")
 
 
-RUNTIMES = [MuslCPython(static=False), MuslCPython(static=True)]
+def from_data(entry: dict[str, Any]) -> MuslCPython:
+    return MuslCPython(_musl_entry(entry))
+
+
+def _musl_entry(entry: dict[str, Any]) -> MuslEntry:
+    return MuslEntry(
+        name=entry["name"],
+        python=entry["python"],
+        arch=entry["arch"],
+        flavour=entry.get("flavour", "dynamic"),
+        targets=tuple(entry.get("targets", ())),
+        source=_debian_file(entry["source"]),
+        provenance=entry.get("provenance", ""),
+        revision=int(entry.get("revision", 1)),
+    )
+
+
+def _entry(name: str) -> dict[str, Any]:
+    return next(e for e in _data()["runtime"] if e["name"] == name)
+
+
+# The x86_64 3.11 runtime's source, for callers that reuse the pinned CPython tarball (its headers).
+CPYTHON_SOURCE = _debian_file(_entry("musl-cpython-3.11-x86_64")["source"])
+ZLIB_SOURCE = library_source("zlib")
+LIBFFI_SOURCE = library_source("libffi")
+RECIPE_REVISION = int(_entry("musl-cpython-3.11-x86_64").get("revision", 1))
