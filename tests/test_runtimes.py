@@ -14,7 +14,6 @@ from conftest import (
     ARM64,
     ARM64_313,
     MUSL_313,
-    MUSL_313_AARCH64,
     MUSL_AARCH64,
     MUSL_DYNAMIC,
     MUSL_STATIC,
@@ -52,7 +51,7 @@ def test_list_json_names_every_runtime_with_its_state(run_cli, tmp_path, monkeyp
     assert items[MUSL_DYNAMIC]["targets"] == ["musllinux_1_2_x86_64"]
     assert items[ARM64]["targets"] == ["manylinux_2_17_aarch64"]
     # What each hosts: its targets x its Python; where it comes from; what it is.
-    assert items[MUSL_313_AARCH64]["hosts"] == ["musllinux_1_2_aarch64 cp313"]
+    assert "musl-cpython-3.13-aarch64" not in items  # not yet: see data/musl_cpython.toml
     assert items[MUSL_AARCH64]["hosts"] == ["musllinux_1_2_aarch64 cp311"]
     assert items[ARM64_313]["hosts"] == ["manylinux_2_17_aarch64 cp313"]
     assert (items[MUSL_313]["arch"], items[MUSL_313]["libc"]) == ("x86_64", "musl")
@@ -236,7 +235,7 @@ def test_musl_aarch64_cpython_runs_under_qemu_with_ctypes_and_ssl(musl_aarch64) 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fixture, arch", [("musl_313", "x86_64"), ("musl_313_aarch64", "aarch64")])
+@pytest.mark.parametrize("fixture, arch", [("musl_313", "x86_64")])
 def test_musl_cpython_313(fixture, arch, request) -> None:  # type: ignore[no-untyped-def]
     runtime = request.getfixturevalue(fixture)
     probe = run(

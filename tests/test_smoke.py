@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ARM64, ARM64_313, MUSL_313, MUSL_313_AARCH64, MUSL_AARCH64, MUSL_DYNAMIC
+from conftest import ARM64, ARM64_313, MUSL_313, MUSL_AARCH64, MUSL_DYNAMIC
 
 MARKUPSAFE = "2.1.5"
 WHEELS = {
@@ -264,7 +264,6 @@ def test_glibc_aarch64_wheel_fails_on_musl_aarch64_with_musls_loader_message(
     "target, runtime_fixture, runtime_name",
     [
         ("musllinux_1_2_x86_64", "musl_313", MUSL_313),
-        ("musllinux_1_2_aarch64", "musl_313_aarch64", MUSL_313_AARCH64),
         ("manylinux_2_17_aarch64", "arm64_313", ARM64_313),
     ],
 )

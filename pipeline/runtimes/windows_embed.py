@@ -31,7 +31,6 @@ import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,6 @@ from pipeline.runtimes._support import (
     write_marker,
 )
 from pipeline.system_packages import ensure_toolset
-from pipeline.toml import loads as toml_loads
 
 RECIPE_REVISION = 1
 DATA_FILE = "data/windows_embed.toml"
@@ -130,12 +128,6 @@ class EmbedSource:
 
     def pin(self) -> Pin:
         return Pin(filename=self.filename, sha256=self.sha256, project=self.project, version=self.version)
-
-
-def load_entries() -> list[dict[str, Any]]:
-    text = resources.files("pipeline.runtimes").joinpath(DATA_FILE).read_text(encoding="utf-8")
-    entries: list[dict[str, Any]] = toml_loads(text).get("runtime", [])
-    return entries
 
 
 def wine_prefix_dir() -> Path:
@@ -342,6 +334,3 @@ def from_data(entry: dict[str, Any]) -> WindowsEmbedCPython:
         raise RewheelError(
             f"{DATA_FILE}: runtime entry {entry.get('name', '?')!r} is incomplete: {exc}"
         ) from None
-
-
-RUNTIMES = [from_data(entry) for entry in load_entries()]
