@@ -231,7 +231,9 @@ class BoundedHTTPServer(HTTPServer):
         self.waiting: OrderedDict[Any, tuple[Any, float]] = OrderedDict()  # socket -> (address, deadline)
         self.selector = selectors.DefaultSelector()
         self.closing = threading.Event()
-        self.waiting_room = threading.Thread(target=self._watch_waiting_room, name="serve-waiting", daemon=True)
+        self.waiting_room = threading.Thread(
+            target=self._watch_waiting_room, name="serve-waiting", daemon=True
+        )
         self.waiting_room.start()
 
     def process_request(self, request: Any, client_address: Any) -> None:

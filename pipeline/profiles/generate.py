@@ -306,8 +306,8 @@ def regenerate_cpython(sources: list[Path] | None, out_dir: Path | None) -> Path
             if not match:
                 raise RewheelError(f"{library}: not a libpython3.X shared library name")
             key = match.group(1) + match.group(2)
-            info = parse_elf(library.read_bytes(), str(library))
-            versions[key] = sorted(n for n in info.defined if PYTHON_NAME.match(n))
+            elf = parse_elf(library.read_bytes(), str(library))
+            versions[key] = sorted(n for n in elf.defined if PYTHON_NAME.match(n))
             origins.append(f"{key}: {origin}")
     # Names only Windows builds export (PyExc_WindowsError, PyErr_SetFromWindowsErr, the MBCS codecs, ...):
     # what a python3X.dll has and the same version's libpython lacks.

@@ -39,6 +39,8 @@ try:  # ISA-L inflates the same deflate streams about 1.7x faster than zlib; it 
 except ImportError:  # pragma: no cover - exercised where isal has no wheel
     import zlib as _inflate  # type: ignore[no-redef]
 
+_INFLATE_ERROR: type[Exception] = _inflate.error  # type: ignore[assignment]  # isal's stubs call it an instance
+
 SIGNATURE_FILES = ("RECORD", "RECORD.jws", "RECORD.p7s")
 # Members up to this size are inflated in one call (fast); larger ones stream, so a few workers hold at most
 # a few times this much. Binaries above it are parsed from a temporary file through mmap.
@@ -290,7 +292,7 @@ class _MemberReader:
             try:
                 # max_length bounds the output whatever the header claims: a lying size cannot balloon memory
                 data = inflater.decompress(raw, info.file_size + 1)
-            except _inflate.error as exc:
+            except _INFLATE_ERROR as exc:
                 raise self._corrupt(info, f"is corrupt: {exc}") from None
             if not inflater.eof and len(data) <= info.file_size:
                 raise self._corrupt(info, "is corrupt: its deflate stream ends early")
@@ -319,7 +321,7 @@ class _MemberReader:
             while raw:
                 try:
                     block = inflater.decompress(raw, CHUNK_BYTES)
-                except _inflate.error as exc:
+                except _INFLATE_ERROR as exc:
                     raise self._corrupt(info, f"is corrupt: {exc}") from None
                 raw = inflater.unconsumed_tail
                 produced += len(block)

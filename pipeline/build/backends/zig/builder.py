@@ -367,7 +367,7 @@ class ZigBackend:
         out_dir = work / "dist"
         shutil.rmtree(out_dir, ignore_errors=True)
         build_command = [str(venv / "bin" / "python"), "-m", "build", "--wheel", "--no-isolation"]
-        settings = dict(options.config_settings)
+        settings: dict[str, str | list[str]] = dict(options.config_settings)
         if kind == "meson-python":
             cross_file = meson.write_cross_file(toolchain, venv / "bin" / "python", prefixes, work / "cross")
             for key, value in meson.config_settings(cross_file).items():
@@ -375,8 +375,8 @@ class ZigBackend:
                 settings[key] = [*value, *(given if isinstance(given, list) else [given])]
         for feature in options.disable_features:
             settings.update(job.recipe.features[feature].config_settings)
-        for key, value in settings.items():
-            for item in value if isinstance(value, list) else [value]:
+        for key, setting in settings.items():
+            for item in setting if isinstance(setting, list) else [setting]:
                 build_command.append(f"--config-setting={key}={item}")
         build_command += ["--outdir", str(out_dir), str(tree)]
         commands.append(build_command)

