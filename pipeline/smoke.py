@@ -177,6 +177,16 @@ def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in version.split("."))
 
 
+def _hosts(runtime: Any, spec: Target) -> bool:
+    """The runtime hosts `spec`: it is one of its targets, or an older policy of the same libc and arch (a musl
+    1.2 interpreter loads musllinux_1_1 wheels, as a newer glibc loads older manylinux ones)."""
+    from pipeline.targets import get_target
+
+    if spec.name in runtime.targets:
+        return True
+    return spec.is_linux and any(platform_runs_on(spec.platform_tag, get_target(t)) for t in runtime.targets)
+
+
 def choose_runtime(target: str, python: str | None, exact: bool) -> tuple[Any | None, str]:
     """A runtime that hosts `target` with a matching Python, or (None, why not)."""
     from pipeline.runtimes import UNHOSTED_PYTHONS, all_runtimes
@@ -194,7 +204,7 @@ def choose_runtime(target: str, python: str | None, exact: bool) -> tuple[Any | 
         version = getattr(runtime, "python_version", None)
         if version is None or not hasattr(runtime, "python"):
             continue  # an image or build environment, not an interpreter
-        if target in runtime.targets:
+        if _hosts(runtime, spec):
             candidates.append(runtime)
     if not candidates:
         return None, f"no runtime on this machine hosts {target}"
