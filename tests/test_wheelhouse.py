@@ -164,8 +164,25 @@ def pip_for_target(pypi_file, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return unpack(pypi_file(*PIP), tmp_path_factory.mktemp("pip-for-target") / "pip")
 
 
+# Known gap, kept visible (strict: it fails CI once fixed, so the marker is removed): pip inside the musl
+# aarch64 CPython under `qemu-aarch64 -L ROOT` reads the interpreter's PT_INTERP and runs
+# /lib/ld-musl-aarch64.so.1 to learn musl's version; qemu-user maps the guest's file opens into ROOT but the
+# host kernel's execve does not, so pip stops with "No such file or directory: '/lib/ld-musl-aarch64.so.1'".
+# A real Alpine arm64 machine (or binfmt_misc with that path on the host) has it.
+PIP_TARGETS = [
+    TARGETS[0],
+    pytest.param(
+        *TARGETS[1].values,
+        id="musl-aarch64",
+        marks=pytest.mark.xfail(
+            strict=True, reason="pip's musl probe execs /lib/ld-musl-aarch64.so.1 outside qemu's -L root"
+        ),
+    ),
+]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("target, runtime", TARGETS)
+@pytest.mark.parametrize("target, runtime", PIP_TARGETS)
 def test_pip_installs_the_whole_file_from_the_index_alone(
     service_wheelhouses, pip_for_target: Path, runtime_env, target: str, runtime: str, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
