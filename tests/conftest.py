@@ -23,6 +23,7 @@ MUSL_STATIC = "musl-cpython-3.11-x86_64-static"
 ARM64 = "debian-arm64-python3.11"
 MUSL_AARCH64 = "musl-cpython-3.11-aarch64"
 MUSL_313 = "musl-cpython-3.13-x86_64"
+MUSL_313_AARCH64 = "musl-cpython-3.13-aarch64"
 ARM64_313 = "debian-arm64-python3.13"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -189,6 +190,11 @@ def musl_aarch64(runtime_env: pytest.MonkeyPatch):  # type: ignore[no-untyped-de
 @pytest.fixture(scope="session")
 def musl_313(runtime_env: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     return ensure_runtime(MUSL_313)
+
+
+@pytest.fixture(scope="session")
+def musl_313_aarch64(runtime_env: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    return ensure_runtime(MUSL_313_AARCH64)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from conftest import (
     ARM64,
     ARM64_313,
     MUSL_313,
+    MUSL_313_AARCH64,
     MUSL_AARCH64,
     MUSL_DYNAMIC,
     MUSL_STATIC,
@@ -51,8 +52,8 @@ def test_list_json_names_every_runtime_with_its_state(run_cli, tmp_path, monkeyp
     assert items[MUSL_DYNAMIC]["targets"] == ["musllinux_1_2_x86_64"]
     assert items[ARM64]["targets"] == ["manylinux_2_17_aarch64"]
     # What each hosts: its targets x its Python; where it comes from; what it is.
-    assert "musl-cpython-3.13-aarch64" not in items  # not yet: see data/musl_cpython.toml
     assert items[MUSL_AARCH64]["hosts"] == ["musllinux_1_2_aarch64 cp311"]
+    assert items[MUSL_313_AARCH64]["hosts"] == ["musllinux_1_2_aarch64 cp313"]
     assert items[ARM64_313]["hosts"] == ["manylinux_2_17_aarch64 cp313"]
     assert (items[MUSL_313]["arch"], items[MUSL_313]["libc"]) == ("x86_64", "musl")
     assert "trixie" in items[MUSL_313]["provenance"] and "3.13.5" in items[MUSL_313]["provenance"]
@@ -82,7 +83,8 @@ def test_every_data_entry_is_a_runtime_built_by_the_module_of_its_kind() -> None
         ("3.11", "x86_64"),
         ("3.11", "aarch64"),
         ("3.13", "x86_64"),
-    }  # fmt: skip  (3.13 aarch64: not yet, see data/musl_cpython.toml)
+        ("3.13", "aarch64"),
+    }
     for entry in entries["musl_cpython"]:
         assert len(entry["source"]["sha256"]) == 64 and entry["provenance"]
 
@@ -237,7 +239,7 @@ def test_musl_aarch64_cpython_runs_under_qemu_with_ctypes_and_ssl(musl_aarch64) 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fixture, arch", [("musl_313", "x86_64")])
+@pytest.mark.parametrize("fixture, arch", [("musl_313", "x86_64"), ("musl_313_aarch64", "aarch64")])
 def test_musl_cpython_313(fixture, arch, request) -> None:  # type: ignore[no-untyped-def]
     runtime = request.getfixturevalue(fixture)
     probe = run(

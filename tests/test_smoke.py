@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ARM64, ARM64_313, MUSL_313, MUSL_AARCH64, MUSL_DYNAMIC
+from conftest import ARM64, ARM64_313, MUSL_313, MUSL_313_AARCH64, MUSL_AARCH64, MUSL_DYNAMIC
 
 MARKUPSAFE = "2.1.5"
 WHEELS = {
@@ -54,10 +54,36 @@ MUSL_AARCH64_WHEELS = {
         "d569c1c462912acdd119ccbf719cf7102ea2c67dd03b99edcb1a3048651ac96b",
     ),
 }  # fmt: skip
-PILLOW_GLIBC_AARCH64 = (
-    "pillow", "10.4.0", "pillow-10.4.0-cp311-cp311-manylinux_2_28_aarch64.whl",
-    "bbc527b519bd3aa9d7f429d152fea69f9ad37c95f0b02aebddff592688998abe",
-)  # fmt: skip
+# The same kinds for CPython 3.13 (markupsafe's cp313 aarch64 wheel is in MARKUPSAFE_313 below).
+MUSL_AARCH64_313_WHEELS = {
+    "msgpack": (
+        "msgpack", "1.1.0", "msgpack-1.1.0-cp313-cp313-musllinux_1_2_aarch64.whl",
+        "7a946a8992941fea80ed4beae6bff74ffd7ee129a90b4dd5cf9c476a30e9708d",
+    ),
+    "ujson": (
+        "ujson", "5.10.0", "ujson-5.10.0-cp313-cp313-musllinux_1_2_aarch64.whl",
+        "2a890b706b64e0065f02577bf6d8ca3b66c11a5e81fb75d757233a38c07a1f20",
+    ),
+    "orjson": (
+        "orjson", "3.10.15", "orjson-3.10.15-cp313-cp313-musllinux_1_2_aarch64.whl",
+        "7946922ada8f3e0b7b958cc3eb22cfcf6c0df83d1fe5521b4a100103e3fa84c8",
+    ),
+}  # fmt: skip
+PILLOW_GLIBC_AARCH64 = {
+    "3.11": (
+        "pillow", "10.4.0", "pillow-10.4.0-cp311-cp311-manylinux_2_28_aarch64.whl",
+        "bbc527b519bd3aa9d7f429d152fea69f9ad37c95f0b02aebddff592688998abe",
+    ),
+    "3.13": (
+        "pillow", "11.0.0", "pillow-11.0.0-cp313-cp313-manylinux_2_28_aarch64.whl",
+        "61b887f9ddba63ddf62fd02a3ba7add935d053b6dd7d58998c630e6dbade8527",
+    ),
+}  # fmt: skip
+# The musl aarch64 runtime of each Python: (fixture, name).
+MUSL_AARCH64_RUNTIMES = {
+    "3.11": ("musl_aarch64", MUSL_AARCH64),
+    "3.13": ("musl_313_aarch64", MUSL_313_AARCH64),
+}
 MARKUPSAFE_313 = {
     "musllinux_1_2_x86_64": (
         "MarkupSafe-3.0.2-cp313-cp313-musllinux_1_2_x86_64.whl",
@@ -225,13 +251,20 @@ def test_manylinux_aarch64_wheel_imports_under_qemu_and_runs_a_command(run_cli, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("project", sorted(MUSL_AARCH64_WHEELS))
+@pytest.mark.parametrize(
+    "python, project",
+    [("3.11", project) for project in sorted(MUSL_AARCH64_WHEELS)]
+    + [("3.13", project) for project in sorted(MUSL_AARCH64_313_WHEELS)],
+)
 def test_upstream_musllinux_aarch64_wheels_import_under_qemu(
-    run_cli, pypi_file, musl_aarch64, project
-) -> None:
+    run_cli, pypi_file, request, python, project
+) -> None:  # type: ignore[no-untyped-def]
     """Upstream's own musllinux aarch64 wheels (C: markupsafe, msgpack; C++ with its bundled libstdc++: ujson;
-    Rust: orjson) import on the musl aarch64 CPython under qemu-user, and work."""
-    wheel = pypi_file(*MUSL_AARCH64_WHEELS[project])
+    Rust: orjson) import on the musl aarch64 CPython of their Python under qemu-user, and work."""
+    fixture, runtime_name = MUSL_AARCH64_RUNTIMES[python]
+    request.getfixturevalue(fixture)
+    wheels = MUSL_AARCH64_WHEELS if python == "3.11" else MUSL_AARCH64_313_WHEELS
+    wheel = pypi_file(*wheels[project])
     module = {"markupsafe": "markupsafe", "msgpack": "msgpack", "ujson": "ujson", "orjson": "orjson"}[project]
     use = {
         "markupsafe": "markupsafe.escape('<') == '&lt;'",
@@ -243,24 +276,28 @@ def test_upstream_musllinux_aarch64_wheels_import_under_qemu(
     code, result = smoke_json(run_cli, str(wheel), "--require-import", "--command", check)
     assert code == 0, result
     assert result["target"] in ("musllinux_1_1_aarch64", "musllinux_1_2_aarch64")  # the wheel's own level
-    assert result["runtime"] == MUSL_AARCH64
+    assert result["runtime"] == runtime_name
     assert module in result["imported"]
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("python", sorted(PILLOW_GLIBC_AARCH64))
 def test_glibc_aarch64_wheel_fails_on_musl_aarch64_with_musls_loader_message(
-    run_cli, pypi_file, musl_aarch64
-) -> None:
+    run_cli, pypi_file, request, python
+) -> None:  # type: ignore[no-untyped-def]
     """Pillow's manylinux (glibc) aarch64 wheel relies on the system's libz.so.1, which musl systems lack:
     musl's loader, under qemu, says so in its own words, naming the extension that needs it. (orjson's glibc
     build, by contrast, really does load on musl: smoke reports what the loader does.)"""
-    wheel = pypi_file(*PILLOW_GLIBC_AARCH64)
+    fixture, runtime_name = MUSL_AARCH64_RUNTIMES[python]
+    request.getfixturevalue(fixture)
+    wheel = pypi_file(*PILLOW_GLIBC_AARCH64[python])
     code, result = smoke_json(run_cli, str(wheel), "--target", "musllinux_1_2_aarch64")
     assert code == 1
-    assert result["status"] == "failed" and result["runtime"] == MUSL_AARCH64
+    assert result["status"] == "failed" and result["runtime"] == runtime_name
     error = {f["module"]: f["error"] for f in result["failures"]}["PIL._imaging"]
     assert error.startswith("ImportError: Error loading shared library libz.so.1: No such file or directory")
-    assert error.endswith("PIL/_imaging.cpython-311-aarch64-linux-gnu.so)")
+    tag = python.replace(".", "")
+    assert error.endswith(f"PIL/_imaging.cpython-{tag}-aarch64-linux-gnu.so)")
 
 
 @pytest.mark.slow
@@ -268,6 +305,7 @@ def test_glibc_aarch64_wheel_fails_on_musl_aarch64_with_musls_loader_message(
     "target, runtime_fixture, runtime_name",
     [
         ("musllinux_1_2_x86_64", "musl_313", MUSL_313),
+        ("musllinux_1_2_aarch64", "musl_313_aarch64", MUSL_313_AARCH64),
         ("manylinux_2_17_aarch64", "arm64_313", ARM64_313),
     ],
 )

@@ -483,6 +483,34 @@ def _bash(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedPr
     )
 
 
+@pytest.mark.parametrize(
+    "target, python, required",
+    [
+        ("musllinux_1_2_aarch64", "3.13", True),  # musl-cpython-3.13-aarch64 hosts it
+        ("musllinux_1_2_aarch64", "3.11", True),
+        ("musllinux_1_2_x86_64", "3.13", True),
+        ("manylinux_2_17_aarch64", "3.13", True),
+        ("musllinux_1_2_aarch64", "3.12", False),  # no CPython 3.12 source: verify is the proof
+        ("win_amd64", "3.11", False),
+    ],
+)
+def test_release_build_requires_import_where_a_runtime_hosts_the_job(
+    tmp_path: Path, target: str, python: str, required: bool
+) -> None:
+    """The build step's own bash decides --require-import; `rewheel` is a shell function here that records
+    the command line it was given, so only the step's choice is under test."""
+    (step,) = [
+        s for s in jobs_of(WORKFLOWS / "release.yml")["build"]["steps"] if "rewheel build" in s.get("run", "")
+    ]
+    record = 'rewheel() { printf "%s\\n" "$@"; }\n'
+    env = {"RECIPE_PATH": "recipes/markupsafe.toml", "TARGET": target, "PYTHON": python, "BACKEND": "zig"}
+    result = _bash(record + step["run"], tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    args = (tmp_path / "build-summary.json").read_text().splitlines()
+    assert args[:5] == ["build", "recipes/markupsafe.toml", "--target", target, "--python"]
+    assert ("--require-import" in args) is required
+
+
 def test_release_scripts_plan_build_verify_publish(tmp_path: Path, shared_cache: Path) -> None:
     """plan -> matrix -> build -> verify -> record -> publish, with the workflow's own bash, for the pip recipe
     (a wheel-source job: no container needed), publishing to a static index folder instead of a URL."""

@@ -107,6 +107,16 @@ ZIG_TOOL_WRAPPER = """#!/bin/sh
 exec "{zig}" {tool} "$@"
 """
 
+# configure's preprocessor (CPP) for the cross target. CPython 3.13 finds its platform triplet by
+# preprocessing Misc/platform_triplet.c, which recognises musl by the `__DEFINED_va_list` that musl's own
+# <stdarg.h> defines. Zig searches clang's builtin headers before musl's, so it gets clang's <stdarg.h>,
+# hits `#error unknown libc` and configure, ignoring the error, finds no triplet: EXT_SUFFIX then lacks
+# `-aarch64-linux-musl`. musl-gcc (and musl's musl-clang) search musl's headers first; -I puts a folder that
+# holds only musl's <stdarg.h> ahead of clang's, so the probe sees what a musl toolchain shows it.
+ZIG_CPP_WRAPPER = """#!/bin/sh
+exec "{zig}" cc -target {triplet} -E -I "{musl_stdarg_dir}" "$@"
+"""
+
 # The host-runnable face of a foreign-architecture runtime: qemu-user with the runtime's sysroot, so the
 # guest's /lib/ld-musl-<arch>.so.1 resolves inside it.
 QEMU_WRAPPER = """#!/bin/sh
@@ -164,6 +174,14 @@ def _zig_executable() -> Path:
     raise RuntimeBuildError("the ziglang package has no zig executable (pip install 'rewheel[zig]')")
 
 
+def _zig_musl_header(zig: Path, name: str) -> Path:
+    """One of musl's own headers as Zig ships them (lib/libc/include/generic-musl)."""
+    header = zig.parent / "lib" / "libc" / "include" / "generic-musl" / name
+    if not header.is_file():
+        raise RuntimeBuildError(f"the ziglang package has no musl {name} ({header} is missing)")
+    return header
+
+
 class Toolchain:
     """How to compile C for musl on one architecture: native musl-gcc (x86_64) or Zig (cross)."""
 
@@ -180,11 +198,19 @@ class Toolchain:
             return {"CC": str(tools / "musl-cc"), "PATH": f"{tools}{os.pathsep}{os.environ.get('PATH', '')}"}
         zig = _zig_executable()
         _write_tool(tools / "cc", ZIG_CC_WRAPPER.format(triplet=self.triplet, zig=zig))
+        musl_stdarg_dir = tools / "musl-stdarg"
+        musl_stdarg_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(_zig_musl_header(zig, "stdarg.h"), musl_stdarg_dir / "stdarg.h")
+        _write_tool(
+            tools / "cpp",
+            ZIG_CPP_WRAPPER.format(triplet=self.triplet, zig=zig, musl_stdarg_dir=musl_stdarg_dir),
+        )
         for tool in ("ar", "ranlib"):
             _write_tool(tools / tool, ZIG_TOOL_WRAPPER.format(zig=zig, tool=tool))
         _write_tool(tools / "dpkg-architecture", DPKG_ARCHITECTURE_STUB.format(triplet=self.triplet))
         return {
             "CC": str(tools / "cc"),
+            "CPP": str(tools / "cpp"),
             "AR": str(tools / "ar"),
             "RANLIB": str(tools / "ranlib"),
             "PATH": f"{tools}{os.pathsep}{os.environ.get('PATH', '')}",
