@@ -45,7 +45,12 @@ def test_summary_lines_count_wheels_and_group_the_reasons_they_were_not_imported
     assert lines[0] == (
         "wheels: 3 built, 1 up to date, 4 verified, 1 imported on their target, 3 not imported here"
     )
-    assert sorted(lines[1:]) == sorted(
+    # N/N per target and Python: the line that says whether every cp311 (or cp313) wheel was imported
+    assert lines[1] == (
+        "imported: musllinux_1_2_aarch64 cp311 0/1, musllinux_1_2_aarch64 cp312 0/1, "
+        "musllinux_1_2_x86_64 cp311 1/1, musllinux_1_2_x86_64 cp312 0/1"
+    )
+    assert sorted(lines[2:]) == sorted(
         [f"not imported here: 2 wheel(s): {NO_AARCH64}", f"not imported here: 1 wheel(s): {NO_312}"]
     )
 
@@ -58,3 +63,6 @@ def test_json_summary_carries_the_same_counts_and_keeps_its_keys() -> None:
     by_reason = {entry["reason"]: entry for entry in data["not_imported"]}
     assert by_reason[NO_AARCH64]["count"] == 2 and len(by_reason[NO_AARCH64]["wheels"]) == 2
     assert by_reason[NO_312]["wheels"] == ["markupsafe-2.1.5-cp312-musllinux_1_2_x86_64.whl"]
+    assert {"target": "musllinux_1_2_x86_64", "python": "3.11", "imported": 1, "wheels": 1} in data[
+        "imported_by_target"
+    ]

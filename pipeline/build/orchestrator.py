@@ -222,6 +222,11 @@ class JobOutcome:
         }
 
 
+def _python_label(python: str) -> str:
+    """cp313 for "3.13"; wheel-source jobs (any Python) keep their word."""
+    return "cp" + python.replace(".", "") if python[:1].isdigit() else python
+
+
 @dataclass
 class RunSummary:
     outcomes: list[JobOutcome]
@@ -253,6 +258,8 @@ class RunSummary:
             "quarantined": 0,
         }
         reasons: dict[str, list[str]] = {}
+        # (target, python) -> [imported, wheels]: "every cp313 aarch64 wheel imported" at a glance
+        groups: dict[tuple[str, str], list[int]] = {}
         for outcome in self.outcomes:
             if outcome.status == "quarantined":
                 counts["quarantined"] += len(outcome.wheels)
@@ -262,8 +269,11 @@ class RunSummary:
             counts["verified"] += len(outcome.wheels)  # only verified wheels reach the wheelhouse
             smokes = outcome.smoke or [{} for _ in outcome.wheels]
             for wheel, smoke in zip(outcome.wheels, smokes, strict=False):
+                group = groups.setdefault((outcome.job.target, outcome.job.python), [0, 0])
+                group[1] += 1
                 if smoke.get("status") == "passed":
                     counts["imported"] += 1
+                    group[0] += 1
                     continue
                 counts["not_imported"] += 1
                 reason = " ".join(
@@ -273,6 +283,10 @@ class RunSummary:
         return {
             "counts": counts,
             "not_imported": [{"reason": r, "count": len(w), "wheels": w} for r, w in sorted(reasons.items())],
+            "imported_by_target": [
+                {"target": target, "python": python, "imported": imported, "wheels": total}
+                for (target, python), (imported, total) in sorted(groups.items())
+            ],
         }
 
     def summary_lines(self) -> list[str]:
@@ -284,6 +298,14 @@ class RunSummary:
             f"{counts['imported']} imported on their target, {counts['not_imported']} not imported here"
             + (f", {counts['quarantined']} quarantined" if counts["quarantined"] else "")
         ]
+        if data["imported_by_target"]:
+            lines.append(
+                "imported: "
+                + ", ".join(
+                    f"{g['target']} {_python_label(g['python'])} {g['imported']}/{g['wheels']}"
+                    for g in data["imported_by_target"]
+                )
+            )
         for entry in data["not_imported"]:
             lines.append(f"not imported here: {entry['count']} wheel(s): {entry['reason']}")
         return lines
