@@ -125,21 +125,24 @@ def _remove(name: str) -> None:
         (BINFMT_MISC / name).write_text("-1", encoding="utf-8")
 
 
-def undo() -> list[str]:
-    """Remove every rewheel registration, and unmount binfmt_misc if rewheel mounted it; return what was done."""
+def undo(dry_run: bool = False) -> list[str]:
+    """Remove every rewheel registration, and unmount binfmt_misc if rewheel mounted it (and no other entry is
+    left); return what was (or, with dry_run, would be) done."""
     done = []
-    if _mounted():
-        for entry in sorted(BINFMT_MISC.glob(ENTRY_PREFIX + "*")):
+    entries = sorted(BINFMT_MISC.glob(ENTRY_PREFIX + "*")) if _mounted() else []
+    for entry in entries:
+        if not dry_run:
             _remove(entry.name)
-            done.append(f"removed binfmt_misc entry {entry.name}")
+        done.append(f"remove binfmt_misc entry {entry.name}")
     if MOUNTED_MARKER.exists():
-        others = (
-            [p.name for p in BINFMT_MISC.iterdir() if p.name not in ("register", "status")]
-            if _mounted()
-            else []
-        )
-        if _mounted() and not others:
-            subprocess.run(["umount", str(BINFMT_MISC)], check=True)
-            done.append(f"unmounted {BINFMT_MISC}")
-        MOUNTED_MARKER.unlink()
+        if _mounted():
+            others = [p.name for p in BINFMT_MISC.iterdir() if p.name not in ("register", "status")]
+            if dry_run:
+                others = [name for name in others if not name.startswith(ENTRY_PREFIX)]
+            if not others:
+                if not dry_run:
+                    subprocess.run(["umount", str(BINFMT_MISC)], check=True)
+                done.append(f"unmount {BINFMT_MISC} (rewheel mounted it)")
+        if not dry_run:
+            MOUNTED_MARKER.unlink()
     return done
