@@ -113,15 +113,16 @@ exec "{zig}" {tool} "$@"
 # that loader; tools run sys.executable) go through the host kernel instead: with qemu registered in
 # binfmt_misc (pipeline/runtimes/binfmt.py) the kernel hands them to qemu, QEMU_LD_PREFIX is their -L, and a
 # private mount namespace overlays the sysroot's lib folder on the host's, so the loader is at its own path
-# for this process tree only (nothing is written to the host's /lib). Without root or the registration it
-# runs as before: the interpreter works, programs it starts from the sysroot do not.
+# for this process tree only (nothing is written to the host's /lib). Without root, the registration or a
+# permitted unshare (a container's seccomp profile may refuse it; tried first, so that a refusal cannot stop
+# the interpreter itself) it runs as before: the interpreter works, programs it starts from the sysroot do not.
 QEMU_WRAPPER = """#!/bin/sh
 # musl CPython {version} for {arch} under qemu-user; built by rewheel.
 HERE="$(dirname "$(dirname "$(readlink -f "$0")")")"
 SYSROOT="$HERE/sysroot"
 export QEMU_LD_PREFIX="$SYSROOT"
 if [ ! -e /lib/ld-musl-{arch}.so.1 ] && [ -e /proc/sys/fs/binfmt_misc/{binfmt_entry} ] \\
-    && [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
+    && [ "$(id -u)" = 0 ] && unshare --mount true 2>/dev/null; then
   exec unshare --mount --propagation private -- /bin/sh -c '
     mount -t overlay rewheel-musl-loader -o "lowerdir=$1:$2" "$2" ||
       echo "rewheel: cannot overlay /lib/ld-musl-{arch}.so.1; programs this interpreter starts may fail" >&2
