@@ -592,6 +592,10 @@ class MuslCPython(CachedInterpreter):
         qemu = (read_marker(self.root()) or {}).get("qemu") or shutil.which(f"qemu-{self.arch}")
         if not isinstance(qemu, str) or not Path(qemu).is_file():
             return f"qemu-{self.arch} is not installed (Debian qemu-user)"
+        if os.geteuid() != 0:
+            return (
+                "the wrapper shows musl's loader to child programs only as root (a private mount namespace)"
+            )
         missing = [tool for tool in ("unshare", "mount") if not shutil.which(tool)]
         if missing:
             return f"{' and '.join(missing)} not found (Debian util-linux / mount)"
