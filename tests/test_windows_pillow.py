@@ -79,7 +79,10 @@ def _imports(wheel: Path, member: str) -> dict[str, set[str]]:
 
 
 def _smoke(run_cli, wheel: str, target: str, command: str) -> tuple[int, dict]:  # type: ignore[no-untyped-def,type-arg]
-    code, out, err = run_cli("smoke", "--json", wheel, "--target", target, "--command", command)
+    # PIL._imagingtk needs tkinter, which the embeddable CPython lacks: name the module to import.
+    code, out, err = run_cli(
+        "smoke", "--json", wheel, "--target", target, "--import", "PIL.Image", "--command", command
+    )
     assert out, err
     (result,) = json.loads(out)["results"]
     return code, result

@@ -355,10 +355,10 @@ class ZigBackend:
         recipe_environment = dict(options.environment)
         for feature in options.disable_features:
             recipe_environment.update(job.recipe.features[feature].environment)
-        for key, value in recipe_environment.items():
+        for name, text in recipe_environment.items():
             # Compiler/linker flags from the recipe (-D..., -l...) extend the backend's own (the -I/-L of the
             # native libraries), which replacing them would lose.
-            env[key] = f"{env[key]} {value}" if key in _APPENDED_FLAGS and env.get(key) else value
+            env[name] = f"{env[name]} {text}" if name in _APPENDED_FLAGS and env.get(name) else text
 
         commands: list[list[str]] = []
         log_parts: list[str] = []
