@@ -242,3 +242,6 @@ def test_desktop_wheel_keeps_imagewin_and_imagegrab(pillow_desktop, run_cli) -> 
     )
     code, result = _smoke(run_cli, str(wheel), "win_amd64", command)
     assert code == 0, result
+    # The desktop wheel on the runtime without USER32/GDI32 fails as upstream's does.
+    code, result = _smoke(run_cli, str(wheel), "win_amd64-nanoserver", 'python -c "import PIL"')
+    assert code == 1 and "DLL load failed while importing _imaging" in result["message"], result
