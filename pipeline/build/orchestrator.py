@@ -563,7 +563,12 @@ def _smoke(wheel: Path, job: Job, run: _Run) -> dict[str, Any]:
     test = job.recipe.test
     try:
         result = smoke_wheel(
-            wheel, job.target, imports=test.imports or None, command=test.command, progress=run.progress
+            wheel,
+            job.target,
+            imports=test.imports or None,
+            command=test.command,
+            requires=test.requires or None,
+            progress=run.progress,
         )
     except RewheelError as exc:
         # The runtime could not be prepared here: not a verdict on the wheel, so recorded, not failed.
