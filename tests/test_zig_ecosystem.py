@@ -109,7 +109,7 @@ def test_scikit_build_core_builds_through_the_toolchain_file(
     (wheel,) = [Path(w) for w in job["wheels"]]  # type: ignore[union-attr]
     assert wheel.name.startswith("spglib-2.5.0-cp311-cp311-musllinux_1_2_x86_64"), wheel.name
     needed = _needed(wheel)
-    assert "libsymspg.so.2" in needed["spglib/_spglib.cpython-311-x86_64-linux-musl.so"], needed
+    assert "libsymspg.so.2" in needed["spglib/_spglib.so"], needed
     (smoke,) = job["smoke"]  # type: ignore[misc]
     assert smoke["status"] == "passed" and "spglib._spglib" in smoke["imported"], smoke
 
