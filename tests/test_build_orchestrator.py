@@ -486,9 +486,8 @@ def test_cli_names_failed_jobs_and_exits_1(first_run: FirstRun, tmp_path: Path, 
     code, _, _ = run_cli(
         "build", str(root / "recipes" / "markupsafe-stale.toml"), "--wheelhouse", str(wheelhouse)
     )
-    from pipeline.paths import cache_root
-
     from pipeline.build.orchestrator import FAILED_MARKER
+    from pipeline.paths import cache_root
 
     # (finished attempts carry the marker; an unmarked dir may be another run's live build on the shared cache)
     kept = list((cache_root() / "build-work").glob("markupsafe-stale-2.1.5-manylinux_2_17_x86_64-3.11-*"))
