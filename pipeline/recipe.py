@@ -223,6 +223,11 @@ class Repair(_Model):
 class Test(_Model):
     imports: list[str] = Field(default_factory=list, description="modules to import on the target")
     command: str | None = Field(default=None, description="a test command run with the target's Python")
+    requires: list[str] = Field(
+        default_factory=list,
+        description="wheels the imports need on the target, as pip requirement lines pinned with --hash "
+        "(e.g. numpy); fetched for the target's platform and unpacked next to the wheel",
+    )
 
 
 class NativeLibrary(_Model):
