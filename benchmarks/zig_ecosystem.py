@@ -8,7 +8,8 @@ counts: built, verified, imported, "not imported: no runtime" (the target has no
 failure or refusal with its one-line reason.
 
 Run: `python benchmarks/zig_ecosystem.py [--target T ...] [--only NAME ...] [--json]` (minutes per job on
-2 cores; all jobs take long: use --only/--target for a slice).
+2 cores; all jobs take long: use --only/--target for a slice). `--report RUN.json [RERUN.json ...]` prints the
+summary of saved --json runs, a later run's jobs replacing the earlier run's (re-running only failed jobs).
 """
 
 from __future__ import annotations
@@ -88,7 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", action="append", help="only these targets (default: all three)")
     parser.add_argument("--only", action="append", help="only these package names")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--report",
+        nargs="+",
+        type=Path,
+        metavar="JSON",
+        help="print the summary of saved --json runs instead of building (later files replace earlier jobs)",
+    )
     args = parser.parse_args(argv)
+    if args.report:
+        print_report(merge_reports(args.report))
+        return 0
     packages = toml.loads(MANIFEST.read_text(encoding="utf-8"))["package"]
     if args.only:
         packages = [p for p in packages if p["name"] in args.only]
@@ -116,32 +127,71 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     rows = [classify(job) for job in summary.get("jobs", [])]
     categories = {p["name"]: p["category"] for p in packages}
-    counts = {
-        "jobs": len(rows),
-        "built": sum(r["built"] for r in rows),
-        "verified": sum(r["verified"] for r in rows),
-        "imported": sum(r["imported"] for r in rows),
-        "not_imported_no_runtime": sum(r["no_runtime"] for r in rows),
-        "failed_or_refused": sum(not r["verified"] for r in rows),
-        "seconds": round(time.monotonic() - started, 1),
+    result = {
+        "counts": counts_of(rows, round(time.monotonic() - started, 1)),
+        "jobs": rows,
+        "categories": categories,
     }
     if args.json:
-        print(json.dumps({"counts": counts, "jobs": rows, "categories": categories}, indent=2))
+        print(json.dumps(result, indent=2))
         return 0
+    print_report(result)
+    return 0
+
+
+def counts_of(rows: list[dict[str, object]], seconds: float | None) -> dict[str, object]:
+    def count(selected: list[dict[str, object]]) -> dict[str, int]:
+        return {
+            "jobs": len(selected),
+            "built": sum(bool(r["built"]) for r in selected),
+            "verified": sum(bool(r["verified"]) for r in selected),
+            "imported": sum(bool(r["imported"]) for r in selected),
+            "not_imported_no_runtime": sum(bool(r["no_runtime"]) for r in selected),
+            "failed_or_refused": sum(not r["verified"] for r in selected),
+        }
+
+    by_target = {t: count([r for r in rows if str(r["job"]).split("-")[-2] == t]) for t in TARGETS}
+    return {**count(rows), "seconds": seconds, "by_target": {t: c for t, c in by_target.items() if c["jobs"]}}
+
+
+def merge_reports(paths: list[Path]) -> dict[str, object]:
+    """Saved --json reports, later ones replacing earlier ones job by job (a re-run of failed jobs after a
+    fix); the counts are recomputed and the wall time is the sum of the runs'."""
+    jobs: dict[str, dict[str, object]] = {}
+    categories: dict[str, object] = {}
+    seconds = 0.0
+    for path in paths:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        seconds += float(report["counts"].get("seconds") or 0)
+        categories.update(report.get("categories", {}))
+        for row in report["jobs"]:
+            jobs[str(row["job"])] = row
+    rows = list(jobs.values())
+    return {"counts": counts_of(rows, round(seconds, 1)), "jobs": rows, "categories": categories}
+
+
+def print_report(result: dict[str, object]) -> None:
+    rows: list[dict[str, object]] = result["jobs"]  # type: ignore[assignment]
+    counts: dict[str, object] = result["counts"]  # type: ignore[assignment]
     for row in rows:
         if row["imported"]:
             state = "built, verified, imported"
         elif row["verified"]:
-            state = f"built, verified, not imported: {'; '.join(row['smoke']) or 'no runtime'}"
+            state = f"built, verified, not imported: {'; '.join(row['smoke']) or 'no runtime'}"  # type: ignore[arg-type]
         else:
             state = f"FAILED at {row['stage']}: {row['message']}"
         print(f"{row['job']}: {state}")
+    print()
+    for target, c in counts["by_target"].items():  # type: ignore[attr-defined]
+        print(
+            f"{target}: {c['jobs']} jobs, {c['built']} built, {c['verified']} verified, {c['imported']} imported, "
+            f"{c['failed_or_refused']} failed/refused"
+        )
     print(
         f"\n{counts['jobs']} jobs: {counts['built']} built, {counts['verified']} verified, "
         f"{counts['imported']} imported, {counts['not_imported_no_runtime']} not imported (no runtime or "
         f"import failed), {counts['failed_or_refused']} failed/refused; {counts['seconds']} s"
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -150,27 +150,58 @@ class FeatureSwitch(_Model):
     lost: str = Field(default="", description="what users of the wheel lose; shown in build records")
 
 
+class BackendBuild(BuildOptions):
+    """Options one backend adds on top of the recipe's [build] (e.g. [build.backend.zig]): a zig cross build
+    of a Windows target needs other switches than cibuildwheel's MSVC build of the same target."""
+
+    target: dict[str, BuildOptions] = Field(
+        default_factory=dict,
+        description='per-target overrides for this backend, keyed by target name or pattern ("win_*")',
+    )
+
+
+def _merge_options(merged: dict[str, Any], override: BuildOptions) -> None:
+    for key, value in override.model_dump(exclude_unset=True).items():
+        if key == "target":
+            continue
+        if isinstance(value, dict):
+            merged[key] = {**merged[key], **value}
+        elif isinstance(value, list):
+            merged[key] = [*merged[key], *value]
+
+
 class Build(BuildOptions):
     target: dict[str, BuildOptions] = Field(
         default_factory=dict,
         description='per-target overrides keyed by target name or pattern ("musllinux_*")',
     )
+    backend: dict[Literal["zig", "cibuildwheel"], BackendBuild] = Field(
+        default_factory=dict,
+        description='per-backend overrides ([build.backend.zig], [build.backend.zig.target."win_*"]), '
+        "applied after the per-target ones when that backend builds",
+    )
 
-    def for_target(self, target: str) -> BuildOptions:
-        """Options for one target: the base, then every matching pattern in file order.
+    def for_target(self, target: str, backend: str | None = None) -> BuildOptions:
+        """Options for one target: the base, then every matching pattern in file order, then (when `backend`
+        is given) that backend's base and matching patterns.
 
         Mappings merge (later keys win) and lists extend, so a family pattern and an exact name compose.
         """
-        merged: dict[str, Any] = self.model_dump(exclude={"target"})
+        merged: dict[str, Any] = self.model_dump(exclude={"target", "backend"})
         for pattern, override in self.target.items():
-            if not fnmatch.fnmatchcase(target, pattern):
-                continue
-            for key, value in override.model_dump(exclude_unset=True).items():
-                if isinstance(value, dict):
-                    merged[key] = {**merged[key], **value}
-                elif isinstance(value, list):
-                    merged[key] = [*merged[key], *value]
+            if fnmatch.fnmatchcase(target, pattern):
+                _merge_options(merged, override)
+        scoped = next((options for name, options in self.backend.items() if name == backend), None)
+        if scoped is not None:
+            _merge_options(merged, scoped)
+            for pattern, override in scoped.target.items():
+                if fnmatch.fnmatchcase(target, pattern):
+                    _merge_options(merged, override)
         return BuildOptions(**merged)
+
+    def target_patterns(self) -> list[str]:
+        """Every target pattern the recipe's build options name (checked against the known targets)."""
+        return [*self.target, *(p for section in self.backend.values() for p in section.target)]
 
 
 class Auditwheel(_Model):
@@ -192,6 +223,11 @@ class Repair(_Model):
 class Test(_Model):
     imports: list[str] = Field(default_factory=list, description="modules to import on the target")
     command: str | None = Field(default=None, description="a test command run with the target's Python")
+    requires: list[str] = Field(
+        default_factory=list,
+        description="wheels the imports need on the target, as pip requirement lines pinned with --hash "
+        "(e.g. numpy); fetched for the target's platform and unpacked next to the wheel",
+    )
 
 
 class NativeLibrary(_Model):
@@ -211,6 +247,12 @@ class NativeLibrary(_Model):
     )
     build: str = Field(default="autotools", description="autotools | cmake | make | a recipe-specific script")
     configure_args: list[str] = Field(default_factory=list)
+    linkage: Literal["static", "shared"] | None = Field(
+        default=None,
+        description="static: an archive linked into the extension; shared: a DLL that delvewheel bundles "
+        "(Windows targets only). Default: static, except autotools libraries on Windows, which are DLLs. "
+        "lcms2 must be static on Windows (its DLL export macros are MSVC-only)",
+    )
 
 
 class Recipe(_Model):
@@ -254,7 +296,8 @@ class Recipe(_Model):
             for v in patch.versions or ():
                 if v not in versions:
                     raise ValueError(f"patch {patch.file} names version {v!r}, which no [[source]] provides")
-        for options in [self.build, *self.build.target.values()]:
+        scoped = [o for section in self.build.backend.values() for o in (section, *section.target.values())]
+        for options in [self.build, *self.build.target.values(), *scoped]:
             for disabled in options.disable_features:
                 if disabled not in self.features:
                     raise ValueError(f"disable-features names {disabled!r}, which [features] does not define")
@@ -401,7 +444,7 @@ def check_targets(recipe: Recipe) -> list[str]:
     problems = [
         f"{recipe.path}: key 'targets': unknown target {t!r}" for t in recipe.targets if t not in known
     ]
-    for pattern in [*recipe.build.target, *(r.partition(":")[0] for r in recipe.exclude)]:
+    for pattern in [*recipe.build.target_patterns(), *(r.partition(":")[0] for r in recipe.exclude)]:
         if not any(fnmatch.fnmatchcase(t, pattern) for t in known):
             problems.append(f"{recipe.path}: target pattern {pattern!r} matches no known target")
     for patch in recipe.patch:

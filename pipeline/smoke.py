@@ -14,11 +14,13 @@ tag demands. When no runtime here can host it (Windows; a Python version with no
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -29,6 +31,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from pipeline.errors import RewheelError
 from pipeline.output import progress as say
+from pipeline.paths import cache_root
 from pipeline.targets import Target
 
 PASSED = "passed"
@@ -336,13 +339,16 @@ def smoke_wheel(
     *,
     imports: list[str] | None = None,
     command: str | None = None,
+    requires: list[str] | None = None,
     progress: bool = True,
 ) -> SmokeResult:
     """Install `wheel` into a throwaway folder on `target`'s runtime and import its modules there.
 
     `imports`: modules to import (default: every top-level and extension module in the wheel);
     `command`: a shell command run afterwards with the wheel on PYTHONPATH and the runtime's interpreter
-    first on PATH as `python` (a recipe's test command). Raises RewheelError for an unusable wheel."""
+    first on PATH as `python` (a recipe's test command); `requires`: pip requirement lines pinned with
+    `--hash` (what the imports need, e.g. numpy), fetched for the target's platform and unpacked beside the
+    wheel. Raises RewheelError for an unusable wheel or a requirement that cannot be had."""
     wheel = Path(wheel)
     if not wheel.is_file():
         raise RewheelError(f"{wheel}: no such wheel file")
@@ -372,6 +378,8 @@ def smoke_wheel(
         site = Path(tmp) / "site"
         site.mkdir()
         files = install_into(wheel, site)
+        for needed in required_wheels(requires or [], spec, python, progress=progress):
+            install_into(needed, site)
         modules = imports if imports else modules_to_import(files)
         if not modules:
             raise RewheelError(f"{wheel.name}: no importable module found; pass --import")
@@ -388,6 +396,64 @@ def smoke_wheel(
         result.status = PASSED
         result.message = f"imported {len(result.imported)} module(s) on {runtime.name}"
     return result
+
+
+def target_platforms(spec: Target) -> list[str]:
+    """The platform tags a wheel that runs on `spec` may carry, newest policy first (pip's --platform list):
+    musllinux_1_2 also takes musllinux_1_1; manylinux_2_17 takes manylinux_2_17..2_5 and the legacy aliases."""
+    tag = spec.platform_tag
+    musl = re.fullmatch(r"musllinux_1_(\d+)_(\w+)", tag)
+    if musl:
+        return [f"musllinux_1_{minor}_{musl.group(2)}" for minor in range(int(musl.group(1)), -1, -1)]
+    glibc = re.fullmatch(r"manylinux_2_(\d+)_(\w+)", tag)
+    if not glibc:
+        return [tag]
+    arch = glibc.group(2)
+    legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+    tags = []
+    for minor in range(int(glibc.group(1)), 4, -1):
+        tags.append(f"manylinux_2_{minor}_{arch}")
+        if minor in legacy:
+            tags.append(f"{legacy[minor]}_{arch}")
+    return tags
+
+
+def required_wheels(
+    requires: list[str], spec: Target, python: str | None, *, progress: bool = True
+) -> list[Path]:
+    """Wheels for a smoke test's requirements (pinned with --hash), for the target's platform: fetched once
+    with pip download (--require-hashes, binary only, no dependencies: the recipe lists each one) and cached
+    under <cache>/smoke-requires/."""
+    if not requires:
+        return []
+    key = hashlib.sha256(json.dumps([requires, spec.name, python]).encode()).hexdigest()[:16]
+    folder = cache_root() / "smoke-requires" / f"{spec.name}-{python or 'any'}-{key}"
+    if (folder / "complete").is_file():
+        return sorted(folder.glob("*.whl"))
+    if progress:
+        say(f"smoke: fetching test requirements for {spec.name}: {', '.join(r.split()[0] for r in requires)}")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="rewheel-smoke-requires-", dir=folder.parent) as tmp:
+        listing = Path(tmp) / "requirements.txt"
+        listing.write_text("\n".join(requires) + "\n", encoding="utf-8")
+        download = Path(tmp) / "wheels"
+        command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+                   "--only-binary", ":all:", "--require-hashes", "--implementation", "cp", "-d", str(download),
+                   "-r", str(listing)]  # fmt: skip
+        if python:
+            command += ["--python-version", python]
+        for platform in target_platforms(spec):
+            command += ["--platform", platform]
+        completed = subprocess.run(command, capture_output=True, text=True)
+        if completed.returncode != 0:
+            lines = [ln.strip() for ln in completed.stderr.splitlines() if ln.strip()]
+            raise RewheelError(
+                f"smoke requirements for {spec.name} could not be fetched: {lines[-1] if lines else 'pip failed'}"
+            )
+        shutil.rmtree(folder, ignore_errors=True)
+        download.rename(folder)
+    (folder / "complete").write_text("\n".join(requires) + "\n", encoding="utf-8")
+    return sorted(folder.glob("*.whl"))
 
 
 def _clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -486,10 +486,12 @@ def test_cli_names_failed_jobs_and_exits_1(first_run: FirstRun, tmp_path: Path, 
     code, _, _ = run_cli(
         "build", str(root / "recipes" / "markupsafe-stale.toml"), "--wheelhouse", str(wheelhouse)
     )
+    from pipeline.build.orchestrator import FAILED_MARKER
     from pipeline.paths import cache_root
 
+    # (finished attempts carry the marker; an unmarked dir may be another run's live build on the shared cache)
     kept = list((cache_root() / "build-work").glob("markupsafe-stale-2.1.5-manylinux_2_17_x86_64-3.11-*"))
-    assert code == 1 and len(kept) == 1
+    assert code == 1 and len([k for k in kept if (k / FAILED_MARKER).is_file()]) == 1
 
 
 def test_cli_refuses_a_backend_that_cannot_build_the_job(
@@ -558,3 +560,21 @@ def test_cli_prints_the_cibuildwheel_config_of_each_job(run_cli) -> None:  # typ
     [job] = json.loads(out)["jobs"]
     assert job["job"] == "markupsafe-2.1.5-musllinux_1_2_x86_64-3.11"
     assert job["config"]["CIBW_BUILD"] == "cp311-musllinux_x86_64"
+
+
+def test_a_live_work_dir_of_the_same_job_is_not_forgotten(tmp_path: Path) -> None:
+    """The cache is shared: another run building the same job right now keeps its work dir; only finished
+    (failed) attempts are cleared."""
+    from pipeline.build.orchestrator import FAILED_MARKER, _forget_older_work_dirs
+
+    class _Job:
+        id = "demo-1.0-musllinux_1_2_x86_64-3.11"
+
+    live, failed, current = (
+        tmp_path / f"{_Job.id}-{suffix}" for suffix in ("aaaaaaaa", "bbbbbbbb", "cccccccc")
+    )
+    for folder in (live, failed, current):
+        folder.mkdir()
+    (failed / FAILED_MARKER).write_text("failed\n")
+    _forget_older_work_dirs(tmp_path, _Job(), current)  # type: ignore[arg-type]
+    assert live.is_dir() and current.is_dir() and not failed.exists()

@@ -64,6 +64,20 @@ def test_list_json_names_every_runtime_with_its_state(run_cli, tmp_path, monkeyp
     assert "manylinux_2_17_x86_64" in items["host-cpython-3.11-x86_64"]["targets"]
 
 
+def test_list_table_prints_a_run_of_policies_as_a_range_and_json_keeps_them_all(run_cli) -> None:
+    code, out, _ = run_cli("runtimes", "list", "--json")
+    assert code == 0
+    host = next(i for i in json.loads(out)["runtimes"] if i["name"] == "host-cpython-3.11-x86_64")
+    policies = [h.split()[0] for h in host["hosts"] if h.startswith("manylinux_")]
+    assert len(policies) >= 3 and policies[0] == "manylinux_2_5_x86_64"
+    code, out, _ = run_cli("runtimes", "list")
+    assert code == 0
+    row = next(line for line in out.splitlines() if line.startswith("host-cpython-3.11-x86_64 "))
+    last_level = policies[-1].removeprefix("manylinux_").removesuffix("_x86_64")
+    assert f"manylinux_2_5..{last_level}_x86_64 cp311" in row
+    assert "manylinux_2_12_x86_64" not in row  # the middle of the run is not spelled out
+
+
 def test_every_data_entry_is_a_runtime_built_by_the_module_of_its_kind() -> None:
     """Runtimes are data: each data/<kind>.toml [[runtime]] is built by pipeline/runtimes/<kind>.from_data."""
     import importlib

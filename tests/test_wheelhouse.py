@@ -6,8 +6,11 @@ hash, verifies everything and publishes one static index. Then pip - inside the 
 with that index as its only index and no cache - installs the whole file, and every package imports and does
 a little real work (libffi through cffi, libyaml through PyYAML's C loader, the C speedups).
 
-The aarch64 case needs the musl aarch64 CPython (`musl-cpython-3.11-aarch64`, built under qemu-user); the
-build half of it runs anywhere (the zig backend cross-compiles; smoke says plainly where it cannot host).
+The aarch64 case needs the musl aarch64 CPython (`musl-cpython-3.11-aarch64`, run under qemu-user); the
+build half of it runs anywhere (the zig backend cross-compiles; smoke says plainly where it cannot host). pip
+inside it runs musl's loader to learn musl's version, so qemu is registered with binfmt_misc (as root) and the
+runtime's wrapper shows the loader at /lib/ld-musl-aarch64.so.1 in a private mount namespace; a machine that
+cannot do that says so through `unavailable`.
 Build records live in the shared cache, so only a cold machine pays for the builds.
 """
 
@@ -22,7 +25,7 @@ from pathlib import Path
 import pytest
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from conftest import ensure_runtime
+from conftest import ensure_runtime, unavailable
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICE = REPO / "tests" / "data" / "musl-service-requirements.txt"
@@ -164,29 +167,18 @@ def pip_for_target(pypi_file, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return unpack(pypi_file(*PIP), tmp_path_factory.mktemp("pip-for-target") / "pip")
 
 
-# Known gap, kept visible (strict: it fails CI once fixed, so the marker is removed): pip inside the musl
-# aarch64 CPython under `qemu-aarch64 -L ROOT` reads the interpreter's PT_INTERP and runs
-# /lib/ld-musl-aarch64.so.1 to learn musl's version; qemu-user maps the guest's file opens into ROOT but the
-# host kernel's execve does not, so pip stops with "No such file or directory: '/lib/ld-musl-aarch64.so.1'".
-# A real Alpine arm64 machine (or binfmt_misc with that path on the host) has it.
-PIP_TARGETS = [
-    TARGETS[0],
-    pytest.param(
-        *TARGETS[1].values,
-        id="musl-aarch64",
-        marks=pytest.mark.xfail(
-            strict=True, reason="pip's musl probe execs /lib/ld-musl-aarch64.so.1 outside qemu's -L root"
-        ),
-    ),
-]
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("target, runtime", PIP_TARGETS)
+@pytest.mark.parametrize("target, runtime", TARGETS)
 def test_pip_installs_the_whole_file_from_the_index_alone(
     service_wheelhouses, pip_for_target: Path, runtime_env, target: str, runtime: str, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    interpreter = Path(ensure_runtime(runtime).python())
+    built = ensure_runtime(runtime)
+    # pip learns musl's version by running the interpreter's PT_INTERP, /lib/ld-musl-<arch>.so.1: under qemu-user
+    # that needs qemu registered with binfmt_misc and the runtime wrapper's private mount namespace.
+    problem = built.child_exec_problem()
+    if problem:
+        unavailable(f"{runtime}: {problem}")
+    interpreter = Path(built.python())
     _, index, _ = service_wheelhouses(target)
     site = tmp_path / "site"
     # --isolated: no pip.conf and no PIP_* variables, so this machine's own index settings cannot leak in.
@@ -195,7 +187,7 @@ def test_pip_installs_the_whole_file_from_the_index_alone(
         [
             str(interpreter), "-m", "pip", "install", "--isolated", "--no-cache-dir", "--disable-pip-version-check",
             "--only-binary", ":all:", "--index-url", index.resolve().joinpath("simple").as_uri(),
-            "--target", str(site), "-r", str(SERVICE),
+            "--target", str(site), "--report", str(tmp_path / "report.json"), "-r", str(SERVICE),
         ],
         env={**env, "PYTHONPATH": str(pip_for_target)}, capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
@@ -207,6 +199,19 @@ def test_pip_installs_the_whole_file_from_the_index_alone(
         if line.strip() and not line.startswith("#")
     }
     assert installed == wanted
+    # The binary wheels pip chose carry the target's musllinux tags: it found musl 1.2 by running the real loader.
+    chosen = [
+        Path(item["download_info"]["url"]).name
+        for item in json.loads((tmp_path / "report.json").read_text())["install"]
+    ]
+    arch = "x86_64" if target.endswith("x86_64") else "aarch64"
+    binary = {w: {t.platform for t in parse_wheel_filename(w)[3]} for w in chosen}
+    binary = {w: p for w, p in binary.items() if p != {"any"}}
+    print(f"pip inside {runtime} chose:", *sorted(binary), sep="\n  ")
+    assert binary and all(p <= {f"musllinux_1_{m}_{arch}" for m in (0, 1, 2)} for p in binary.values()), (
+        binary
+    )
+    assert any(f"musllinux_1_2_{arch}" in p for p in binary.values()), binary
     used = subprocess.run(
         [str(interpreter), "-s", "-c", "import os, sys\n" + USE],
         env={**env, "PYTHONPATH": str(site)}, capture_output=True, text=True, timeout=900,

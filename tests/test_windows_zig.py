@@ -39,9 +39,9 @@ def windows_recipes(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
     return folder
 
 
-def _build(recipe: Path, target: str, wheelhouse: Path) -> dict:  # type: ignore[type-arg]
+def _build(recipe: Path, target: str, wheelhouse: Path, python: str = "3.11") -> dict:  # type: ignore[type-arg]
     completed = subprocess.run(
-        [sys.executable, "-m", "pipeline", "build", str(recipe), "--target", target, "--python", "3.11",
+        [sys.executable, "-m", "pipeline", "build", str(recipe), "--target", target, "--python", python,
          "--backend", "zig", "--wheelhouse", str(wheelhouse), "--json"],
         capture_output=True, text=True, timeout=3600,
     )  # fmt: skip
@@ -166,3 +166,23 @@ def test_cffi_verify_finds_the_bundled_dll(cffi_win_amd64, run_cli, tmp_path: Pa
                 dest.writestr(info, source.read(info))
     code, out, _ = run_cli("verify", "--json", str(stripped), "--target", "win_amd64")
     assert code == 1 and "libffi-8-" in out
+
+
+def test_cpython_313_headers_are_the_gil_build(zig_windows) -> None:  # type: ignore[no-untyped-def]
+    from pipeline.build.backends.zig.windows import pc_pyconfig, windows_unavailable_reason
+
+    text = pc_pyconfig("3.13")  # PC/pyconfig.h.in of trixie's pinned python3.13 orig tarball
+    assert "/* #define Py_GIL_DISABLED 1 */" in text and 'pragma comment(lib,"python313.lib")' in text
+    assert windows_unavailable_reason("3.13") is None
+    assert "3.12" in (windows_unavailable_reason("3.12") or "")  # no python3.12 source in any Debian suite
+
+
+def test_markupsafe_cp313_win_amd64_builds_and_imports(zig_windows, windows_recipes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ensure_runtime("windows-cpython-3.13-amd64")
+    job = _build(windows_recipes / "markupsafe.toml", "win_amd64", tmp_path / "wh", python="3.13")
+    wheel = Path(job["wheels"][0])
+    assert wheel.name == "markupsafe-2.1.5-cp313-cp313-win_amd64.whl"
+    assert "python313.dll" in _imports(_pe(wheel, "markupsafe/_speedups.cp313-win_amd64.pyd"))
+    assert (
+        job["smoke"][0]["status"] == "passed" and job["smoke"][0]["runtime"] == "windows-cpython-3.13-amd64"
+    )

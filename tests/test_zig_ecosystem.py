@@ -85,29 +85,33 @@ def test_cxx_extension_on_musl_links_libcxx_statically_and_imports(
 
 
 def test_meson_python_builds_through_a_cross_file(
-    ecosystem_wheelhouse: Path, rewheel_exe: list[str], musl_dynamic, tmp_path: Path
+    ecosystem_wheelhouse: Path, rewheel_exe: list[str], musl_dynamic
 ) -> None:  # type: ignore[no-untyped-def]
-    """contourpy (meson-python, C++ with pybind11) for musl x86_64: built, repaired, verified; its compiled
-    module is loaded by file on the musl CPython and called (the package itself imports numpy, which the
-    smoke stage does not install)."""
-    job = _build("contourpy", ecosystem_wheelhouse, rewheel_exe, "--no-smoke")
+    """contourpy (meson-python, C++ with pybind11) for musl x86_64: built, repaired, verified, and imported on
+    the musl CPython next to the pinned numpy wheel its recipe's [test].requires names; the recipe's command
+    computes a contour there."""
+    job = _build("contourpy", ecosystem_wheelhouse, rewheel_exe)
     (wheel,) = [Path(w) for w in job["wheels"]]  # type: ignore[union-attr]
     assert wheel.name == "contourpy-1.3.1-cp311-cp311-musllinux_1_2_x86_64.whl"
     module = "contourpy/_contourpy.cpython-311-x86_64-linux-musl.so"
     assert _needed(wheel) == {module: ["libc.musl-x86_64.so.1"]}
-    with zipfile.ZipFile(wheel) as archive:
-        archive.extractall(tmp_path / "site")
-    load = (
-        "import importlib.util as u, sys; s = u.spec_from_file_location('contourpy._contourpy', sys.argv[1]); "
-        "m = u.module_from_spec(s); s.loader.exec_module(m); print(m.max_threads(), m.ContourGenerator.__name__)"
-    )
-    result = subprocess.run(
-        [str(musl_dynamic.python()), "-c", load, str(tmp_path / "site" / module)],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split()[1] == "ContourGenerator" and int(result.stdout.split()[0]) >= 1
+    (smoke,) = job["smoke"]  # type: ignore[misc]
+    assert smoke["status"] == "passed", smoke
+    assert smoke["imported"] == ["contourpy._contourpy", "contourpy"], smoke
+
+
+def test_scikit_build_core_builds_through_the_toolchain_file(
+    ecosystem_wheelhouse: Path, rewheel_exe: list[str], musl_dynamic
+) -> None:  # type: ignore[no-untyped-def]
+    """spglib (scikit-build-core + CMake, C): its library built static and linked into the extension (the
+    recipe's cmake.define), so the wheel holds one module needing only musl's libc; imported with numpy and a
+    space group found on the musl CPython."""
+    job = _build("spglib", ecosystem_wheelhouse, rewheel_exe)
+    (wheel,) = [Path(w) for w in job["wheels"]]  # type: ignore[union-attr]
+    assert wheel.name.startswith("spglib-2.5.0-cp311-cp311-musllinux_1_2_x86_64"), wheel.name
+    assert _needed(wheel) == {"spglib/_spglib.so": ["libc.musl-x86_64.so.1"]}
+    (smoke,) = job["smoke"]  # type: ignore[misc]
+    assert smoke["status"] == "passed" and "spglib._spglib" in smoke["imported"], smoke
 
 
 def test_cmake_run_by_setup_py_uses_the_toolchain_file(
@@ -216,3 +220,38 @@ def test_debian_source_is_the_pinned_pool_file(tmp_path: Path, monkeypatch: pyte
         fetch_native_source(gone, progress=False)
     assert "the pinned libyaml_0.2.4.orig.tar.gz (Debian source libyaml) is in none of the" in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_pdm_backend_running_setuptools_is_a_setuptools_build() -> None:
+    """editdistance 0.8.1's pdm-backend runs setuptools (`run-setuptools = true`): built like setuptools;
+    pdm-backend without it stays refused with one line."""
+    from pipeline.build.backends.zig.source_check import (
+        SourceListing,
+        build_system_kind,
+        cross_build_obstacle,
+    )
+
+    pyproject = (
+        '[build-system]\nrequires = ["pdm-backend", "cython"]\nbuild-backend = "pdm.backend"\n'
+        "[tool.pdm.build]\nrun-setuptools = true\n"
+    )
+    runs = SourceListing(names=["pyproject.toml", "src/x/_x.cpp"], config={"pyproject.toml": pyproject})
+    assert build_system_kind(runs) == "setuptools" and cross_build_obstacle(runs) is None
+    plain = SourceListing(
+        names=runs.names, config={"pyproject.toml": pyproject.replace("run-setuptools = true", "")}
+    )
+    obstacle = cross_build_obstacle(plain)
+    assert obstacle is not None and obstacle.startswith("uses the build backend 'pdm.backend'")
+
+
+def test_smoke_requirements_are_fetched_for_the_targets_platforms() -> None:
+    from pipeline.smoke import target_platforms
+    from pipeline.targets import get_target
+
+    assert target_platforms(get_target("musllinux_1_2_aarch64")) == [
+        "musllinux_1_2_aarch64", "musllinux_1_1_aarch64", "musllinux_1_0_aarch64",
+    ]  # fmt: skip
+    glibc = target_platforms(get_target("manylinux_2_17_aarch64"))
+    assert (
+        glibc[:2] == ["manylinux_2_17_aarch64", "manylinux2014_aarch64"] and glibc[-1] == "manylinux1_aarch64"
+    )

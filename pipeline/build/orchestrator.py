@@ -418,8 +418,13 @@ def _recorded_smoke(record: Path) -> dict[str, Any]:
         return {}
 
 
+FAILED_MARKER = "failed-attempt"  # written into a failed job's kept work dir
+
+
 def _forget_older_work_dirs(work_root: Path, job: Job, current: Path) -> None:
-    """Only the latest failed attempt of a job is kept for its logs; older ones would pile up in the cache."""
+    """Only the latest failed attempt of a job is kept for its logs; older ones would pile up in the cache.
+    Only finished attempts (FAILED_MARKER) go: the cache is shared, and another run may be building the same job
+    in its own work dir right now."""
     prefix = f"{job.id}-"
     for old in work_root.iterdir():
         # mkdtemp's suffix is 8 characters, so another job whose id merely starts with this one is never hit.
@@ -427,7 +432,7 @@ def _forget_older_work_dirs(work_root: Path, job: Job, current: Path) -> None:
             old != current
             and old.name.startswith(prefix)
             and len(old.name) == len(prefix) + 8
-            and old.is_dir()
+            and (old / FAILED_MARKER).is_file()
         ):
             shutil.rmtree(old, ignore_errors=True)
 
@@ -510,6 +515,7 @@ def _build_job(job: Job, run: _Run, counter: str) -> JobOutcome:
                 job, repairs, records, reports, smokes, run.wheelhouse
             )
             _say(f"{counter} {job.id}: QUARANTINED: {failures}", run.progress)
+            (work_dir / FAILED_MARKER).write_text(outcome.message + "\n", encoding="utf-8")
             return outcome
         outcome.wheels, outcome.records = _install(job, repairs, records, run.wheelhouse)
         outcome.side_files = _install_side_files(built_dir, result, run.wheelhouse)
@@ -525,8 +531,11 @@ def _build_job(job: Job, run: _Run, counter: str) -> JobOutcome:
         # A bug in a backend or tool wrapper must not stop the other jobs; the traceback goes to the log.
         outcome.stage = stage
         outcome.message = f"{job.id}: internal error in stage {stage}: {type(exc).__name__}: {exc}"
+        work_dir.mkdir(parents=True, exist_ok=True)
         (work_dir / "traceback.txt").write_text(traceback.format_exc(), encoding="utf-8")
     outcome.message = " ".join(outcome.message.split())
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / FAILED_MARKER).write_text(outcome.message + "\n", encoding="utf-8")
     _say(
         f"{counter} {job.id}: FAILED at {outcome.stage}: {outcome.message} (work dir kept: {work_dir})",
         run.progress,
@@ -585,7 +594,12 @@ def _smoke(wheel: Path, job: Job, run: _Run) -> dict[str, Any]:
     test = job.recipe.test
     try:
         result = smoke_wheel(
-            wheel, job.target, imports=test.imports or None, command=test.command, progress=run.progress
+            wheel,
+            job.target,
+            imports=test.imports or None,
+            command=test.command,
+            requires=test.requires or None,
+            progress=run.progress,
         )
     except RewheelError as exc:
         # The runtime could not be prepared here: not a verdict on the wheel, so recorded, not failed.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
 # What `rewheel runtimes build` builds with no names: every interpreter runtime smoke needs for Linux targets.
@@ -43,6 +45,42 @@ def _hosts(runtime: object) -> list[str]:
     return [f"{target} {tag}" for target in targets]
 
 
+def _compact_hosts(hosts: list[str]) -> str:
+    """The hosts column for people: a host CPython hosts every manylinux policy up to the host's glibc, so a run
+    of policies of one family and arch prints as its range ("manylinux_2_5..2_36_x86_64 cp311"); --json keeps
+    the full list."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    order: list[tuple[str, str, str] | str] = []
+    for host in hosts:
+        match = _POLICY.fullmatch(host)
+        if not match:
+            order.append(host)
+            continue
+        key = (match["family"], match["arch"], match["python"] or "")
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(match["level"])
+    parts = []
+    for item in order:
+        if isinstance(item, str):
+            parts.append(item)
+            continue
+        family, arch, python = item
+        levels = groups[item]
+        suffix = f" {python}" if python else ""
+        if len(levels) < 3:
+            parts.extend(f"{family}_{level}_{arch}{suffix}" for level in levels)
+        else:
+            parts.append(f"{family}_{levels[0]}..{levels[-1]}_{arch}{suffix}")
+    return ", ".join(parts) or "-"
+
+
+_POLICY = re.compile(
+    r"(?P<family>manylinux|musllinux)_(?P<level>\d+_\d+)_(?P<arch>[a-z0-9_]+?)(?: (?P<python>\S+))?"
+)
+
+
 @click.group(name="runtimes")
 def command() -> None:
     """Target runtimes: musl CPythons built here, Debian's arm64 CPython under qemu-user, host CPythons,
@@ -77,7 +115,7 @@ def list_command(as_json: bool) -> None:
                 item["name"],
                 state,
                 human_size(size) if isinstance(size, int) else "",
-                ", ".join(item["hosts"]) or "-",  # type: ignore[arg-type]
+                _compact_hosts(item["hosts"]),  # type: ignore[arg-type]
                 item.get("python") or item["root"],
             )
         )

@@ -35,6 +35,7 @@ from typing import Any
 from pipeline import toml
 from pipeline.output import progress as say
 from pipeline.paths import runtimes_root
+from pipeline.runtimes import binfmt
 from pipeline.runtimes._support import (
     CachedInterpreter,
     DebianFile,
@@ -118,11 +119,28 @@ exec "{zig}" cc -target {triplet} -E -I "{musl_stdarg_dir}" "$@"
 """
 
 # The host-runnable face of a foreign-architecture runtime: qemu-user with the runtime's sysroot, so the
-# guest's /lib/ld-musl-<arch>.so.1 resolves inside it.
+# guest's /lib/ld-musl-<arch>.so.1 resolves inside it. Programs the interpreter starts (pip's musl probe execs
+# that loader; tools run sys.executable) go through the host kernel instead: with qemu registered in
+# binfmt_misc (pipeline/runtimes/binfmt.py) the kernel hands them to qemu, QEMU_LD_PREFIX is their -L, and a
+# private mount namespace overlays the sysroot's lib folder on the host's, so the loader is at its own path
+# for this process tree only (nothing is written to the host's /lib). Without root, the registration or a
+# permitted unshare (a container's seccomp profile may refuse it; tried first, so that a refusal cannot stop
+# the interpreter itself) it runs as before: the interpreter works, programs it starts from the sysroot do not.
 QEMU_WRAPPER = """#!/bin/sh
 # musl CPython {version} for {arch} under qemu-user; built by rewheel.
 HERE="$(dirname "$(dirname "$(readlink -f "$0")")")"
-exec {qemu} -L "$HERE/sysroot" "$HERE/bin/python{version}" "$@"
+SYSROOT="$HERE/sysroot"
+export QEMU_LD_PREFIX="$SYSROOT"
+if [ ! -e /lib/ld-musl-{arch}.so.1 ] && [ -e /proc/sys/fs/binfmt_misc/{binfmt_entry} ] \\
+    && [ "$(id -u)" = 0 ] && unshare --mount true 2>/dev/null; then
+  exec unshare --mount --propagation private -- /bin/sh -c '
+    mount -t overlay rewheel-musl-loader -o "lowerdir=$1:$2" "$2" ||
+      echo "rewheel: cannot overlay /lib/ld-musl-{arch}.so.1; programs this interpreter starts may fail" >&2
+    shift 2
+    exec "$@"' sh "$(readlink -f "$SYSROOT/lib")" "$(readlink -f /lib)" \\
+    {qemu} -L "$SYSROOT" "$HERE/bin/python{version}" "$@"
+fi
+exec {qemu} -L "$SYSROOT" "$HERE/bin/python{version}" "$@"
 """
 
 # setup.py (3.11) asks dpkg-architecture (Debian's dpkg-dev) for the multiarch folder and adds
@@ -575,9 +593,53 @@ class MuslCPython(CachedInterpreter):
                 link.symlink_to(os.path.relpath(sysroot / target.lstrip("/"), link.parent))
         _write_tool(
             prefix / "host-bin" / f"python{self.python_version}",
-            QEMU_WRAPPER.format(version=self.python_version, arch=self.arch, qemu=qemu),
+            QEMU_WRAPPER.format(
+                version=self.python_version,
+                arch=self.arch,
+                qemu=qemu,
+                binfmt_entry=binfmt.entry_name(self.arch),
+            ),
         )
         return qemu
+
+    def build(self, progress: bool = True) -> None:
+        super().build(progress)
+        if self.toolchain.cross:
+            problem = self.child_exec_problem()
+            if problem and progress:
+                say(f"{self.name}: programs the interpreter starts will not run ({problem})")
+
+    def child_exec_problem(self) -> str | None:
+        """None when programs this (emulated) interpreter starts run too: pip's musl probe, which execs
+        /lib/ld-musl-<arch>.so.1, and sys.executable. Registers qemu with binfmt_misc (idempotent) and checks
+        what the wrapper's private mount namespace needs; otherwise says what is missing."""
+        if not self.toolchain.cross:
+            return None
+        qemu = (read_marker(self.root()) or {}).get("qemu") or shutil.which(f"qemu-{self.arch}")
+        if not isinstance(qemu, str) or not Path(qemu).is_file():
+            return f"qemu-{self.arch} is not installed (Debian qemu-user)"
+        if os.geteuid() != 0:
+            return (
+                "the wrapper shows musl's loader to child programs only as root (a private mount namespace)"
+            )
+        missing = [tool for tool in ("unshare", "mount") if not shutil.which(tool)]
+        if missing:
+            return f"{' and '.join(missing)} not found (Debian util-linux / mount)"
+        try:
+            binfmt.ensure_registered(self.arch, qemu)
+        except binfmt.BinfmtUnavailable as exc:
+            return str(exc)
+        # What pip's probe does: the host kernel execs the loader (through binfmt_misc), which prints its version.
+        loader = f"/lib/ld-musl-{self.arch}.so.1"
+        probe = subprocess.run(
+            [str(self.python()), "-c", f"import subprocess; print(subprocess.run([{loader!r}], "
+             "stderr=subprocess.PIPE, text=True).stderr)"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if "Version 1." not in probe.stdout:
+            detail = (probe.stderr.strip().splitlines() or ["no version printed"])[-1]
+            return f"{loader} does not run from inside the runtime ({detail})"
+        return None
 
     def _ctypes_setup_line(self, deps: Path) -> str:
         # makesetup accepts -DNAME but not -DNAME=1.

@@ -225,7 +225,7 @@ def cibuildwheel_config(
         )
     if not (target.is_linux or target.is_windows):
         raise RewheelError(f"{job.id}: target {target.name} is not a platform cibuildwheel builds for")
-    options = job.recipe.build.for_target(job.target)
+    options = job.recipe.build.for_target(job.target, backend="cibuildwheel")
     feature_env, feature_settings, _ = feature_switches(job, options)
 
     config: dict[str, str] = {
@@ -419,7 +419,7 @@ class CibuildwheelBackend:
             # Made (once, then cached) only when this build really uses it: a recipe may name another image.
             if local is not None and config.get(image_variable(target)) == local.image_reference():
                 local.build(progress=request.progress)
-        options = job.recipe.build.for_target(job.target)
+        options = job.recipe.build.for_target(job.target, backend="cibuildwheel")
         _, _, notes = feature_switches(job, options)
 
         request.out_dir.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,7 @@ from pipeline.build.backends.zig.host_tools import hide_host_config_scripts
 from pipeline.build.backends.zig.native_libraries import (
     SUPPORTED_BUILDS,
     build_native_libraries,
+    linkage_for,
     native_environment,
 )
 from pipeline.build.backends.zig.progress import run_with_heartbeat
@@ -83,6 +84,8 @@ if TYPE_CHECKING:
 # Build front-end tools installed into every build venv, next to the sdist's own build requirements.
 BUILD_TOOLS = ["build>=1.2", "wheel>=0.42", "setuptools>=68"]
 _ELF_MACHINE = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
+# Flag variables a recipe's environment adds to rather than replaces.
+_APPENDED_FLAGS = ("CPPFLAGS", "CFLAGS", "LDFLAGS")
 
 
 def _say(progress: bool, message: str) -> None:
@@ -303,7 +306,7 @@ class ZigBackend:
             sysconfig = write_target_sysconfig(python, toolchain, work)
         prefixes = build_native_libraries(list(job.recipe.native), job.target, progress=request.progress)
         kind = build_system_kind(listing)
-        options = job.recipe.build.for_target(job.target)
+        options = job.recipe.build.for_target(job.target, backend="zig")
         static_requirements = [
             *build_requirements(listing),
             *EXTRA_BUILD_TOOLS.get(kind, []),
@@ -349,9 +352,13 @@ class ZigBackend:
                 **cmake.environment(toolchain_file),
             }
         )
-        env.update(options.environment)
+        recipe_environment = dict(options.environment)
         for feature in options.disable_features:
-            env.update(job.recipe.features[feature].environment)
+            recipe_environment.update(job.recipe.features[feature].environment)
+        for name, text in recipe_environment.items():
+            # Compiler/linker flags from the recipe (-D..., -l...) extend the backend's own (the -I/-L of the
+            # native libraries), which replacing them would lose.
+            env[name] = f"{env[name]} {text}" if name in _APPENDED_FLAGS and env.get(name) else text
 
         commands: list[list[str]] = []
         log_parts: list[str] = []
@@ -415,7 +422,12 @@ class ZigBackend:
             shutil.copyfile(wheel, destination)
             results.append(destination)
         notes = [
-            f"native library {p.library.name} {p.library.version} built for {job.target}, linked statically"
+            f"native library {p.library.name} {p.library.version} built for {job.target}, "
+            + (
+                "a DLL bundled by delvewheel"
+                if linkage_for(p.library, job.target) == "shared"
+                else "linked statically"
+            )
             for p in prefixes
         ]
         _say(

@@ -38,6 +38,9 @@ def write_toolchain_file(
         "CMAKE_AR": toolchain.ar,
         "CMAKE_RANLIB": toolchain.ranlib,
         "CMAKE_STRIP": toolchain.strip,
+        # Everything a wheel's CMake build compiles ends up in a shared object (an extension module): static
+        # libraries a project builds on the way (spglib's libsymspg with SPGLIB_SHARED_LIBS=OFF) need -fPIC too.
+        "CMAKE_POSITION_INDEPENDENT_CODE": "ON",
         "CMAKE_FIND_ROOT_PATH": ";".join(roots),
         "CMAKE_FIND_ROOT_PATH_MODE_PROGRAM": "NEVER",
         "CMAKE_FIND_ROOT_PATH_MODE_LIBRARY": "ONLY",

@@ -28,6 +28,7 @@ from pipeline.build.backends.zig.toolchain import (
     cache_lock,
     write_toolchain,
     zig_cache_dir,
+    zig_triple,
     zig_version,
 )
 from pipeline.errors import FetchError, HashMismatch, MissingTool, RewheelError
@@ -45,7 +46,15 @@ from pipeline.unpack import unpack
 #   CMAKE_SYSTEM_PROCESSOR for the target, the zig wrappers as compiler/ar/ranlib, static PIC libraries, and
 #   find_* restricted to the (empty) target root so the host's /usr libraries are never picked up.
 SUPPORTED_BUILDS = ("autotools", "configure", "cmake")
-_BUILD_LAYOUT_VERSION = "1"  # bump when the way prefixes are built changes, to invalidate old caches
+_BUILD_LAYOUT_VERSION = "2"  # bump when the way prefixes are built changes, to invalidate old caches
+
+
+def linkage_for(library: NativeLibrary, target: str) -> str:
+    """ "static" or "shared" for `library` on `target`: the recipe's choice, else static, except autotools
+    libraries on Windows, which are DLLs that delvewheel bundles (libffi, as upstream's cffi wheels carry it)."""
+    if library.linkage:
+        return library.linkage
+    return "shared" if get_target(target).is_windows and library.build == "autotools" else "static"
 
 
 def _say(progress: bool, message: str) -> None:
@@ -162,11 +171,17 @@ class NativePrefix:
 
 
 def prefix_for(library: NativeLibrary, target: str) -> Path:
+    """The cached prefix, keyed by what the library's build sees: the zig triple (not the target name:
+    win_amd64, win_amd64-servercore and win_amd64-nanoserver compile with one triple and share one build),
+    the linkage, the source, the options and zig's version."""
+    triple = zig_triple(target)
+    linkage = linkage_for(library, target)
     key = "\n".join(
-        [_BUILD_LAYOUT_VERSION, target, library.sha256, library.build, *library.configure_args, zig_version()]
-    )
+        [_BUILD_LAYOUT_VERSION, triple, linkage, library.sha256, library.build, *library.configure_args,
+         zig_version()]
+    )  # fmt: skip
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return cache_root() / "native" / target / f"{library.name}-{library.version}-{digest}"
+    return cache_root() / "native" / triple / f"{library.name}-{library.version}-{linkage}-{digest}"
 
 
 def _run(
@@ -273,7 +288,7 @@ def _build_into(library: NativeLibrary, target: str, prefix: Path, progress: boo
         if prefix.exists():
             shutil.rmtree(prefix)
         os.replace(staging, prefix)
-    done.write_text(f"{library.name} {library.version} {target}\n", encoding="utf-8")
+    done.write_text(f"{library.name} {library.version} {toolchain.triple}\n", encoding="utf-8")
     _say(progress, f"{library.name} for {target} installed in {prefix}")
 
 
@@ -287,13 +302,23 @@ def _build_commands(
 ) -> list[tuple[list[str], str]]:
     """The commands (and what each is, for errors) that build and install `library` into `staging`."""
     windows = get_target(target).is_windows
+    shared = linkage_for(library, target) == "shared"
+    if shared and not windows:
+        raise RewheelError(
+            f"native library {library.name}: linkage 'shared' is built for Windows targets only (Linux "
+            "targets link native libraries statically)"
+        )
+    if shared and library.build != "autotools":
+        raise RewheelError(
+            f"native library {library.name}: linkage 'shared' needs build 'autotools' (got {library.build!r})"
+        )
     if library.build == "autotools":
-        # Windows: a DLL (bin/<name>.dll + lib/<name>.dll.a), which delvewheel then bundles and mangles, as
-        # upstream's Windows wheels carry their libraries; Linux: static PIC archives linked in.
+        # shared (Windows): a DLL (bin/<name>.dll + lib/<name>.dll.a), which delvewheel then bundles and
+        # mangles, as upstream's Windows wheels carry their libraries; static: archives linked in (PIC on Linux).
         linkage = (
             ["--enable-shared", "--disable-static"]
-            if windows
-            else ["--disable-shared", "--enable-static", "--with-pic"]
+            if shared
+            else ["--disable-shared", "--enable-static", *([] if windows else ["--with-pic"])]
         )
         configure = [
             "./configure",

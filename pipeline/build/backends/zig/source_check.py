@@ -152,11 +152,23 @@ def _build_backend(listing: SourceListing) -> str:
     return str(backend)
 
 
+def _pdm_runs_setuptools(listing: SourceListing) -> bool:
+    """pdm-backend with `[tool.pdm.build] run-setuptools = true` builds extensions by running setuptools
+    (a generated setup.py calling the sdist's pdm_build.py), in a subprocess that inherits the environment."""
+    try:
+        pyproject = toml.loads(listing.config.get("pyproject.toml") or "")
+    except Exception:
+        return False
+    return pyproject.get("tool", {}).get("pdm", {}).get("build", {}).get("run-setuptools") is True
+
+
 def build_system_kind(listing: SourceListing) -> str:
     """Which build system the zig backend drives for this source: setuptools, meson-python or cmake
     (scikit-build-core); anything else is the backend's name (refused by cross_build_obstacle)."""
     backend = _build_backend(listing)
-    if backend.startswith("setuptools"):
+    if backend.startswith("setuptools") or (
+        backend.startswith("pdm.backend") and _pdm_runs_setuptools(listing)
+    ):
         return "setuptools"
     if backend.startswith("mesonpy"):
         return "meson-python"

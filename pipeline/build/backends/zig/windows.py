@@ -52,11 +52,21 @@ from pipeline.targets import get_target
 
 # CPython sources that carry PC/pyconfig.h, per Python version (Debian's orig tarballs, pinned). The header
 # describes the MSVC build of that minor version; patch releases do not change it in ways an extension sees.
+# 3.13 ships it as PC/pyconfig.h.in, whose only template line is a commented-out `#define Py_GIL_DISABLED 1`
+# (left commented: python.org's python313.dll is the GIL build), so it is used as it is. The same orig tarball
+# (trixie's python3.13) as the musl 3.13 runtimes. No 3.12: no Debian suite carries a python3.12 source.
 CPYTHON_SOURCES: dict[str, DebianFile] = {
     "3.11": DebianFile(
         package="python3.11",
         filename="python3.11_3.11.2.orig.tar.gz",
         sha256="2411c74bda5bbcfcddaf4531f66d1adc73f247f529aee981b029513aefdbf849",
+    ),
+    "3.13": DebianFile(
+        package="python3.13",
+        version="3.13.5-2+deb13u5",
+        suite="trixie",
+        filename="python3.13_3.13.5.orig.tar.xz",
+        sha256="93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640",
     ),
 }
 
@@ -192,7 +202,8 @@ def pc_pyconfig(version: str, *, progress: bool = True) -> str:
         return cached.read_text(encoding="utf-8")
     tarball = debian_source_orig(source, progress=progress)
     with tarfile.open(tarball) as archive:
-        member = next((m for m in archive.getmembers() if m.name.endswith("/PC/pyconfig.h")), None)
+        members = {m.name.split("/", 1)[-1]: m for m in archive.getmembers()}
+        member = members.get("PC/pyconfig.h") or members.get("PC/pyconfig.h.in")
         if member is None:
             raise RewheelError(f"{source.filename} has no PC/pyconfig.h")
         stream = archive.extractfile(member)
