@@ -267,7 +267,8 @@ def run(quick: bool, with_auditwheel: bool, progress: bool = True) -> dict[str, 
             alarms.append({"wheel": entry.filename, "findings": errors[:5]})
         if progress:
             print(
-                f"[{index}/{len(corpus)}] {entry.filename}: {'FALSE ALARM' if errors else 'ok'}",
+                f"[{index}/{len(corpus)}] {entry.filename}: "
+                f"{('upstream defect' if entry.upstream_defect else 'FALSE ALARM') if errors else 'ok'}",
                 file=sys.stderr,
                 flush=True,
             )

@@ -47,6 +47,16 @@ class Target:
     def is_musl(self) -> bool:
         return self.libc == "musl"
 
+    @property
+    def musl_baseline(self) -> tuple[int, int, int] | None:
+        """The oldest musl a musllinux_X_Y target promises: X.Y.0 (PEP 656: the tag names musl's major and
+        minor version, any patch release of it). None for other targets."""
+        if not self.is_musl or not self.policy:
+            return None
+        _family, _, version = self.policy.partition("_")
+        major, _, minor = version.partition("_")
+        return (int(major), int(minor), 0)
+
     def build_identifier(self, python: str) -> str:
         """cibuildwheel's identifier for this target and a Python version such as "3.11"."""
         return f"{python_tag(python)}-{self.cibw_identifier}"

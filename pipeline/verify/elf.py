@@ -1,7 +1,7 @@
 """A small ELF reader for the symbol checker: only what the dynamic loader looks at.
 
 It reads, from bytes already in memory, the ELF header, the section headers, the dynamic section
-(DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH), .dynsym/.dynstr and the GNU symbol-versioning sections.
+(DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH, whether DT_RELR is present), .dynsym/.dynstr and the GNU symbol-versioning sections.
 That is all `ld.so` uses to decide whether a library loads, and it is a fraction of what a general ELF
 library parses, which is why this is many times faster than pyelftools on the same wheel.
 """
@@ -40,6 +40,8 @@ DT_NEEDED = 1
 DT_SONAME = 14
 DT_RPATH = 15
 DT_RUNPATH = 29
+# packed relative relocations (`ld -z pack-relative-relocs`): a loader that predates them skips the table
+DT_RELR = 36
 
 STB_WEAK = 2
 VER_FLG_BASE = 1
@@ -74,6 +76,7 @@ class ElfInfo:
     # library -> [(version name, weak)] from .gnu.version_r: what the loader checks before any symbol
     version_needs: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)
     has_dynamic: bool = True
+    uses_relr: bool = False  # a DT_RELR entry: the loader must apply packed relative relocations
 
     @property
     def arch(self) -> str:
@@ -162,6 +165,8 @@ def _parse(data: bytes | mmap.mmap) -> ElfInfo:
             info.rpath.extend(p for p in _cstring(dynstr, value, 1 << 16).split(":") if p)
         elif tag == DT_RUNPATH:
             info.runpath.extend(p for p in _cstring(dynstr, value, 1 << 16).split(":") if p)
+        elif tag == DT_RELR:
+            info.uses_relr = True
 
     # Version index -> (name, file) for needed versions, index -> name for defined ones.
     needed_versions: dict[int, tuple[str, str]] = {}

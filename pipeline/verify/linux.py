@@ -6,6 +6,7 @@ Each check mirrors a loader error users meet:
 - "libfoo.so.1: cannot open shared object"   -> missing-library
 - "undefined symbol: PyFoo"                   -> missing-python-symbol / abi3-violation
 - "wrong ELF class" / "cannot open ... wrong machine" -> wrong-machine
+- a segfault at load on musl < 1.2.4 (DT_RELR left unapplied)  -> relr-unsupported
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ GLIBC_ONLY_HINT = (
 
 
 GLIBC_LOADER = re.compile(r"^ld-linux[-\w.]*\.so\.\d$|^ld64\.so\.\d$")
+# musl applies DT_RELR (packed relative relocations) from 1.2.4 on (its WHATSNEW for 1.2.4); an older
+# loader ignores the entry and runs code whose pointers were never relocated: a segfault, not an error.
+# glibc needs no such check: its linker adds a GLIBC_ABI_DT_RELR version need, checked like any version.
+MUSL_RELR_SINCE = (1, 2, 4)
 
 
 def _origin_dirs(path: str, entries: list[str]) -> list[str]:
@@ -172,6 +177,7 @@ def check_elf_binaries(
                 )
         else:
             usable[path] = info
+            _check_relr(path, info, target, report)
     if len(usable) != len(contents.elf):
         contents = WheelContents(contents.filename_tags, contents.wheel_file_tags, contents.root_is_purelib,
                                  contents.members, usable, contents.pe, contents.dist_info)  # fmt: skip
@@ -207,6 +213,19 @@ def check_elf_binaries(
                 binary, info, target, musl, provided, python_names, python_label, claim, report,
                 system_libraries=_allowed_system_libraries(load.loaded, contents, target, policy),
             )  # fmt: skip
+
+
+def _check_relr(path: str, info: ElfInfo, target: Target, report: WheelReport) -> None:
+    baseline = target.musl_baseline
+    if not info.uses_relr or baseline is None or baseline >= MUSL_RELR_SINCE:
+        return
+    since = ".".join(map(str, MUSL_RELR_SINCE))
+    report.add(
+        "relr-unsupported",
+        f"{path} uses DT_RELR (packed relative relocations): musl loads these from {since}, but {target.policy} "
+        f"promises {'.'.join(map(str, baseline))} (Alpine 3.17 and older crash at load)",
+        file=path, symbol="DT_RELR",
+    )  # fmt: skip
 
 
 def claim_exports(claim: PythonClaim, report: WheelReport) -> tuple[frozenset[str] | None, str]:
