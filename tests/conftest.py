@@ -200,3 +200,15 @@ def musl_313_aarch64(runtime_env: pytest.MonkeyPatch):  # type: ignore[no-untype
 @pytest.fixture(scope="session")
 def arm64_313(runtime_env: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     return ensure_runtime(ARM64_313)
+
+
+@pytest.fixture(scope="session")
+def zig_windows(runtime_env):  # type: ignore[no-untyped-def]
+    """What a zig build of a Windows wheel and its import under wine need: ziglang, wine, the 3.11 runtime."""
+    try:
+        import ziglang  # noqa: F401
+    except ImportError:
+        unavailable("the zig backend needs the ziglang package (pip install 'rewheel[zig]')")
+    need_toolset("wine")
+    ensure_runtime("windows-cpython-3.11-amd64")
+    return True

@@ -279,3 +279,40 @@ def test_trixie_arm64_root_runs_python313_under_qemu(arm64_313) -> None:
     )
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.split() == ["aarch64", "2.41", "3.13.5"]
+
+
+def test_build_lock_waits_for_another_process_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two builders of one runtime: the second waits for the first's lock (a separate process holding it for a
+    second), and `runtimes build` can then say the build was another process's, not claim it."""
+    import sys
+    import time
+
+    from pipeline.runtimes._support import build_lock, waited_for_another_build
+
+    monkeypatch.setenv("REWHEEL_CACHE_DIR", str(tmp_path))
+    lock = tmp_path / "runtimes" / ".locks" / "lock-test.lock"
+    lock.parent.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time; h = open(sys.argv[1], 'w'); fcntl.flock(h, fcntl.LOCK_EX); "
+            "print('held', flush=True); time.sleep(1.0)",
+            str(lock),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    assert not waited_for_another_build("lock-test")
+    started = time.monotonic()
+    with build_lock("lock-test", progress=False):
+        waited = time.monotonic() - started
+    holder.wait(timeout=30)
+    assert waited >= 0.5, f"the lock was not held by the other process (acquired after {waited:.2f} s)"
+    assert waited_for_another_build("lock-test")
+    with build_lock("lock-free", progress=False):
+        pass
+    assert not waited_for_another_build("lock-free")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pefile
 import pytest
 
-from conftest import REPO, ensure_runtime, need_toolset, unavailable
+from conftest import REPO, ensure_runtime, need_toolset
 
 RECIPE = REPO / "recipes" / "pillow.toml"
 UPSTREAM_PILLOW = (
@@ -33,14 +33,8 @@ WINDOWING = {"USER32.DLL", "GDI32.DLL"}
 
 
 @pytest.fixture(scope="session")
-def zig_windows_pillow(runtime_env):  # type: ignore[no-untyped-def]
-    try:
-        import ziglang  # noqa: F401
-    except ImportError:
-        unavailable("the zig backend needs the ziglang package (pip install 'rewheel[zig]')")
-    need_toolset("wine")
+def zig_windows_pillow(zig_windows):  # type: ignore[no-untyped-def]
     need_toolset("cmake")  # libjpeg-turbo (CMake) and make for zlib/lcms2
-    ensure_runtime("windows-cpython-3.11-amd64")
     ensure_runtime("windows-cpython-3.11-amd64-nanoserver")
     return True
 

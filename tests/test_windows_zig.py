@@ -13,20 +13,9 @@ from pathlib import Path, PurePath
 import pefile
 import pytest
 
-from conftest import REPO, ensure_runtime, need_toolset, unavailable
+from conftest import REPO, ensure_runtime, need_toolset
 
 MARKUPSAFE_RECIPE = REPO / "recipes" / "markupsafe.toml"
-
-
-@pytest.fixture(scope="session")
-def zig_windows(runtime_env):  # type: ignore[no-untyped-def]
-    try:
-        import ziglang  # noqa: F401
-    except ImportError:
-        unavailable("the zig backend needs the ziglang package (pip install 'rewheel[zig]')")
-    need_toolset("wine")
-    ensure_runtime("windows-cpython-3.11-amd64")
-    return True
 
 
 @pytest.fixture(scope="session")

@@ -133,6 +133,7 @@ def build_command(names: tuple[str, ...], build_all: bool, as_json: bool) -> Non
 
     from pipeline.output import emit_json, progress
     from pipeline.runtimes import all_runtimes, get_runtime
+    from pipeline.runtimes._support import waited_for_another_build
 
     if names:
         selected = [get_runtime(n) for n in names]
@@ -153,9 +154,21 @@ def build_command(names: tuple[str, ...], build_all: bool, as_json: bool) -> Non
             progress(f"runtimes: building {runtime.name}")
         runtime.build(progress=True)
         seconds = round(time.monotonic() - started, 1)
-        results.append({**_describe(runtime), "reused": was_built, "seconds": seconds})
+        results.append(
+            {
+                **_describe(runtime),
+                "reused": was_built,
+                "built_by_another_process": not was_built and waited_for_another_build(runtime.name),
+                "seconds": seconds,
+            }
+        )
         if not as_json:
-            verb = "reused" if was_built else f"built in {seconds:.0f} s"
+            if was_built:
+                verb = "reused"
+            elif waited_for_another_build(runtime.name):
+                verb = f"built by another process (waited {seconds:.0f} s)"
+            else:
+                verb = f"built in {seconds:.0f} s"
             click.echo(f"{runtime.name}: {verb} -> {runtime.root()}")
     if as_json:
         emit_json({"runtimes": results})

@@ -299,6 +299,16 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text)
 
 
+# Runtimes this process waited for while another process held their build lock (so `runtimes build` does not
+# claim it built them).
+_WAITED_FOR: set[str] = set()
+
+
+def waited_for_another_build(name: str) -> bool:
+    """True when this process found NAME's build lock held and waited for another process's build."""
+    return name in _WAITED_FOR
+
+
 @contextmanager
 def build_lock(name: str, *, progress: bool = True) -> Iterator[None]:
     """One builder per runtime at a time, across processes (parallel test sessions share the cache).
@@ -314,6 +324,7 @@ def build_lock(name: str, *, progress: bool = True) -> Iterator[None]:
         except BlockingIOError:
             if progress:
                 say(f"{name}: another process is building it; waiting for that build")
+            _WAITED_FOR.add(name)
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
