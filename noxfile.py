@@ -172,7 +172,7 @@ def pillow_linux(session: nox.Session) -> None:
     """Pillow 10.4.0 for Linux with the zig backend (no container): zlib (build kind "configure"), libjpeg-turbo
     ("cmake") and lcms2 ("autotools") cross-built for the target from pinned Debian orig tarballs, other codecs
     disabled, host /usr never searched; repaired, verified and round-tripped (JPEG + PNG) on the target's
-    runtime (tests/test_pillow_linux.py; musllinux x86_64 always, manylinux aarch64 under qemu when its native
-    libraries are cached or REWHEEL_PILLOW_AARCH64=1). Posargs go to pytest."""
+    runtime (tests/test_pillow_linux.py; musllinux x86_64 always, manylinux aarch64 under qemu in CI, or when
+    its native libraries are cached or REWHEEL_PILLOW_AARCH64=1). Posargs go to pytest."""
     install_project(session, "test", "zig")
     session.run("pytest", "tests/test_pillow_linux.py", *session.posargs)
