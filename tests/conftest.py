@@ -8,8 +8,10 @@ is verified by sha256 before a test sees it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -212,3 +214,18 @@ def zig_windows(runtime_env):  # type: ignore[no-untyped-def]
     need_toolset("wine")
     ensure_runtime("windows-cpython-3.11-amd64")
     return True
+
+
+def zig_build_job(recipe: Path, target: str, wheelhouse: Path, python: str = "3.11") -> dict:  # type: ignore[type-arg]
+    """`rewheel build RECIPE --backend zig` for one target and Python; the run must succeed, and its one job
+    (recipe with one source) is returned from the --json summary."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "pipeline", "build", str(recipe), "--target", target, "--python", python,
+         "--backend", "zig", "--wheelhouse", str(wheelhouse), "--json"],
+        capture_output=True, text=True, timeout=3600,
+    )  # fmt: skip
+    assert completed.stdout, completed.stderr[-3000:]
+    summary: dict = json.loads(completed.stdout)  # type: ignore[type-arg]
+    assert summary["ok"], (summary, completed.stderr[-3000:])
+    (job,) = summary["jobs"]
+    return job  # type: ignore[no-any-return]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pefile
 import pytest
 
-from conftest import REPO, ensure_runtime, need_toolset
+from conftest import REPO, ensure_runtime, need_toolset, zig_build_job
 
 RECIPE = REPO / "recipes" / "pillow.toml"
 UPSTREAM_PILLOW = (
@@ -39,28 +39,15 @@ def zig_windows_pillow(zig_windows):  # type: ignore[no-untyped-def]
     return True
 
 
-def _build(target: str, wheelhouse: Path) -> dict:  # type: ignore[type-arg]
-    completed = subprocess.run(
-        [sys.executable, "-m", "pipeline", "build", str(RECIPE), "--target", target, "--python", "3.11",
-         "--backend", "zig", "--wheelhouse", str(wheelhouse), "--json"],
-        capture_output=True, text=True, timeout=3600,
-    )  # fmt: skip
-    assert completed.stdout, completed.stderr[-3000:]
-    summary: dict = json.loads(completed.stdout)  # type: ignore[type-arg]
-    assert summary["ok"], (summary, completed.stderr[-3000:])
-    (job,) = summary["jobs"]
-    return job  # type: ignore[no-any-return]
-
-
 @pytest.fixture(scope="session")
 def pillow_nanoserver(zig_windows_pillow, tmp_path_factory) -> dict:  # type: ignore[no-untyped-def,type-arg]
-    return _build("win_amd64-nanoserver", tmp_path_factory.mktemp("wh-pillow-nano"))
+    return zig_build_job(RECIPE, "win_amd64-nanoserver", tmp_path_factory.mktemp("wh-pillow-nano"))
 
 
 @pytest.fixture(scope="session")
 def pillow_desktop(zig_windows_pillow, pillow_nanoserver, tmp_path_factory) -> dict:  # type: ignore[no-untyped-def,type-arg]
     # After the nanoserver build: it reuses the native libraries that build made (one zig triple).
-    return _build("win_amd64", tmp_path_factory.mktemp("wh-pillow-desktop"))
+    return zig_build_job(RECIPE, "win_amd64", tmp_path_factory.mktemp("wh-pillow-desktop"))
 
 
 def _imports(wheel: Path, member: str) -> dict[str, set[str]]:

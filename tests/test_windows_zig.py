@@ -5,15 +5,13 @@ runtime and is verified only). One build per wheel kind per session."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import zipfile
 from pathlib import Path, PurePath
 
 import pefile
 import pytest
 
-from conftest import REPO, ensure_runtime, need_toolset
+from conftest import REPO, ensure_runtime, need_toolset, zig_build_job
 
 MARKUPSAFE_RECIPE = REPO / "recipes" / "markupsafe.toml"
 
@@ -28,32 +26,24 @@ def windows_recipes(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
     return folder
 
 
-def _build(recipe: Path, target: str, wheelhouse: Path, python: str = "3.11") -> dict:  # type: ignore[type-arg]
-    completed = subprocess.run(
-        [sys.executable, "-m", "pipeline", "build", str(recipe), "--target", target, "--python", python,
-         "--backend", "zig", "--wheelhouse", str(wheelhouse), "--json"],
-        capture_output=True, text=True, timeout=3600,
-    )  # fmt: skip
-    assert completed.stdout, completed.stderr[-3000:]
-    summary: dict = json.loads(completed.stdout)  # type: ignore[type-arg]
-    assert summary["ok"], (summary, completed.stderr[-3000:])
-    return summary["jobs"][0]
-
-
 @pytest.fixture(scope="session")
 def markupsafe_win_amd64(zig_windows, windows_recipes, tmp_path_factory) -> dict:  # type: ignore[no-untyped-def,type-arg]
-    return _build(windows_recipes / "markupsafe.toml", "win_amd64", tmp_path_factory.mktemp("wh-amd64"))
+    return zig_build_job(
+        windows_recipes / "markupsafe.toml", "win_amd64", tmp_path_factory.mktemp("wh-amd64")
+    )
 
 
 @pytest.fixture(scope="session")
 def markupsafe_win_arm64(zig_windows, windows_recipes, tmp_path_factory) -> dict:  # type: ignore[no-untyped-def,type-arg]
-    return _build(windows_recipes / "markupsafe.toml", "win_arm64", tmp_path_factory.mktemp("wh-arm64"))
+    return zig_build_job(
+        windows_recipes / "markupsafe.toml", "win_arm64", tmp_path_factory.mktemp("wh-arm64")
+    )
 
 
 @pytest.fixture(scope="session")
 def cffi_win_amd64(zig_windows, tmp_path_factory) -> dict:  # type: ignore[no-untyped-def,type-arg]
     need_toolset("cmake")  # make, for libffi's autotools build
-    return _build(REPO / "recipes" / "cffi.toml", "win_amd64", tmp_path_factory.mktemp("wh-cffi"))
+    return zig_build_job(REPO / "recipes" / "cffi.toml", "win_amd64", tmp_path_factory.mktemp("wh-cffi"))
 
 
 def _pe(wheel: Path, member: str) -> pefile.PE:
@@ -157,7 +147,7 @@ def test_cffi_verify_finds_the_bundled_dll(cffi_win_amd64, run_cli, tmp_path: Pa
     assert code == 1 and "libffi-8-" in out
 
 
-def test_cpython_313_headers_are_the_gil_build(zig_windows) -> None:  # type: ignore[no-untyped-def]
+def test_cpython_313_headers_are_the_gilzig_build_job(zig_windows) -> None:  # type: ignore[no-untyped-def]
     from pipeline.build.backends.zig.windows import pc_pyconfig, windows_unavailable_reason
 
     text = pc_pyconfig("3.13")  # PC/pyconfig.h.in of trixie's pinned python3.13 orig tarball
@@ -168,7 +158,7 @@ def test_cpython_313_headers_are_the_gil_build(zig_windows) -> None:  # type: ig
 
 def test_markupsafe_cp313_win_amd64_builds_and_imports(zig_windows, windows_recipes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ensure_runtime("windows-cpython-3.13-amd64")
-    job = _build(windows_recipes / "markupsafe.toml", "win_amd64", tmp_path / "wh", python="3.13")
+    job = zig_build_job(windows_recipes / "markupsafe.toml", "win_amd64", tmp_path / "wh", python="3.13")
     wheel = Path(job["wheels"][0])
     assert wheel.name == "markupsafe-2.1.5-cp313-cp313-win_amd64.whl"
     assert "python313.dll" in _imports(_pe(wheel, "markupsafe/_speedups.cp313-win_amd64.pyd"))
