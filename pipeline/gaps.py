@@ -41,7 +41,6 @@ UNAVAILABLE = "unavailable"
 STATUSES = (UPSTREAM_WHEEL, PURE, NEEDS_BUILD, UNAVAILABLE)
 
 _PYTHON_VERSION = re.compile(r"^3\.\d{1,2}$")
-_MANYLINUX_LEGACY = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
 _WINDOWS_UV_PLATFORMS = {
     "win_amd64": "x86_64-pc-windows-msvc",
     "win_arm64": "aarch64-pc-windows-msvc",
@@ -108,31 +107,14 @@ class GapsReport:
 # ------------------------------------------------------------------------------------------- target tags
 
 
-def _linux_platforms(target: Target) -> list[str]:
-    """The platform tags a loader on `target` accepts, newest policy first (as packaging orders them)."""
-    policy = target.policy or ""
-    found = re.fullmatch(r"(many|musl)linux_(\d+)_(\d+)", policy)
-    if not found:
-        raise RewheelError(f"target {target.name}: policy {policy!r} is not a manylinux/musllinux policy")
-    family, major, minor = found[1], int(found[2]), int(found[3])
-    platforms = []
-    if family == "musl":
-        platforms = [f"musllinux_{major}_{m}_{target.arch}" for m in range(minor, -1, -1)]
-    else:
-        for m in range(minor, 4, -1):
-            platforms.append(f"manylinux_{major}_{m}_{target.arch}")
-            legacy = _MANYLINUX_LEGACY.get((major, m))
-            if legacy:
-                platforms.append(f"{legacy}_{target.arch}")
-    return platforms
-
-
 def target_platforms(target: Target) -> list[str]:
-    if target.is_linux:
-        return _linux_platforms(target)
-    if target.is_windows:
-        return [target.platform_tag]
-    raise RewheelError(f"target {target.name}: gaps needs an operating-system target (linux or windows)")
+    if target.is_linux and not re.fullmatch(r"(many|musl)linux_\d+_\d+", target.policy or ""):
+        raise RewheelError(
+            f"target {target.name}: policy {target.policy!r} is not a manylinux/musllinux policy"
+        )
+    if not (target.is_linux or target.is_windows):
+        raise RewheelError(f"target {target.name}: gaps needs an operating-system target (linux or windows)")
+    return target.compatible_platforms()
 
 
 def target_tags(target: Target, python: str) -> list[Tag]:

@@ -398,26 +398,6 @@ def smoke_wheel(
     return result
 
 
-def target_platforms(spec: Target) -> list[str]:
-    """The platform tags a wheel that runs on `spec` may carry, newest policy first (pip's --platform list):
-    musllinux_1_2 also takes musllinux_1_1; manylinux_2_17 takes manylinux_2_17..2_5 and the legacy aliases."""
-    tag = spec.platform_tag
-    musl = re.fullmatch(r"musllinux_1_(\d+)_(\w+)", tag)
-    if musl:
-        return [f"musllinux_1_{minor}_{musl.group(2)}" for minor in range(int(musl.group(1)), -1, -1)]
-    glibc = re.fullmatch(r"manylinux_2_(\d+)_(\w+)", tag)
-    if not glibc:
-        return [tag]
-    arch = glibc.group(2)
-    legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
-    tags = []
-    for minor in range(int(glibc.group(1)), 4, -1):
-        tags.append(f"manylinux_2_{minor}_{arch}")
-        if minor in legacy:
-            tags.append(f"{legacy[minor]}_{arch}")
-    return tags
-
-
 def required_wheels(
     requires: list[str], spec: Target, python: str | None, *, progress: bool = True
 ) -> list[Path]:
@@ -442,7 +422,7 @@ def required_wheels(
                    "-r", str(listing)]  # fmt: skip
         if python:
             command += ["--python-version", python]
-        for platform in target_platforms(spec):
+        for platform in spec.compatible_platforms():
             command += ["--platform", platform]
         completed = subprocess.run(command, capture_output=True, text=True)
         if completed.returncode != 0:

@@ -10,6 +10,7 @@ the Windows editions, `any`, and per-name overrides of the generated Linux entri
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from importlib import resources
@@ -57,6 +58,25 @@ class Target:
         major, _, minor = version.partition("_")
         return (int(major), int(minor), 0)
 
+    def compatible_platforms(self) -> list[str]:
+        """The platform tags a wheel that loads on this target may carry, newest policy first (packaging's and
+        pip's --platform order): musllinux_1_2 also takes 1_1 and 1_0; manylinux_2_17 takes every
+        manylinux_2_N down to 2_5 with the PEP 513/571/599 aliases beside their levels. Other targets: their
+        own tag."""
+        found = re.fullmatch(r"(many|musl)linux_(\d+)_(\d+)", self.policy or "") if self.is_linux else None
+        if not found:
+            return [self.platform_tag]
+        family, major, minor = found[1], int(found[2]), int(found[3])
+        if family == "musl":
+            return [f"musllinux_{major}_{m}_{self.arch}" for m in range(minor, -1, -1)]
+        platforms = []
+        for m in range(minor, 4, -1):
+            platforms.append(f"manylinux_{major}_{m}_{self.arch}")
+            legacy = _MANYLINUX_ALIASES.get((major, m))
+            if legacy:
+                platforms.append(f"{legacy}_{self.arch}")
+        return platforms
+
     def build_identifier(self, python: str) -> str:
         """cibuildwheel's identifier for this target and a Python version such as "3.11"."""
         return f"{python_tag(python)}-{self.cibw_identifier}"
@@ -65,6 +85,9 @@ class Target:
         data = asdict(self)
         data["legacy_tags"] = list(self.legacy_tags)
         return data
+
+
+_MANYLINUX_ALIASES = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
 
 
 def python_tag(version: str) -> str:

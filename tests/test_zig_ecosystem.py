@@ -245,13 +245,12 @@ def test_pdm_backend_running_setuptools_is_a_setuptools_build() -> None:
 
 
 def test_smoke_requirements_are_fetched_for_the_targets_platforms() -> None:
-    from pipeline.smoke import target_platforms
     from pipeline.targets import get_target
 
-    assert target_platforms(get_target("musllinux_1_2_aarch64")) == [
+    assert get_target("musllinux_1_2_aarch64").compatible_platforms() == [
         "musllinux_1_2_aarch64", "musllinux_1_1_aarch64", "musllinux_1_0_aarch64",
     ]  # fmt: skip
-    glibc = target_platforms(get_target("manylinux_2_17_aarch64"))
+    glibc = get_target("manylinux_2_17_aarch64").compatible_platforms()
     assert (
         glibc[:2] == ["manylinux_2_17_aarch64", "manylinux2014_aarch64"] and glibc[-1] == "manylinux1_aarch64"
     )
