@@ -5,12 +5,16 @@ Each subcommand lives in its own module under pipeline/commands/ and exposes a c
 their stage lazily (inside the function) so `rewheel verify` does not pay for pydantic or cibuildwheel.
 
 Errors: a RewheelError becomes one line on stderr and its exit code (2 for unusable input); a click usage
-error exits 2 as well. Only a bug in rewheel shows a traceback.
+error exits 2 as well, and so do the three failures only hostile input causes wherever it is read (a path
+the file system refuses as too long, nesting deep enough to exhaust recursion, JSON that does not parse).
+Only a bug in rewheel shows a traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
+import json
 import pkgutil
 import sys
 
@@ -65,4 +69,20 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(1)
+    except OSError as exc:
+        # A path the kernel refuses for its length is the user's input, wherever it is first opened
+        # (every command takes paths and names that become paths): one line, not a traceback.
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        shown = str(exc.filename or "")
+        shown = shown if len(shown) <= 80 else f"{shown[:60]}... ({len(shown)} characters)"
+        click.echo(f"rewheel: error: a path or name is too long for the file system: {shown}", err=True)
+        sys.exit(EXIT_USAGE)
+    except RecursionError:
+        # Only input nests deeply enough for this (JSON pages, TOML files): rewheel's own data never does.
+        click.echo("rewheel: error: the input is nested too deeply to read", err=True)
+        sys.exit(EXIT_USAGE)
+    except json.JSONDecodeError as exc:
+        click.echo(f"rewheel: error: a JSON document does not parse: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
     sys.exit(code if isinstance(code, int) else 0)

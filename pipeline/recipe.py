@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -36,6 +38,7 @@ SHA256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="lowercase 
 PYTHON_VERSION = Annotated[
     str, Field(pattern=r"^3\.\d{1,2}$", description='a CPython version such as "3.11"')
 ]
+MAX_RECIPE_BYTES = 1 << 20  # the largest real recipe is a few KiB
 NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
 
@@ -372,7 +375,14 @@ def parse_recipe(text: str, path: Path) -> Recipe:
 
 def load_recipe(path: Path) -> Recipe:
     try:
-        text = path.read_text(encoding="utf-8")
+        # A regular file of bounded size: a device (/dev/zero) or a fifo would be read forever.
+        with path.open("rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise RecipeError(f"{path}: not a regular file")
+            raw = handle.read(MAX_RECIPE_BYTES + 1)
+        if len(raw) > MAX_RECIPE_BYTES:
+            raise RecipeError(f"{path}: larger than {MAX_RECIPE_BYTES} bytes; not a recipe")
+        text = raw.decode("utf-8")
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read recipe: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:

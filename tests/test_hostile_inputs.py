@@ -279,3 +279,265 @@ def test_random_recipe_mutations_never_traceback(tmp_path: Path, run_cli) -> Non
         codes[_one_line_or_ok(_recipes_check(run_cli, recipe))] += 1
     print(f"recipes: {RECIPE_MUTATIONS} mutations, {codes[0]} valid, {codes[2]} refused with one line each")
     assert codes[2]
+
+
+# ---- issue #24, Low list: one line and exit 2, never a traceback
+
+LONG = "a" * 5000
+
+
+def _one_line_exit_2(result: tuple[int, str, str]) -> str:
+    code, _, err = result
+    assert code == 2 and "Traceback" not in err, err[-2000:]
+    lines = [line for line in err.strip().splitlines() if line.startswith("rewheel: error: ")]
+    assert len(lines) == 1 and err.strip().endswith(lines[0]), err[-2000:]  # progress lines may precede it
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("publish", f"{LONG}.whl", "--to", "{tmp}/index"),
+        ("publish", "{tmp}/demo-1.0-py3-none-any.whl", "--to", "{tmp}/" + LONG),
+        ("verify", f"{LONG}.whl", "-t", "musllinux_1_2_x86_64"),
+        ("smoke", f"{LONG}.whl"),
+        ("yank", f"{LONG}.whl", "--index", "{tmp}/index"),
+        ("ensurepip", LONG),
+        ("profiles", "capture-pe", "{tmp}", "--name", LONG),
+        ("recipe", "new", f"{LONG}==1.0", "-o", "{tmp}", "--recipes", "{tmp}"),
+    ],
+    ids=["publish", "publish-to", "verify", "smoke", "yank", "ensurepip", "capture-pe", "recipe-new"],
+)
+def test_long_names_and_devices_are_one_line_and_exit_2(
+    tmp_path: Path, run_cli, args: tuple[str, ...]
+) -> None:
+    from pipeline.index.synthetic import make_wheel
+
+    wheel = make_wheel(tmp_path, "demo", "1.0")
+    publish([wheel], str(tmp_path / "index"), verified={wheel: True})
+    _one_line_exit_2(run_cli(*(a.replace("{tmp}", str(tmp_path)) for a in args)))
+
+
+def test_recipes_check_of_a_device_is_one_line_and_exit_2() -> None:
+    """`recipes check /dev/zero` read until memory ran out; run in a child with its memory and time capped
+    so that a regression fails here instead of taking the machine with it."""
+    import resource
+    import subprocess
+    import sys
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "recipes", "check", "/dev/zero"],
+        capture_output=True, text=True, timeout=120, preexec_fn=cap,
+    )  # fmt: skip
+    line = _one_line_exit_2((result.returncode, result.stdout, result.stderr))
+    assert "not a regular file" in line
+
+
+def test_capture_pe_name_cannot_leave_out(tmp_path: Path, run_cli) -> None:
+    out = tmp_path / "deep" / "out"
+    line = _one_line_exit_2(
+        run_cli("profiles", "capture-pe", str(tmp_path), "--name", "../x", "--out", str(out))
+    )
+    assert "profile name" in line
+    assert sorted(p.name for p in tmp_path.rglob("*x*")) == [], "capture-pe wrote outside --out"
+
+
+def _nested_json_page(root: Path) -> None:
+    page = root / "simple" / "demo" / "index.json"
+    page.write_text('{"files": ' + "[" * 100_000 + "]" * 100_000 + "}")
+
+
+def test_deeply_nested_json_pages_are_one_line_and_exit_2(tmp_path: Path, run_cli) -> None:
+    from pipeline.index.synthetic import make_wheel
+
+    root = tmp_path / "index"
+    wheel = make_wheel(tmp_path / "w", "demo", "1.0")
+    publish([wheel], str(root), verified={wheel: True})
+    _nested_json_page(root)
+    other = make_wheel(tmp_path / "w2", "demo", "2.0")
+    record = verify_record(tmp_path / "record.json", [other])
+    for args in (
+        ("index", "check", str(root)),
+        ("publish", str(other), "--to", str(root), "--verified-by", str(record)),
+        ("index", "rebuild", str(root)),
+    ):
+        code, _, err = run_cli(*args)
+        # rebuild starts from the files alone, so it may repair the page: then exit 0
+        if not (args[1] == "rebuild" and code == 0):
+            _one_line_exit_2((code, "", err))
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0x", "127.0.0.1"])
+def test_serve_on_a_bad_host_or_a_port_in_use_is_one_line(tmp_path: Path, host: str) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "index" / "simple").mkdir(parents=True)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1] if host == "127.0.0.1" else 0
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline", "serve", str(tmp_path / "index"), "--host", host, "--port", str(port)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert (
+        result.stderr.startswith("rewheel: error: cannot listen on") and len(result.stderr.splitlines()) == 1
+    )
+
+
+def _serve_thread(root: Path, **options: object):  # type: ignore[no-untyped-def]
+    import threading
+
+    from pipeline.index.server import make_server
+
+    server = make_server(root, **options)  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    return server, int(server.server_address[1])
+
+
+def _status_of(port: int, request: bytes, timeout: float = 30) -> int | None:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        connection.sendall(request)
+        head = connection.recv(64)
+    return int(head.split(b" ", 2)[1]) if head else None
+
+
+def test_serve_answers_a_path_segment_over_255_bytes_with_404(tmp_path: Path) -> None:
+    from pipeline.index.synthetic import make_wheel
+
+    root = tmp_path / "index"
+    wheel = make_wheel(tmp_path / "w", "demo", "1.0")
+    publish([wheel], str(root), verified={wheel: True})
+    server, port = _serve_thread(root)
+    try:
+        for path in ("/simple/" + "a" * 300 + "/", "/files/demo/" + "b" * 256, "/" + "c" * 5000):
+            assert _status_of(port, f"GET {path} HTTP/1.0\r\n\r\n".encode()) == 404, path
+        assert _status_of(port, b"GET /simple/demo/ HTTP/1.0\r\n\r\n") == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.slow
+def test_serve_drops_slow_clients_so_20_of_them_cannot_hold_its_16_workers(tmp_path: Path) -> None:
+    """Slowloris: 20 clients each sending one byte of a request every 4 s (never tripping a per-read
+    timeout). Each is dropped a few seconds after a worker takes it, and a real request made meanwhile is
+    answered within seconds, not after the 60 s the slow clients would like to hold the workers."""
+    import threading
+    import time
+
+    from pipeline.index.synthetic import make_wheel
+
+    root = tmp_path / "index"
+    wheel = make_wheel(tmp_path / "w", "demo", "1.0")
+    publish([wheel], str(root), verified={wheel: True})
+    server, port = _serve_thread(root, workers=16)
+    request = b"GET /simple/demo/ HTTP/1.0\r\nAccept: text/html\r\nX-Slow: " + b"x" * 100 + b"\r\n\r\n"
+    dropped_after: list[float] = []
+    stop = threading.Event()
+
+    def slow_client() -> None:
+        start = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as connection:
+            for byte in request:
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    break
+                connection.settimeout(4)
+                try:
+                    if connection.recv(1) == b"":
+                        break
+                except TimeoutError:
+                    pass  # still held open by the server: send the next byte
+                if stop.is_set():
+                    return
+        dropped_after.append(time.monotonic() - start)
+
+    clients = [threading.Thread(target=slow_client, daemon=True) for _ in range(20)]
+    try:
+        for client in clients:
+            client.start()
+        time.sleep(1)
+        started = time.monotonic()
+        assert _status_of(port, b"GET /simple/demo/ HTTP/1.0\r\n\r\n", timeout=60) == 200
+        answered_in = time.monotonic() - started
+        for client in clients:
+            client.join(timeout=60)
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+    print(f"slowloris: a real request answered in {answered_in:.1f} s; slow clients dropped after "
+          f"{min(dropped_after):.1f}-{max(dropped_after):.1f} s")  # fmt: skip
+    assert answered_in < 15
+    assert len(dropped_after) == 20 and max(dropped_after) < 20
+
+
+# ---- issue #24 items 7 and 8: --verified-by is a verdict on bytes; local versions are refused
+
+
+def test_a_wheel_changed_after_verify_is_refused(tmp_path: Path, run_cli) -> None:
+    """The record is the real `rewheel verify --json`; then a `../../evil.pth` member is added to the wheel
+    (same name): publish refuses it, and publishes the wheel as verified."""
+    import zipfile
+
+    from pipeline.index.synthetic import make_wheel
+
+    wheel = make_wheel(tmp_path / "w", "demo", "1.0")
+    code, out, err = run_cli("verify", str(wheel), "-t", "musllinux_1_2_x86_64", "--json")
+    assert code == 0, err
+    record = tmp_path / "verify.json"
+    record.write_text(out)
+    assert json.loads(out)["results"][0]["sha256"] == hashlib.sha256(wheel.read_bytes()).hexdigest()
+    original = wheel.read_bytes()
+    with zipfile.ZipFile(wheel, "a") as archive:
+        archive.writestr("../../evil.pth", "import os\n")
+    root = tmp_path / "index"
+    line = _one_line_exit_2(run_cli("publish", str(wheel), "--to", str(root), "--verified-by", str(record)))
+    assert "changed since it was verified" in line
+    assert not root.exists()
+    wheel.write_bytes(original)
+    assert run_cli("publish", str(wheel), "--to", str(root), "--verified-by", str(record))[0] == 0
+
+
+def test_a_record_without_hashes_is_no_verdict(tmp_path: Path, run_cli) -> None:
+    from pipeline.index.synthetic import make_wheel
+
+    wheel = make_wheel(tmp_path / "w", "demo", "1.0")
+    record = tmp_path / "old.json"
+    record.write_text(
+        json.dumps({"results": [{"wheel": wheel.name, "target": "any", "ok": True, "findings": []}]})
+    )
+    line = _one_line_exit_2(
+        run_cli("publish", str(wheel), "--to", str(tmp_path / "index"), "--verified-by", str(record))
+    )
+    assert "no sha256 recorded" in line
+
+
+def test_local_versions_are_refused_so_they_cannot_stand_in_for_a_release(tmp_path: Path, run_cli) -> None:
+    from pipeline.index.synthetic import make_wheel
+
+    root = tmp_path / "index"
+    release = make_wheel(tmp_path / "a", "demo", "1.0")
+    local = make_wheel(tmp_path / "b", "demo", "1.0+local", payload="# other bytes\n")
+    assert run_cli("publish", str(release), "--to", str(root), "--verified-by",
+                   str(verify_record(tmp_path / "a.json", [release])))[0] == 0  # fmt: skip
+    line = _one_line_exit_2(
+        run_cli(
+            "publish",
+            str(local),
+            "--to",
+            str(root),
+            "--verified-by",
+            str(verify_record(tmp_path / "b.json", [local])),
+        )
+    )
+    assert "local versions" in line
+    assert sorted(p.name for p in (root / "files" / "demo").glob("*.whl")) == [release.name]

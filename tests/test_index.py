@@ -80,6 +80,7 @@ def test_same_bytes_is_a_no_op_and_different_bytes_are_refused(tmp_path: Path, r
     assert code == 0 and json.loads(out)["files"][0]["status"] == "unchanged"
 
     impostor = make_wheel(tmp_path / "two", "demo", "1.0", payload="# other bytes\n")
+    record = verify_record(tmp_path / "impostor.json", [impostor])
     code, out, err = run_cli("publish", str(impostor), "--to", str(root), "--verified-by", str(record))
     assert code == 2
     assert "immutable" in err and len(err.strip().splitlines()) == 1

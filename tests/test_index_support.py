@@ -40,9 +40,21 @@ def free_port() -> int:
 
 def verify_record(path: Path, wheels: list[Path], ok: bool = True) -> Path:
     """A `rewheel verify --json` record for wheels (used where the test is about the index, not verify)."""
-    results = [{"wheel": w.name, "target": "any", "ok": ok, "findings": []} for w in wheels]
+    results = [
+        {"wheel": w.name, "target": "any", "ok": ok, "findings": [], "sha256": _sha256(w)} for w in wheels
+    ]
     path.write_text(json.dumps({"results": results}), encoding="utf-8")
     return path
+
+
+def _sha256(path: Path) -> str | None:
+    """The file's sha256 as verify records it (None for a name with no file: a test of the name alone)."""
+    import hashlib
+
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 class Server:

@@ -32,7 +32,7 @@ def command(
     REWHEEL_INDEX_PASSWORD, TWINE_USERNAME / TWINE_PASSWORD or keyring. Published files are immutable.
     """
     from pipeline.index import publish
-    from pipeline.index.gate import verdicts_from_record
+    from pipeline.index.gate import verdicts_for
     from pipeline.index.static import iter_wheels
     from pipeline.index.wheelinfo import PublishError
     from pipeline.output import emit_json, progress, table
@@ -40,13 +40,7 @@ def command(
     paths = iter_wheels(wheels)
     if not paths:
         raise PublishError(f"no wheels in {', '.join(str(w) for w in wheels)}")
-    verified = None
-    if record is not None:
-        verdicts = verdicts_from_record(record)
-        missing = [p.name for p in paths if p.name not in verdicts]
-        if missing:
-            raise PublishError(f"{record} has no verdict for {', '.join(missing)}")
-        verified = {p: verdicts[p.name] for p in paths}
+    verified = verdicts_for(paths, record) if record is not None else None
     result = publish(paths, to, channel=channel, verified=verified, target=target, progress=progress)
     if as_json:
         emit_json(result.to_json())

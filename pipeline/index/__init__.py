@@ -58,7 +58,14 @@ def publish(
     verdicts = {Path(p).resolve(): ok for p, ok in (verified or {}).items()}
     placed: list[tuple[Path, str | None, str]] = []  # wheel, channel, how it was cleared
     for wheel in wheels:
-        wheel_identity(wheel.name)  # a name that is no wheel's is refused before anything reads it
+        _, version, _, _ = wheel_identity(wheel.name)  # a name that is no wheel's is refused before reading
+        if version.local is not None:
+            # pip puts demo-1.0+local in place of the demo 1.0 already published (`pip download demo==1.0`
+            # takes it), so a local version would replace a published file in effect; PyPI refuses them too.
+            raise PublishError(
+                f"{wheel.name}: local versions (+{version.local}) cannot be published: to pip they are "
+                f"the release {version.public}; publish a new version or build tag instead"
+            )
         wheel_target = target or infer_target(wheel, channel)
         wheel_channel = channel if channel is not None else get_target(wheel_target).channel
         known = verdicts.get(wheel.resolve())

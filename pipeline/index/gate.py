@@ -7,13 +7,14 @@ channel the target that has none, i.e. the plain one).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from pipeline.errors import RewheelError
-from pipeline.index.wheelinfo import PublishError
+from pipeline.index.wheelinfo import PublishError, wheel_identity
 
 
 def infer_target(wheel: Path, channel: str | None = None) -> str:
@@ -41,13 +42,55 @@ def infer_target(wheel: Path, channel: str | None = None) -> str:
     raise PublishError(f"{wheel.name}: its tag fits {names}; pass --target to say which")
 
 
-def verdicts_from_record(record: Path) -> dict[str, bool]:
-    """File name -> ok, from `rewheel verify --json` output (DESIGN.md's `results` shape)."""
+def verdicts_from_record(record: Path) -> dict[str, tuple[bool, str | None]]:
+    """File name -> (ok, sha256 of the file verified), from `rewheel verify --json` output (DESIGN.md's
+    `results` shape). A record made before verify recorded hashes gives None for the sha256."""
     try:
         document = json.loads(record.read_text(encoding="utf-8"))
-        return {Path(str(item["wheel"])).name: bool(item["ok"]) for item in document["results"]}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        verdicts: dict[str, tuple[bool, str | None]] = {}
+        for item in document["results"]:
+            name = Path(str(item["wheel"])).name
+            sha256 = item.get("sha256")
+            ok = bool(item["ok"]) and (
+                name not in verdicts or verdicts[name][0]
+            )  # one failure fails the file
+            verdicts[name] = (ok, str(sha256) if sha256 else None)
+        return verdicts
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise PublishError(f"{record}: not a `rewheel verify --json` record: {exc}") from None
+
+
+def verdicts_for(wheels: list[Path], record: Path) -> dict[Path, bool]:
+    """The record's verdict for each wheel, given only for the bytes that were verified: a wheel whose
+    sha256 is not the one the record holds (changed after verification, or a record without hashes) and a
+    file name verify refuses are refused here, before anything is published."""
+    from pipeline.verify.wheelname import wheel_tags
+
+    verdicts = verdicts_from_record(record)
+    result: dict[Path, bool] = {}
+    for wheel in wheels:
+        wheel_identity(wheel.name)  # publish's own refusal of a name first (the same one as without a record)
+        wheel_tags(wheel.name)  # then the names verify refuses (InvalidWheelName, one line)
+        if wheel.name not in verdicts:
+            raise PublishError(f"{record} has no verdict for {wheel.name}")
+        ok, recorded = verdicts[wheel.name]
+        if recorded is None:
+            raise PublishError(
+                f"{record}: no sha256 recorded for {wheel.name}; verify it again with this rewheel "
+                "(`rewheel verify --json` records the hash of what it verified)"
+            )
+        digest = hashlib.sha256()
+        with wheel.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        actual = digest.hexdigest()
+        if actual != recorded:
+            raise PublishError(
+                f"{wheel.name}: changed since it was verified (sha256 {actual}, the record says {recorded}); "
+                "verify it again"
+            )
+        result[wheel] = ok
+    return result
 
 
 def check_verified(wheel: Path, target: str) -> tuple[bool, str]:

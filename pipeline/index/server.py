@@ -13,9 +13,11 @@ pool, a real listen backlog, idle timeouts, resolved-path checks) are a few line
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import selectors
+import socket
 import stat
 import sys
 import threading
@@ -46,6 +48,9 @@ LISTEN_BACKLOG = 512  # the kernel caps it at net.core.somaxconn (4096 on curren
 WORKERS = 16
 MAX_CONNECTIONS = 1024  # open at once; the oldest idle one is closed to make room for a new one
 IDLE_TIMEOUT_SECONDS = 10.0
+# From a worker taking a connection to the end of its request headers: a client sending a byte every few
+# seconds never trips the per-read timeout, and would hold a worker for as long as it likes (slowloris).
+HEADER_TIMEOUT_SECONDS = 5.0
 
 
 def _parse_accept(header: str) -> list[tuple[str, float]]:
@@ -114,6 +119,38 @@ class IndexRequestHandler(SimpleHTTPRequestHandler):
         ".json": "application/json",
     }
     pages: frozenset[str] = frozenset({"index.json", "index.html"})
+    header_timeout = HEADER_TIMEOUT_SECONDS
+    _header_timer: threading.Timer | None = None
+    _header_late = False
+
+    def handle_one_request(self) -> None:
+        # A total deadline for the request line and headers, whatever the pace of the bytes: when it
+        # passes, reading is shut down, so the worker's blocked read returns at once.
+        self._header_late = False
+        self._header_timer = threading.Timer(self.header_timeout, self._headers_too_slow)
+        self._header_timer.daemon = True
+        self._header_timer.start()
+        try:
+            super().handle_one_request()
+        finally:
+            self._header_timer.cancel()
+
+    def _headers_too_slow(self) -> None:
+        self._header_late = True
+        with contextlib.suppress(OSError):  # already closed
+            self.connection.shutdown(socket.SHUT_RD)
+
+    def parse_request(self) -> bool:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+        if self._header_late:  # what was read was cut off by the deadline: not a request to answer
+            self.close_connection = True
+            return False
+        ok = super().parse_request()
+        if self._header_late:
+            self.close_connection = True
+            return False
+        return ok
 
     def _inside(self, path: str) -> Path | None:
         """The real path of `path` when it is inside the served root (links resolved), else None."""
@@ -122,6 +159,14 @@ class IndexRequestHandler(SimpleHTTPRequestHandler):
         return real if real == root or real.is_relative_to(root) else None
 
     def send_head(self) -> Any:
+        try:
+            return self._send_head()
+        except OSError:
+            # A path the file system refuses (a segment over 255 bytes: ENAMETOOLONG) names nothing served.
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return None
+
+    def _send_head(self) -> Any:
         parts = urlsplit(self.path)
         decoded = unquote(parts.path)
         if "\x00" in decoded or "\x00" in self.path:
@@ -222,7 +267,8 @@ class BoundedHTTPServer(HTTPServer):
         idle_timeout: float = IDLE_TIMEOUT_SECONDS,
         max_connections: int | None = None,
     ) -> None:
-        super().__init__(address, handler)
+        # Everything server_close() touches exists before the socket is bound: a bind that fails (port in
+        # use, a host that does not resolve) calls server_close() from inside HTTPServer.__init__.
         self.workers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="serve")
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections or _connection_limit()
@@ -234,6 +280,7 @@ class BoundedHTTPServer(HTTPServer):
         self.waiting_room = threading.Thread(
             target=self._watch_waiting_room, name="serve-waiting", daemon=True
         )
+        super().__init__(address, handler)
         self.waiting_room.start()
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -302,7 +349,8 @@ class BoundedHTTPServer(HTTPServer):
     def server_close(self) -> None:
         super().server_close()
         self.closing.set()
-        self.waiting_room.join(timeout=5)
+        if self.waiting_room.is_alive():
+            self.waiting_room.join(timeout=5)
         with self.lock:
             for connection in self.waiting:
                 self.shutdown_request(connection)
@@ -327,6 +375,7 @@ def make_server(
     pages: Iterable[str] = ("json", "html"),
     workers: int = WORKERS,
     idle_timeout: float = IDLE_TIMEOUT_SECONDS,
+    header_timeout: float = HEADER_TIMEOUT_SECONDS,
     max_connections: int | None = None,
 ) -> BoundedHTTPServer:
     """A server for the index at `root`; `pages` limits which page formats it offers (an HTML-only
@@ -334,7 +383,11 @@ def make_server(
     handler_class = type(
         "ConfiguredIndexRequestHandler",
         (IndexRequestHandler,),
-        {"pages": frozenset(f"index.{kind}" for kind in pages), "timeout": idle_timeout},
+        {
+            "pages": frozenset(f"index.{kind}" for kind in pages),
+            "timeout": idle_timeout,
+            "header_timeout": header_timeout,
+        },
     )
     handler = partial(handler_class, directory=str(root))
     return BoundedHTTPServer(

@@ -30,6 +30,7 @@ from pipeline.errors import MissingTool, RewheelError
 from pipeline.profiles import GENERATED_PROFILES, write_data
 
 SOURCES_DIR = Path(__file__).resolve().parent / "sources"
+PROFILE_NAME = re.compile(r"[a-z0-9_]{1,100}")
 PYTHON_NAME = re.compile(r"^_?Py|^PY")
 
 # DLLs the CPython installer puts next to python.exe: present on every Windows target where CPython runs.
@@ -615,6 +616,13 @@ def capture_pe(directory: Path, name: str, out_dir: Path | None = None) -> Path:
     from pipeline.verify.elf import MalformedBinary
     from pipeline.verify.pe import parse_pe
 
+    # The name becomes a file name under --out (or the package's data folder): a profile name, never a path.
+    if not PROFILE_NAME.fullmatch(name):
+        shown = name if len(name) <= 80 else f"{name[:60]}... ({len(name)} characters)"
+        raise RewheelError(
+            f"--name {shown!r}: a profile name is 1-100 lowercase letters, digits and underscores "
+            "(e.g. windows_nanoserver_amd64)"
+        )
     if not directory.is_dir():
         raise RewheelError(f"{directory}: not a folder")
     dlls: dict[str, list[str]] = {}

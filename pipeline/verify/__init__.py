@@ -8,6 +8,7 @@ not a wheel, a corrupt or oversized archive, a malformed ELF or PE binary.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from pipeline.verify.report import Finding, Severity, WheelReport
@@ -27,7 +28,12 @@ def verify_wheel(wheel: Path, target: str) -> WheelReport:
     wheel = Path(wheel)
     if not wheel.is_file():
         raise RewheelError(f"{wheel}: no such file")
-    report = WheelReport(wheel=wheel.name, target=resolved.name)
+    digest = hashlib.sha256()
+    with wheel.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    sha256 = digest.hexdigest()
+    report = WheelReport(wheel=wheel.name, target=resolved.name, sha256=sha256)
     contents = read_wheel(wheel, report)
     report.binaries = len(contents.elf) + len(contents.pe)
     tags = contents.filename_tags

@@ -34,6 +34,9 @@ class WheelReport:
     target: str
     findings: list[Finding] = field(default_factory=list)
     binaries: int = 0  # binaries checked (ELF + PE)
+    sha256: str | None = (
+        None  # of the file verified: publish --verified-by takes a verdict for these bytes only
+    )
 
     @property
     def ok(self) -> bool:
@@ -66,4 +69,5 @@ class WheelReport:
             "ok": self.ok,
             "findings": [f.to_json() for f in self.findings],
             "binaries_checked": self.binaries,
+            "sha256": self.sha256,
         }
