@@ -15,6 +15,7 @@ import json
 import os
 import random
 import socket
+import struct
 import tarfile
 from pathlib import Path
 
@@ -541,3 +542,140 @@ def test_local_versions_are_refused_so_they_cannot_stand_in_for_a_release(tmp_pa
     )
     assert "local versions" in line
     assert sorted(p.name for p in (root / "files" / "demo").glob("*.whl")) == [release.name]
+
+
+# ---- issue #24 item 5: verify's work is bounded, whatever a binary's tables say
+
+
+def _elf_with_rpath_entries(so: bytes, entries: int, path_list: bytes) -> bytes:
+    """A 64-bit little-endian ELF whose .dynamic is replaced by `entries` DT_RPATH entries that all name one
+    string, `path_list` (appended to a copy of .dynstr), both appended to the file."""
+    (shoff,) = struct.unpack_from("<Q", so, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", so, 0x3A)
+    header = struct.Struct("<IIQQQQIIQQ")
+    sections = [header.unpack_from(so, shoff + i * shentsize) for i in range(shnum)]
+    dynamic = next(i for i, s in enumerate(sections) if s[1] == 6)
+    dynstr = sections[dynamic][6]
+    out = bytearray(so)
+    strings = so[sections[dynstr][4] : sections[dynstr][4] + sections[dynstr][5]]
+    new_strings_at, string_offset = len(out), len(strings)
+    out += strings + path_list + b"\0"
+    out += b"\0" * (-len(out) % 8)
+    new_dynamic_at = len(out)
+    out += struct.pack("<qQ", 15, string_offset) * entries + struct.pack("<qQ", 0, 0)  # DT_RPATH, DT_NULL
+    for index, offset, size in (
+        (dynstr, new_strings_at, len(strings) + len(path_list) + 1),
+        (dynamic, new_dynamic_at, 16 * (entries + 1)),
+    ):
+        struct.pack_into("<QQ", out, shoff + index * shentsize + 24, offset, size)  # sh_offset, sh_size
+    return bytes(out)
+
+
+def _verify_capped(wheel: Path, target: str) -> tuple[int, str, str, float]:
+    """`rewheel verify` in a child capped at 2 GiB and 120 s: a regression fails this test, not the machine."""
+    import resource
+    import subprocess
+    import sys
+    import time
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    started = time.monotonic()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline", "verify", str(wheel), "-t", target],
+            capture_output=True, text=True, timeout=120, preexec_fn=cap,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"verify of {wheel.name} ran for more than 120 s")
+    return result.returncode, result.stdout, result.stderr, time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    ("entries", "path_list", "bound"),
+    [
+        (48_000, b":".join([b"/x"] * 20_000), "more than 1024 paths"),
+        (5_000, b"", "dynamic section has more than 4096 entries"),
+        (200, b"/" + b"x" * 60_000, "more string bytes than its string table holds"),
+    ],
+    ids=["issue-reproduction", "entries", "string-bytes"],
+)
+def test_verify_bounds_the_dynamic_section(
+    tmp_path: Path, pypi_file, entries: int, path_list: bytes, bound: str
+) -> None:
+    """The issue's reproduction: one .so with 48,000 DT_RPATH entries pointing at one string (here a list
+    of 20,000 paths), in a wheel of a few KB, used 2.84 GB and passed as ok. Each bound also holds alone."""
+    from test_verify_input import MARKUPSAFE_X86, members_of, write_wheel
+
+    base = pypi_file(*MARKUPSAFE_X86)
+    members = members_of(base)
+    so = next(n for n in members if n.endswith(".so"))
+    crafted = _elf_with_rpath_entries(members[so], entries, path_list)
+    wheel = write_wheel(tmp_path / base.name, {**members, so: crafted})
+    code, out, err, seconds = _verify_capped(wheel, "manylinux_2_17_x86_64")
+    line = _one_line_exit_2((code, out, err))
+    assert "malformed ELF file" in line and bound in line, line
+    print(
+        f"verify: {wheel.stat().st_size}-byte wheel, {entries} DT_RPATH entries: refused in {seconds:.1f} s"
+    )
+
+
+def _pe_with_import_table(pyd: bytes, dll_names: list[bytes], functions: int) -> bytes:
+    """The PE with its import directory replaced: one descriptor per name in `dll_names`, all sharing one
+    lookup table of `functions` entries naming one function, in the enlarged last section (.reloc)."""
+    import pefile
+
+    pe = pefile.PE(data=pyd, fast_load=True)
+    last = pe.sections[-1]
+    base_rva, base_offset = last.VirtualAddress, last.PointerToRawData
+    region = bytearray(struct.pack("<H", 0) + b"GetTickCount\0")
+    region += b"\0" * (-len(region) % 16)
+    thunks_rva = base_rva + len(region)
+    region += struct.pack("<Q", base_rva) * functions + b"\0" * 8
+    name_rvas = []
+    for name in dll_names:
+        name_rvas.append(base_rva + len(region))
+        region += name + b"\0"
+    region += b"\0" * (-len(region) % 16)
+    descriptors_rva = base_rva + len(region)
+    for rva in name_rvas:
+        region += struct.pack("<IIIII", thunks_rva, 0, 0, rva, thunks_rva)
+    region += b"\0" * 20
+    region += b"\0" * (-len(region) % 512)
+    out = bytearray(pyd[:base_offset]) + region
+    section = last.get_file_offset()
+    struct.pack_into("<IIII", out, section + 8, len(region), base_rva, len(region), base_offset)
+    directories = pe.OPTIONAL_HEADER.DATA_DIRECTORY
+    struct.pack_into("<II", out, directories[1].get_file_offset(), descriptors_rva, 20 * (len(dll_names) + 1))
+    struct.pack_into("<II", out, directories[5].get_file_offset(), 0, 0)  # no relocations: .reloc is ours now
+    struct.pack_into("<I", out, pe.OPTIONAL_HEADER.get_file_offset() + 56, base_rva + len(region) + 0x1000)
+    pe.close()
+    return bytes(out)
+
+
+@pytest.mark.parametrize(
+    ("dlls", "functions", "bound"),
+    [
+        ([b"KERNEL32.dll", b"kernel32.DLL"], 100_000, "lists more than"),
+        ([b"api-ms-win-core-x%d-l1-1-0.dll" % i for i in range(2_000)], 1, "imports from more than"),
+    ],
+    ids=["functions-per-dll", "dlls"],
+)
+def test_verify_bounds_import_tables(
+    tmp_path: Path, pypi_file, dlls: list[bytes], functions: int, bound: str
+) -> None:
+    """A win_amd64 wheel of a few KB whose .pyd's import table lists 200,000 functions, or 2,000 DLLs (they
+    passed before, as ok or as 2,000 findings): each is a malformed binary, refused in seconds."""
+    from test_verify_input import MARKUPSAFE_WIN, members_of, write_wheel
+
+    base = pypi_file(*MARKUPSAFE_WIN)
+    members = members_of(base)
+    pyd = next(n for n in members if n.endswith(".pyd"))
+    wheel = write_wheel(
+        tmp_path / base.name, {**members, pyd: _pe_with_import_table(members[pyd], dlls, functions)}
+    )
+    code, out, err, seconds = _verify_capped(wheel, "win_amd64")
+    line = _one_line_exit_2((code, out, err))
+    assert "malformed PE file" in line and bound in line, line
+    assert seconds < 60

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+import time
 from dataclasses import dataclass, field
 
 from pipeline.errors import RewheelError
@@ -42,6 +43,17 @@ DT_RPATH = 15
 DT_RUNPATH = 29
 # packed relative relocations (`ld -z pack-relative-relocs`): a loader that predates them skips the table
 DT_RELR = 36
+
+# Bounds far above any real library (a .dynamic section holds a few dozen entries, one RPATH or RUNPATH of a
+# few paths), so that a crafted one is refused instead of costing gigabytes: 48,000 DT_RPATH entries all
+# naming one long string would otherwise expand to a list of billions of paths.
+MAX_DYNAMIC_ENTRIES = 1 << 12
+MAX_SEARCH_PATHS = 1 << 10  # RPATH and RUNPATH paths together
+# the strings the dynamic section names (needed libraries, soname, search paths): the linker writes each
+# once, so more bytes than the string table holds means entries share one string over and over
+DYNAMIC_STRING_SLACK = 1 << 16
+# Every loop above is bounded by the bytes it walks; this bounds what those bounds allow in the worst case.
+PARSE_SECONDS = 30.0
 
 STB_WEAK = 2
 VER_FLG_BASE = 1
@@ -99,14 +111,14 @@ def parse_elf(data: bytes | mmap.mmap, name: str = "<elf>") -> ElfInfo:
     """Parse the loader-relevant parts of an ELF file held in memory (or mapped); MalformedBinary when it
     cannot. Every loop is bounded by the bytes it walks, so no input makes it spin."""
     try:
-        return _parse(data)
-    except MalformedBinary:
-        raise
+        return _parse(data, time.monotonic() + PARSE_SECONDS)
+    except MalformedBinary as exc:
+        raise MalformedBinary(f"{name}: malformed ELF file ({exc})") from None
     except (struct.error, IndexError, ValueError, KeyError, OverflowError) as exc:
         raise MalformedBinary(f"{name}: malformed ELF file ({exc.__class__.__name__}: {exc})") from None
 
 
-def _parse(data: bytes | mmap.mmap) -> ElfInfo:
+def _parse(data: bytes | mmap.mmap, deadline: float) -> ElfInfo:
     if len(data) < 52 or data[:4] != ELF_MAGIC:
         raise ValueError("not an ELF file")
     elf_class, encoding = data[4], data[5]
@@ -154,17 +166,34 @@ def _parse(data: bytes | mmap.mmap) -> ElfInfo:
     dynamic_index = by_type[SHT_DYNAMIC]
     dynstr = body(sections[dynamic_index][3])
     dyn = struct.Struct(end + ("qQ" if is64 else "iI"))
-    for tag, value in dyn.iter_unpack(body(dynamic_index)[: len(body(dynamic_index)) // dyn.size * dyn.size]):
+    string_bytes_left = len(dynstr) + DYNAMIC_STRING_SLACK
+
+    def dynamic_string(value: int, limit: int = 4096) -> str:
+        nonlocal string_bytes_left
+        text = _cstring(dynstr, value, limit)
+        string_bytes_left -= len(text) + 1
+        if string_bytes_left < 0:
+            raise MalformedBinary(
+                "its dynamic section names more string bytes than its string table holds "
+                "(entries repeating one string)"
+            )
+        return text
+
+    dynamic = body(dynamic_index)
+    for count, (tag, value) in enumerate(dyn.iter_unpack(dynamic[: len(dynamic) // dyn.size * dyn.size])):
         if tag == 0:
             break
+        if count >= MAX_DYNAMIC_ENTRIES:
+            raise MalformedBinary(f"its dynamic section has more than {MAX_DYNAMIC_ENTRIES} entries")
         if tag == DT_NEEDED:
-            info.needed.append(_cstring(dynstr, value))
+            info.needed.append(dynamic_string(value))
         elif tag == DT_SONAME:
-            info.soname = _cstring(dynstr, value)
-        elif tag == DT_RPATH:
-            info.rpath.extend(p for p in _cstring(dynstr, value, 1 << 16).split(":") if p)
-        elif tag == DT_RUNPATH:
-            info.runpath.extend(p for p in _cstring(dynstr, value, 1 << 16).split(":") if p)
+            info.soname = dynamic_string(value)
+        elif tag in (DT_RPATH, DT_RUNPATH):
+            paths = info.rpath if tag == DT_RPATH else info.runpath
+            paths.extend(p for p in dynamic_string(value, 1 << 16).split(":") if p)
+            if len(info.rpath) + len(info.runpath) > MAX_SEARCH_PATHS:
+                raise MalformedBinary(f"its RPATH and RUNPATH name more than {MAX_SEARCH_PATHS} paths")
         elif tag == DT_RELR:
             info.uses_relr = True
 
@@ -251,6 +280,8 @@ def _parse(data: bytes | mmap.mmap) -> ElfInfo:
         name_bytes_left -= len(name) + 1
         if name_bytes_left < 0:
             raise ValueError("symbol names overlap: more name bytes than the string table can hold")
+        if not number & 0xFFF and time.monotonic() > deadline:
+            raise MalformedBinary(f"reading its symbols took more than {PARSE_SECONDS:.0f} s")
         if shndx == 0:
             needed_version = needed_versions.get(versions[number] & 0x7FFF if number < version_count else 1)
             if needed_version is None:

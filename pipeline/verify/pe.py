@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+import time
 from dataclasses import dataclass, field
 
 from pipeline.verify.elf import MalformedBinary
@@ -20,6 +21,12 @@ from pipeline.verify.elf import MalformedBinary
 # Names are bounded by the file they sit in; this only has to be above any real one (MSVC truncates
 # decorated names at 4,096 characters).
 NAME_LENGTH_LIMIT = 1 << 16
+# Import tables far above any real module's (dozens of DLLs, a few thousand functions): the byte-based
+# budgets below scale with the file, and a highly compressible file is large, so these cap the work itself.
+MAX_IMPORTED_DLLS = 1 << 10  # import and delay-import descriptors together
+MAX_FUNCTIONS_PER_DLL = 1 << 15
+MAX_IMPORTED_FUNCTIONS = 1 << 16  # in all import and delay-import tables together
+PARSE_SECONDS = 30.0
 IMAGE_ORDINAL_FLAG32 = 1 << 31
 IMAGE_ORDINAL_FLAG64 = 1 << 63
 
@@ -50,6 +57,10 @@ def is_pe(data: bytes) -> bool:
     return data[:2] == b"MZ"
 
 
+class _OverBound(ValueError):
+    """A bound on the work of reading the tables was passed: a crafted file, wherever it happens."""
+
+
 class _Image:
     """RVA -> bytes of one PE image, every read bounds-checked (ValueError when outside the file)."""
 
@@ -60,6 +71,14 @@ class _Image:
         # whose entries all point at one long name or one long thunk array would otherwise take hours.
         self.name_bytes_left = 4 * len(data) + (1 << 20)
         self.thunks_left = len(data) // 4 + 1
+        self.functions_left = MAX_IMPORTED_FUNCTIONS
+        self.dlls_left = MAX_IMPORTED_DLLS
+        self.deadline = time.monotonic() + PARSE_SECONDS
+
+    def one_more_dll(self) -> None:
+        self.dlls_left -= 1
+        if self.dlls_left < 0:
+            raise _OverBound(f"it imports from more than {MAX_IMPORTED_DLLS} DLLs")
 
     def offset(self, rva: int, what: str) -> int:
         import pefile
@@ -97,6 +116,13 @@ class _Image:
             (entry,) = struct.unpack_from(layout, self.data, position)
             if not entry:
                 return result
+            if len(result) >= MAX_FUNCTIONS_PER_DLL:
+                raise _OverBound(f"{what} lists more than {MAX_FUNCTIONS_PER_DLL} functions")
+            self.functions_left -= 1
+            if self.functions_left < 0:
+                raise _OverBound(f"its import tables list more than {MAX_IMPORTED_FUNCTIONS} functions")
+            if not self.functions_left & 0xFFF and time.monotonic() > self.deadline:
+                raise _OverBound(f"reading its import tables took more than {PARSE_SECONDS:.0f} s")
             if entry & flag:
                 result.append(PeImport(None, entry & 0xFFFF))
             else:
@@ -116,6 +142,7 @@ def _read_imports(image: _Image, is64: bool, rva: int, info: PeInfo) -> None:
         lookup, _, _, name_rva, first_thunk = struct.unpack_from("<IIIII", image.data, position)
         if not (lookup or name_rva or first_thunk):
             return
+        image.one_more_dll()
         dll = image.string(name_rva, "an imported DLL name")
         if not dll:
             raise ValueError("the import directory names a DLL with an empty name")
@@ -138,9 +165,12 @@ def _read_delay_imports(image: _Image, is64: bool, rva: int, image_base: int, in
             return
         if not attributes & 1:  # old-style (VC6) descriptors hold addresses, not RVAs
             name_rva, names_rva = name_rva - image_base, names_rva - image_base
+        image.one_more_dll()  # outside the try: too many descriptors is a crafted file, not GNU ld's slack
         try:
             dll = image.string(name_rva, "a delay-loaded DLL name")
             functions = image.thunks(names_rva, is64, f"the delay-import table of {dll}")
+        except _OverBound:
+            raise
         except ValueError:
             return
         if not dll:
@@ -178,7 +208,9 @@ def _read_exports(image: _Image, directory: object, info: PeInfo) -> None:
         else ()
     )
     named: dict[int, str] = {}
-    for name_rva, index in zip(name_rvas, name_ordinals, strict=True):
+    for count, (name_rva, index) in enumerate(zip(name_rvas, name_ordinals, strict=True)):
+        if not count & 0xFFF and time.monotonic() > image.deadline:
+            raise _OverBound(f"reading its export table took more than {PARSE_SECONDS:.0f} s")
         label = image.string(name_rva, "an export name")
         named[index] = label
         info.exports.add(label)
