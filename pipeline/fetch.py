@@ -5,15 +5,19 @@ the index's Simple API file list (PEP 691 JSON or PEP 503 HTML) and downloaded i
 well-kept client that honours proxies, REQUESTS_CA_BUNDLE and netrc), from the index pip is configured for
 (PIP_INDEX_URL, pip.conf: asked from pip, never written here). No resolver and no build step run: an sdist's
 metadata hook never runs just to fetch it. Nothing unverified is
-ever handed to a caller: a download is hashed in a private temporary folder and only moved into the cache,
-at <cache>/sha256/<ab>/<digest>/<filename>, when its sha256 matches the pin.
+ever handed to a caller: a download is hashed as it is written to a temporary file next to its place in the
+cache, renamed to <cache>/sha256/<ab>/<digest>/<filename> only when its sha256 matches the pin, and
+deleted on any failure. Downloads are bounded in size (REWHEEL_MAX_DOWNLOAD_BYTES, 2 GiB by default, and
+the size the index states), and only http(s) links of an index page are followed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -22,6 +26,7 @@ import urllib.request
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urljoin, urlparse
 from urllib.request import url2pathname
 
@@ -32,7 +37,9 @@ from pipeline.errors import FetchError, HashMismatch
 from pipeline.paths import downloads_cache
 
 CHUNK = 1 << 20
-MAX_DOWNLOAD_BYTES = 2 << 30  # no source rewheel handles is near 2 GiB; bigger means something is wrong
+# no source rewheel handles is near 2 GiB; bigger means something is wrong (REWHEEL_MAX_DOWNLOAD_BYTES
+# sets another bound)
+MAX_DOWNLOAD_BYTES = 2 << 30
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,40 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def max_download_bytes() -> int:
+    """The largest download accepted: REWHEEL_MAX_DOWNLOAD_BYTES, else MAX_DOWNLOAD_BYTES."""
+    configured = os.environ.get("REWHEEL_MAX_DOWNLOAD_BYTES", "")
+    try:
+        return int(configured) if configured else MAX_DOWNLOAD_BYTES
+    except ValueError:
+        raise FetchError(f"REWHEEL_MAX_DOWNLOAD_BYTES={configured!r}: not a number of bytes") from None
+
+
+class _Sink:
+    """Where a download's bytes go: a temporary file next to its final place in the cache, hashed and
+    counted as written. At most `limit` bytes are taken (fewer when the index states the size), so a link
+    to an endless stream stops at once instead of filling the disk."""
+
+    def __init__(self, handle: BinaryIO, what: str, limit: int, expected_size: int | None) -> None:
+        self.handle = handle
+        self.what = what
+        self.limit = min(limit, expected_size) if expected_size is not None else limit
+        self.expected_size = expected_size
+        self.size = 0
+        self.digest = hashlib.sha256()
+
+    def write(self, block: bytes) -> None:
+        self.size += len(block)
+        if self.size > self.limit:
+            if self.expected_size is not None and self.limit == self.expected_size:
+                raise FetchError(f"{self.what}: larger than the {self.expected_size} bytes the index states")
+            raise FetchError(
+                f"{self.what}: larger than {self.limit} bytes; refusing (REWHEEL_MAX_DOWNLOAD_BYTES raises it)"
+            )
+        self.digest.update(block)
+        self.handle.write(block)
+
+
 def fetch(pin: Pin, cache: Path | None = None, *, progress: bool = False) -> Path:
     """Return the cached, verified file for `pin`, downloading it first when needed."""
     if len(pin.sha256) != 64 or any(c not in "0123456789abcdef" for c in pin.sha256):
@@ -70,38 +111,47 @@ def fetch(pin: Pin, cache: Path | None = None, *, progress: bool = False) -> Pat
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    # The temporary folder sits in the cache so the final rename is atomic (same filesystem).
-    with tempfile.TemporaryDirectory(prefix=".incoming-", dir=target.parent.parent) as tmp:
-        staging = Path(tmp)
-        if progress:
-            print(f"fetch: {pin.describe()}", file=sys.stderr, flush=True)
-        if pin.url:
-            downloaded = _download_url(pin, staging)
-        elif pin.project and pin.version:
-            downloaded = _download_from_index(pin, staging)
-        else:
-            raise FetchError(f"{pin.filename}: a pin needs a url, or a project and version")
-        actual = sha256_of(downloaded)
+    if progress:
+        print(f"fetch: {pin.describe()}", file=sys.stderr, flush=True)
+    # The bytes go to a hidden temporary file in the same folder, renamed (atomic on one filesystem) only
+    # when the sha256 matches; on any failure, an interrupt included, it is deleted, so nothing partial or
+    # unverified is ever at a cache path.
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=f".{pin.sha256[:12]}.", suffix=".partial", dir=target.parent
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            if pin.url:
+                sink = _download_url(pin, handle)
+            elif pin.project and pin.version:
+                sink = _download_from_index(pin, handle)
+            else:
+                raise FetchError(f"{pin.filename}: a pin needs a url, or a project and version")
+        actual = sink.digest.hexdigest()
         if actual != pin.sha256:
             raise HashMismatch(pin.filename if pin.project else pin.describe(), pin.sha256, actual)
-        os.replace(downloaded, target)
+        if sink.expected_size is not None and sink.size != sink.expected_size:
+            raise FetchError(f"{pin.describe()}: {sink.size} bytes, the index states {sink.expected_size}")
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
     return target
 
 
-def _download_url(pin: Pin, staging: Path) -> Path:
+def _download_url(pin: Pin, handle: BinaryIO) -> _Sink:
     assert pin.url is not None
-    destination = staging / pin.filename
+    if urlparse(pin.url).scheme not in ("http", "https"):
+        raise FetchError(f"{pin.url}: only http(s) URLs are fetched")
+    sink = _Sink(handle, pin.url, max_download_bytes(), None)
     try:
-        with urllib.request.urlopen(pin.url, timeout=60) as response, destination.open("wb") as out:
-            total = 0
+        with urllib.request.urlopen(pin.url, timeout=60) as response:
             while block := response.read(CHUNK):
-                total += len(block)
-                if total > MAX_DOWNLOAD_BYTES:
-                    raise FetchError(f"{pin.url}: larger than {MAX_DOWNLOAD_BYTES} bytes; refusing")
-                out.write(block)
+                sink.write(block)
     except (urllib.error.URLError, OSError) as exc:
         raise FetchError(f"{pin.url}: download failed: {getattr(exc, 'reason', exc)}") from None
-    return destination
+    return sink
 
 
 def index_urls() -> list[str]:
@@ -192,11 +242,10 @@ def _project_files(session: requests.Session, index: str, project: str) -> list[
     return files
 
 
-def _download_from_index(pin: Pin, staging: Path) -> Path:
+def _download_from_index(pin: Pin, handle: BinaryIO) -> _Sink:
     """Find the pinned file in the index's file list and download that file itself: no resolver, no metadata
     hook (pip download would prepare an sdist's metadata, which for meson sdists fetches subprojects)."""
     assert pin.project is not None
-    destination = staging / pin.filename
     with requests.Session() as session:
         session.headers["User-Agent"] = "rewheel-fetch"
         cert = os.environ.get("PIP_CERT") or _pip_configuration().get("global.cert")
@@ -216,27 +265,45 @@ def _download_from_index(pin: Pin, staging: Path) -> Path:
             if listed and listed != pin.sha256:
                 # Fail before downloading: the index itself says the file is not the pinned one.
                 raise HashMismatch(f"{pin.filename} ({pin.project} {pin.version})", pin.sha256, str(listed))
+            stated = match.get("size")  # PEP 700
+            expected_size = stated if isinstance(stated, int) and not isinstance(stated, bool) else None
+            sink = _Sink(handle, pin.describe(), max_download_bytes(), expected_size)
             url = str(match["url"])
-            if url.startswith("file:"):
-                shutil.copyfile(url2pathname(urlparse(url).path), destination)
-                return destination
+            scheme = urlparse(url).scheme
+            if scheme == "file" and urlparse(index).scheme == "file":
+                _copy_local(url, sink, pin)  # a local index folder (file:// index URL) links to its files
+                return sink
+            if scheme not in ("http", "https"):
+                # An index page on a server names files on servers: a file: link from it would read this
+                # machine's files (file:///dev/zero filled the cache), any other scheme is not a download.
+                raise FetchError(
+                    f"{pin.describe()}: the index links the file as {url!r}; only http(s) is followed"
+                )
             try:
                 with session.get(url, stream=True, timeout=60) as response:
                     response.raise_for_status()
-                    total = 0
-                    with destination.open("wb") as out:
-                        for block in response.iter_content(CHUNK):
-                            total += len(block)
-                            if total > MAX_DOWNLOAD_BYTES:
-                                raise FetchError(f"{pin.describe()}: larger than {MAX_DOWNLOAD_BYTES} bytes")
-                            out.write(block)
+                    for block in response.iter_content(CHUNK):
+                        sink.write(block)
             except requests.RequestException as exc:
                 raise FetchError(f"{pin.describe()}: download failed: {exc}") from None
-            return destination
+            return sink
     raise FetchError(
         f"{pin.describe()}: the index has no file {pin.filename} for {pin.project} "
         f"(looked in {len(looked_at)} index{'es' if len(looked_at) != 1 else ''} from pip's configuration)"
     )
+
+
+def _copy_local(url: str, sink: _Sink, pin: Pin) -> None:
+    """A file of a local index folder: a regular file, read through the same bounds as a download."""
+    path = Path(url2pathname(urlparse(url).path))
+    try:
+        with path.open("rb") as source:
+            if not stat.S_ISREG(os.fstat(source.fileno()).st_mode):
+                raise FetchError(f"{pin.describe()}: {path} is not a regular file")
+            while block := source.read(CHUNK):
+                sink.write(block)
+    except OSError as exc:
+        raise FetchError(f"{pin.describe()}: cannot read {path}: {exc.strerror or exc}") from None
 
 
 def pin_for_source(source: object, default_project: str) -> Pin:

@@ -679,3 +679,112 @@ def test_verify_bounds_import_tables(
     line = _one_line_exit_2((code, out, err))
     assert "malformed PE file" in line and bound in line, line
     assert seconds < 60
+
+
+# ---- issue #24 item 10: fetch follows only http(s) links, bounded, and leaves nothing partial
+
+
+class _HostileIndex:
+    """An index on 127.0.0.1 whose page for `demo` lists `files` (PEP 691 JSON); /stream/<n> sends n bytes
+    of zeros, /endless sends zeros until the client goes away."""
+
+    def __init__(self, files: list[dict[str, object]]) -> None:
+        import http.server
+        import threading
+
+        index = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.path == "/simple/demo/":
+                    body = json.dumps({"meta": {"api-version": "1.1"}, "name": "demo", "files": index.files})
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/vnd.pypi.simple.v1+json")
+                    self.end_headers()
+                    self.wfile.write(body.encode())
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.end_headers()
+                left = int(self.path.rsplit("/", 1)[1]) if self.path.startswith("/stream/") else 1 << 40
+                try:
+                    while left > 0:
+                        chunk = min(left, 1 << 16)
+                        self.wfile.write(b"\0" * chunk)
+                        left -= chunk
+                except OSError:
+                    pass  # the client stopped reading
+
+        self.files = files
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("link", "size", "limit", "refusal"),
+    [
+        ("file:///dev/zero", None, None, "only http(s) is followed"),
+        ("file:///etc/passwd", None, None, "only http(s) is followed"),
+        ("{base}/endless", None, 1 << 20, "larger than 1048576 bytes"),
+        ("{base}/stream/200000", 1000, None, "larger than the 1000 bytes the index states"),
+        ("{base}/stream/500", 1000, None, "500 bytes, the index states 1000"),
+    ],
+    ids=["dev-zero", "local-file", "endless", "over-stated-size", "short-of-stated-size"],
+)
+def test_fetch_follows_only_http_links_within_bounds_and_leaves_nothing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    link: str,
+    size: int | None,
+    limit: int | None,
+    refusal: str,
+) -> None:
+    from pipeline.errors import FetchError
+    from pipeline.fetch import Pin, fetch
+
+    payload = b"\0" * 500
+    digest = hashlib.sha256(payload).hexdigest()
+    index = _HostileIndex([])
+    try:
+        entry: dict[str, object] = {"filename": "demo-1.0.tar.gz", "url": link.replace("{base}", index.base)}
+        if size is not None:
+            entry["size"] = size
+        index.files.append(entry)
+        monkeypatch.setenv("PIP_INDEX_URL", f"{index.base}/simple/")
+        monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "")
+        if limit is not None:
+            monkeypatch.setenv("REWHEEL_MAX_DOWNLOAD_BYTES", str(limit))
+        cache = tmp_path / "cache"
+        with pytest.raises(FetchError) as refused:
+            fetch(Pin(filename="demo-1.0.tar.gz", sha256=digest, project="demo", version="1.0"), cache)
+    finally:
+        index.close()
+    assert refusal in str(refused.value) and "\n" not in str(refused.value), refused.value
+    assert [p for p in cache.rglob("*") if p.is_file()] == [], "a partial download stayed in the cache"
+
+
+def test_fetch_of_a_stated_size_that_matches_is_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same server, an honest entry: the bounds do not get in the way of a real download."""
+    from pipeline.fetch import Pin, fetch
+
+    digest = hashlib.sha256(b"\0" * 500).hexdigest()
+    index = _HostileIndex([])
+    try:
+        index.files.append({"filename": "demo-1.0.tar.gz", "url": f"{index.base}/stream/500", "size": 500})
+        monkeypatch.setenv("PIP_INDEX_URL", f"{index.base}/simple/")
+        monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "")
+        path = fetch(Pin(filename="demo-1.0.tar.gz", sha256=digest, project="demo", version="1.0"), tmp_path)
+    finally:
+        index.close()
+    assert path.read_bytes() == b"\0" * 500
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["demo-1.0.tar.gz"]
