@@ -9,6 +9,7 @@ is replaced in effect.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -16,7 +17,10 @@ import os
 import random
 import socket
 import struct
+import subprocess
+import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -788,3 +792,154 @@ def test_fetch_of_a_stated_size_that_matches_is_cached(
         index.close()
     assert path.read_bytes() == b"\0" * 500
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["demo-1.0.tar.gz"]
+
+
+# ---- issue #24 item 6: a hostile upload server
+
+
+class _HostileUploadServer:
+    """An upload server on 127.0.0.1 (the legacy upload API twine speaks, and a PEP 503 page per project)
+    whose page and upload answers are chosen by the test: `page` is "listing" (the files it stored),
+    "huge" (80 MiB), "trickle" (a byte every 5 s) or "reset" (the connection closed unanswered); `upload`
+    is "store", "forget" (200, nothing stored) or "fail-N" (500 for the first N uploads, then store)."""
+
+    def __init__(self, page: str = "listing", upload: str = "store") -> None:
+        import http.server
+        import re
+        import threading
+
+        state = self
+        self.page, self.upload = page, upload
+        self.stored: dict[str, str] = {}
+        self.posts = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if state.page == "reset":
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                if state.page == "huge":
+                    self.end_headers()
+                    with contextlib.suppress(OSError):
+                        for _ in range(80 * 16):
+                            self.wfile.write(b"<!-- padding -->" * 4096)
+                    return
+                if state.page == "trickle":
+                    self.send_header("Content-Length", "100000")
+                    self.end_headers()
+                    with contextlib.suppress(OSError):
+                        for _ in range(100):
+                            self.wfile.write(b" ")
+                            self.wfile.flush()
+                            time.sleep(5)
+                    return
+                links = "".join(f'<a href="/files/{n}#sha256={h}">{n}</a>\n' for n, h in state.stored.items())
+                body = f"<!DOCTYPE html><html><body>\n{links}</body></html>".encode()
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                state.posts += 1
+                if state.upload.startswith("fail-") and state.posts <= int(state.upload[5:]):
+                    self.send_response(500, "Internal Server Error")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if state.upload != "forget":
+                    filename = re.search(rb'filename="([^"]+)"', body)
+                    digest = re.search(rb'name="sha256_digest"\r\n\r\n([0-9a-f]{64})', body)
+                    assert filename and digest, body[:2000]
+                    state.stored[filename.group(1).decode()] = digest.group(1).decode()
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _publish_to(
+    server: _HostileUploadServer, tmp_path: Path
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    from pipeline.index.synthetic import make_wheel
+
+    wheel = make_wheel(tmp_path / "w", "demo", "1.0")
+    record = verify_record(tmp_path / "ok.json", [wheel])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINE_", "REWHEEL_INDEX_"))}
+    env.update(REWHEEL_INDEX_USERNAME="publisher", REWHEEL_INDEX_PASSWORD="not-a-real-secret")
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "publish", str(wheel), "--to", server.url, "--verified-by", str(record), "--json"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    return result, time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    ("page", "refusal"), [("huge", "larger than"), ("reset", "cannot read the project's page")]
+)
+def test_upload_refuses_when_the_page_cannot_be_read(tmp_path: Path, page: str, refusal: str) -> None:
+    """An 80 MiB page is not read whole, and a page that cannot be read stops the upload: without it the
+    immutability check cannot be made."""
+    server = _HostileUploadServer(page=page)
+    try:
+        result, _ = _publish_to(server, tmp_path)
+    finally:
+        server.close()
+    line = _one_line_exit_2((result.returncode, result.stdout, result.stderr))
+    assert refusal in line, line
+    assert server.posts == 0, "uploaded without the immutability check"
+
+
+@pytest.mark.slow
+def test_upload_gives_up_on_a_page_sent_a_byte_every_5_seconds(tmp_path: Path) -> None:
+    server = _HostileUploadServer(page="trickle")
+    try:
+        result, seconds = _publish_to(server, tmp_path)
+    finally:
+        server.close()
+    line = _one_line_exit_2((result.returncode, result.stdout, result.stderr))
+    assert "not read within" in line and seconds < 45, (line, seconds)
+    assert server.posts == 0
+    print(f"upload: a trickling page given up after {seconds:.1f} s, nothing uploaded")
+
+
+def test_an_upload_the_server_does_not_list_is_unconfirmed_exit_1(tmp_path: Path) -> None:
+    server = _HostileUploadServer(upload="forget")
+    try:
+        result, _ = _publish_to(server, tmp_path)
+    finally:
+        server.close()
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert json.loads(result.stdout)["files"][0]["status"] == "unconfirmed"
+    assert "unconfirmed" in result.stderr.strip().splitlines()[-1]
+
+
+def test_an_upload_answered_500_is_retried_with_backoff_and_confirmed(tmp_path: Path) -> None:
+    """Seven 500s: more than twine's own quick retries (5), so rewheel's backoff has to try again."""
+    server = _HostileUploadServer(upload="fail-7")
+    try:
+        result, _ = _publish_to(server, tmp_path)
+    finally:
+        server.close()
+    assert result.returncode == 0, result.stderr
+    (item,) = json.loads(result.stdout)["files"]
+    assert item["status"] == "uploaded" and item["attempts"] == 2 and server.posts == 8, (item, server.posts)
+    assert "retrying in" in result.stderr
+    assert list(server.stored) == ["demo-1.0-py3-none-any.whl"]

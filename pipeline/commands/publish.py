@@ -31,6 +31,7 @@ def command(
     one); an http(s) URL is uploaded to with twine, credentials from REWHEEL_INDEX_USERNAME /
     REWHEEL_INDEX_PASSWORD, TWINE_USERNAME / TWINE_PASSWORD or keyring. Published files are immutable.
     """
+    from pipeline.errors import EXIT_FINDINGS
     from pipeline.index import publish
     from pipeline.index.gate import verdicts_for
     from pipeline.index.static import iter_wheels
@@ -42,11 +43,21 @@ def command(
         raise PublishError(f"no wheels in {', '.join(str(w) for w in wheels)}")
     verified = verdicts_for(paths, record) if record is not None else None
     result = publish(paths, to, channel=channel, verified=verified, target=target, progress=progress)
+    unconfirmed = [str(f["filename"]) for f in result.files if f["status"] == "unconfirmed"]
     if as_json:
         emit_json(result.to_json())
-        return
-    rows = [(f["filename"], f["status"], f.get("channel") or "") for f in result.files]
-    click.echo(table(rows, ["file", "status", "channel"]))
-    click.echo(
-        f"{len(result.added)} new, {len(result.files) - len(result.added)} already there: {result.destination}"
-    )
+    else:
+        rows = [(f["filename"], f["status"], f.get("channel") or "") for f in result.files]
+        click.echo(table(rows, ["file", "status", "channel"]))
+        click.echo(
+            f"{len(result.added)} new, {len(result.files) - len(result.added) - len(unconfirmed)} already "
+            f"there: {result.destination}"
+        )
+    if unconfirmed:
+        # uploaded, but the server's page does not list these bytes: not a success to build on
+        click.echo(
+            f"rewheel: error: upload unconfirmed: {', '.join(unconfirmed)} (the server's page does not list "
+            "the file with its sha256)",
+            err=True,
+        )
+        raise SystemExit(EXIT_FINDINGS)

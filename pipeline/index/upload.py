@@ -23,6 +23,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,14 @@ PAGE_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
 )
 MAX_REDIRECTS = 5
+# A project page is a list of file names and hashes: tens of KiB for a project with thousands of files. A
+# bigger one, or one that takes longer in all (however steadily its bytes trickle in), is not read on.
+MAX_PAGE_BYTES = 64 << 20
+PAGE_SECONDS = 30.0
+# after an upload, how often the page is read again before the file counts as unconfirmed (an index may
+# list a new file a moment after it stored it)
+CONFIRM_READS = 3
+PAGE_ATTEMPTS = 3  # reads of a page answered with a 5xx
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 TRANSIENT = re.compile(
@@ -82,7 +91,7 @@ class Credentials:
 @dataclass
 class UploadOutcome:
     filename: str
-    status: str  # "uploaded" | "unchanged"
+    status: str  # "uploaded" | "unchanged" | "unconfirmed" (uploaded, but the page does not list its sha256)
     attempts: int
 
     def to_json(self) -> dict[str, object]:
@@ -104,49 +113,98 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 
 def _get_same_origin(
-    session: requests.Session, url: str, credentials: Credentials
-) -> requests.Response | None:
-    """GET url with the credentials, following redirects only within its origin.
+    session: requests.Session, url: str, credentials: Credentials, deadline: float
+) -> tuple[int, str, bytes] | None:
+    """GET url with the credentials, following redirects only within its origin: (status, Content-Type,
+    at most MAX_PAGE_BYTES of body).
 
     A redirect to another origin is not followed at all: pypiserver sends projects it does not have to
     its fallback (a public index), and what is there says nothing about this server; the credentials
     must never travel there. None means "the server does not have it"."""
     origin = _origin(url)
+    shown = public_url(url)
     for _ in range(MAX_REDIRECTS + 1):
-        response = session.get(
-            url, headers={"Accept": PAGE_ACCEPT}, auth=credentials.auth(), allow_redirects=False, timeout=30
-        )
-        if not response.is_redirect:
-            return response
-        location = urljoin(url, response.headers.get("Location", ""))
-        response.close()
+        timeout = max(0.1, min(30.0, deadline - time.monotonic()))
+        with session.get(
+            url,
+            headers={"Accept": PAGE_ACCEPT},
+            auth=credentials.auth(),
+            allow_redirects=False,
+            timeout=timeout,
+            stream=True,
+        ) as response:
+            if not response.is_redirect:
+                if response.status_code >= 400:
+                    return response.status_code, "", b""
+                body = bytearray()
+                for block in response.iter_content(1 << 16):
+                    body += block
+                    if len(body) > MAX_PAGE_BYTES:
+                        raise PublishError(f"{shown}: the page is larger than {MAX_PAGE_BYTES} bytes")
+                return response.status_code, response.headers.get("Content-Type", ""), bytes(body)
+            location = urljoin(url, response.headers.get("Location", ""))
         if _origin(location) != origin:
             return None
         url = location
-    raise PublishError(f"{public_url(url)}: more than {MAX_REDIRECTS} redirects")
+    raise PublishError(f"{shown}: more than {MAX_REDIRECTS} redirects")
 
 
-def _published_files(simple_url: str, project: str, credentials: Credentials) -> dict[str, str] | None:
+def _read_page(page_url: str, credentials: Credentials) -> tuple[int, str, bytes] | None:
+    """The page, read within PAGE_SECONDS in all. A per-read timeout does not bound a server that sends a
+    byte every few seconds, so the read runs in a daemon thread that is abandoned at the deadline."""
+    shown = public_url(page_url)
+    deadline = time.monotonic() + PAGE_SECONDS
+    outcome: list[tuple[int, str, bytes] | BaseException | None] = []
+
+    def read() -> None:
+        try:
+            with requests.Session() as session:
+                outcome.append(_get_same_origin(session, page_url, credentials, deadline))
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read, name="rewheel-page", daemon=True)
+    reader.start()
+    reader.join(PAGE_SECONDS)
+    if not outcome:
+        raise PublishError(
+            f"{shown}: the page was not read within {PAGE_SECONDS:.0f} s; not uploading without "
+            "knowing what the server already has"
+        )
+    result = outcome[0]
+    if isinstance(result, PublishError):
+        raise result
+    if isinstance(result, (requests.ConnectionError, requests.Timeout)):
+        raise PublishError(
+            f"{shown}: cannot read the project's page ({type(result).__name__}); not uploading without "
+            "knowing what the server already has"
+        )
+    if isinstance(result, requests.RequestException):
+        raise PublishError(f"{shown}: {credentials.scrub(str(result))}")
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _published_files(simple_url: str, project: str, credentials: Credentials) -> dict[str, str]:
     """File name -> sha256 ("unknown" when the page shows none) of what the server lists for `project`;
-    {} when the server does not have the project, None when the server could not be reached.
+    {} when the server does not have the project.
 
-    Raises PublishError when the server answers with a page that is not a Simple API page: then nothing
-    can be said about immutability, and uploading blind could replace a file in effect."""
+    Raises PublishError when the page cannot be read (too big, too slow, unreachable) or is not a Simple
+    API page: then nothing can be said about immutability, and uploading blind could replace a file in
+    effect."""
     page_url = urljoin(simple_url.rstrip("/") + "/", f"{project}/")
     shown = public_url(page_url)
-    try:
-        with requests.Session() as session:
-            response = _get_same_origin(session, page_url, credentials)
-            if response is None or response.status_code == 404:
-                return {}
-            if response.status_code >= 400:
-                raise PublishError(f"{shown}: HTTP {response.status_code}")
-            content_type = response.headers.get("Content-Type", "")
-            body = response.content
-    except (requests.ConnectionError, requests.Timeout):
-        return None
-    except requests.RequestException as exc:
-        raise PublishError(f"{shown}: {credentials.scrub(str(exc))}") from None
+    for attempt in range(PAGE_ATTEMPTS):
+        page = _read_page(page_url, credentials)
+        if page is None or page[0] < 500 or attempt == PAGE_ATTEMPTS - 1:
+            break
+        time.sleep(2**attempt)  # a 5xx: the server or its proxy is restarting; ask again, as twine does
+    if page is None or page[0] == 404:
+        return {}
+    status, content_type, body = page
+    if status >= 400:
+        raise PublishError(f"{shown}: HTTP {status}")
     if "json" in content_type:
         return _files_from_json(shown, body)
     parser = AnchorParser()
@@ -167,7 +225,7 @@ def _files_from_json(shown: str, body: bytes) -> dict[str, str]:
             hashes = item.get("hashes") or {}
             files[str(item["filename"])] = str(hashes.get("sha256") or "unknown")
         return files
-    except (ValueError, AttributeError, KeyError, TypeError) as exc:
+    except (ValueError, AttributeError, KeyError, TypeError, RecursionError) as exc:
         raise PublishError(
             f"{shown}: the server's answer is not a PEP 691 page ({type(exc).__name__}: {exc}); "
             "cannot check that the upload replaces nothing"
@@ -213,10 +271,8 @@ def upload(
     outcomes = []
     for wheel in wheels:
         sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
-        published = _published_files(simple, project_of(wheel.name), credentials)
-        if published is None:
-            progress(f"upload: cannot reach the server's page for {wheel.name}; twine decides")
-            published = {}
+        project = project_of(wheel.name)
+        published = _published_files(simple, project, credentials)
         why = _conflict(wheel, sha256, published)
         if why:
             raise PublishError(why)
@@ -224,7 +280,19 @@ def upload(
             progress(f"upload: {wheel.name} is already on the server with the same sha256")
             outcomes.append(UploadOutcome(wheel.name, "unchanged", 0))
             continue
-        outcomes.append(_upload_one(wheel, repository_url, credentials, attempts, backoff, progress))
+        outcome = _upload_one(wheel, repository_url, credentials, attempts, backoff, progress)
+        # A 200 says the server took the request, not that it stores and lists these bytes: the page says.
+        for read in range(1, CONFIRM_READS + 1):
+            listed = _published_files(simple, project, credentials).get(wheel.name)
+            if listed == sha256:
+                break
+            if read < CONFIRM_READS:
+                time.sleep(backoff * read)
+        else:
+            shown = "does not list it" if listed is None else f"lists it with sha256 {listed}"
+            progress(f"upload: {wheel.name} unconfirmed: the server's page {shown}, this file is {sha256}")
+            outcome.status = "unconfirmed"
+        outcomes.append(outcome)
     return outcomes
 
 
