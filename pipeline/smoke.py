@@ -250,7 +250,7 @@ def install_into(wheel: Path, site: Path) -> list[str]:
         if entry.name.endswith(".data") and entry.is_dir():
             for scheme in ("purelib", "platlib"):
                 if (entry / scheme).is_dir():
-                    _merge(entry / scheme, unpacked)
+                    _merge(entry / scheme, unpacked, collide=True)
             shutil.rmtree(entry)
     for entry in list(unpacked.iterdir()):
         _merge_entry(entry, site / entry.name)
@@ -258,15 +258,27 @@ def install_into(wheel: Path, site: Path) -> list[str]:
     return [p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()]
 
 
-def _merge(source: Path, dest: Path) -> None:
+def _merge(source: Path, dest: Path, *, collide: bool = False) -> None:
     for entry in list(source.iterdir()):
-        _merge_entry(entry, dest / entry.name)
+        _merge_entry(entry, dest / entry.name, collide=collide)
 
 
-def _merge_entry(entry: Path, dest: Path) -> None:
+def _merge_entry(entry: Path, dest: Path, *, collide: bool = False) -> None:
+    """Move entry to dest, merging folders. With `collide` (a wheel's .data schemes into its own top
+    level) a path already there is an error; without it (wheels into one site) a later wheel's file wins,
+    as with pip installing one after the other (namespace packages' shared files)."""
     if entry.is_dir() and dest.is_dir():
-        _merge(entry, dest)
+        _merge(entry, dest, collide=collide)
         entry.rmdir()
+    elif (dest.exists() or dest.is_symlink()) and (collide or entry.is_dir() or dest.is_dir()):
+        # One path from two places of the wheel (a .data/purelib entry over a top-level file, or a folder
+        # over a file): an installer cannot place both, and silently keeping either would test other code.
+        from pipeline.errors import UnsafeArchive
+
+        raise UnsafeArchive(
+            f"{dest.name!r} is installed twice (from a wheel's .data/purelib or platlib and its top level, "
+            "or as a file and a folder): an installer cannot place both"
+        )
     else:
         os.replace(entry, dest)
 

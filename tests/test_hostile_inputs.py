@@ -704,7 +704,9 @@ class _HostileIndex:
 
             def do_GET(self) -> None:
                 if self.path == "/simple/demo/":
-                    body = json.dumps({"meta": {"api-version": "1.1"}, "name": "demo", "files": index.files})
+                    body = index.raw_page or json.dumps(
+                        {"meta": {"api-version": "1.1"}, "files": index.files}
+                    )
                     self.send_response(200)
                     self.send_header("Content-Type", "application/vnd.pypi.simple.v1+json")
                     self.end_headers()
@@ -723,6 +725,7 @@ class _HostileIndex:
                     pass  # the client stopped reading
 
         self.files = files
+        self.raw_page = ""  # sent instead of the JSON of `files` when set
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -824,6 +827,13 @@ class _HostileUploadServer:
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html")
+                if state.page == "nested":
+                    body = b'{"files": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+                    self.send_header("Content-Type", "application/vnd.pypi.simple.v1+json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 if state.page == "huge":
                     self.end_headers()
                     with contextlib.suppress(OSError):
@@ -892,7 +902,8 @@ def _publish_to(
 
 
 @pytest.mark.parametrize(
-    ("page", "refusal"), [("huge", "larger than"), ("reset", "cannot read the project's page")]
+    ("page", "refusal"),
+    [("huge", "larger than"), ("reset", "cannot read the project's page"), ("nested", "not a PEP 691 page")],
 )
 def test_upload_refuses_when_the_page_cannot_be_read(tmp_path: Path, page: str, refusal: str) -> None:
     """An 80 MiB page is not read whole, and a page that cannot be read stops the upload: without it the
@@ -943,3 +954,45 @@ def test_an_upload_answered_500_is_retried_with_backoff_and_confirmed(tmp_path: 
     assert item["status"] == "uploaded" and item["attempts"] == 2 and server.posts == 8, (item, server.posts)
     assert "retrying in" in result.stderr
     assert list(server.stored) == ["demo-1.0-py3-none-any.whl"]
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        {"demo": b"a file", "demo-1.0.data/purelib/demo/__init__.py": b""},
+        {"demo/__init__.py": b"", "demo-1.0.data/purelib/demo/__init__.py": b"# other\n"},
+        {"demo/__init__.py": b"", "demo-1.0.data/platlib/demo": b"a file"},
+    ],
+    ids=["folder-over-file", "file-over-file", "file-over-folder"],
+)
+def test_smoke_refuses_a_data_entry_colliding_with_a_top_level_one(
+    tmp_path: Path, run_cli, members: dict[str, bytes]
+) -> None:
+    from pipeline.index.synthetic import wheel_bytes
+    from test_verify_input import members_of, write_wheel
+
+    base = tmp_path / "base" / "demo-1.0-py3-none-any.whl"
+    base.parent.mkdir()
+    base.write_bytes(wheel_bytes("demo", "1.0"))
+    kept = {k: v for k, v in members_of(base).items() if ".dist-info/" in k}
+    wheel = write_wheel(tmp_path / "demo-1.0-py3-none-any.whl", {**members, **kept})
+    line = _one_line_exit_2(run_cli("smoke", str(wheel)))
+    assert "installed twice" in line, line
+
+
+def test_fetch_from_an_index_page_nested_deeply_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli
+) -> None:
+    recipe = tmp_path / "recipes" / "demo.toml"
+    recipe.parent.mkdir()
+    recipe.write_text(RECIPE)
+    index = _HostileIndex([])
+    index.raw_page = '{"files": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    monkeypatch.setenv("PIP_INDEX_URL", f"{index.base}/simple/")
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "")
+    monkeypatch.setenv("REWHEEL_CACHE_DIR", str(tmp_path / "cache"))
+    try:
+        line = _one_line_exit_2(run_cli("fetch", str(recipe)))
+    finally:
+        index.close()
+    assert "nested too deeply" in line or "file list failed" in line, line
