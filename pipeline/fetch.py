@@ -142,9 +142,15 @@ def fetch(pin: Pin, cache: Path | None = None, *, progress: bool = False) -> Pat
 
 def _download_url(pin: Pin, handle: BinaryIO) -> _Sink:
     assert pin.url is not None
-    if urlparse(pin.url).scheme not in ("http", "https"):
-        raise FetchError(f"{pin.url}: only http(s) URLs are fetched")
+    scheme = urlparse(pin.url).scheme
     sink = _Sink(handle, pin.url, max_download_bytes(), None)
+    if scheme == "file":
+        # a file of a local index folder (a file:// index URL resolved by gaps): regular files only, so a
+        # link to a device (file:///dev/zero) is refused instead of filling the cache
+        _copy_local(pin.url, sink, pin)
+        return sink
+    if scheme not in ("http", "https"):
+        raise FetchError(f"{pin.url}: only http(s) and local file URLs are fetched")
     try:
         with urllib.request.urlopen(pin.url, timeout=60) as response:
             while block := response.read(CHUNK):

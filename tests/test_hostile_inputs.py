@@ -996,3 +996,17 @@ def test_fetch_from_an_index_page_nested_deeply_is_one_line_and_exit_2(
     finally:
         index.close()
     assert "nested too deeply" in line or "file list failed" in line, line
+
+
+def test_fetch_of_a_file_url_reads_regular_files_only(tmp_path: Path) -> None:
+    from pipeline.errors import FetchError
+    from pipeline.fetch import Pin, fetch
+
+    with pytest.raises(FetchError, match="not a regular file"):
+        fetch(Pin(filename="zero.tar.gz", sha256="0" * 64, url="file:///dev/zero"), tmp_path / "cache")
+    assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []
+    local = tmp_path / "demo-1.0.tar.gz"
+    local.write_bytes(b"local index file")
+    digest = hashlib.sha256(local.read_bytes()).hexdigest()
+    path = fetch(Pin(filename=local.name, sha256=digest, url=local.as_uri()), tmp_path / "cache")
+    assert path.read_bytes() == b"local index file"
