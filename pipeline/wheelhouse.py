@@ -239,6 +239,11 @@ def build_wheelhouse(
         result.published = publish(
             result.wheels(), publish_to, target=target, verified=verdicts, progress=say
         )
+        if result.published.unconfirmed:
+            result.problems.append(
+                f"upload unconfirmed (the server's page does not list it with its sha256): "
+                f"{', '.join(result.published.unconfirmed)}"
+            )
         say(
             f"publish: {len(result.wheels())} wheel(s) for {len(report.requirements)} distribution(s) in {publish_to}"
         )

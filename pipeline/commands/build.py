@@ -129,8 +129,9 @@ def command(
         require_import=require_import,
     )
     published = None
+    unconfirmed: list[str] = []  # uploaded files the server's page does not list with their sha256
     if publish_to and summary.ok:
-        published = _publish(summary, publish_to)
+        published = _publish(summary, publish_to, unconfirmed)
     if as_json:
         from pipeline.output import emit_json
 
@@ -142,7 +143,9 @@ def command(
         _print_summary(summary)
         if publish_to and not summary.ok:
             click.echo(f"not published to {publish_to}: the run had failed jobs", err=True)
-    if not summary.ok:
+    if unconfirmed:
+        click.echo(f"rewheel: error: upload unconfirmed: {', '.join(unconfirmed)}", err=True)
+    if not summary.ok or unconfirmed:
         raise SystemExit(EXIT_FINDINGS)
 
 
@@ -169,7 +172,7 @@ def _print_summary(summary: RunSummary) -> None:
         click.echo(line)
 
 
-def _publish(summary: RunSummary, to: str) -> list[dict[str, object]]:
+def _publish(summary: RunSummary, to: str, unconfirmed: list[str]) -> list[dict[str, object]]:
     """Publish per target, so the index knows each wheel's target (and channel: nanoserver and desktop
     builds share the win_amd64 tag) without guessing; every wheel here passed verify in this run or when
     its build record was written."""
@@ -189,6 +192,7 @@ def _publish(summary: RunSummary, to: str) -> list[dict[str, object]]:
             continue
         result = publish(wheels, to, target=target, verified=dict.fromkeys(wheels, True), progress=progress)
         results.append(result.to_json())
+        unconfirmed.extend(result.unconfirmed)
         click.echo(f"published {len(wheels)} {target} wheel(s) to {to}", err=True)
     return results
 

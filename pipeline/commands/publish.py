@@ -43,7 +43,7 @@ def command(
         raise PublishError(f"no wheels in {', '.join(str(w) for w in wheels)}")
     verified = verdicts_for(paths, record) if record is not None else None
     result = publish(paths, to, channel=channel, verified=verified, target=target, progress=progress)
-    unconfirmed = [str(f["filename"]) for f in result.files if f["status"] == "unconfirmed"]
+    unconfirmed = result.unconfirmed
     if as_json:
         emit_json(result.to_json())
     else:

@@ -26,6 +26,11 @@ class PublishResult:
     def added(self) -> list[str]:
         return [str(f["filename"]) for f in self.files if f["status"] in ("added", "uploaded")]
 
+    @property
+    def unconfirmed(self) -> list[str]:
+        """Uploaded files the server's page does not list with their sha256: not a success to build on."""
+        return [str(f["filename"]) for f in self.files if f["status"] == "unconfirmed"]
+
     def to_json(self) -> dict[str, object]:
         return {"destination": self.destination, "kind": self.kind, "files": self.files}
 
