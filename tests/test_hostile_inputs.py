@@ -2,6 +2,12 @@
 counted cases, loopback only) against unpack, publish, `rewheel serve` and `recipes check`, plus the
 recipe cases that were accepted although wrong.
 
+Then issue #24's reproductions, one test each: over-long paths and names, devices and deeply nested JSON
+(one line, exit 2), capture-pe names, serve's bind errors, long segments and slow clients, verify records
+bound to the bytes verified, local versions, crafted ELF dynamic sections and PE import tables (verify
+runs capped at 2 GiB so a regression cannot take the machine), fetch's links and bounds, hostile upload
+servers (huge, trickling, unreadable or nested pages, forgotten uploads, 500s), and smoke's .data merge.
+
 Each run asserts the promises, not particular outcomes: an input is either accepted or refused with one
 line and exit 2 (never a traceback); nothing is written or served outside its folder; nothing published
 is replaced in effect.

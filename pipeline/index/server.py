@@ -8,7 +8,8 @@ are never served, and only regular files whose real path (links resolved) is ins
 
 Built on the standard library's http.server rather than a third-party server: the index is a handful of
 static files plus one negotiation rule, and the pieces http.server lacks for this (a bounded worker
-pool, a real listen backlog, idle timeouts, resolved-path checks) are a few lines here.
+pool, a real listen backlog, idle timeouts, a deadline for a request's headers, resolved-path checks) are
+a few lines here.
 """
 
 from __future__ import annotations
