@@ -446,7 +446,9 @@ class MuslZlib:
             # zlib's configure knows how to link a shared library only with a compiler called gcc; Zig's
             # clang gets gcc's link line spelled out (lld, unlike GNU ld, refuses zlib.map's names of symbols a
             # test object lacks unless told they may be undefined).
-            env["LDSHARED"] = f"{env['CC']} -shared -Wl,-soname,libz.so.1,--version-script,{source / 'zlib.map'},--undefined-version"
+            env["LDSHARED"] = (
+                f"{env['CC']} -shared -Wl,-soname,libz.so.1,--version-script,{source / 'zlib.map'},--undefined-version"
+            )
         # zlib's configure builds the shared library by default (soname libz.so.1, zlib.map's symbol versions,
         # as every Linux distribution's libz.so.1 has them).
         steps.run("configure", ["./configure", f"--prefix={staging}"], cwd=source, env=env)
