@@ -197,9 +197,16 @@ def test_pillow_imports_with_the_runtimes_libz(runtime_env, pypi_file, tmp_path)
 def test_aarch64_profiles_same_build_other_loader(runtime_env, pypi_file, tmp_path) -> None:  # type: ignore[no-untyped-def]
     default = ensure_runtime(MUSL_AARCH64)
     legacy = ensure_runtime(MUSL_AARCH64_123)
-    assert (legacy.root() / "bin" / "python3.11").resolve() == (
-        default.root() / "bin" / "python3.11"
+    # the same build: its stdlib, and its interpreter with only the references musl 1.2.3 cannot bind made weak
+    # (Zig compiles against musl 1.2.5's headers: preadv2, pwritev2)
+    assert (legacy.root() / "lib" / "python3.11").resolve() == (
+        default.root() / "lib" / "python3.11"
     ).resolve()
+    copy = (legacy.root() / "bin" / "python3.11").read_bytes()
+    built = (default.root() / "bin" / "python3.11").read_bytes()
+    assert len(copy) == len(built) and sum(a != b for a, b in zip(copy, built, strict=True)) == 2
+    made = json.loads((legacy.root() / "rewheel-musl-profile.json").read_text(encoding="utf-8"))
+    assert made["weakened"] == ["preadv2", "pwritev2"]
     numpy = unpacked(pypi_file(*NUMPY_2_MUSL_AARCH64), tmp_path / "numpy")
     pillow = unpacked(pypi_file(*PILLOW_12_MUSL_AARCH64), tmp_path / "pillow")
     code = "import numpy; from PIL import Image; import PIL._imaging; print(int(numpy.arange(5).sum()))"
@@ -213,7 +220,7 @@ def test_aarch64_profiles_same_build_other_loader(runtime_env, pypi_file, tmp_pa
     for runtime, version in ((default, "1.2.5"), (legacy, "1.2.3")):
         sysroot = runtime.root() / "sysroot"
         qemu = json.loads((runtime.build_root() / "rewheel-runtime.json").read_text(encoding="utf-8"))["qemu"]
-        loader = run([qemu, "-L", str(sysroot), "/lib/ld-musl-aarch64.so.1"])
+        loader = run([qemu, "-L", str(sysroot), str(sysroot / "lib" / "ld-musl-aarch64.so.1")])
         assert f"Version {version}" in loader.stderr
 
 

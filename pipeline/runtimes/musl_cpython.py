@@ -472,6 +472,49 @@ class MuslZlib:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _weaken_undefined(binary: Path, libc: Path) -> list[str]:
+    """Make the binary's references to libc functions `libc` does not export weak; return their names.
+
+    The aarch64 builds compile against Zig's musl 1.2.5 headers, so the interpreter references preadv2 and
+    pwritev2, which musl 1.2.3 lacks: its loader would refuse the whole interpreter ("Error relocating ...:
+    preadv2: symbol not found"). Weak, they resolve to null on 1.2.3: everything runs but os.preadv and
+    os.pwritev, which crash if called (on real musl 1.2.3 such a build would not start at all). Extension
+    modules are not touched: a wheel meets the profile's musl as it is."""
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
+
+    with libc.open("rb") as handle:
+        dynsym = ELFFile(handle).get_section_by_name(".dynsym")
+        if not isinstance(dynsym, SymbolTableSection):
+            raise RuntimeBuildError(f"{libc}: no dynamic symbol table (not musl's libc.so?)")
+        exported = {s.name for s in dynsym.iter_symbols() if s.name and s["st_shndx"] != "SHN_UNDEF"}
+    patches: list[tuple[int, int]] = []
+    weakened = []
+    with binary.open("rb") as handle:
+        elf = ELFFile(handle)
+        table = elf.get_section_by_name(".dynsym")
+        if not isinstance(table, SymbolTableSection):
+            raise RuntimeBuildError(f"{binary}: no dynamic symbol table (a static interpreter?)")
+        info_at = 4 if elf.elfclass == 64 else 12  # st_info's place in Elf64_Sym / Elf32_Sym
+        for index, symbol in enumerate(table.iter_symbols()):
+            if (
+                symbol.name
+                and symbol["st_shndx"] == "SHN_UNDEF"
+                and symbol["st_info"]["bind"] == "STB_GLOBAL"
+                and symbol.name not in exported
+            ):
+                offset = table["sh_offset"] + index * table["sh_entsize"] + info_at
+                handle.seek(offset)
+                patches.append((offset, (2 << 4) | (handle.read(1)[0] & 0xF)))  # STB_WEAK, same type
+                weakened.append(symbol.name)
+    if patches:
+        with binary.open("r+b") as handle:
+            for offset, value in patches:
+                handle.seek(offset)
+                handle.write(bytes([value]))
+    return weakened
+
+
 def _qemu_path(name: str, arch: str) -> str:
     qemu = shutil.which(f"qemu-{arch}")
     if not qemu:
@@ -590,6 +633,7 @@ class MuslCPython(CachedInterpreter):
             )
         self.musl = entry.musl
         self._limits = entry.limits
+        self.weakened: list[str] = []  # libc functions the interpreter copy calls that its loader lacks
         self.dependencies = MuslDependencies(entry.arch)
         self.zlib = MuslZlib(entry.arch)
 
@@ -737,7 +781,12 @@ class MuslCPython(CachedInterpreter):
             if root != build:
                 shutil.rmtree(sysroot, ignore_errors=True)
                 self._unpack_sysroot(loader_deb, sysroot)
-                _replace_symlink(root / "bin" / minor, build / "bin" / minor)
+                libc = (sysroot / "lib" / f"ld-musl-{self.arch}.so.1").resolve()
+                interpreter = root / "bin" / minor
+                staged = interpreter.with_name(f".{minor}.profile")
+                shutil.copy2(build / "bin" / minor, staged)
+                self.weakened = _weaken_undefined(staged, libc)
+                os.replace(staged, interpreter)
                 self._write_qemu_wrapper(root, _qemu_path(self.name, self.arch))
             guest_lib = (sysroot / "lib").resolve()
             shutil.copy2(libz, guest_lib / "libz.so.1")
@@ -747,11 +796,12 @@ class MuslCPython(CachedInterpreter):
             debian_dirs = path_file.read_text(encoding="utf-8").split() if path_file.is_file() else []
             path_file.parent.mkdir(parents=True, exist_ok=True)
             path_file.write_text("\n".join(["/lib", "/usr/lib", *debian_dirs]) + "\n", encoding="utf-8")
+            # qemu opens the program itself on the host (-L serves what the guest opens): the sysroot's file
             loader_command = [
                 _qemu_path(self.name, self.arch),
                 "-L",
                 str(sysroot),
-                f"/lib/ld-musl-{self.arch}.so.1",
+                str(sysroot / "lib" / f"ld-musl-{self.arch}.so.1"),
             ]
         else:
             musl_lib = root / "musl" / "lib"
@@ -772,6 +822,7 @@ class MuslCPython(CachedInterpreter):
             interpreter = root / "bin" / minor
             staged = interpreter.with_name(f".{minor}.profile")
             shutil.copy2(build / "bin" / minor, staged)
+            self.weakened = _weaken_undefined(staged, loader)
             patched = subprocess.run(
                 [_patchelf(), "--set-interpreter", str(loader), str(staged)], capture_output=True, text=True
             )
@@ -785,7 +836,13 @@ class MuslCPython(CachedInterpreter):
             loader_command = [str(loader)]
         self._check_profile(loader_command)
         (root / PROFILE_MARKER).write_text(
-            json.dumps({**self._profile_key(), "profile_seconds": round(time.monotonic() - started, 2)})
+            json.dumps(
+                {
+                    **self._profile_key(),
+                    "weakened": self.weakened,
+                    "profile_seconds": round(time.monotonic() - started, 2),
+                }
+            )
             + "\n",
             encoding="utf-8",
         )

@@ -54,7 +54,7 @@ from pipeline.runtimes._support import (
 )
 from pipeline.system_packages import ensure_toolset
 
-RECIPE_REVISION = 2  # 2: Nano Server per wheel (prepare_site), not USER32/GDI32 switched off in the wrapper
+RECIPE_REVISION = 1
 DATA_FILE = "data/windows_embed.toml"
 PREFIX_NAME = "wine-prefix"
 PREFIX_MARKER = ".rewheel-prefix-complete"
@@ -300,6 +300,10 @@ class WindowsEmbedCPython(CachedInterpreter):
             all(isinstance(p, str) and Path(p).is_file() for p in needed)
             and (wine_prefix_dir() / PREFIX_MARKER).is_file()
             and prefix_dlls_current()
+            # The wrapper carries the DLLs it switches off: a build from data that switched others off (Nano
+            # Server used to disable USER32/GDI32 wholesale) is rebuilt. Checked rather than a new revision,
+            # so that desktop runtimes, whose wrappers did not change, are not rebuilt for it.
+            and marker.get("disabled_dlls") == list(self.disabled_dlls)
         )
 
     def limits(self) -> list[RuntimeLimit]:
