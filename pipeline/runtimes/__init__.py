@@ -19,17 +19,15 @@ from typing import Any, Protocol
 
 from pipeline import toml
 from pipeline.errors import RewheelError
+from pipeline.runtimes._support import RuntimeLimit, matching_limit
 
 DATA_DIR = Path(__file__).parent / "data"
 
-# Python versions no runtime here can have, and why (what smoke says for their wheels).
-UNHOSTED_PYTHONS = {
-    "3.12": (
-        "no CPython 3.12 runtime can be built here: its source is in none of Debian's current suites "
-        "(bookworm has 3.11, trixie 3.13, sid 3.13 and 3.14) and no other pinned, reachable source is known; "
-        "verify remains the proof for cp312 wheels"
-    ),
-}
+__all__ = ["RuntimeLimit", "matching_limit"]  # what smoke classifies a runtime's failures with
+
+# Python versions no runtime here can have. Empty: CPython 3.12 is a runtime entry of its own now (python.org's
+# source, pinned), whose unavailable_reason says what this machine lacks. Kept for smoke's import.
+UNHOSTED_PYTHONS: dict[str, str] = {}
 
 
 class Runtime(Protocol):
@@ -57,6 +55,12 @@ class HostingRuntime(Runtime, Protocol):
 
     def python(self) -> Path:
         """The interpreter to run (for the qemu roots: a wrapper script that starts qemu-user)."""
+
+    def limits(self) -> list[RuntimeLimit]:
+        """What this runtime lacks that its targets have (smoke: a failure matching one is cannot-host)."""
+
+    def prepare_site(self, site: Path) -> None:
+        """Adjust smoke's throwaway site folder after the wheel is installed there (a no-op for most)."""
 
 
 @cache

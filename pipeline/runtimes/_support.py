@@ -38,6 +38,40 @@ class RuntimeBuildError(RewheelError):
 
 
 @dataclass(frozen=True)
+class RuntimeLimit:
+    """Something the real target has and this runtime lacks, with nothing reachable to supply it (the
+    embeddable CPython's tkinter, wine's stub of ucrtbase's crealf). A failure whose output matches `pattern`
+    is the runtime's limit, not the wheel's defect: smoke reports it as cannot-host naming `missing`."""
+
+    missing: str  # what is missing, named for people: "tkinter", "ucrtbase.crealf"
+    pattern: str  # a regular expression searched in the failure's output
+    reason: str  # why it is missing and what would supply it
+
+    def matches(self, output: str) -> bool:
+        return re.search(self.pattern, output) is not None
+
+
+def limits_from_data(entries: Sequence[Mapping[str, str]], where: str) -> tuple[RuntimeLimit, ...]:
+    """A runtime entry's `limits = [{ missing, pattern, reason }, ...]`; a malformed one is a data error."""
+    found = []
+    for item in entries:
+        try:
+            limit = RuntimeLimit(missing=item["missing"], pattern=item["pattern"], reason=item["reason"])
+            re.compile(limit.pattern)
+        except (KeyError, TypeError, re.error) as exc:
+            raise RewheelError(
+                f"{where}: a limit needs missing, pattern (a regular expression), reason: {exc}"
+            ) from None
+        found.append(limit)
+    return tuple(found)
+
+
+def matching_limit(limits: Sequence[RuntimeLimit], output: str) -> RuntimeLimit | None:
+    """The first limit a failure's output shows, or None (then the failure is the wheel's)."""
+    return next((limit for limit in limits if limit.matches(output)), None)
+
+
+@dataclass(frozen=True)
 class DebianFile:
     """One file from Debian's archive, pinned: a source package's orig tarball or a binary .deb."""
 
@@ -127,17 +161,19 @@ def suite_apt_options(suite: str, *, progress: bool = True) -> list[str]:
     trixie packages. The lists live under <cache>/apt/<suite>/ and are refreshed once a day."""
     from pipeline.paths import cache_root
 
-    base = cache_root() / "apt" / suite
+    # amd64 and arm64 binaries (another suite's musl loader for each), in a folder of its own: the arm64-only
+    # lists of older checkouts sharing this cache stay as they are, so neither keeps rewriting the other's.
+    base = cache_root() / "apt" / f"{suite}-amd64-arm64"
     lists = base / "lists"
     (lists / "partial").mkdir(parents=True, exist_ok=True)
     uri, signed_by = _machine_mirror()
     sign = f" signed-by={signed_by}" if signed_by else ""
     source_list = base / "sources.list"
-    wanted = f"deb-src [{sign.strip()}] {uri} {suite} main\ndeb [arch=arm64{sign}] {uri} {suite} main\n"
+    wanted = f"deb-src [{sign.strip()}] {uri} {suite} main\ndeb [arch=amd64,arm64{sign}] {uri} {suite} main\n"
     wanted = wanted.replace("[]", "")
     options = [
         "-o", f"Dir::Etc::SourceList={source_list}", "-o", "Dir::Etc::SourceParts=-",
-        "-o", f"Dir::State::Lists={lists}", "-o", "APT::Architectures::=arm64",
+        "-o", f"Dir::State::Lists={lists}", "-o", "APT::Architectures::=amd64", "-o", "APT::Architectures::=arm64",
     ]  # fmt: skip
     stamp = base / "updated"
     fresh = stamp.is_file() and time.time() - stamp.stat().st_mtime < 86400
@@ -350,6 +386,14 @@ class CachedInterpreter(abc.ABC):
 
     def command(self) -> list[str]:
         return [str(self.python())]
+
+    def limits(self) -> list[RuntimeLimit]:
+        """What this runtime lacks that its targets have (data: the entry's `limits`)."""
+        return list(getattr(self, "_limits", ()))
+
+    def prepare_site(self, site: Path) -> None:  # noqa: B027 (a hook: most runtimes import a site as it is)
+        """Called by smoke once a wheel and its requirements are installed into `site` (a throwaway folder):
+        a runtime that emulates a poorer target than it is removes there what that target lacks."""
 
     def exists(self) -> bool:
         marker = read_marker(self.root())

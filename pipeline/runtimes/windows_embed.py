@@ -17,8 +17,10 @@ streams is a regular file (init_sys_streams: "[WinError 6] Invalid handle"; meas
 wrapper hands wine pipes for any stream that is a file and copies the data itself.
 
 The wine prefix (about 700 MB, 45 s to create) is shared by every Windows runtime and created once under
-<runtimes>/wine-prefix. Nano Server runtimes use the same files with USER32 and GDI32 disabled through
-WINEDLLOVERRIDES, so a wheel that imports them fails to load with "DLL load failed", as on Nano Server.
+<runtimes>/wine-prefix; DLLs wine 8 lacks (bcryptprimitives.dll) are copied into it from pinned Debian .debs.
+Nano Server runtimes use the same files; `prepare_site` removes from each wheel (in smoke's throwaway copy)
+the imports Nano Server's profile lacks (pipeline/runtimes/_pe_emulation.py), so such a wheel fails to load
+with "The specified procedure could not be found", as on Nano Server, and wine itself stays whole.
 """
 
 from __future__ import annotations
@@ -40,9 +42,13 @@ from pipeline.output import progress as say
 from pipeline.paths import runtimes_root
 from pipeline.runtimes._support import (
     CachedInterpreter,
+    DebianFile,
     RuntimeBuildError,
+    RuntimeLimit,
     build_lock,
+    debian_binaries,
     fresh_dir,
+    limits_from_data,
     publish_dir,
     write_marker,
 )
@@ -183,6 +189,72 @@ def ensure_wine_prefix(progress: bool = True) -> Path:
     return prefix
 
 
+@dataclass(frozen=True)
+class PrefixDll:
+    """One DLL copied into the wine prefix's system32: a member of a pinned Debian .deb."""
+
+    name: str
+    deb: DebianFile
+    member: str
+
+
+def prefix_dlls() -> list[PrefixDll]:
+    from pipeline import toml
+
+    data = toml.loads((Path(__file__).parent / DATA_FILE).read_text(encoding="utf-8"))
+    return [
+        PrefixDll(name=name, deb=DebianFile(**item["deb"]), member=item["member"])
+        for name, item in data.get("prefix-dlls", {}).items()
+    ]
+
+
+def _system32(prefix: Path) -> Path:
+    return prefix / "drive_c" / "windows" / "system32"
+
+
+def _prefix_dlls_marker(prefix: Path) -> Path:
+    return prefix / ".rewheel-prefix-dlls"
+
+
+def _prefix_dlls_key() -> str:
+    return "\n".join(f"{d.name} {d.deb.sha256} {d.member}" for d in prefix_dlls()) + "\n"
+
+
+def prefix_dlls_current(prefix: Path | None = None) -> bool:
+    prefix = prefix or wine_prefix_dir()
+    marker = _prefix_dlls_marker(prefix)
+    return marker.is_file() and marker.read_text(encoding="utf-8") == _prefix_dlls_key()
+
+
+def ensure_prefix_dlls(progress: bool = True) -> None:
+    """Copy the data's prefix DLLs into the shared prefix's system32 (once; seconds after the .deb is cached)."""
+    import tempfile
+
+    prefix = ensure_wine_prefix(progress)
+    if prefix_dlls_current(prefix):
+        return
+    with build_lock(PREFIX_NAME, progress=progress):
+        if prefix_dlls_current(prefix):
+            return
+        started = time.monotonic()
+        for dll in prefix_dlls():
+            (deb,) = debian_binaries([dll.deb], progress=progress)
+            with tempfile.TemporaryDirectory(prefix="rewheel-dll-") as tmp:
+                unpacked = subprocess.run(["dpkg-deb", "-x", str(deb), tmp], capture_output=True, text=True)
+                found = Path(tmp) / dll.member
+                if unpacked.returncode != 0 or not found.is_file():
+                    raise RuntimeBuildError(
+                        f"{PREFIX_NAME}: {deb.name} has no {dll.member}: {unpacked.stderr.strip()}"
+                    )
+                staged = _system32(prefix) / f".{dll.name}.new"
+                shutil.copyfile(found, staged)
+                os.replace(staged, _system32(prefix) / dll.name)
+        _prefix_dlls_marker(prefix).write_text(_prefix_dlls_key(), encoding="utf-8")
+        if progress:
+            names = ", ".join(d.name for d in prefix_dlls())
+            say(f"{PREFIX_NAME}: {names} in system32 in {time.monotonic() - started:.1f} s")
+
+
 def _relay_python() -> str:
     """A host Python for the wrapper's shebang that outlives any venv (a venv's python is a symlink)."""
     return str(Path(sys.executable).resolve())
@@ -202,13 +274,17 @@ class WindowsEmbedCPython(CachedInterpreter):
         self.arch: str = entry["arch"]
         self.targets: tuple[str, ...] = tuple(entry["targets"])
         self.disabled_dlls: tuple[str, ...] = tuple(entry.get("disabled-dlls", ()))
+        self.emulate_profile: str | None = entry.get("emulate-profile")
         self.source = EmbedSource(**entry["source"])
         self.provenance: str = entry.get("provenance", "")
+        self._limits = limits_from_data(entry.get("limits", ()), f"{DATA_FILE}: {self.name}")
         without = (
             f" with {' and '.join(d.upper() for d in self.disabled_dlls)} disabled"
             if self.disabled_dlls
             else ""
         )
+        if self.emulate_profile:
+            without += f", each wheel's imports cut to what {self.emulate_profile} exports"
         self.description = (
             f"python.org's embeddable CPython {self.full_version} (Windows {self.arch}) under Debian's wine"
             f"{without}; hosts {', '.join(self.targets)}"
@@ -223,7 +299,23 @@ class WindowsEmbedCPython(CachedInterpreter):
         return (
             all(isinstance(p, str) and Path(p).is_file() for p in needed)
             and (wine_prefix_dir() / PREFIX_MARKER).is_file()
+            and prefix_dlls_current()
+            # The wrapper carries the DLLs it switches off: a build from data that switched others off (Nano
+            # Server used to disable USER32/GDI32 wholesale) is rebuilt. Checked rather than a new revision,
+            # so that desktop runtimes, whose wrappers did not change, are not rebuilt for it.
+            and marker.get("disabled_dlls") == list(self.disabled_dlls)
         )
+
+    def limits(self) -> list[RuntimeLimit]:
+        return list(self._limits)
+
+    def prepare_site(self, site: Path) -> None:
+        """On an emulated edition (Nano Server), remove from the wheel's imports in `site` (smoke's throwaway
+        copy) what the edition's profile lacks, so wine's loader fails them as the edition's would."""
+        if self.emulate_profile:
+            from pipeline.runtimes._pe_emulation import strip_to_profile
+
+            strip_to_profile(site, self.emulate_profile)
 
     def unavailable_reason(self) -> str | None:
         if os.uname().machine != "x86_64":
@@ -235,6 +327,7 @@ class WindowsEmbedCPython(CachedInterpreter):
     def _prepare(self, progress: bool) -> None:
         ensure_toolset("wine")
         ensure_wine_prefix(progress)
+        ensure_prefix_dlls(progress)
 
     def _build(self, progress: bool) -> None:
         started = time.monotonic()
@@ -272,6 +365,7 @@ class WindowsEmbedCPython(CachedInterpreter):
                 "source": f"{self.source.project}=={self.source.version} sha256:{self.source.sha256}",
                 "python": self.full_version,
                 "disabled_dlls": list(self.disabled_dlls),
+                "emulate_profile": self.emulate_profile,
                 "build_seconds": round(time.monotonic() - started),
             },
         )
