@@ -76,7 +76,8 @@ def test_linux_targets_come_from_auditwheels_policies() -> None:
     assert get_target("manylinux_2_5_x86_64").legacy_tags == ("manylinux1_x86_64",)
     assert get_target("manylinux_2_17_aarch64").cibw_image == "manylinux2014"
     assert get_target("manylinux_2_26_x86_64").cibw_image is None  # no cibuildwheel image: verify only
-    assert get_target("musllinux_1_1_x86_64").profile == "musl_1_2"
+    assert get_target("musllinux_1_1_x86_64").profile == "musl_1_2_5"
+    assert get_target("musllinux_1_1_x86_64-musl1.2.3").profile == "musl_1_2_3"
     win32 = get_target("win32")
     assert win32.arch == "x86" and win32.profile == "windows_desktop_x86"
     names = list(known)
