@@ -131,13 +131,6 @@ def required_python(tags: frozenset[Tag]) -> tuple[str | None, bool]:
     return min(versions, key=lambda v: tuple(int(x) for x in v[0].split(".")))
 
 
-def infer_target(tags: frozenset[Tag]) -> str:
-    """The catalogue target the wheel's platform tags are meant for (pipeline.targets' one rule)."""
-    from pipeline.targets import target_for_tags
-
-    return target_for_tags(tags).name
-
-
 def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in version.split("."))
 
@@ -313,8 +306,9 @@ def smoke_wheel(
     if not wheel.is_file():
         raise RewheelError(f"{wheel}: no such wheel file")
     tags = wheel_tags(wheel)
-    target = target or infer_target(tags)
-    from pipeline.targets import get_target
+    from pipeline.targets import get_target, target_for_tags
+
+    target = target or target_for_tags(tags).name  # the one rule verify and the index use
 
     spec = get_target(target)
     platforms = {t.platform for t in tags}

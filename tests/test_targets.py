@@ -190,3 +190,33 @@ def test_a_function_newer_than_the_profiles_musl_is_named(tmp_path: Path) -> Non
     missing = [f for f in old.errors if f.code == "missing-symbol"]
     assert [f.symbol for f in missing] == ["statx"], [f.message for f in old.findings]
     assert "musl 1.2.3" in missing[0].message
+
+
+def test_backends_derive_their_facts_from_the_target(run_cli) -> None:  # type: ignore[no-untyped-def]
+    """cibuildwheel identifiers and zig triples come from os, arch, libc and policy, not from tables keyed
+    by target name: a new policy level or musl profile needs no backend entry. The JSON keeps cibw_*."""
+    from pipeline.build.backends.cibuildwheel_ids import build_identifier, cibw_arch, cibw_platform
+    from pipeline.build.backends.zig.toolchain import builds_for, gnu_host, zig_triple
+
+    assert (
+        build_identifier(get_target("musllinux_1_2_aarch64-musl1.2.3"), "3.12") == "cp312-musllinux_aarch64"
+    )
+    assert build_identifier(get_target("manylinux_2_28_x86_64"), "3.11") == "cp311-manylinux_x86_64"
+    nano = get_target("win_amd64-nanoserver")
+    assert build_identifier(nano, "3.11") == "cp311-win_amd64"
+    assert (cibw_platform(nano), cibw_arch(nano)) == ("windows", "AMD64")
+    assert (
+        zig_triple("musllinux_1_1_x86_64")
+        == zig_triple("musllinux_1_2_x86_64-musl1.2.3")
+        == "x86_64-linux-musl"
+    )
+    assert zig_triple("manylinux_2_17_aarch64") == "aarch64-linux-gnu.2.17"
+    assert zig_triple("manylinux_2_28_x86_64") == "x86_64-linux-gnu.2.28"
+    assert zig_triple("win_arm64") == "aarch64-windows-gnu" and gnu_host("win_amd64") == "x86_64-w64-mingw32"
+    assert gnu_host("musllinux_1_2_aarch64") == "aarch64-linux-musl"
+    assert not builds_for("win32") and not builds_for("manylinux_2_5_x86_64") and not builds_for("any")
+    code, out, _ = run_cli("targets", "--json")
+    assert code == 0
+    rows = {t["name"]: t for t in json.loads(out)["targets"]}
+    assert rows["manylinux_2_17_aarch64"]["cibw_image"] == "manylinux2014"
+    assert rows["win_amd64"]["cibw_identifier"] == "win_amd64" and rows["any"]["cibw_platform"] == "none"

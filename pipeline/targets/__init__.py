@@ -9,7 +9,7 @@ which target a wheel is for (`target_for_tags`, one tie-break rule), and which r
 The catalogue is data. Linux targets come from auditwheel's policy data (one target per manylinux_2_N /
 musllinux_1_N level and per architecture the policy knows, among LINUX_ARCHES), read at run time from the
 installed auditwheel, so a new auditwheel brings its new levels; cibuildwheel's pinned image list says which of
-them cibuildwheel can build (`cibw_image`). musl targets carry a runtime profile (resources/musl-profiles.toml):
+them cibuildwheel can build (the cibuildwheel backend's `cibw_image`). musl targets carry a runtime profile (resources/musl-profiles.toml):
 the default one stands for every supported Alpine release, and each legacy profile adds a named target
 `<policy>_<arch>-musl<version>` with the same tag. resources/targets.toml holds everything that is not in
 those: the Windows editions, `any`, and per-name overrides of the generated Linux entries.
@@ -54,13 +54,9 @@ class Target:
     os: str  # "linux" | "windows"
     arch: str  # x86_64, aarch64, AMD64, ARM64 (each OS's own spelling, as cibuildwheel uses it)
     profile: str
-    cibw_platform: str
-    cibw_arch: str
-    cibw_identifier: str  # the part after "cp311-" in a cibuildwheel build identifier
     libc: str | None = None  # linux: "glibc" | "musl"
     policy: str | None = None  # linux: manylinux_2_17, musllinux_1_2, ...
     edition: str | None = None  # windows: desktop | servercore | nanoserver
-    cibw_image: str | None = None
     channel: str | None = None  # a separate index where pip cannot tell builds apart by tag
     legacy_tags: tuple[str, ...] = field(default=())
     musl_version: str | None = None  # musl: the version of the profile's loader ("1.2.5"); None elsewhere
@@ -125,13 +121,14 @@ class Target:
                 platforms.append(f"{alias}_{self.arch}")
         return platforms
 
-    def build_identifier(self, python: str) -> str:
-        """cibuildwheel's identifier for this target and a Python version such as "3.11"."""
-        return f"{python_tag(python)}-{self.cibw_identifier}"
-
     def to_json(self) -> dict[str, object]:
+        """The target's fields, plus cibuildwheel's words for it (cibw_*), which `rewheel targets --json` has
+        always carried; the cibuildwheel backend derives them from os, arch and policy."""
+        from pipeline.build.backends.cibuildwheel_ids import cibuildwheel_facts
+
         data = asdict(self)
         data["legacy_tags"] = list(self.legacy_tags)
+        data.update(cibuildwheel_facts(self))
         return data
 
 
@@ -143,12 +140,6 @@ def python_tag(version: str) -> str:
 
 # Architectures rewheel offers Linux targets for (where the policy has them): the ones cibuildwheel builds.
 LINUX_ARCHES = ("x86_64", "aarch64", "i686", "ppc64le", "s390x", "armv7l")
-# cibuildwheel names the manylinux_2_17 image by its PEP 599 alias.
-_IMAGE_POLICY = {
-    "manylinux2014": "manylinux_2_17",
-    "manylinux2010": "manylinux_2_12",
-    "manylinux1": "manylinux_2_5",
-}
 
 
 def _policy_key(policy: str) -> tuple[int, int, int]:
@@ -157,31 +148,12 @@ def _policy_key(policy: str) -> tuple[int, int, int]:
     return (0 if family == "manylinux" else 1, int(major), int(minor))
 
 
-@cache
-def cibuildwheel_images() -> dict[tuple[str, str], str]:
-    """(policy, arch) -> cibuildwheel's image option, from cibuildwheel's own pinned image list."""
-    import configparser
-
-    try:
-        text = resources.files("cibuildwheel").joinpath("resources/pinned_docker_images.cfg").read_text()
-    except (ModuleNotFoundError, FileNotFoundError, OSError):
-        return {}
-    parser = configparser.ConfigParser(inline_comment_prefixes=("#",))
-    parser.read_string(text)
-    images = {}
-    for arch in parser.sections():
-        for image in parser[arch]:
-            images[(_IMAGE_POLICY.get(image, image), arch)] = image
-    return images
-
-
 def policy_targets() -> list[Target]:
     """One target per (policy level, arch) in auditwheel's manylinux and musllinux policies, oldest first;
     for musl, the default profile's target and then one per legacy profile (where that profile has data for
     the arch)."""
     from pipeline.profiles import linux_policies
 
-    images = cibuildwheel_images()
     targets = []
     for entry in sorted(linux_policies(), key=lambda e: _policy_key(e["name"])):
         policy = entry["name"]
@@ -198,10 +170,6 @@ def policy_targets() -> list[Target]:
                 libc="glibc",
                 policy=policy,
                 profile=f"{policy}_{arch}",
-                cibw_platform="linux",
-                cibw_arch=arch,
-                cibw_identifier=f"{family}_{arch}",
-                cibw_image=images.get((policy, arch)),
                 stands_for=_glibc_stands_for(policy),
             )
             if family != "musllinux":
