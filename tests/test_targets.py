@@ -220,3 +220,26 @@ def test_backends_derive_their_facts_from_the_target(run_cli) -> None:  # type: 
     rows = {t["name"]: t for t in json.loads(out)["targets"]}
     assert rows["manylinux_2_17_aarch64"]["cibw_image"] == "manylinux2014"
     assert rows["win_amd64"]["cibw_identifier"] == "win_amd64" and rows["any"]["cibw_platform"] == "none"
+
+
+BCRYPT_MUSL_AARCH64 = (
+    "bcrypt", "4.3.0", "bcrypt-4.3.0-cp39-abi3-musllinux_1_2_aarch64.whl",
+    "e965a9c1e9a393b8005031ff52583cedc15b7884fce7deb8b0346388837d6cfe",
+)  # fmt: skip
+
+
+def test_upstream_bcrypt_is_clean_for_alpine_and_relr_for_musl_1_2_3(run_cli, pypi_file) -> None:  # type: ignore[no-untyped-def]
+    """Issue #23's case: bcrypt 4.3.0's musllinux_1_2 aarch64 wheel grafts a libgcc_s with DT_RELR. Every
+    supported Alpine loads it; musl 1.2.3 cannot. The publishing gate picks the target by channel."""
+    from pipeline.index.gate import infer_target
+
+    wheel = pypi_file(*BCRYPT_MUSL_AARCH64)
+    code, out, _ = run_cli("verify", str(wheel), "--target", "musllinux_1_2_aarch64", "--json")
+    assert code == 0, out
+    code, out, _ = run_cli("verify", str(wheel), "--target", "musllinux_1_2_aarch64-musl1.2.3", "--json")
+    assert code == 1
+    findings = [f for r in json.loads(out)["results"] for f in r["findings"]]
+    assert {f["code"] for f in findings} == {"relr-unsupported"}
+    assert all(f["file"].startswith("bcrypt.libs/libgcc_s") for f in findings)
+    assert infer_target(wheel) == "musllinux_1_2_aarch64"
+    assert infer_target(wheel, "musl1.2.3") == "musllinux_1_2_aarch64-musl1.2.3"
