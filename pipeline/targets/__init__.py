@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from importlib import resources
 from typing import Protocol
@@ -183,14 +183,12 @@ def policy_targets() -> list[Target]:
 
 
 def _glibc_stands_for(policy: str) -> str:
-    level = parse_platform(f"{policy}_any")
-    assert level is not None
-    return f"glibc {level.level[0]}.{level.level[1]} or newer (any distribution with it)"
+    parsed = parse_platform(f"{policy}_any")
+    version = f"{parsed.level[0]}.{parsed.level[1]}" if parsed else policy
+    return f"glibc {version} or newer (any distribution with it)"
 
 
 def _musl_target(base: Target, musl: MuslProfile) -> Target:
-    from dataclasses import replace
-
     return replace(
         base,
         name=base.name + musl.target_suffix,
