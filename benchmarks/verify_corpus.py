@@ -5,12 +5,16 @@ benchmarks/verify_corpus_build.py): wheels from PyPI for manylinux2014 / 2_28, m
 and aarch64, win_amd64, win_arm64, win32, abi3 and free-threaded builds, CPython 3.9 to 3.14, with C, C++,
 Cython, Rust and Fortran extensions. Each is fetched once through rewheel's fetch layer (pip, hash-checked,
 cached) and checked on the platform its own tags name (`--target auto`: every level a compound tag claims,
-the oldest deciding). These wheels load where they claim to, so every error finding is a false alarm.
+the oldest deciding), musl ones on the default profile (every supported Alpine release, musl 1.2.5). These
+wheels load where they claim to, so every error finding is a false alarm. Wheels the manifest records with a
+`legacy_musl_defect` (grafted libraries with DT_RELR) are also checked on the legacy musl 1.2.3 target of
+their tag, where they crash at load: the finding must be there.
 
 Known-bad cases are made from real corpus wheels (deterministic rewrites, nothing invented): a glibc 2.28
 wheel retagged to claim manylinux1/2_5 too, a glibc wheel retagged musllinux, an aarch64 wheel retagged
 x86_64, a cp312 Windows wheel retagged cp311 (its .pyd still imports python312.dll), a cp312 Linux wheel
-retagged abi3 (it uses non-stable-ABI symbols), and upstream Pillow checked on win_amd64-nanoserver.
+retagged abi3 (it uses non-stable-ABI symbols), upstream Pillow checked on win_amd64-nanoserver, and a
+DT_RELR wheel on its musl 1.2.3 target.
 
 CPU time: `rewheel verify` and `auditwheel show` run as whole processes on every Linux wheel.
 
@@ -34,8 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.fetch import Pin, fetch
+from pipeline.targets import musl_profiles, parse_platform, targets_for_tags
 from pipeline.verify import verify_wheel
-from pipeline.verify.tags import targets_for_tags
 from pipeline.verify.wheelname import wheel_tags
 
 MANIFEST = Path(__file__).resolve().parent / "data" / "verify_corpus.json"
@@ -60,6 +64,8 @@ class Entry:
     language: str
     # a real upstream wheel found broken, with independent evidence: the finding code it must get
     upstream_defect: str | None = None
+    # broken only on a legacy musl profile (name, finding code): clean on the default one
+    legacy_musl_defect: tuple[str, str] | None = None
 
     def path(self) -> Path:
         return fetch(Pin(self.filename, self.sha256, project=self.project, version=self.version))
@@ -75,6 +81,9 @@ def load_manifest() -> list[Entry]:
             w["sha256"],
             w["language"],
             (w.get("upstream_defect") or {}).get("code"),
+            (w["legacy_musl_defect"]["profile"], w["legacy_musl_defect"]["code"])
+            if w.get("legacy_musl_defect")
+            else None,
         )
         for w in data["wheels"]
     ]
@@ -83,16 +92,14 @@ def load_manifest() -> list[Entry]:
 def classes(filename: str) -> list[str]:
     """The corpus classes a wheel counts in: its platform (for Linux the oldest level it claims, the one it
     is checked against), ABI (abi3, free-threaded) and CPython version."""
-    from pipeline.verify.tags import platform_policy
-
     tags = wheel_tags(filename)
     found = set()
     oldest: dict[tuple[str, str], tuple[int, int]] = {}
     for platform in {t.platform for t in tags}:
-        parsed = platform_policy(platform)
+        parsed = parse_platform(platform)
         if parsed:
-            key = (parsed[0], parsed[2])
-            oldest[key] = min(oldest.get(key, parsed[1]), parsed[1])
+            key = (parsed.family, parsed.arch)
+            oldest[key] = min(oldest.get(key, parsed.level), parsed.level)
         elif platform.startswith("win"):
             found.add(platform)
     for (family, arch), (major, minor) in oldest.items():
@@ -114,8 +121,15 @@ def classes(filename: str) -> list[str]:
 def check(path: Path, targets: list[str] | None = None) -> tuple[list[dict[str, object]], float]:
     """Reports (as JSON) for the wheel on its own targets, and the CPU seconds verify took in-process."""
     start = time.process_time()
-    reports = [verify_wheel(path, t).to_json() for t in targets or targets_for_tags(wheel_tags(path.name))]
+    chosen = targets or [t.name for t in targets_for_tags(wheel_tags(path.name))]
+    reports = [verify_wheel(path, t).to_json() for t in chosen]
     return reports, time.process_time() - start
+
+
+def legacy_targets(filename: str, profile: str) -> list[str]:
+    """The wheel's own targets on a legacy musl profile (the channel that profile publishes to)."""
+    channel = musl_profiles()[profile].channel
+    return [t.name for t in targets_for_tags(wheel_tags(filename), channel) if t.profile == profile]
 
 
 def child_cpu(command: list[str]) -> tuple[float, int]:
@@ -232,7 +246,21 @@ def bad_cases(entries: list[Entry], work: Path) -> list[BadCase]:
                 "upstream Pillow on Nano Server", pillow.path(), "win_amd64-nanoserver", "missing-function"
             )
         )
+    relr = _smallest_legacy_defect(entries)
+    if relr and relr.legacy_musl_defect:
+        profile, code = relr.legacy_musl_defect
+        (target,) = legacy_targets(relr.filename, profile)
+        cases.append(BadCase(f"DT_RELR wheel on the musl {target.rpartition('-musl')[2]} profile", relr.path(),
+                             target, code))  # fmt: skip
     return cases
+
+
+def _smallest_legacy_defect(entries: list[Entry]) -> Entry | None:
+    found = [e for e in entries if e.legacy_musl_defect]
+    sizes = {
+        w["filename"]: w.get("size", 0) for w in json.loads(MANIFEST.read_text(encoding="utf-8"))["wheels"]
+    }
+    return min(found, key=lambda e: (sizes.get(e.filename, 0), e.filename)) if found else None
 
 
 def run(quick: bool, with_auditwheel: bool, progress: bool = True) -> dict[str, object]:
@@ -240,11 +268,14 @@ def run(quick: bool, with_auditwheel: bool, progress: bool = True) -> dict[str, 
 
     entries = load_manifest()
     corpus = [e for e in entries if e.filename in QUICK] if quick else entries
-    # the quick slice makes its bad cases from its own wheels, plus upstream Pillow for Nano Server
+    # the quick slice makes its bad cases from its own wheels, plus upstream Pillow for Nano Server and the
+    # smallest DT_RELR wheel for the musl 1.2.3 profile
     pillow = [e for e in entries if re.match(r"^pillow-.*-win_amd64\.whl$", e.filename)][:1]
-    sources = corpus + pillow if quick else corpus
+    relr = _smallest_legacy_defect(entries)
+    sources = corpus + pillow + ([relr] if relr else []) if quick else corpus
     alarms: list[dict[str, object]] = []
     defects: list[dict[str, object]] = []
+    legacy: list[dict[str, object]] = []
     counts: Counter[str] = Counter()
     languages: Counter[str] = Counter()
     verify_cpu = 0.0
@@ -265,6 +296,13 @@ def run(quick: bool, with_auditwheel: bool, progress: bool = True) -> dict[str, 
                             "caught": any(f["code"] == entry.upstream_defect for f in errors)})  # fmt: skip
         elif errors:
             alarms.append({"wheel": entry.filename, "findings": errors[:5]})
+        if entry.legacy_musl_defect:
+            profile, code = entry.legacy_musl_defect
+            on_legacy, _ = check(path, legacy_targets(entry.filename, profile))
+            legacy.append({"wheel": entry.filename, "profile": profile, "expected": code,
+                           "caught": bool(on_legacy) and all(
+                               any(f["code"] == code and f["severity"] == "error" for f in r["findings"])
+                               for r in on_legacy)})  # fmt: skip
         if progress:
             print(
                 f"[{index}/{len(corpus)}] {entry.filename}: "
@@ -303,6 +341,7 @@ def run(quick: bool, with_auditwheel: bool, progress: bool = True) -> dict[str, 
         "false_alarms": len(alarms),
         "false_alarm_wheels": alarms,
         "upstream_defects": defects,
+        "legacy_profile_defects": legacy,
         "bad_cases": cases,
         "bad_caught": sum(1 for c in cases if c["caught"]),
         "classes": dict(sorted(counts.items())),
@@ -331,6 +370,10 @@ def main() -> int:
     for defect in result["upstream_defects"]:  # type: ignore[attr-defined]
         print(
             f"  upstream defect {'caught' if defect['caught'] else 'MISSED'}: {defect['wheel']} ({defect['expected']})"
+        )
+    for item in result["legacy_profile_defects"]:  # type: ignore[attr-defined]
+        print(
+            f"  on {item['profile']}: {'caught' if item['caught'] else 'MISSED'}: {item['wheel']} ({item['expected']})"
         )
     print(f"known-bad cases caught: {result['bad_caught']} of {len(result['bad_cases'])}")  # type: ignore[arg-type]
     for case in result["bad_cases"]:  # type: ignore[attr-defined]

@@ -108,7 +108,7 @@ class GapsReport:
 
 
 def target_platforms(target: Target) -> list[str]:
-    if target.is_linux and not re.fullmatch(r"(many|musl)linux_\d+_\d+", target.policy or ""):
+    if target.is_linux and target.policy_platform is None:
         raise RewheelError(
             f"target {target.name}: policy {target.policy!r} is not a manylinux/musllinux policy"
         )

@@ -46,7 +46,9 @@ class Job:
             "arch": target.arch,
         }
         if self.python != ANY_PYTHON:
-            data["cibw_build_identifier"] = target.build_identifier(self.python)
+            from pipeline.build.backends.cibuildwheel_ids import build_identifier
+
+            data["cibw_build_identifier"] = build_identifier(target, self.python)
         return data
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -132,62 +131,16 @@ def required_python(tags: frozenset[Tag]) -> tuple[str | None, bool]:
     return min(versions, key=lambda v: tuple(int(x) for x in v[0].split(".")))
 
 
-_LINUX_PLATFORM = re.compile(r"(many|musl)linux_(\d+)_(\d+)_(\w+)")
-_LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
-
-
-def _linux_platform(platform: str) -> tuple[str, tuple[int, int], str] | None:
-    """ "musllinux_1_1_x86_64" -> ("musl", (1, 1), "x86_64"); legacy manylinux aliases too."""
-    found = _LINUX_PLATFORM.fullmatch(platform)
-    if found:
-        libc = "musl" if found[1] == "musl" else "glibc"
-        return libc, (int(found[2]), int(found[3])), found[4]
-    for legacy, version in _LEGACY_MANYLINUX.items():
-        if platform.startswith(legacy + "_"):
-            return "glibc", version, platform[len(legacy) + 1 :]
-    return None
-
-
-def platform_runs_on(platform: str, target: Target) -> bool:
-    """True when a wheel tagged `platform` is meant to load on `target` (same libc and arch, older policy)."""
-    if platform in (target.platform_tag, *target.legacy_tags):
-        return True
-    wheel = _linux_platform(platform)
-    host = _linux_platform(target.platform_tag)
-    return bool(wheel and host and wheel[0] == host[0] and wheel[2] == host[2] and wheel[1] <= host[1])
-
-
-def infer_target(tags: frozenset[Tag]) -> str:
-    """The catalogue target the wheel's platform tags are meant for (the oldest policy that accepts them)."""
-    from pipeline.targets import catalogue
-
-    platforms = {t.platform for t in tags}
-    if platforms == {"any"}:
-        return "any"
-    for target in catalogue().values():
-        if target.platform_tag in platforms or platforms & set(target.legacy_tags):
-            return target.name
-    for target in catalogue().values():  # catalogue order lists older policies first
-        if any(platform_runs_on(p, target) for p in platforms):
-            return target.name
-    raise RewheelError(
-        f"no target in the catalogue carries the wheel's platform tags {', '.join(sorted(platforms))}; "
-        "pass --target"
-    )
-
-
 def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in version.split("."))
 
 
 def _hosts(runtime: Any, spec: Target) -> bool:
-    """The runtime hosts `spec`: it is one of its targets, or an older policy of the same libc and arch (a musl
-    1.2 interpreter loads musllinux_1_1 wheels, as a newer glibc loads older manylinux ones)."""
-    from pipeline.targets import get_target
+    """The runtime hosts `spec` when one of its targets does (pipeline.targets.hosts: a musl 1.2 interpreter
+    loads musllinux_1_1 wheels of its own musl profile, as a newer glibc loads older manylinux ones)."""
+    from pipeline.targets import get_target, hosts
 
-    if spec.name in runtime.targets:
-        return True
-    return spec.is_linux and any(platform_runs_on(spec.platform_tag, get_target(t)) for t in runtime.targets)
+    return any(hosts(get_target(t), spec) for t in runtime.targets)
 
 
 def choose_runtime(target: str, python: str | None, exact: bool) -> tuple[Any | None, str]:
@@ -365,12 +318,13 @@ def smoke_wheel(
     if not wheel.is_file():
         raise RewheelError(f"{wheel}: no such wheel file")
     tags = wheel_tags(wheel)
-    target = target or infer_target(tags)
-    from pipeline.targets import get_target
+    from pipeline.targets import get_target, target_for_tags
+
+    target = target or target_for_tags(tags).name  # the one rule verify and the index use
 
     spec = get_target(target)
     platforms = {t.platform for t in tags}
-    fits = any(platform_runs_on(p, spec) for p in platforms)
+    fits = spec.accepts_any(platforms)
     if progress and "any" not in platforms and target != "any" and not fits:
         # A glibc wheel on a musl target is exactly what smoke must expose, so run it anyway; only warn.
         say(f"smoke: {wheel.name} is tagged {', '.join(sorted(platforms))}, not {spec.platform_tag}")

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.build.repair import RepairError, installs_on, parse_linux_tag, repair_wheel
-from pipeline.targets import get_target
+from pipeline.build.repair import RepairError, repair_wheel
 
 MARKUPSAFE_WIN = (
     "MarkupSafe", "2.1.5", "MarkupSafe-2.1.5-cp311-cp311-win_amd64.whl",
@@ -68,25 +67,6 @@ def host_wheel(tmp_path_factory: pytest.TempPathFactory, pypi_file) -> Path:  # 
     [wheel] = out.glob("*.whl")
     assert wheel.name.endswith("-linux_x86_64.whl")
     return wheel
-
-
-def test_policy_tags_parse_including_legacy_names() -> None:
-    assert parse_linux_tag("manylinux2014_aarch64") == ("glibc", (2, 17), "aarch64")
-    assert parse_linux_tag("manylinux_2_28_x86_64") == ("glibc", (2, 28), "x86_64")
-    assert parse_linux_tag("musllinux_1_1_x86_64") == ("musl", (1, 1), "x86_64")
-    assert parse_linux_tag("linux_x86_64") is None
-
-
-def test_installs_on_accepts_older_policies_of_the_same_libc_and_arch(tmp_path: Path) -> None:
-    def wheel(tags: str) -> Path:
-        return tmp_path / f"demo-1.0-cp311-cp311-{tags}.whl"
-
-    assert installs_on(wheel("manylinux_2_5_x86_64.manylinux1_x86_64"), get_target("manylinux_2_17_x86_64"))
-    assert not installs_on(wheel("manylinux_2_28_x86_64"), get_target("manylinux_2_17_x86_64"))
-    assert installs_on(wheel("musllinux_1_1_aarch64"), get_target("musllinux_1_2_aarch64"))
-    assert not installs_on(wheel("musllinux_1_2_x86_64"), get_target("musllinux_1_2_aarch64"))
-    assert not installs_on(wheel("manylinux_2_17_x86_64"), get_target("musllinux_1_2_x86_64"))
-    assert not installs_on(wheel("linux_x86_64"), get_target("manylinux_2_17_x86_64"))
 
 
 def test_auditwheel_repairs_for_the_target_policy(host_wheel: Path, tmp_path: Path) -> None:

@@ -33,10 +33,12 @@ def test_catalogue_has_design_targets() -> None:
 def test_build_identifiers_are_cibuildwheels_own(tmp_path: Path) -> None:
     """cibuildwheel prints its identifiers without any container engine: ours must be among them."""
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "probe"\nversion = "1"\n')
+    from pipeline.build.backends.cibuildwheel_ids import build_identifier, cibw_image
+
     ours = {
-        t.build_identifier("3.11")
+        build_identifier(t, "3.11")
         for t in catalogue().values()
-        if t.os == "linux" and t.arch in ("x86_64", "aarch64") and t.cibw_image
+        if t.os == "linux" and t.arch in ("x86_64", "aarch64") and cibw_image(t)
     }
     result = subprocess.run(
         [sys.executable, "-m", "cibuildwheel", "--print-build-identifiers", "--platform", "linux",
@@ -74,9 +76,13 @@ def test_linux_targets_come_from_auditwheels_policies() -> None:
     assert {"musllinux_1_1_x86_64", "musllinux_1_1_aarch64", "manylinux_2_5_x86_64", "manylinux_2_34_aarch64",
             "manylinux_2_17_ppc64le", "musllinux_1_2_armv7l", "win32"} <= set(known)  # fmt: skip
     assert get_target("manylinux_2_5_x86_64").legacy_tags == ("manylinux1_x86_64",)
-    assert get_target("manylinux_2_17_aarch64").cibw_image == "manylinux2014"
-    assert get_target("manylinux_2_26_x86_64").cibw_image is None  # no cibuildwheel image: verify only
-    assert get_target("musllinux_1_1_x86_64").profile == "musl_1_2"
+    from pipeline.build.backends.cibuildwheel_ids import cibw_image
+
+    assert cibw_image(get_target("manylinux_2_17_aarch64")) == "manylinux2014"
+    assert cibw_image(get_target("manylinux_2_26_x86_64")) is None  # no cibuildwheel image: verify only
+    assert cibw_image(get_target("musllinux_1_2_aarch64-musl1.2.3")) == "musllinux_1_2"
+    assert get_target("musllinux_1_1_x86_64").profile == "musl_1_2_5"
+    assert get_target("musllinux_1_1_x86_64-musl1.2.3").profile == "musl_1_2_3"
     win32 = get_target("win32")
     assert win32.arch == "x86" and win32.profile == "windows_desktop_x86"
     names = list(known)

@@ -42,7 +42,10 @@ def test_quick_slice_no_false_alarm_every_bad_case_caught() -> None:
         "python-dll-mismatch",
         "abi3-violation",
         "missing-function",
+        "relr-unsupported",
     }
+    relr = cases["relr-unsupported"]
+    assert relr["target"].endswith("-musl1.2.3"), relr
     assert all(c["caught"] for c in cases.values()), cases
     classes = result["classes"]
     for wanted in ("manylinux2014_x86_64", "manylinux2014_aarch64", "musllinux_1_1_x86_64",
@@ -87,11 +90,11 @@ def test_free_threaded_and_unknown_pythons_are_said_aloud() -> None:
     assert {"_Py_DecRefShared", "PyUnstable_Module_SetGIL"} <= threaded
     assert "PyUnstable_Module_SetGIL" not in (cpython_exports("3.13") or ())
     entry = _entry(r"-cp313-cp313t-manylinux[\w.]*x86_64\.whl$")
-    from pipeline.verify.tags import targets_for_tags
+    from pipeline.targets import target_for_tags
     from pipeline.verify.wheelname import wheel_tags
 
-    (target, *_) = targets_for_tags(wheel_tags(entry.filename))
-    report = verify_wheel(entry.path(), target)
+    target = target_for_tags(wheel_tags(entry.filename))
+    report = verify_wheel(entry.path(), target.name)
     assert report.ok and not report.findings, report.findings
     windows = verify_wheel(_entry(r"-cp314-cp314t-win_amd64\.whl$").path(), "win_amd64")
     assert windows.ok and "missing-dll" not in _codes(windows), windows.findings  # python314t.dll is Python's
@@ -120,13 +123,15 @@ def test_compound_tag_is_checked_at_its_oldest_level(run_cli) -> None:  # type: 
 @pytest.mark.parametrize("pattern", [r"^pillow-.*-musllinux_1_2_x86_64\.whl$"])
 def test_musl_wheels_linking_the_allowed_libz_pass(pattern: str) -> None:
     """musllinux policies allow libz.so.1 from the system: inflate/deflate/crc32 are its names, not musl's.
-    (Pillow 13's grafted libXau/libXdmcp/libbsd/libmd carry DT_RELR: the one true error, recorded in the
-    manifest as an upstream defect.)"""
+    (Pillow 13's grafted libXau/libXdmcp/libbsd/libmd carry DT_RELR: clean on the default profile, the one
+    true error on the musl 1.2.3 one, recorded in the manifest as a legacy-profile defect.)"""
     entry = _entry(pattern)
     report = verify_wheel(entry.path(), "musllinux_1_2_x86_64")
-    assert "missing-symbol" not in _codes(report), report.findings
-    assert _codes(report, "error") <= {"relr-unsupported"}, report.errors
-    assert entry.upstream_defect == "relr-unsupported"
+    assert report.ok and not report.findings, report.findings
+    legacy = verify_wheel(entry.path(), "musllinux_1_2_x86_64-musl1.2.3")
+    assert "missing-symbol" not in _codes(legacy), legacy.findings
+    assert _codes(legacy, "error") == {"relr-unsupported"}, legacy.errors
+    assert entry.legacy_musl_defect == ("musl_1_2_3", "relr-unsupported")
 
 
 def test_pywin32_dlls_in_its_own_folder_are_found_with_a_warning() -> None:

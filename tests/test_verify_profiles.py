@@ -56,7 +56,9 @@ def test_profiles_list_json(run_cli) -> None:  # type: ignore[no-untyped-def]
     rows = {row["name"]: row for row in json.loads(out)["profiles"]}
     assert rows["manylinux_2_17_x86_64"]["kind"] == "glibc-policy"
     assert "auditwheel" in rows["manylinux_2_17_x86_64"]["source"]
-    assert "musl" in rows["musl_1_2"]["source"] and rows["windows_nanoserver_amd64"]["present"]
+    assert "musl_1.2.5" in rows["musl_1_2_5"]["source"] and "musl_1.2.3" in rows["musl_1_2_3"]["source"]
+    assert "musllinux_1_2_x86_64-musl1.2.3" in rows["musl_1_2_3"]["targets"]
+    assert rows["windows_nanoserver_amd64"]["present"]
 
 
 def _same_data(generated: Path, name: str) -> None:
@@ -65,12 +67,14 @@ def _same_data(generated: Path, name: str) -> None:
     )
 
 
-def test_musl_profile_regenerates_identically(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("name", ["musl_1_2_5", "musl_1_2_3"])
+def test_musl_profile_regenerates_identically(tmp_path: Path, run_cli, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Each musl version's export list from its pinned Debian .debs (trixie's 1.2.5, bookworm's 1.2.3)."""
     need_executable("apt-get", "Debian's apt")
-    code, _out, err = run_cli("profiles", "regenerate", "musl_1_2", "--out", str(tmp_path))
+    code, _out, err = run_cli("profiles", "regenerate", name, "--out", str(tmp_path))
     if code != 0:
         unavailable(f"cannot download Debian's musl packages here: {err.strip()}")
-    _same_data(tmp_path / "musl_1_2.json.gz", "musl_1_2")
+    _same_data(tmp_path / f"{name}.json.gz", name)
 
 
 def test_windows_profiles_regenerate_identically(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]

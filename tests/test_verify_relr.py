@@ -1,13 +1,13 @@
-"""DT_RELR (packed relative relocations) on musllinux targets whose musl predates 1.2.4, on real wheels.
+"""DT_RELR (packed relative relocations) on musllinux targets whose musl profile predates 1.2.4, on real wheels.
 
 numpy 2.2.6's musllinux_1_2 wheel grafts libraries built on Alpine >= 3.18 (linked with
-`-z pack-relative-relocs`); musl applies DT_RELR from 1.2.4 on, musllinux_1_2 promises any musl 1.2.x.
-numpy 1.26.4's musllinux_1_1 wheel predates that toolchain and has none.
+`-z pack-relative-relocs`); musl applies DT_RELR from 1.2.4 on. The default musllinux_1_2 targets stand for
+the supported Alpine releases (musl 1.2.5): no finding there. The legacy `-musl1.2.3` targets (Alpine 3.17,
+Debian 12's musl) crash at load: an error there. numpy 1.26.4's musllinux_1_1 wheel predates that toolchain.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import subprocess
@@ -46,16 +46,22 @@ def _relr_files(wheel: object) -> set[str]:
         }
 
 
-def test_musl_baseline_comes_from_the_policy_level() -> None:
-    assert get_target("musllinux_1_1_x86_64").musl_baseline == (1, 1, 0)
-    assert get_target("musllinux_1_2_aarch64").musl_baseline == (1, 2, 0)
-    assert get_target("manylinux_2_17_x86_64").musl_baseline is None
-    assert get_target("win_amd64").musl_baseline is None
+def test_musl_version_comes_from_the_targets_profile() -> None:
+    assert get_target("musllinux_1_1_x86_64").musl_version_key == (1, 2, 5)
+    assert get_target("musllinux_1_2_aarch64-musl1.2.3").musl_version_key == (1, 2, 3)
+    assert get_target("manylinux_2_17_x86_64").musl_version_key is None
+    assert get_target("win_amd64").musl_version_key is None
 
 
-def test_numpy_2_musllinux_1_2_names_every_grafted_library_with_relr(pypi_file) -> None:  # type: ignore[no-untyped-def]
+def test_numpy_2_on_the_default_musl_profile_is_clean(pypi_file) -> None:  # type: ignore[no-untyped-def]
+    """Every supported Alpine release loads DT_RELR: the default target reports nothing at all."""
+    report = verify_wheel(pypi_file(*NUMPY_2_MUSL), "musllinux_1_2_x86_64")
+    assert report.ok and report.findings == [], [f.message for f in report.findings]
+
+
+def test_numpy_2_musl_1_2_3_names_every_grafted_library_with_relr(pypi_file) -> None:  # type: ignore[no-untyped-def]
     wheel = pypi_file(*NUMPY_2_MUSL)
-    report = verify_wheel(wheel, "musllinux_1_2_x86_64")
+    report = verify_wheel(wheel, "musllinux_1_2_x86_64-musl1.2.3")
     relr = [f for f in report.findings if f.code == "relr-unsupported"]
     assert relr and all(f.severity == "error" for f in relr) and not report.ok
     flagged = {f.file for f in relr}
@@ -67,9 +73,9 @@ def test_numpy_2_musllinux_1_2_names_every_grafted_library_with_relr(pypi_file) 
     assert quadmath.symbol == "DT_RELR"
     assert quadmath.message == (
         f"{quadmath.file} uses DT_RELR (packed relative relocations): musl loads these from 1.2.4, but "
-        "musllinux_1_2 promises 1.2.0 (Alpine 3.17 and older crash at load)"
+        "musllinux_1_2_x86_64-musl1.2.3 stands for musl 1.2.3 (Alpine 3.17 and older crash at load)"
     )
-    # nothing else is wrong with the wheel: its extensions' symbols all resolve on musl 1.2
+    # nothing else is wrong with the wheel: its extensions' symbols all resolve on musl 1.2.3
     assert {f.code for f in report.findings} == {"relr-unsupported"}
     # the JSON report carries the same finding
     as_json = report.to_json()
@@ -79,18 +85,15 @@ def test_numpy_2_musllinux_1_2_names_every_grafted_library_with_relr(pypi_file) 
     )
 
 
-def test_relr_is_not_flagged_where_musl_applies_it(pypi_file) -> None:  # type: ignore[no-untyped-def]
-    """A musllinux_1_3 level (musl >= 1.3.0) would load these libraries: no finding. auditwheel has no such
-    policy yet, so the target is the musllinux_1_2 one with the next level's policy name."""
+def test_relr_is_flagged_only_where_the_profiles_musl_cannot_apply_it(pypi_file) -> None:  # type: ignore[no-untyped-def]
     wheel = pypi_file(*NUMPY_2_MUSL)
-    musl_1_3 = dataclasses.replace(get_target("musllinux_1_2_x86_64"), policy="musllinux_1_3")
-    musl_1_2 = get_target("musllinux_1_2_x86_64")
+    default, legacy = get_target("musllinux_1_2_x86_64"), get_target("musllinux_1_2_x86_64-musl1.2.3")
     with zipfile.ZipFile(str(wheel)) as archive:
         name = next(n for n in archive.namelist() if "libquadmath" in n)
         info = parse_elf(archive.read(name), name)
-    newer, older = WheelReport(wheel.name, musl_1_3.name), WheelReport(wheel.name, musl_1_2.name)
-    _check_relr(name, info, musl_1_3, newer)
-    _check_relr(name, info, musl_1_2, older)
+    newer, older = WheelReport(wheel.name, default.name), WheelReport(wheel.name, legacy.name)
+    _check_relr(name, info, default, newer)
+    _check_relr(name, info, legacy, older)
     assert newer.findings == [] and [f.code for f in older.findings] == ["relr-unsupported"]
 
 
@@ -103,7 +106,7 @@ def test_numpy_1_26_musllinux_1_1_has_no_relr(pypi_file) -> None:  # type: ignor
 
 def test_cli_json_reports_relr(run_cli, pypi_file) -> None:  # type: ignore[no-untyped-def]
     wheel = pypi_file(*NUMPY_2_MUSL)
-    code, out, _err = run_cli("verify", str(wheel), "--target", "musllinux_1_2_x86_64", "--json")
+    code, out, _err = run_cli("verify", str(wheel), "--target", "musllinux_1_2_x86_64-musl1.2.3", "--json")
     assert code == 1
     findings = [f for r in json.loads(out)["results"] for f in r["findings"]]
     assert {f["code"] for f in findings} == {"relr-unsupported"}

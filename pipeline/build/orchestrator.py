@@ -544,14 +544,14 @@ def _build_job(job: Job, run: _Run, counter: str) -> JobOutcome:
 
 
 def _repair_all(job: Job, result: BuildResult, work_dir: Path, progress: bool) -> list[RepairResult]:
-    from pipeline.build.repair import RepairError, RepairResult, installs_on, repair_wheel
+    from pipeline.build.repair import RepairError, RepairResult, repair_wheel, wheel_platform_tags
     from pipeline.targets import get_target
 
     repairs = []
     for number, wheel in enumerate(result.wheels):
         if result.repaired:
             # The backend ran auditwheel/delvewheel itself (cibuildwheel); still hold its tag to the target.
-            if not installs_on(wheel, get_target(job.target)):
+            if not get_target(job.target).accepts_any(wheel_platform_tags(wheel)):
                 raise RepairError(
                     f"{job.id}: backend's repaired wheel {wheel.name} does not install on {job.target}"
                 )

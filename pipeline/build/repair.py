@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -41,45 +40,11 @@ class RepairResult:
         return {"tool": self.tool, "command": self.command, "skipped": self.skipped, "notes": self.notes}
 
 
-# Legacy manylinux names and the glibc version each stands for (PEP 600).
-_LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
-_POLICY_TAG = re.compile(r"^(manylinux|musllinux)_(\d+)_(\d+)_(.+)$")
-
-
-def parse_linux_tag(tag: str) -> tuple[str, tuple[int, int], str] | None:
-    """ "manylinux_2_17_x86_64" -> ("glibc", (2, 17), "x86_64"); legacy names too; None when not a policy tag."""
-    for legacy, version in _LEGACY_MANYLINUX.items():
-        if tag.startswith(legacy + "_"):
-            return "glibc", version, tag[len(legacy) + 1 :]
-    match = _POLICY_TAG.match(tag)
-    if not match:
-        return None
-    family, major, minor, arch = match.groups()
-    return ("glibc" if family == "manylinux" else "musl"), (int(major), int(minor)), arch
-
-
 def wheel_platform_tags(wheel: Path) -> set[str]:
     from packaging.utils import parse_wheel_filename
 
     _, _, _, tags = parse_wheel_filename(wheel.name)
     return {t.platform for t in tags}
-
-
-def installs_on(wheel: Path, target: Target) -> bool:
-    """True when pip on the target would accept the wheel's platform tag."""
-    tags = wheel_platform_tags(wheel)
-    if target.platform_tag == "any":
-        return tags == {"any"}
-    if target.is_windows:
-        return target.platform_tag in tags
-    wanted = parse_linux_tag(target.platform_tag)
-    if wanted is None:
-        return target.platform_tag in tags
-    for tag in tags:
-        parsed = parse_linux_tag(tag)
-        if parsed and parsed[0] == wanted[0] and parsed[2] == wanted[2] and parsed[1] <= wanted[1]:
-            return True
-    return False
 
 
 def _host_libc() -> str:
@@ -134,7 +99,7 @@ def repair_wheel(wheel: Path, job: Job, out_dir: Path, *, progress: bool = True)
         result = _delvewheel(wheel, job, out_dir, progress)
     else:
         raise RepairError(f"{job.id}: no repair tool for target os {target.os!r} and wheel {wheel.name}")
-    if not installs_on(result.wheel, target):
+    if not target.accepts_any(wheel_platform_tags(result.wheel)):
         raise RepairError(
             f"{job.id}: repaired wheel {result.wheel.name} does not install on {target.name} "
             f"(platform tags {', '.join(sorted(wheel_platform_tags(result.wheel)))})"

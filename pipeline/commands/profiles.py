@@ -38,7 +38,7 @@ def list_command(as_json: bool) -> None:
 )
 def regenerate_command(name: str, sources: tuple[Path, ...], out_dir: Path | None) -> None:
     """Rebuild profile NAME's committed data from its public source (optional SOURCES: libc.so or
-    libpython files for musl_1_2 / cpython)."""
+    libpython files for a musl_* profile / cpython)."""
     from pipeline.profiles.generate import regenerate
 
     path = regenerate(name, sources=list(sources) or None, out_dir=out_dir)

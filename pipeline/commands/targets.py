@@ -9,7 +9,11 @@ def command(as_json: bool) -> None:
     """List the target catalogue: names, wheel tags, runtime profiles, cibuildwheel identifiers and images.
 
     Linux targets are every manylinux/musllinux level and arch of auditwheel's installed policies; a level
-    without a cibuildwheel image ("verify only") can be checked against but not built with cibuildwheel."""
+    without a cibuildwheel image ("verify only") can be checked against but not built with cibuildwheel.
+    A musl target is its tag plus a musl runtime profile: the plain name stands for every supported Alpine
+    release, NAME-musl1.2.3 for the older musl 1.2.3. `--json` adds what each target stands for
+    (docs/targets.md)."""
+    from pipeline.build.backends.cibuildwheel_ids import cibw_identifier, cibw_image
     from pipeline.output import emit_json, table
     from pipeline.targets import catalogue
 
@@ -22,10 +26,10 @@ def command(as_json: bool) -> None:
             t.name,
             t.platform_tag,
             t.arch,
-            t.libc or t.edition or "",
+            f"musl {t.musl_version}" if t.musl_version else (t.libc or t.edition or ""),
             t.profile,
-            f"cpXY-{t.cibw_identifier}",
-            t.cibw_image or ("" if not t.is_linux else "verify only"),
+            f"cpXY-{cibw_identifier(t)}",
+            cibw_image(t) or ("" if not t.is_linux else "verify only"),
         )
         for t in targets
     ]

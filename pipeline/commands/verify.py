@@ -18,7 +18,7 @@ def _expand(paths: tuple[Path, ...]) -> list[Path]:
 def _auto_targets(wheel: Path) -> list[str]:
     """Every target the wheel's own tags name (a compound tag: the oldest level it claims)."""
     from pipeline.errors import RewheelError
-    from pipeline.verify.tags import targets_for_tags
+    from pipeline.targets import targets_for_tags
     from pipeline.verify.wheelname import wheel_tags
 
     targets = targets_for_tags(wheel_tags(wheel.name))
@@ -26,7 +26,7 @@ def _auto_targets(wheel: Path) -> list[str]:
         raise RewheelError(
             f"{wheel.name}: no target in the catalogue matches its platform tags; pass --target"
         )
-    return targets
+    return [t.name for t in targets]
 
 
 @click.command(name="verify")

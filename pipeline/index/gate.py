@@ -1,8 +1,9 @@
 """The publishing gate: a wheel enters an index only when the symbol checker passed it for its target.
 
 The target is the one the caller names, or the one the wheel's platform tag implies (for a tag several
-targets share, e.g. win_amd64 for desktop, Server Core and Nano Server, the channel decides; without a
-channel the target that has none, i.e. the plain one).
+targets share, e.g. win_amd64 for desktop, Server Core and Nano Server, or musllinux_1_2_x86_64 for the
+default and the musl 1.2.3 profile, the channel decides; without a channel the target that has none, i.e.
+the default one).
 """
 
 from __future__ import annotations
@@ -18,28 +19,17 @@ from pipeline.index.wheelinfo import PublishError, wheel_identity
 
 
 def infer_target(wheel: Path, channel: str | None = None) -> str:
-    from pipeline.targets import catalogue
+    """The target the wheel's tags are for, in `channel` (pipeline.targets.target_for_tags: one rule)."""
+    from pipeline.targets import target_for_tags
 
     try:
         _, _, _, tags = parse_wheel_filename(wheel.name)
     except InvalidWheelFilename as exc:
         raise PublishError(f"{wheel.name}: not a valid wheel file name: {exc}") from None
-    platforms = {t.platform for t in tags}
-    matches = [
-        t for t in catalogue().values() if t.platform_tag in platforms or platforms & set(t.legacy_tags)
-    ]
-    if not matches:
-        raise PublishError(
-            f"{wheel.name}: no target in the catalogue has platform tag {', '.join(sorted(platforms))}; "
-            "pass --target"
-        )
-    for wanted in (channel, None):
-        chosen = [t for t in matches if t.channel == wanted]
-        if chosen:
-            # Several manylinux policies can share a wheel (multi-tagged): the lowest policy is the claim.
-            return sorted(chosen, key=lambda t: t.name)[0].name
-    names = ", ".join(t.name for t in matches)
-    raise PublishError(f"{wheel.name}: its tag fits {names}; pass --target to say which")
+    try:
+        return target_for_tags(tags, channel).name
+    except RewheelError as exc:
+        raise PublishError(f"{wheel.name}: {exc}") from None
 
 
 def verdicts_from_record(record: Path) -> dict[str, tuple[bool, str | None]]:

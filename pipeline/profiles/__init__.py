@@ -2,7 +2,8 @@
 
 - glibc (manylinux): auditwheel's installed policy data (symbol versions and allowed libraries), read at run
   time from the auditwheel package's own JSON file (never copied here), without importing auditwheel.
-- musl: the exported names of a real musl libc.so (data/musl_1_2.json.gz).
+- musl: per musl version, the exported names of a real musl libc.so (data/musl_1_2_5.json.gz,
+  data/musl_1_2_3.json.gz; which versions and why: resources/musl-profiles.toml).
 - CPython: the names each libpython 3.X exports (data/cpython.json.gz); the stable ABI (abi3) comes from
   the abi3info package at run time.
 - Windows: per edition, each DLL present and the functions it exports (data/windows_*.json.gz).
@@ -23,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import RewheelError
+from pipeline.targets.musl import musl_profiles
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
 # Names of the committed, regenerable profile data files (without .json.gz).
 GENERATED_PROFILES = (
-    "musl_1_2",
+    *musl_profiles(),
     "cpython",
     "windows_desktop_amd64",
     "windows_servercore_amd64",
@@ -148,10 +150,11 @@ def linux_policy(policy: str, arch: str) -> LinuxPolicy:
 
 
 @cache
-def musl_exports(arch: str) -> frozenset[str]:
-    """Names musl's libc.so exports. One list serves every arch: musl's exported names are the same on
-    x86_64 and aarch64 except a few arch-specific ones, which the profile records separately."""
-    data = load_data("musl_1_2")
+def musl_exports(profile: str, arch: str) -> frozenset[str]:
+    """Names the libc.so of a musl profile ("musl_1_2_5", one per musl version) exports. Within a version one
+    list serves every arch: musl's exported names are the same on x86_64 and aarch64 except a few
+    arch-specific ones, which the profile records separately."""
+    data = load_data(profile)
     names = set(data["exports"])
     names.update(data.get("arch_specific", {}).get(arch, []))
     return frozenset(names)

@@ -1,7 +1,9 @@
 """Regenerate the committed profile data from its public sources (`rewheel profiles regenerate NAME`).
 
-- musl_1_2: the exported names of real musl libc.so files: Debian's `musl` package for amd64 and arm64
-  (fetched with `apt-get download`, unpacked with `dpkg-deb -x`), or any libc.so given on the command line.
+- musl_<version> (musl_1_2_5, musl_1_2_3): the exported names of real musl libc.so files of that version:
+  Debian's `musl` packages for amd64 and arm64 pinned by sha256 in resources/musl-profiles.toml (fetched
+  with `apt-get download` through private apt lists of the package's suite, unpacked with `dpkg-deb -x`, no
+  install), or any libc.so given on the command line.
 - cpython: the Py*/_Py* names each libpython3.X shared library exports (any --enable-shared CPython build,
   e.g. pyenv's; pass the libraries or let rewheel find pyenv's).
 - windows_*: mingw-w64's per-DLL and per-API-set .def files as shipped in the ziglang wheel
@@ -28,6 +30,7 @@ from typing import Any
 
 from pipeline.errors import MissingTool, RewheelError
 from pipeline.profiles import GENERATED_PROFILES, write_data
+from pipeline.targets.musl import MuslProfile
 
 SOURCES_DIR = Path(__file__).resolve().parent / "sources"
 PROFILE_NAME = re.compile(r"[a-z0-9_]{1,100}")
@@ -50,8 +53,8 @@ def _progress(message: str) -> None:
 def regenerate(name: str, *, sources: list[Path] | None = None, out_dir: Path | None = None) -> Path:
     if name not in GENERATED_PROFILES:
         raise RewheelError(f"unknown profile {name!r}; regenerable profiles: {', '.join(GENERATED_PROFILES)}")
-    if name == "musl_1_2":
-        return regenerate_musl(sources, out_dir)
+    if name.startswith("musl_"):
+        return regenerate_musl(name, sources, out_dir)
     if name == "cpython":
         return regenerate_cpython(sources, out_dir)
     return regenerate_windows(name, out_dir)
@@ -66,27 +69,87 @@ def _exported_names(path: Path) -> set[str]:
     return parse_elf(path.read_bytes(), str(path)).defined
 
 
-def _debian_musl_libcs(work: Path) -> dict[str, tuple[Path, str]]:
-    """arch -> (libc.so, "musl <version> (Debian <arch>)") from Debian's musl packages."""
+# musl >= 1.2.4 no longer exports the LFS64 names (fopen64, stat64, ...) but its dynamic loader still binds
+# them, for binaries linked against an older musl, to the plain function (ldso/dynlink.c, get_lfs64). The list
+# it uses is a string table inside libc.so itself; it starts with this entry.
+_LFS64_TABLE_START = b"aio_cancel\0aio_error\0"
+
+
+def _loader_lfs64_names(libc: bytes, exported: set[str]) -> list[str]:
+    """The `<name>64` symbols the musl loader in `libc` resolves although libc.so does not export them:
+    read from the loader's own table (empty for musl < 1.2.4, which exports them instead)."""
+    start = libc.find(_LFS64_TABLE_START)
+    if start < 0:
+        return []
+    names = libc[start : libc.index(b"\0\0", start)].decode("ascii").split("\0")
+    found = {f"{name}64" for name in names if name in exported and f"{name}64" not in exported}
+    if b"readdir64_r\0" in libc and "readdir_r" in exported:
+        found.add("readdir64_r")  # the loader's one special case, mapped to readdir_r
+    return sorted(found)
+
+
+def _musl_debs(profile: MuslProfile, work: Path) -> list[Path]:
+    """The profile's pinned musl .debs (from rewheel's download cache, or `apt-get download` through private
+    lists of their Debian suite for amd64 and arm64: the machine's own apt configuration is left alone)."""
+    from pipeline.fetch import cached_path
+    from pipeline.runtimes._support import DebianFile, _apt, _machine_mirror, _store, cache_downloads
+
     for tool in ("apt-get", "dpkg-deb"):
         if not shutil.which(tool):
-            raise MissingTool(f"regenerating the musl profile needs {tool} (Debian), or pass libc.so files")
-    found = {}
-    for debian_arch, arch in (("amd64", "x86_64"), ("arm64", "aarch64")):
-        result = subprocess.run(
-            ["apt-get", "download", f"musl:{debian_arch}"], cwd=work, capture_output=True, text=True
-        )
+            raise MissingTool(f"regenerating {profile.name} needs {tool} (Debian), or pass libc.so files")
+    items = [
+        DebianFile(package=d.package, filename=d.filename, sha256=d.sha256, version=d.version, suite=d.suite)
+        for d in profile.debs
+    ]
+    for suite in sorted({item.suite for item in items}):
+        missing = [
+            i for i in items if i.suite == suite and not cached_path(i.pin(), cache_downloads()).is_file()
+        ]
+        if not missing:
+            continue
+        uri, signed_by = _machine_mirror()
+        lists = work / "apt" / suite / "lists"  # apt-get update deletes what else it finds in here
+        (lists / "partial").mkdir(parents=True, exist_ok=True)
+        sign = f" signed-by={signed_by}" if signed_by else ""
+        source_list = work / "apt" / suite / "sources.list"
+        source_list.write_text(f"deb [arch=amd64,arm64{sign}] {uri} {suite} main\n", encoding="utf-8")
+        options = [
+            "-o", f"Dir::Etc::SourceList={source_list}", "-o", "Dir::Etc::SourceParts=-",
+            "-o", f"Dir::State::Lists={lists}", "-o", "APT::Architectures::=arm64",
+        ]  # fmt: skip
+        _progress(f"apt-get update (private lists for Debian {suite})")
+        result = _apt([*options, "update", "-q"], work)
         if result.returncode != 0:
-            raise MissingTool(f"`apt-get download musl:{debian_arch}` failed: {result.stderr.strip()[-300:]}")
-        deb = next(work.glob(f"musl_*_{debian_arch}.deb"))
-        root = work / debian_arch
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
-        libc = next(root.glob("lib/*-linux-musl/libc.so"))
-        found[arch] = (libc, f"Debian package {deb.name}")
+            raise MissingTool(f"apt-get update for Debian {suite} failed: {result.stderr.strip()[-300:]}")
+        specs = [f"{item.package}={item.version}" for item in missing]
+        _progress(f"apt-get download {' '.join(specs)}")
+        result = _apt([*options, "download", "-q", *specs], work)
+        if result.returncode != 0:
+            raise MissingTool(f"`apt-get download {' '.join(specs)}` failed: {result.stderr.strip()[-300:]}")
+        for item in missing:
+            _store(work / item.filename, item)
+    return [cached_path(item.pin(), cache_downloads()) for item in items]
+
+
+def _debian_musl_libcs(profile: MuslProfile, work: Path) -> dict[str, tuple[Path, str]]:
+    """arch -> (libc.so, "Debian package <file> (sha256 ...)") from the profile's pinned .debs."""
+    found = {}
+    for deb, path in zip(profile.debs, _musl_debs(profile, work), strict=True):
+        root = work / deb.arch
+        subprocess.run(["dpkg-deb", "-x", str(path), str(root)], check=True)
+        libc = next(root.glob("usr/lib/*-linux-musl/libc.so"), None) or next(
+            root.glob("lib/*-linux-musl/libc.so")
+        )
+        found[deb.arch] = (libc, f"Debian package {deb.filename} ({deb.suite}, sha256 {deb.sha256})")
     return found
 
 
-def regenerate_musl(sources: list[Path] | None, out_dir: Path | None) -> Path:
+def regenerate_musl(name: str, sources: list[Path] | None, out_dir: Path | None) -> Path:
+    from pipeline.targets import musl_profiles
+
+    profile = musl_profiles().get(name)
+    if profile is None:
+        raise RewheelError(f"no musl profile {name!r} in resources/musl-profiles.toml")
     with tempfile.TemporaryDirectory(prefix="rewheel-musl-") as tmp:
         if sources:
             from pipeline.verify.elf import parse_elf
@@ -95,23 +158,32 @@ def regenerate_musl(sources: list[Path] | None, out_dir: Path | None) -> Path:
             for path in sources:
                 libcs[parse_elf(path.read_bytes(), str(path)).arch] = (path, str(path))
         else:
-            libcs = _debian_musl_libcs(Path(tmp))
+            libcs = _debian_musl_libcs(profile, Path(tmp))
         per_arch = {arch: _exported_names(path) for arch, (path, _) in libcs.items()}
+        for arch, (path, _) in libcs.items():
+            per_arch[arch] |= set(_loader_lfs64_names(path.read_bytes(), per_arch[arch]))
         common = set.intersection(*per_arch.values())
         data: dict[str, Any] = {
+            "musl_version": profile.musl_version,
             "exports": sorted(common),
             "arch_specific": {arch: sorted(names - common) for arch, names in per_arch.items()},
         }
         provenance = {
             "kind": "musl-exports",
+            "musl_version": profile.musl_version,
+            "stands_for": list(profile.stands_for),
+            "reviewed": profile.reviewed,
+            "facts": profile.facts,
             "source": "; ".join(f"{arch}: {origin}" for arch, (_, origin) in sorted(libcs.items())),
-            "regenerate": "rewheel profiles regenerate musl_1_2 [LIBC.SO ...]",
-            "notes": "Names exported by musl's libc.so (the dynamic loader and libc are one file in musl). "
-            "Names common to every listed arch are in `exports`; the few arch-specific ones are listed "
-            "per arch. An arch not captured here falls back to the common list.",
+            "regenerate": f"{profile.regenerate} [LIBC.SO ...]",
+            "notes": f"Names exported by musl {profile.musl_version}'s libc.so (the dynamic loader and libc are "
+            "one file in musl), plus the LFS64 names (fopen64, ...) its loader still binds to the plain "
+            "functions, read from the loader's own table in libc.so (musl >= 1.2.4). Names common to every listed arch are in `exports`; the few arch-specific ones "
+            "are listed per arch. An arch not captured here falls back to the common list. Which musl versions "
+            "there are profiles for, and which systems each stands for: resources/musl-profiles.toml.",
         }
-        _progress(f"musl: {len(common)} common names, arches {sorted(per_arch)}")
-        return write_data("musl_1_2", data, provenance, out_dir)
+        _progress(f"{name}: {len(common)} common names, arches {sorted(per_arch)}")
+        return write_data(name, data, provenance, out_dir)
 
 
 # ---- CPython -------------------------------------------------------------------------------------------

@@ -33,10 +33,8 @@ def _host_targets() -> tuple[str, ...]:
     arch = platform.machine()
     hosted = []
     for target in catalogue().values():
-        if not (target.is_linux and target.libc == "glibc" and target.arch == arch and target.policy):
-            continue
-        found = re.fullmatch(r"manylinux_(\d+)_(\d+)", target.policy)
-        if glibc and found and (int(found[1]), int(found[2])) <= glibc:
+        own = target.policy_platform
+        if own and own.libc == "glibc" and own.arch == arch and glibc and own.level <= glibc:
             hosted.append(target.name)
     return tuple(hosted)
 

@@ -143,7 +143,7 @@ def check_elf_binaries(
     from pipeline.profiles import linux_policy, musl_exports, stable_abi
 
     policy = linux_policy(policy_name, target.arch) if policy_name else None
-    musl = musl_exports(target.arch) if target.is_musl else frozenset()
+    musl = musl_exports(target.profile, target.arch) if target.is_musl else frozenset()
     python_names: frozenset[str] | None = None
     python_label = ""
     if claim.abi3 and claim.minimum:
@@ -216,14 +216,16 @@ def check_elf_binaries(
 
 
 def _check_relr(path: str, info: ElfInfo, target: Target, report: WheelReport) -> None:
-    baseline = target.musl_baseline
-    if not info.uses_relr or baseline is None or baseline >= MUSL_RELR_SINCE:
+    """DT_RELR is an error only where the target's musl profile cannot load it (< 1.2.4): the legacy musl
+    1.2.3 targets. The default musl targets stand for the supported Alpine releases, whose musl does."""
+    version = target.musl_version_key
+    if not info.uses_relr or version is None or version >= MUSL_RELR_SINCE:
         return
     since = ".".join(map(str, MUSL_RELR_SINCE))
     report.add(
         "relr-unsupported",
-        f"{path} uses DT_RELR (packed relative relocations): musl loads these from {since}, but {target.policy} "
-        f"promises {'.'.join(map(str, baseline))} (Alpine 3.17 and older crash at load)",
+        f"{path} uses DT_RELR (packed relative relocations): musl loads these from {since}, but {target.name} "
+        f"stands for musl {target.musl_version} (Alpine 3.17 and older crash at load)",
         file=path, symbol="DT_RELR",
     )  # fmt: skip
 
@@ -425,7 +427,7 @@ def _check_symbols(
     for name in sorted(missing_musl):
         report.add(
             "missing-symbol",
-            f"{path} uses {name}, which neither musl's libc nor any bundled library exports: "
+            f"{path} uses {name}, which neither musl {target.musl_version}'s libc nor any bundled library exports: "
             f"\"Error relocating {posixpath.basename(path)}: {name}: symbol not found\"",
             file=path, library="libc", symbol=name,
         )  # fmt: skip

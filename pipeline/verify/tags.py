@@ -5,13 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pipeline.targets import Target
+from pipeline.targets import Target, parse_platform
 from pipeline.verify.report import WheelReport
 from pipeline.verify.wheelname import Tag
 
-_LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
-_POLICY_TAG = re.compile(r"^(?P<family>manylinux|musllinux)_(?P<major>\d+)_(?P<minor>\d+)_(?P<arch>.+)$")
-_LEGACY_TAG = re.compile(r"^(?P<name>manylinux1|manylinux2010|manylinux2014)_(?P<arch>.+)$")
 _CPYTHON = re.compile(r"^cp(?P<major>\d)(?P<minor>\d+)$")
 _FREE_THREADED_ABI = re.compile(r"^cp\d+t$")
 
@@ -35,17 +32,6 @@ class PythonClaim:
         return min(self.versions, key=lambda v: int(v.split(".")[1]))
 
 
-def platform_policy(platform: str) -> tuple[str, tuple[int, int], str] | None:
-    """("manylinux", (2, 17), "x86_64") for manylinux_2_17_x86_64 / manylinux2014_x86_64; None otherwise."""
-    match = _POLICY_TAG.match(platform)
-    if match:
-        return match["family"], (int(match["major"]), int(match["minor"])), match["arch"]
-    legacy = _LEGACY_TAG.match(platform)
-    if legacy:
-        return "manylinux", _LEGACY_MANYLINUX[legacy["name"]], legacy["arch"]
-    return None
-
-
 def python_claim(tags: frozenset[Tag]) -> PythonClaim:
     versions = []
     abi3 = any(t.abi == "abi3" for t in tags)
@@ -64,58 +50,20 @@ def effective_policy(target: Target, tags: frozenset[Tag]) -> tuple[str, tuple[i
     A wheel tagged manylinux_2_17 promises to load on glibc 2.17 whatever target it is checked for, and a
     compound tag (manylinux1.manylinux_2_5.manylinux_2_28) promises every level it names: pip on a glibc 2.5
     system installs it, so the oldest claim decides."""
-    if not target.policy:
+    own = target.policy_platform
+    if own is None:
         return None
-    family_and_version = platform_policy(f"{target.policy}_{target.arch}")
-    if family_and_version is None:
-        return None
-    family, version, _ = family_and_version
     claimed = [
-        p[1] for t in tags if (p := platform_policy(t.platform)) and p[0] == family and p[2] == target.arch
+        p.level
+        for t in tags
+        if (p := parse_platform(t.platform)) and p.family == own.family and p.arch == own.arch
     ]
-    if claimed:
-        version = min(version, min(claimed))
-    return f"{family}_{version[0]}_{version[1]}", version
-
-
-def targets_for_tags(tags: frozenset[Tag]) -> list[str]:
-    """The catalogue targets a wheel's own tags name: for Linux, per family and arch the target of the
-    oldest level claimed (every level of a compound tag is a promise; the oldest is the strictest); for
-    Windows, the desktop target of the platform tag (editions such as nanoserver are opt-in)."""
-    from pipeline.targets import catalogue
-
-    platforms = {t.platform for t in tags}
-    if platforms == {"any"}:
-        return ["any"]
-    known = catalogue()
-    oldest: dict[tuple[str, str], tuple[int, int]] = {}
-    chosen: list[str] = []
-    for platform in sorted(platforms):
-        parsed = platform_policy(platform)
-        if parsed:
-            family, version, arch = parsed
-            key = (family, arch)
-            if key not in oldest or version < oldest[key]:
-                oldest[key] = version
-            continue
-        for target in known.values():
-            if not target.channel and target.is_windows and target.platform_tag == platform:
-                chosen.append(target.name)
-                break
-    for (family, arch), version in sorted(oldest.items()):
-        name = f"{family}_{version[0]}_{version[1]}_{arch}"
-        if name in known:
-            chosen.append(name)
-    return chosen
-
-
-def target_for_tags(tags: frozenset[Tag]) -> str | None:
-    """The first of targets_for_tags (kept for callers that want one name)."""
-    found = targets_for_tags(tags)
-    return found[0] if found else None
+    version = min([own.level, *claimed])
+    return f"{own.family}_{version[0]}_{version[1]}", version
 
 
 def check_platform(target: Target, tags: frozenset[Tag], report: WheelReport) -> None:
+    """A tag-mismatch finding unless pip on the target installs the wheel (Target.accepts)."""
     platforms = sorted({t.platform for t in tags})
     if target.platform_tag == "any":
         if platforms != ["any"]:
@@ -124,28 +72,21 @@ def check_platform(target: Target, tags: frozenset[Tag], report: WheelReport) ->
                 f"target 'any' is for pure-Python wheels; this wheel is tagged {', '.join(platforms)}",
             )
         return
-    if platforms == ["any"]:
-        return  # a pure wheel installs everywhere; its binaries (if any) are checked below
+    if target.accepts_any(platforms):
+        return  # a pure wheel installs everywhere (its binaries, if any, are checked below)
     if target.is_windows:
-        if target.platform_tag not in platforms:
-            report.add(
-                "tag-mismatch",
-                f"wheel platform {', '.join(platforms)} does not install on {target.name} ({target.platform_tag})",
-            )
+        report.add(
+            "tag-mismatch",
+            f"wheel platform {', '.join(platforms)} does not install on {target.name} ({target.platform_tag})",
+        )
         return
-    wanted = platform_policy(target.platform_tag)
-    for platform in platforms:
-        if platform in (target.platform_tag, *target.legacy_tags):
-            return
-        parsed = platform_policy(platform)
-        if parsed and wanted and parsed[0] == wanted[0] and parsed[2] == wanted[2] and parsed[1] <= wanted[1]:
-            return  # an older policy of the same family and arch installs on a newer system
-        if platform == f"linux_{target.arch}":
-            report.add(
-                "tag-mismatch",
-                f"wheel is tagged {platform}: pip never installs a plain linux wheel from an index; repair it first",
-            )
-            return
+    if f"linux_{target.arch}" in platforms:
+        report.add(
+            "tag-mismatch",
+            f"wheel is tagged linux_{target.arch}: pip never installs a plain linux wheel from an index; "
+            "repair it first",
+        )
+        return
     report.add(
         "tag-mismatch",
         f"wheel platform {', '.join(platforms)} does not install on {target.name}: pip there accepts "

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.build.backends import BuildRequest, BuildResult
+from pipeline.build.backends.cibuildwheel_ids import build_identifier, cibw_arch, cibw_image, cibw_platform
 from pipeline.errors import RecipeError, RewheelError
 
 if TYPE_CHECKING:
@@ -191,7 +192,7 @@ def feature_switches(
 
 def image_variable(target: Target) -> str:
     family = "MUSLLINUX" if target.is_musl else "MANYLINUX"
-    return f"CIBW_{family}_{target.cibw_arch.upper()}_IMAGE"
+    return f"CIBW_{family}_{cibw_arch(target).upper()}_IMAGE"
 
 
 def local_image_for(target: Target, engine: Engine | None, pythons: tuple[str, ...] = ()) -> str | None:
@@ -229,9 +230,9 @@ def cibuildwheel_config(
     feature_env, feature_settings, _ = feature_switches(job, options)
 
     config: dict[str, str] = {
-        "CIBW_PLATFORM": target.cibw_platform,
-        "CIBW_BUILD": target.build_identifier(job.python),
-        "CIBW_ARCHS": target.cibw_arch,
+        "CIBW_PLATFORM": cibw_platform(target),
+        "CIBW_BUILD": build_identifier(target, job.python),
+        "CIBW_ARCHS": cibw_arch(target),
     }
     environment = {**options.environment, **feature_env}
     if environment:
@@ -256,7 +257,7 @@ def cibuildwheel_config(
         config["CIBW_CONTAINER_ENGINE"] = engine.cibw_container_engine() if engine else "docker"
         if image is _UNSET:
             image = local_image_for(target, engine, tuple(job.recipe.python))
-        chosen = image or target.cibw_image
+        chosen = image or cibw_image(target)
         if chosen:
             config[image_variable(target)] = chosen
 
@@ -362,8 +363,8 @@ class CibuildwheelBackend:
         """None when the target's image is in the engine's store or its registry answers; else why not."""
         from cibuildwheel.options import _get_pinned_container_images  # type: ignore[import-not-found,unused-ignore]
 
-        name = target.cibw_image or ""
-        arch = target.cibw_arch
+        name = cibw_image(target) or ""
+        arch = cibw_arch(target)
         images = _get_pinned_container_images()  # a ConfigParser: one section per architecture
         reference = images[arch].get(name, name) if arch in images else name
         if reference in self._image_checks:

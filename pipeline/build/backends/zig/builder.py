@@ -59,7 +59,8 @@ from pipeline.build.backends.zig.target_sysconfig import (
     write_target_sysconfig,
 )
 from pipeline.build.backends.zig.toolchain import (
-    ZIG_TRIPLES,
+    BUILDS,
+    builds_for,
     cache_lock,
     write_toolchain,
     zig_cache_dir,
@@ -235,8 +236,8 @@ class ZigBackend:
             return f"the zig backend runs on Linux hosts only (this is {sys.platform})"
         if job.kind != "sdist":
             return "the zig backend compiles sdists; wheel sources are re-packed by the wheel-source backend"
-        if job.target not in ZIG_TRIPLES:
-            return f"the zig backend does not build for {job.target} (it builds {', '.join(ZIG_TRIPLES)})"
+        if not builds_for(job.target):
+            return f"the zig backend does not build for {job.target} (it builds {BUILDS})"
         try:
             zig_executable()
         except MissingTool as exc:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from pipeline.build.backends.zig.progress import run_with_heartbeat
 from pipeline.build.backends.zig.toolchain import (
-    GNU_HOST,
     cache_lock,
+    gnu_host,
     write_toolchain,
     zig_cache_dir,
     zig_triple,
@@ -322,7 +322,7 @@ def _build_commands(
         )
         configure = [
             "./configure",
-            f"--host={GNU_HOST[target]}",
+            f"--host={gnu_host(target)}",
             f"--build={_build_host_triplet()}",
             f"--prefix={staging}",
             *linkage,

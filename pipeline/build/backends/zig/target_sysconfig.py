@@ -25,7 +25,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.build.backends.zig.toolchain import GNU_HOST, Toolchain, zig_triple
+from pipeline.build.backends.zig.toolchain import Toolchain, gnu_host, zig_triple
 from pipeline.build.toolcache import remembered
 from pipeline.errors import RewheelError
 
@@ -196,8 +196,8 @@ def write_target_sysconfig(python: BuildPython, toolchain: Toolchain, dest: Path
     """Write _sysconfigdata for the build Python re-aimed at toolchain.target, plus the target headers."""
     target = toolchain.target
     arch = zig_triple(target).split("-", 1)[0]
-    gnu_host = GNU_HOST[target]
-    libc = "musl" if gnu_host.endswith("musl") else "gnu"
+    host = gnu_host(target)
+    libc = "musl" if host.endswith("musl") else "gnu"
     digits = python.version.replace(".", "")
     soabi = f"cpython-{digits}-{arch}-linux-{libc}"
     include = write_target_headers(python, target, dest / "include")
@@ -206,8 +206,8 @@ def write_target_sysconfig(python: BuildPython, toolchain: Toolchain, dest: Path
         {
             "SOABI": soabi,
             "EXT_SUFFIX": f".{soabi}.so",
-            "MULTIARCH": gnu_host,
-            "HOST_GNU_TYPE": gnu_host,
+            "MULTIARCH": host,
+            "HOST_GNU_TYPE": host,
             "BUILD_GNU_TYPE": str(python.config.get("HOST_GNU_TYPE", "x86_64-pc-linux-gnu")),
         }
     )

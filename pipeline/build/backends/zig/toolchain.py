@@ -31,50 +31,72 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.errors import MissingTool, RewheelError
 
-# rewheel target name -> zig target triple. glibc targets name the glibc version their policy allows, so zig
-# links against that version's symbol set (manylinux_2_17 = glibc 2.17 = manylinux2014).
-ZIG_TRIPLES: dict[str, str] = {
-    "musllinux_1_2_x86_64": "x86_64-linux-musl",
-    "musllinux_1_2_aarch64": "aarch64-linux-musl",
-    "manylinux_2_17_x86_64": "x86_64-linux-gnu.2.17",
-    "manylinux_2_17_aarch64": "aarch64-linux-gnu.2.17",
-    "manylinux_2_28_x86_64": "x86_64-linux-gnu.2.28",
-    # Windows (zig backend's windows.py): mingw-w64 start-up code, linked against the UCRT like MSVC builds.
-    # The servercore and nanoserver targets share win_amd64's tag and compiler; their profiles differ.
-    "win_amd64": "x86_64-windows-gnu",
-    "win_amd64-servercore": "x86_64-windows-gnu",
-    "win_amd64-nanoserver": "x86_64-windows-gnu",
-    "win_arm64": "aarch64-windows-gnu",
-}
+if TYPE_CHECKING:
+    from pipeline.targets import Target
 
-# GNU triplets as autotools' --host and CPython's MULTIARCH / HOST_GNU_TYPE spell them.
-GNU_HOST: dict[str, str] = {
-    "musllinux_1_2_x86_64": "x86_64-linux-musl",
-    "musllinux_1_2_aarch64": "aarch64-linux-musl",
-    "manylinux_2_17_x86_64": "x86_64-linux-gnu",
-    "manylinux_2_17_aarch64": "aarch64-linux-gnu",
-    "manylinux_2_28_x86_64": "x86_64-linux-gnu",
-    "win_amd64": "x86_64-w64-mingw32",
-    "win_amd64-servercore": "x86_64-w64-mingw32",
-    "win_amd64-nanoserver": "x86_64-w64-mingw32",
-    "win_arm64": "aarch64-w64-mingw32",
-}
+# zig's (and GNU's) names for the architectures rewheel's targets spell their own way (Windows: AMD64, ARM64).
+_ZIG_ARCH = {"x86_64": "x86_64", "aarch64": "aarch64", "AMD64": "x86_64", "ARM64": "aarch64"}
+# The oldest glibc the backend links against: manylinux_2_17 (manylinux2014), the oldest level every arch here
+# has and the oldest tried; zig names the glibc version in the triple, so it links against that symbol set.
+_OLDEST_GLIBC = (2, 17)
+BUILDS = "x86_64 and aarch64 musllinux and manylinux_2_17 or newer, win_amd64 (every edition) and win_arm64"
+
+
+def _triple(target: Target) -> str | None:
+    """The zig target triple, derived from the target's arch, libc and policy; None where zig does not build.
+    musl targets of any profile share the triple (zig's own musl headers; verify holds a legacy profile to its
+    older musl); Windows editions share win_amd64's (mingw-w64 start-up code linked against the UCRT, like
+    MSVC builds): their profiles differ, not their compiler."""
+    arch = _ZIG_ARCH.get(target.arch)
+    if arch is None:
+        return None
+    if target.is_windows:
+        return f"{arch}-windows-gnu"
+    own = target.policy_platform
+    if own is None:
+        return None
+    if own.libc == "musl":
+        return f"{arch}-linux-musl"
+    if own.level < _OLDEST_GLIBC:
+        return None
+    return f"{arch}-linux-gnu.{own.level[0]}.{own.level[1]}"
 
 
 def supported_targets() -> list[str]:
-    return list(ZIG_TRIPLES)
+    from pipeline.targets import catalogue
+
+    return [name for name, target in catalogue().items() if _triple(target)]
+
+
+def builds_for(target: str) -> bool:
+    from pipeline.targets import catalogue
+
+    known = catalogue().get(target)
+    return known is not None and _triple(known) is not None
 
 
 def zig_triple(target: str) -> str:
-    try:
-        return ZIG_TRIPLES[target]
-    except KeyError:
-        raise RewheelError(
-            f"the zig backend cannot build for {target}; it builds {', '.join(ZIG_TRIPLES)}"
-        ) from None
+    from pipeline.targets import get_target
+
+    triple = _triple(get_target(target))
+    if triple is None:
+        raise RewheelError(f"the zig backend cannot build for {target}; it builds {BUILDS}")
+    return triple
+
+
+def gnu_host(target: str) -> str:
+    """The GNU triplet as autotools' --host and CPython's MULTIARCH / HOST_GNU_TYPE spell it."""
+    from pipeline.targets import get_target
+
+    resolved = get_target(target)
+    arch = zig_triple(target).split("-", 1)[0]
+    if resolved.is_windows:
+        return f"{arch}-w64-mingw32"
+    return f"{arch}-linux-{'musl' if resolved.is_musl else 'gnu'}"
 
 
 @cache
@@ -126,9 +148,9 @@ def cache_lock(path: Path) -> Iterator[None]:
 
 
 def musl_libc_soname(target: str) -> str | None:
-    if "musl" not in ZIG_TRIPLES.get(target, ""):
+    if not builds_for(target) or "musl" not in zig_triple(target):
         return None
-    arch = ZIG_TRIPLES[target].split("-", 1)[0]
+    arch = zig_triple(target).split("-", 1)[0]
     return f"libc.musl-{arch}.so.1"
 
 

@@ -37,9 +37,9 @@ from pipeline.build.backends.zig.target_sysconfig import (
     write_sysconfig_module,
 )
 from pipeline.build.backends.zig.toolchain import (
-    GNU_HOST,
     Toolchain,
     cache_lock,
+    gnu_host,
     write_toolchain,
     zig_executable,
     zig_triple,
@@ -298,7 +298,7 @@ def write_windows_sysconfig(
             "EXT_SUFFIX": ext_suffix,
             "SHLIB_SUFFIX": ".pyd",
             "MULTIARCH": "",
-            "HOST_GNU_TYPE": GNU_HOST[target],
+            "HOST_GNU_TYPE": gnu_host(target),
             "Py_ENABLE_SHARED": 0,  # the import library is linked by the wrapper, not by setuptools
         }
     )
