@@ -1160,7 +1160,7 @@ def _musl_entry(entry: dict[str, Any]) -> MuslEntry:
         python=built["python"],
         arch=built["arch"],
         flavour=built.get("flavour", "dynamic"),
-        targets=_known_targets(entry.get("targets", ())),
+        targets=tuple(entry.get("targets", ())),
         source=_source_file(built["source"]),
         provenance=entry.get("provenance", built.get("provenance", "")),
         revision=int(built.get("revision", 1)),
@@ -1168,15 +1168,6 @@ def _musl_entry(entry: dict[str, Any]) -> MuslEntry:
         base=base,
         limits=limits_from_data(entry.get("limits", ()), f"{DATA.name}: {entry['name']}"),
     )
-
-
-def _known_targets(names: Any) -> tuple[str, ...]:
-    """The entry's targets this rewheel's catalogue knows. The legacy musl 1.2.3 targets come with the targets
-    package's profiles; until a catalogue has them, their runtimes host nothing rather than break smoke."""
-    from pipeline.targets import catalogue
-
-    known = catalogue()
-    return tuple(name for name in names if name in known)
 
 
 def _entry(name: str) -> dict[str, Any]:
