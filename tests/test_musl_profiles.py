@@ -82,15 +82,14 @@ def test_every_legacy_profile_is_a_build_of_a_default_runtime_on_musl_123() -> N
             assert len(package.sha256) == 64 and package.filename.startswith(f"musl_{entry['musl']}")
 
 
-def test_runtime_targets_are_known_or_the_legacy_profiles_awaiting_the_catalogue() -> None:
-    """A target name in the data that no catalogue knows would make its runtime host nothing: only the legacy
-    musl 1.2.3 targets (which come with the targets package's profiles) may be missing."""
+def test_runtime_targets_are_all_in_the_catalogue() -> None:
+    """A target name in the data that the catalogue does not know would make its runtime host nothing."""
     from pipeline.runtimes import runtime_entries
     from pipeline.targets import catalogue
 
     for entry in runtime_entries()["musl_cpython"]:
         for target in entry.get("targets", ()):
-            assert target in catalogue() or target.endswith("-musl1.2.3"), (entry["name"], target)
+            assert target in catalogue(), (entry["name"], target)
 
 
 def test_cp312_comes_from_python_org_and_names_what_is_missing_here() -> None:

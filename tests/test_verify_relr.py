@@ -128,20 +128,23 @@ def _loader_musl_version(interpreter: str) -> tuple[int, ...]:
 
 
 @pytest.mark.slow
-def test_numpy_2_crashes_at_import_on_a_musl_1_2_3_loader(pypi_file, musl_dynamic) -> None:  # type: ignore[no-untyped-def]
-    """The runtime evidence: on the musl CPython runtime (Debian 12's musl 1.2.3 loader) numpy 2.2.6's
-    musllinux_1_2 wheel kills the interpreter at import (a signal, not an ImportError); numpy 1.26.4 imports."""
+def test_numpy_2_crashes_at_import_on_a_musl_1_2_3_loader(pypi_file) -> None:  # type: ignore[no-untyped-def]
+    """The runtime evidence for the finding's boundary: numpy 2.2.6's musllinux_1_2 wheel kills the interpreter
+    at import on the legacy target's runtime (musl 1.2.3 loader: a signal, not an ImportError) and imports on the
+    default target's (musl 1.2.5, what supported Alpine releases ship); numpy 1.26.4 imports on both."""
+    from pipeline.runtimes import get_runtime
     from pipeline.smoke import smoke_wheel
 
-    version = _loader_musl_version(str(musl_dynamic.python()))
-    crashed = smoke_wheel(pypi_file(*NUMPY_2_MUSL), "musllinux_1_2_x86_64", imports=["numpy"], progress=False)
-    fine = smoke_wheel(pypi_file(*NUMPY_1_MUSL), "musllinux_1_2_x86_64", imports=["numpy"], progress=False)
-    assert fine.ok, fine.message
-    if version >= (1, 2, 4):
-        assert crashed.ok, crashed.message  # a loader that applies DT_RELR: the finding's own boundary
-        return
+    legacy, default = "musllinux_1_2_x86_64-musl1.2.3", "musllinux_1_2_x86_64"
+    crashed = smoke_wheel(pypi_file(*NUMPY_2_MUSL), legacy, imports=["numpy"], progress=False)
+    assert _loader_musl_version(str(get_runtime(crashed.runtime or "").python())) < (1, 2, 4), crashed.runtime
     assert not crashed.ok and crashed.imported == []
     error = crashed.failures[0]["error"]
     # SIGSEGV: the interpreter's exit status is -11 (no Python error is printed, nothing to catch)
     assert error.startswith("interpreter died") and "ImportError" not in error, error
     assert "exit status -11" in error or "Segmentation" in error, error
+    loaded = smoke_wheel(pypi_file(*NUMPY_2_MUSL), default, imports=["numpy"], progress=False)
+    assert loaded.ok, loaded.message
+    for target in (legacy, default):
+        fine = smoke_wheel(pypi_file(*NUMPY_1_MUSL), target, imports=["numpy"], progress=False)
+        assert fine.ok, (target, fine.message)
