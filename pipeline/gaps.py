@@ -164,14 +164,14 @@ def is_pure(filename: str) -> bool:
 
 # uv names each package it would have to build in this hint when --no-build is on.
 _WHEELS_REQUIRED = re.compile(r"Wheels are required for `([^`]+)`")
-_SDIST_ONLY_ROUNDS = 8
+_SDIST_ONLY_ROUNDS = 64
 _MAX_METADATA_BYTES = 1 << 20
 NEVER = 'python_version < "0"'  # an override with this marker takes a package out of uv's resolution
 
 
 @dataclass
 class SdistOnly:
-    """A distribution with no wheel at all on the index, resolved by rewheel from its static metadata."""
+    """A distribution with no wheel for the target, resolved by rewheel from metadata read without a build."""
 
     name: str
     version: str
@@ -276,6 +276,25 @@ def _sha256_of_entry(file: dict[str, object]) -> str:
     return str(hashes.get("sha256", "")) if isinstance(hashes, dict) else ""
 
 
+def index_sdist(name: str, version: str) -> IndexFile | None:
+    """The sdist of NAME==VERSION as the index lists it. uv leaves sdists out of its lock under --no-build,
+    so they are looked up here, only for the distributions that need one."""
+    from packaging.utils import InvalidSdistFilename, parse_sdist_filename
+    from packaging.version import Version
+
+    found = []
+    for file in _index_listing(name):
+        filename = str(file.get("filename") or "")
+        try:
+            _, listed = parse_sdist_filename(filename)
+        except InvalidSdistFilename:
+            continue
+        if listed == Version(version) and len(_sha256_of_entry(file)) == 64:
+            found.append(IndexFile(filename, str(file["url"]), _sha256_of_entry(file)))
+    found.sort(key=lambda f: not f.filename.endswith(".tar.gz"))  # pip's order: .tar.gz before .zip
+    return found[0] if found else None
+
+
 def sdist_only(name: str, requirements: RequirementsSet, python: str, *, need_metadata: bool) -> SdistOnly:
     """Version, sdist and dependencies of a distribution that has no wheel, without building it."""
     from packaging.specifiers import SpecifierSet
@@ -286,7 +305,8 @@ def sdist_only(name: str, requirements: RequirementsSet, python: str, *, need_me
         specifier &= line.requirement.specifier
     allowed = requirements.allowed_hashes(name)
     candidates = []
-    for file in _index_listing(name):
+    listing = _index_listing(name)
+    for file in listing:
         filename = str(file.get("filename") or "")
         try:
             _, version = parse_sdist_filename(filename)
@@ -302,9 +322,17 @@ def sdist_only(name: str, requirements: RequirementsSet, python: str, *, need_me
         raise RewheelError(f"{name}: no wheel of it fits and the index has no sdist the requirements allow")
     version, file = max(candidates, key=lambda c: c[0])
     sdist = IndexFile(str(file["filename"]), str(file["url"]), _sha256_of_entry(file))
+    wheels = []
+    for entry in listing:
+        try:
+            wheel_version = parse_wheel_filename(str(entry.get("filename") or ""))[1]
+        except ValueError:
+            continue
+        if wheel_version == version and len(_sha256_of_entry(entry)) == 64:
+            wheels.append(entry)
     requires: list[str] = []
     if need_metadata:
-        requires = static_requirements(name, str(version), sdist, file, requirements, python)
+        requires = static_requirements(name, str(version), sdist, file, wheels, requirements, python)
     return SdistOnly(name, str(version), sdist, requires)
 
 
@@ -353,15 +381,42 @@ def _pkg_info(path: Path) -> str | None:
     return None
 
 
+def _wheel_metadata(entries: list[dict[str, object]]) -> str | None:
+    """METADATA of a wheel of the version (for another platform: uv and pip too take one wheel's metadata as
+    the version's): the index's PEP 658 copy, else read from the smallest wheel, fetched by its sha256."""
+    import zipfile
+
+    from pipeline.fetch import Pin, fetch
+
+    files = [(IndexFile(str(e["filename"]), str(e["url"]), _sha256_of_entry(e)), e) for e in entries]
+    for wheel, entry in files:
+        text = _core_metadata(wheel, entry)
+        if text is not None:
+            return text
+    if not files:
+        return None
+    wheel = min(files, key=lambda pair: int(str(pair[1].get("size") or 1 << 40)))[0]
+    path = fetch(Pin(filename=wheel.filename, sha256=wheel.sha256, url=wheel.url))
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.filename.count("/") == 1 and info.filename.endswith(".dist-info/METADATA"):
+                if info.file_size > _MAX_METADATA_BYTES:
+                    return None
+                return archive.read(info).decode("utf-8", errors="replace")
+    return None
+
+
 def static_requirements(
     name: str,
     version: str,
     sdist: IndexFile,
     file: dict[str, object],
+    wheels: list[dict[str, object]],
     requirements: RequirementsSet,
     python: str,
 ) -> list[str]:
-    """The Requires-Dist of an sdist-only distribution, known without running its build."""
+    """The Requires-Dist of a distribution with no fitting wheel, known without running its build: from a
+    wheel of the same version for another platform, else from the sdist's own static metadata."""
     from packaging.metadata import parse_email
     from packaging.requirements import Requirement
     from packaging.specifiers import SpecifierSet
@@ -369,7 +424,10 @@ def static_requirements(
 
     from pipeline.fetch import Pin, fetch
 
-    text = _core_metadata(sdist, file)
+    text = _wheel_metadata(wheels)
+    from_wheel = text is not None
+    if text is None:
+        text = _core_metadata(sdist, file)
     if text is None:
         text = _pkg_info(fetch(Pin(filename=sdist.filename, sha256=sdist.sha256, url=sdist.url)))
     raw, _ = parse_email(text or "")
@@ -378,7 +436,7 @@ def static_requirements(
     except InvalidVersion:
         metadata_version = Version("1.0")
     dynamic = {d.lower() for d in raw.get("dynamic", [])}
-    if text is None or metadata_version < Version("2.2") or "requires-dist" in dynamic:
+    if text is None or (not from_wheel and (metadata_version < Version("2.2") or "requires-dist" in dynamic)):
         raise RewheelError(
             f"{name}=={version}: needs a build to know its dependencies (it has no wheel, and its sdist's "
             "metadata does not state them statically); rewheel runs no package code on this host"
@@ -434,6 +492,7 @@ def classify(
     *,
     allowed: frozenset[str] | None = None,
     verifier: Verifier | None = None,
+    sdist_for: Callable[[str, str], IndexFile | None] | None = None,
 ) -> Gap:
     """The gap of one resolved distribution. `allowed`: the sha256 digests a hash-checking file allows (only
     those files count, as in pip). `verifier`: the check build -r runs on an upstream wheel; a fitting wheel
@@ -454,6 +513,10 @@ def classify(
                 continue
         status = PURE if is_pure(wheel.filename) else UPSTREAM_WHEEL
         return Gap(name, version, status, wheel, sdist=sdist, rejected=rejected)
+    if sdist is None and sdist_for is not None:
+        sdist = sdist_for(name, version)
+        if sdist is not None and allowed is not None and sdist.sha256 not in allowed:
+            sdist = None
     if sdist is not None:
         return Gap(name, version, NEEDS_BUILD, sdist, sdist=sdist, rejected=rejected)
     return Gap(name, version, UNAVAILABLE, None, rejected=rejected)
@@ -560,6 +623,10 @@ def find_gaps(
             listed = package.get("wheels") or []
             files = [*listed, *([package["sdist"]] if package.get("sdist") else [])]  # type: ignore[misc]
             if not any(_index_file(f).sha256 in allowed[0] for f in files):
+                sdist = None if package.get("sdist") else index_sdist(name, str(package.get("version")))
+                if sdist is not None and sdist.sha256 in allowed[0]:
+                    allowed_by_name[name] = allowed[0]
+                    continue
                 raise RewheelError(
                     f"{allowed[1]}: {name}=={package.get('version')}: no file the index lists for it matches "
                     "the --hash values given (hash-checking mode, as in pip)"
@@ -568,7 +635,11 @@ def find_gaps(
     verifier = (lambda file: verify_upstream(file, target.name)) if verify else None
     for package in packages:
         gap = classify(
-            package, tags, allowed=allowed_by_name[canonicalize_name(str(package["name"]))], verifier=verifier
+            package,
+            tags,
+            allowed=allowed_by_name[canonicalize_name(str(package["name"]))],
+            verifier=verifier,
+            sdist_for=index_sdist,
         )
         recipe_path = recipes.get(gap.name)
         if recipe_path is not None:

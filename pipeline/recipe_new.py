@@ -31,7 +31,7 @@ from pipeline import toml
 from pipeline.build.backends.zig.source_check import SourceListing, cross_build_obstacle, list_source
 from pipeline.errors import RewheelError
 from pipeline.fetch import Pin, fetch
-from pipeline.gaps import IndexFile, check_python, resolve
+from pipeline.gaps import IndexFile, check_python, index_sdist, resolve
 from pipeline.recipe import NativeLibrary, load_recipe, parse_recipe
 from pipeline.requirements import RequirementsSet
 from pipeline.targets import get_target
@@ -147,6 +147,11 @@ def find_sdist(name: str, version: str, target: str, python: str) -> IndexFile:
     pin = RequirementsSet.from_pins([(name, version)], source=f"{name}=={version}")
     packages = resolve(pin, get_target(target), python, no_deps=True)
     for package in packages:
+        if canonicalize_name(str(package["name"])) == canonicalize_name(name) and not package.get("sdist"):
+            # uv lists no sdist under --no-build (gaps.resolve never builds): the index's listing has it.
+            found = index_sdist(name, str(package.get("version", version)))
+            if found is not None:
+                return found
         if canonicalize_name(str(package["name"])) == canonicalize_name(name) and package.get("sdist"):
             entry = package["sdist"]
             assert isinstance(entry, dict)
