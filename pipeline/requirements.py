@@ -229,7 +229,9 @@ class _Reader:
             if entry.link is not None or entry.is_url or entry.is_local_path or entry.req is None:
                 raise RequirementsError(f"{where}: URL and path requirements are refused; {_BY_NAME}")
             try:
-                requirement = Requirement(str(entry.req))
+                # pip's parser keeps the marker apart from the requirement, as pip does.
+                marker = f"; {entry.marker}" if entry.marker is not None else ""
+                requirement = Requirement(f"{entry.req}{marker}")
             except InvalidRequirement:
                 raise RequirementsError(f"{where}: not a requirement pip accepts") from None
             line = Line(requirement, _hashes(list(entry.hash_options or []), where), where)

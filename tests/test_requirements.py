@@ -253,3 +253,12 @@ def test_gaps_never_runs_an_sdists_setup_py(tmp_path: Path) -> None:
             )
             assert_refused(result, f"{name}==1.0: needs a build to know its dependencies")
     assert not marker.exists()
+
+
+def test_markers_and_extras_survive_the_file_rewheel_writes(tmp_path: Path) -> None:
+    from pipeline.requirements import read_requirements
+
+    (tmp_path / "r.txt").write_text('requests[socks]==2.31.0 ; sys_platform == "win32"  # a comment\nsix\n')
+    checked = read_requirements(tmp_path / "r.txt")
+    listing, _ = checked.write(tmp_path)
+    assert listing.read_text() == 'requests[socks]==2.31.0; sys_platform == "win32"\nsix\n'
