@@ -1,0 +1,146 @@
+"""The sandbox for code from outside (pipeline/sandbox.py): real bubblewrap, real escapes tried from inside."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import need_toolset
+from pipeline.sandbox import clean_environment, run_sandboxed, sandbox_available
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sandbox() -> None:
+    need_toolset("sandbox")
+    missing = sandbox_available()
+    if missing:
+        from conftest import unavailable
+
+        unavailable(missing)
+
+
+def _sh(script: str, tmp_path: Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return run_sandboxed(["/bin/sh", "-c", script], cwd=tmp_path, **kwargs)  # type: ignore[arg-type]
+
+
+def test_runs_unprivileged_with_its_own_namespaces(tmp_path: Path) -> None:
+    result = _sh("id -u; id -g; echo $$; grep CapEff /proc/self/status", tmp_path)
+    assert result.returncode == 0, result.stderr
+    uid, gid, pid, caps = result.stdout.split("\n")[:4]
+    assert (uid, gid) == ("65534", "65534")
+    assert int(pid) < 10  # its own pid namespace: the shell is one of the first processes in it
+    assert caps.split()[1] == "0000000000000000"
+    nested = _sh("unshare --user true && echo NESTED", tmp_path)
+    assert "NESTED" not in nested.stdout
+
+
+def test_secrets_are_out_of_sight_and_the_host_is_read_only(tmp_path: Path) -> None:
+    assert Path("/etc/shadow").read_text()  # the host's is there (rewheel runs as root here) ...
+    visible = Path.home() / ".rewheel-sandbox-test-secret"
+    visible.write_text("secret\n")
+    try:
+        result = _sh(
+            f"cat /etc/shadow; cat /etc/gshadow; cat {visible}; ls -A /root /home; "
+            "touch /etc/rewheel-escape; touch /usr/rewheel-escape; echo done",
+            tmp_path,
+        )
+    finally:
+        visible.unlink()
+    assert "root:$" not in result.stdout and "root:*" not in result.stdout and "secret" not in result.stdout
+    assert result.stdout.startswith("/home:\n\n/root:\n")  # both empty
+    assert result.stdout.rstrip().endswith("done")
+    assert "Read-only file system" in result.stderr
+    assert not Path("/etc/rewheel-escape").exists() and not Path("/usr/rewheel-escape").exists()
+
+
+def test_writable_folders_and_a_private_tmp(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    Path("/tmp/rewheel-sandbox-host-file").write_text("host")
+    try:
+        result = _sh(
+            f"echo built > {out}/result; echo scratch > /tmp/scratch; ls /tmp; "
+            f"echo no > {tmp_path}/beside 2>/dev/null || echo refused",
+            tmp_path,
+            writable=[out],
+        )
+    finally:
+        Path("/tmp/rewheel-sandbox-host-file").unlink()
+    assert (out / "result").read_text() == "built\n"
+    assert "rewheel-sandbox-host-file" not in result.stdout
+    assert "refused" in result.stdout and not (tmp_path / "beside").exists()
+    assert not Path("/tmp/scratch").exists()
+
+
+def test_no_network_even_to_the_loopback(tmp_path: Path) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        code = (
+            f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=5); print('CONNECTED')"
+        )
+        result = run_sandboxed([sys.executable, "-c", code], cwd=tmp_path)
+    assert "CONNECTED" not in result.stdout
+    assert "ConnectionRefusedError" in result.stderr or "Network is unreachable" in result.stderr
+
+
+def test_credentials_never_reach_the_environment(tmp_path: Path) -> None:
+    passed = {"KEEP": "1", "REWHEEL_INDEX_PASSWORD": "p1", "TWINE_PASSWORD": "p2", "GITHUB_TOKEN": "p3",
+              "AWS_SECRET_ACCESS_KEY": "p4", "MY_API_KEY": "p5", "PATH": "/usr/bin:/bin"}  # fmt: skip
+    assert set(clean_environment(passed)) == {"KEEP", "PATH", "HOME", "LANG"}
+    result = _sh("env", tmp_path, env=passed)
+    assert "KEEP=1" in result.stdout
+    for secret in ("p1", "p2", "p3", "p4", "p5"):
+        assert f"={secret}" not in result.stdout
+    # The host's own environment is not inherited either.
+    os.environ["REWHEEL_SANDBOX_TEST_LEAK"] = "leak"
+    try:
+        assert "leak" not in _sh("env", tmp_path).stdout
+    finally:
+        del os.environ["REWHEEL_SANDBOX_TEST_LEAK"]
+
+
+def test_time_limit_kills_the_whole_tree(tmp_path: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired) as caught:
+        _sh(
+            f"(sleep 60; touch {tmp_path}/late) & echo started; sleep 60",
+            tmp_path,
+            timeout=2,
+            writable=[tmp_path],
+        )
+    assert time.monotonic() - started < 15
+    assert "started" in str(caught.value.output)
+    time.sleep(1)
+    assert not (tmp_path / "late").exists()
+
+
+def test_output_is_bounded(tmp_path: Path) -> None:
+    result = _sh(
+        "head -c 50000000 /dev/zero | tr '\\0' x; echo; echo last-line >&2", tmp_path, output_limit=4096
+    )
+    assert len(result.stdout) < 5000
+    assert "bytes of output discarded" in result.stdout
+    assert result.stderr.strip() == "last-line"
+
+
+def test_memory_file_size_and_process_limits(tmp_path: Path) -> None:
+    memory = run_sandboxed(
+        [sys.executable, "-c", "b = bytearray(8 << 30); print('ALLOCATED')"],
+        cwd=tmp_path,
+        memory_bytes=1 << 30,
+    )
+    assert "MemoryError" in memory.stderr and "ALLOCATED" not in memory.stdout
+    big = _sh(f"head -c 3000000 /dev/zero > {tmp_path}/big", tmp_path, writable=[tmp_path], file_size=1 << 20)
+    assert big.returncode != 0 and (tmp_path / "big").stat().st_size <= 1 << 20
+    forks = _sh(
+        "for i in $(seq 200); do sleep 5 & done 2>&1; echo spawned", tmp_path, processes=50, timeout=60
+    )
+    assert "fork" in (forks.stdout + forks.stderr).lower()
