@@ -61,7 +61,7 @@ _SECRET_NAME = re.compile(
 
 DEFAULT_FILE_SIZE = 2 << 30  # bytes one file may grow to (RLIMIT_FSIZE): a build's largest .so is far below
 DEFAULT_PROCESSES = 512  # a parallel build runs dozens; a fork bomb runs thousands
-TMP_SIZE = 1 << 30  # the private /tmp is memory: bounded
+TMP_SIZE = 512 << 20  # the private /tmp is memory: bounded
 _CGROUP_PIDS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))
 
 
@@ -180,11 +180,14 @@ def _binds(argv0: str, cwd: Path, readable: Sequence[Path], writable: Sequence[P
     return arguments
 
 
+def _hidden_folders() -> list[Path]:
+    return [folder for folder in HIDDEN_FOLDERS if folder.is_dir() and not folder.is_symlink()]
+
+
 def _hide_arguments() -> list[str]:
     arguments: list[str] = []
-    for folder in HIDDEN_FOLDERS:
-        if folder.is_dir() and not folder.is_symlink():
-            arguments += ["--tmpfs", str(folder)]
+    for folder in _hidden_folders():
+        arguments += ["--tmpfs", str(folder)]
     for secret in HIDDEN_FILES:
         if secret.is_file():
             arguments += ["--ro-bind", "/dev/null", str(secret)]
@@ -321,6 +324,8 @@ def run_sandboxed(
         *(["--share-net"] if network else []),
         *_hide_arguments(),
         *_binds(argv[0], cwd, readable, writable),
+        # The hiding tmpfs become read-only once the binds inside them are made (those keep their own mode).
+        *[argument for folder in _hidden_folders() for argument in ("--remount-ro", str(folder))],
         "--chdir",
         str(cwd),
         "--clearenv",

@@ -144,3 +144,86 @@ def test_memory_file_size_and_process_limits(tmp_path: Path) -> None:
         "for i in $(seq 200); do sleep 5 & done 2>&1; echo spawned", tmp_path, processes=50, timeout=60
     )
     assert "fork" in (forks.stdout + forks.stderr).lower()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# smoke runs a wheel's code only in the sandbox
+
+HOSTILE_MODULE = Path(__file__).parent / "data" / "hostile" / "hostile.py"
+
+
+def _wheel(path: Path, name: str, version: str, members: dict[str, bytes], compresslevel: int = 6) -> Path:
+    """A real wheel file (a py3-none-any one) with `members` and its dist-info, written with zipfile."""
+    import base64
+    import hashlib
+    import zipfile
+
+    dist_info = f"{name}-{version}.dist-info"
+    files = dict(members)
+    files[f"{dist_info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    files[f"{dist_info}/WHEEL"] = (
+        b"Wheel-Version: 1.0\nGenerator: rewheel-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    )
+    record = []
+    for member, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{member},sha256={digest},{len(data)}")
+    record.append(f"{dist_info}/RECORD,,")
+    files[f"{dist_info}/RECORD"] = ("\n".join(record) + "\n").encode()
+    wheel = path / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as archive:
+        for member, data in files.items():
+            archive.writestr(member, data)
+    return wheel
+
+
+def test_a_hostile_wheel_escapes_nothing_and_smoke_still_reports_its_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runtime_env: pytest.MonkeyPatch
+) -> None:
+    from conftest import REPO
+    from pipeline.smoke import smoke_wheel
+
+    wheel = _wheel(tmp_path, "hostile", "1.0", {"hostile.py": HOSTILE_MODULE.read_bytes()})
+    monkeypatch.setenv("REWHEEL_INDEX_PASSWORD", "index-secret-4711")
+    monkeypatch.setenv("TWINE_PASSWORD", "twine-secret-4711")
+    monkeypatch.setenv("HOSTILE_REPO", str(REPO))
+    escaped = [Path("/root/rewheel-hostile-escape"), REPO / "rewheel-hostile-escape"]
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        monkeypatch.setenv("HOSTILE_PORT", str(listener.getsockname()[1]))
+        try:
+            result = smoke_wheel(wheel, "manylinux_2_17_x86_64", progress=False)
+        finally:
+            leaked = [path for path in escaped if path.exists()]
+            for path in leaked:
+                path.unlink()
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected
+    assert not leaked
+    assert result.status == "passed", result.message
+    assert result.imported == ["hostile"]
+    # The same module, imported by the test command (the other way smoke runs a wheel's code).
+    result = smoke_wheel(wheel, "manylinux_2_17_x86_64", command="python -c 'import hostile'", progress=False)
+    assert result.status == "passed", result.message
+    assert not [path for path in escaped if path.exists()]
+
+
+@pytest.mark.slow
+def test_a_wheel_bomb_is_refused_before_smoke_writes_it(
+    tmp_path: Path, runtime_env: pytest.MonkeyPatch
+) -> None:
+    """Item 17 of issue 24: 4,000 members of 1 MiB of zeros (4.5 MB) once made smoke write 4 GB."""
+    from pipeline.errors import UnsafeArchive
+    from pipeline.smoke import smoke_wheel
+
+    zeros = bytes(1 << 20)
+    members = {f"bomb/part{index}.bin": zeros for index in range(4000)}
+    members["bomb/__init__.py"] = b""
+    wheel = _wheel(tmp_path, "bomb", "1.0", members, compresslevel=1)
+    assert wheel.stat().st_size < 40 << 20
+    started = time.monotonic()
+    with pytest.raises(UnsafeArchive, match="zip bomb"):
+        smoke_wheel(wheel, "manylinux_2_17_x86_64", progress=False)
+    assert time.monotonic() - started < 10  # refused from its directory, before anything is written
