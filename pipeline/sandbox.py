@@ -143,6 +143,27 @@ def clean_environment(env: Mapping[str, str] | None) -> dict[str, str]:
     return {**DEFAULT_ENV, **kept}
 
 
+def paths_named_in(env: Mapping[str, str]) -> list[Path]:
+    """Existing absolute paths an environment names that a hidden folder would cover (PATH entries, CC, -I/-L
+    flags, PYTHONPATH, ...): what a build's tools need bound back into the sandbox, read-only."""
+    found: dict[Path, None] = {}
+    for key, value in env.items():
+        if _SECRET_NAME.search(key):
+            continue
+        for word in re.split(r"[\s" + re.escape(os.pathsep) + r"]+", value):
+            word = re.sub(r"^(-I|-L|-isystem|-iquote|--sysroot=|-B|-Wl,-rpath,)", "", word)
+            if not word.startswith("/"):
+                continue
+            path = Path(word)
+            try:
+                exists = path.exists()
+            except OSError:
+                continue
+            if exists and _hidden(path):
+                found[path] = None
+    return list(found)
+
+
 def _under(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 

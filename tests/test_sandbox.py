@@ -227,3 +227,31 @@ def test_a_wheel_bomb_is_refused_before_smoke_writes_it(
     with pytest.raises(UnsafeArchive, match="zip bomb"):
         smoke_wheel(wheel, "manylinux_2_17_x86_64", progress=False)
     assert time.monotonic() - started < 10  # refused from its directory, before anything is written
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The zig backend runs a package's own build code in the sandbox
+
+BUILD_ESCAPES = Path(__file__).parent / "data" / "hostile" / "hostile_build.py"
+
+
+def test_a_build_step_writes_its_tree_and_work_folder_and_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import REPO
+    from pipeline.build.backends.zig.builder import sandboxed_build_step
+
+    tree, work = tmp_path / "tree", tmp_path / "work"
+    tree.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("TWINE_PASSWORD", "twine-secret-4711")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        env = {**os.environ, "HOSTILE_REPO": str(REPO), "HOSTILE_PORT": str(listener.getsockname()[1])}
+        result = sandboxed_build_step([sys.executable, str(BUILD_ESCAPES)], tree=tree, work=work, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["built", "contained"], result.stdout
+    assert (tree / "build" / "out.o").read_text() == "object\n"
+    assert (work / "tmp").is_dir()
+    assert not (REPO / "rewheel-hostile-escape").exists()
