@@ -196,7 +196,10 @@ def _binds(argv0: str, cwd: Path, readable: Sequence[Path], writable: Sequence[P
     for path in writable:
         add(Path(path), True)
     arguments: list[str] = []
+    writable_roots = [path for path, write in wanted.items() if write]
     for path in sorted(wanted, key=lambda p: len(p.parts)):
+        if not wanted[path] and any(_under(path, root) for root in writable_roots):
+            continue  # inside a writable folder already: a read-only bind here would take the writes away
         arguments += ["--bind" if wanted[path] else "--ro-bind", str(path), str(path)]
     return arguments
 

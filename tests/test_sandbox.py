@@ -73,6 +73,10 @@ def test_writable_folders_and_a_private_tmp(tmp_path: Path) -> None:
     finally:
         Path("/tmp/rewheel-sandbox-host-file").unlink()
     assert (out / "result").read_text() == "built\n"
+    # A folder named readable inside a writable one (a build's TMPDIR in its work folder) stays writable.
+    (out / "scratch").mkdir()
+    inner = _sh(f"echo inner > {out}/scratch/file", tmp_path, writable=[out], readable=[out / "scratch"])
+    assert inner.returncode == 0, inner.stderr
     assert "rewheel-sandbox-host-file" not in result.stdout
     assert "refused" in result.stdout and not (tmp_path / "beside").exists()
     assert not Path("/tmp/scratch").exists()
