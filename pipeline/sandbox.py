@@ -33,6 +33,7 @@ import re
 import resource
 import selectors
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -168,8 +169,11 @@ def _under(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+_PRIVATE_ROOTS = (*HIDDEN_FOLDERS, Path("/tmp"))
+
+
 def _hidden(path: Path) -> bool:
-    return any(_under(path, folder) for folder in (*HIDDEN_FOLDERS, Path("/tmp")))
+    return any(_under(path, folder) for folder in _PRIVATE_ROOTS)
 
 
 def _binds(argv0: str, cwd: Path, readable: Sequence[Path], writable: Sequence[Path]) -> list[str]:
@@ -181,6 +185,11 @@ def _binds(argv0: str, cwd: Path, readable: Sequence[Path], writable: Sequence[P
     def add(path: Path, write: bool) -> None:
         for candidate in {Path(os.path.abspath(path)), path.resolve()}:
             if not candidate.exists():
+                continue
+            if candidate in _PRIVATE_ROOTS or candidate == Path("/"):
+                # Binding /tmp or /root itself would undo the hiding: what is in there stays out of sight.
+                if write:
+                    raise ValueError(f"the sandbox cannot make {candidate} writable; name a folder inside it")
                 continue
             if write or _hidden(candidate):
                 wanted[candidate] = wanted.get(candidate, False) or write
@@ -283,6 +292,9 @@ def _limits(
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
         resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        # Past the file-size limit a write fails with EFBIG rather than killing the writer (an ignored signal
+        # stays ignored across exec): wine and shells report the error, and the run reports its results.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
     return apply
 
@@ -421,5 +433,5 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
     # bwrap leads its own session; killing it ends its pid namespace (--die-with-parent), hence every process
     # the sandboxed command started.
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, 9)
+        os.killpg(process.pid, signal.SIGKILL)
     process.wait()

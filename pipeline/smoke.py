@@ -444,8 +444,11 @@ def _clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-SANDBOX_MEMORY = 4 << 30  # address space for the imports: a wheel's import needs far less
+SANDBOX_MEMORY = 4 << 30  # address space for the imports (wine and qemu-user start within it too)
 SANDBOX_FILE_SIZE = 256 << 20  # the largest file an import or test command may write
+# wine exits (status 231) when a write reaches RLIMIT_FSIZE, where Linux programs get EFBIG (measured with wine
+# 8.0): above the sandbox's 512 MiB /tmp, so a full /tmp (an error wine reports) comes first.
+WINE_FILE_SIZE = 1 << 30
 # Inside the sandbox home and scratch space are its private /tmp; PYTHONDONTWRITEBYTECODE: the site is read-only.
 _SANDBOX_ENV = {"HOME": "/tmp", "TMPDIR": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"}
 
@@ -489,12 +492,9 @@ def _sandbox_access(interpreter: Path, work: Path) -> tuple[list[Path], list[Pat
     return readable, writable
 
 
-def _memory_limit(interpreter: Path) -> int | None:
-    # wine reserves most of a Windows address space up front: an RLIMIT_AS stops it from starting at all.
+def _file_size_limit(interpreter: Path) -> int:
     runtime = _runtime_of(interpreter)
-    if runtime is not None and type(runtime).__name__ == "WindowsEmbedCPython":
-        return None
-    return SANDBOX_MEMORY
+    return WINE_FILE_SIZE if type(runtime).__name__ == "WindowsEmbedCPython" else SANDBOX_FILE_SIZE
 
 
 def _run_imports(
@@ -510,8 +510,8 @@ def _run_imports(
             writable=writable,
             env={**_clean_env(), **_SANDBOX_ENV},
             timeout=IMPORT_TIMEOUT,
-            memory_bytes=_memory_limit(interpreter),
-            file_size=SANDBOX_FILE_SIZE,
+            memory_bytes=SANDBOX_MEMORY,
+            file_size=_file_size_limit(interpreter),
         )
     except subprocess.TimeoutExpired:
         result.failures.append({"module": modules[0], "error": f"timed out after {IMPORT_TIMEOUT} s"})
@@ -552,8 +552,8 @@ def _run_command(interpreter: Path, site: Path, tmp: Path, command: str, result:
             writable=writable,
             env={**env, **_SANDBOX_ENV},
             timeout=IMPORT_TIMEOUT,
-            memory_bytes=_memory_limit(interpreter),
-            file_size=SANDBOX_FILE_SIZE,
+            memory_bytes=SANDBOX_MEMORY,
+            file_size=_file_size_limit(interpreter),
         )
     except subprocess.TimeoutExpired:
         result.failures.append({"command": command, "error": f"timed out after {IMPORT_TIMEOUT} s"})

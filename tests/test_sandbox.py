@@ -181,11 +181,34 @@ def _wheel(path: Path, name: str, version: str, members: dict[str, bytes], compr
     return wheel
 
 
+# Each kind of runtime smoke starts: a host CPython; a musl CPython; Debian's arm64 CPython and a musl aarch64
+# CPython, both through qemu-user wrappers; python.org's Windows CPython under wine (prefix writable).
+HOSTILE_TARGETS = [
+    pytest.param("manylinux_2_17_x86_64", None, id="host-cpython"),
+    pytest.param("musllinux_1_2_x86_64", "musl-cpython-3.11-x86_64", id="musl", marks=pytest.mark.slow),
+    pytest.param(
+        "manylinux_2_17_aarch64", "debian-arm64-python3.11", id="qemu-debian", marks=pytest.mark.slow
+    ),
+    pytest.param(
+        "musllinux_1_2_aarch64", "musl-cpython-3.11-aarch64", id="qemu-musl", marks=pytest.mark.slow
+    ),
+    pytest.param("win_amd64", "windows-cpython-3.11-amd64", id="wine", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize(("target", "runtime"), HOSTILE_TARGETS)
 def test_a_hostile_wheel_escapes_nothing_and_smoke_still_reports_its_import(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runtime_env: pytest.MonkeyPatch
+    target: str,
+    runtime: str | None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    runtime_env: pytest.MonkeyPatch,
 ) -> None:
-    from conftest import REPO
+    from conftest import REPO, ensure_runtime
     from pipeline.smoke import smoke_wheel
+
+    if runtime:
+        ensure_runtime(runtime)
 
     wheel = _wheel(tmp_path, "hostile", "1.0", {"hostile.py": HOSTILE_MODULE.read_bytes()})
     monkeypatch.setenv("REWHEEL_INDEX_PASSWORD", "index-secret-4711")
@@ -198,7 +221,7 @@ def test_a_hostile_wheel_escapes_nothing_and_smoke_still_reports_its_import(
         listener.setblocking(False)
         monkeypatch.setenv("HOSTILE_PORT", str(listener.getsockname()[1]))
         try:
-            result = smoke_wheel(wheel, "manylinux_2_17_x86_64", progress=False)
+            result = smoke_wheel(wheel, target, progress=False)
         finally:
             leaked = [path for path in escaped if path.exists()]
             for path in leaked:
@@ -208,8 +231,10 @@ def test_a_hostile_wheel_escapes_nothing_and_smoke_still_reports_its_import(
     assert not leaked
     assert result.status == "passed", result.message
     assert result.imported == ["hostile"]
+    if runtime:
+        assert result.runtime == runtime
     # The same module, imported by the test command (the other way smoke runs a wheel's code).
-    result = smoke_wheel(wheel, "manylinux_2_17_x86_64", command="python -c 'import hostile'", progress=False)
+    result = smoke_wheel(wheel, target, command="python -c 'import hostile'", progress=False)
     assert result.status == "passed", result.message
     assert not [path for path in escaped if path.exists()]
 
