@@ -435,3 +435,79 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+# Run inside the sandbox by build_metadata_sandboxed: the backend's prepare_metadata_for_build_wheel hook (or
+# a wheel build when the backend has none), through `build`, the PEP 517 front end in the build venv.
+_METADATA_HOOK = """
+import sys
+from build import ProjectBuilder
+ProjectBuilder(sys.argv[1]).metadata_path(sys.argv[2])
+"""
+METADATA_LIMIT = 8 << 20  # bytes of METADATA read back
+
+
+def build_metadata_sandboxed(
+    sdist: Path, python: Path, *, timeout: float = 600, progress: bool = False
+) -> str:
+    """The METADATA text of `sdist`, built by its own backend inside the sandbox with `python`.
+
+    The sdist's build requirements (pyproject's [build-system], then what its get_requires hook adds, itself
+    run sandboxed) are installed by pip on the host into a cached build venv first; the backend's code then
+    runs without network, writing only its tree and an output folder. Raises RewheelError with one line when
+    the sdist or its backend fails, SandboxUnavailable when there is no sandbox here."""
+    import tempfile
+
+    from pipeline.build.backends.zig.builder import build_venv, dynamic_requirements, sandboxed_build_step
+    from pipeline.build.backends.zig.source_check import build_requirements, list_source
+    from pipeline.errors import RewheelError
+    from pipeline.unpack import unpack
+
+    ensure_sandbox()
+    sdist, python = Path(sdist), Path(python)
+    version = subprocess.run(
+        [str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if not version:
+        raise RewheelError(f"{python}: not a usable Python interpreter")
+    with tempfile.TemporaryDirectory(prefix="rewheel-metadata-") as scratch:
+        work = Path(scratch)
+        unpacked = unpack(sdist, work / "src")
+        entries = [entry for entry in unpacked.iterdir()]
+        tree = entries[0] if len(entries) == 1 and entries[0].is_dir() else unpacked
+        requirements = build_requirements(list_source(tree))
+        venv = build_venv(python, version, requirements, progress=progress)
+        extra = dynamic_requirements(venv, tree)
+        if extra:
+            venv = build_venv(python, version, requirements + extra, progress=progress)
+        out = work / "metadata"
+        out.mkdir()
+        env = {"PATH": f"{venv / 'bin'}{os.pathsep}{DEFAULT_PATH}", "LANG": "C.UTF-8"}
+        try:
+            result = sandboxed_build_step(
+                [str(venv / "bin" / "python"), "-c", _METADATA_HOOK, str(tree), str(out)],
+                tree=tree,
+                work=out,
+                env=env,
+                readable=[venv, python.parent.parent, python.resolve().parent.parent],
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise RewheelError(
+                f"{sdist.name}: building its metadata timed out after {timeout:.0f} s"
+            ) from None
+        found = [
+            path for path in out.glob("*.dist-info/METADATA") if path.is_file() and not path.is_symlink()
+        ]
+        if result.returncode != 0 or len(found) != 1:
+            lines = [line.strip() for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+            raise RewheelError(
+                f"{sdist.name}: its build backend could not produce metadata: {lines[-1] if lines else 'no METADATA'}"
+            )
+        with open(found[0], "rb") as handle:
+            data = handle.read(METADATA_LIMIT + 1)
+        if len(data) > METADATA_LIMIT:
+            raise RewheelError(f"{sdist.name}: its METADATA is larger than {METADATA_LIMIT} bytes")
+        return data.decode("utf-8", errors="replace")

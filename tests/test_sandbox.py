@@ -284,3 +284,37 @@ def test_a_build_step_writes_its_tree_and_work_folder_and_nothing_else(
     assert (tree / "build" / "out.o").read_text() == "object\n"
     assert (work / "tmp").is_dir()
     assert not (REPO / "rewheel-hostile-escape").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Metadata builds (for gaps: an sdist's dependencies when neither the index nor PKG-INFO says them)
+
+
+def test_a_metadata_build_runs_setup_py_in_the_sandbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import tarfile
+
+    from conftest import REPO
+    from pipeline.sandbox import build_metadata_sandboxed
+
+    monkeypatch.setenv("REWHEEL_INDEX_PASSWORD", "index-secret-4711")
+    source = tmp_path / "hostile_sdist-1.0"
+    source.mkdir()
+    (source / "setup.py").write_bytes((Path(__file__).parent / "data" / "hostile" / "setup.py").read_bytes())
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        (source / "hostile.json").write_text(
+            json.dumps({"repo": str(REPO), "port": listener.getsockname()[1]})
+        )
+        sdist = tmp_path / "hostile_sdist-1.0.tar.gz"
+        with tarfile.open(sdist, "w:gz") as archive:
+            archive.add(source, arcname=source.name)
+        metadata = build_metadata_sandboxed(sdist, Path(sys.executable))
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    assert "Name: hostile-sdist" in metadata and "Requires-Dist: six>=1.16" in metadata
+    assert not (REPO / "rewheel-hostile-escape").exists()
