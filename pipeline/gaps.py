@@ -227,11 +227,12 @@ def resolve(
     """The resolved set as PEP 751 lock entries (name, version, sdist, wheels) for `target` and `python`.
 
     uv resolves a requirements file rewheel writes from the validated lines (never the user's file), with
-    config files off and rewheel's index only (upstream_index.py), and never builds. A distribution that has
-    no wheel at all is taken out of uv's resolution by an override and resolved here: its dependencies come
-    from the index's core metadata (PEP 658) or the sdist's PKG-INFO when that is Metadata 2.2+ and does not
-    mark Requires-Dist dynamic, and are handed to uv as requirements; otherwise it is refused, since knowing
-    them would need a build."""
+    config files off and rewheel's index only (upstream_index.py), and never builds. uv then rejects a
+    distribution with no wheel for the target: it is taken out of uv's resolution by an override and resolved
+    here (the highest version with an sdist the file allows); its dependencies come from a wheel of the same
+    version for another platform (PEP 658 metadata, else its METADATA), else the sdist's PKG-INFO when that is
+    Metadata 2.2+ and does not mark Requires-Dist dynamic, else a metadata build inside the sandbox, and are
+    handed to uv as requirements; with no sandbox here it is refused."""
     if not isinstance(requirements, RequirementsSet):
         requirements = read_requirements(requirements)
     static: dict[str, SdistOnly] = {}
@@ -406,6 +407,33 @@ def _wheel_metadata(entries: list[dict[str, object]]) -> str | None:
     return None
 
 
+def _sandboxed_metadata(name: str, version: str, sdist: IndexFile, python: str) -> str:
+    """The sdist's METADATA from its own build backend, run inside the sandbox (pipeline.sandbox), never on
+    the host; refused in one line when this machine has no sandbox or no CPython `python` to run it with."""
+    import shutil
+    import sys
+
+    from pipeline.fetch import Pin, fetch
+
+    needs = f"{name}=={version}: needs a build to know its dependencies (no wheel, and its sdist's metadata does not state them statically)"
+    try:
+        from pipeline.sandbox import SandboxUnavailable, build_metadata_sandboxed, sandbox_available
+    except ImportError:
+        raise RewheelError(f"{needs}; rewheel runs no package code on this host") from None
+    missing = sandbox_available()
+    if missing:
+        raise RewheelError(f"{needs}, and there is no sandbox to build it in: {missing}")
+    same = f"{sys.version_info[0]}.{sys.version_info[1]}" == python
+    interpreter = sys.executable if same else shutil.which(f"python{python}")
+    if interpreter is None:
+        raise RewheelError(f"{needs}, and there is no CPython {python} here to build its metadata with")
+    path = fetch(Pin(filename=sdist.filename, sha256=sdist.sha256, url=sdist.url))
+    try:
+        return build_metadata_sandboxed(path, Path(interpreter))
+    except SandboxUnavailable as exc:
+        raise RewheelError(f"{needs}, and there is no sandbox to build it in: {exc}") from None
+
+
 def static_requirements(
     name: str,
     version: str,
@@ -415,8 +443,9 @@ def static_requirements(
     requirements: RequirementsSet,
     python: str,
 ) -> list[str]:
-    """The Requires-Dist of a distribution with no fitting wheel, known without running its build: from a
-    wheel of the same version for another platform, else from the sdist's own static metadata."""
+    """The Requires-Dist of a distribution with no fitting wheel, without running its build on this host:
+    from a wheel of the same version for another platform, else from the sdist's own static metadata, else
+    from a metadata build inside the sandbox."""
     from packaging.metadata import parse_email
     from packaging.requirements import Requirement
     from packaging.specifiers import SpecifierSet
@@ -437,10 +466,8 @@ def static_requirements(
         metadata_version = Version("1.0")
     dynamic = {d.lower() for d in raw.get("dynamic", [])}
     if text is None or (not from_wheel and (metadata_version < Version("2.2") or "requires-dist" in dynamic)):
-        raise RewheelError(
-            f"{name}=={version}: needs a build to know its dependencies (it has no wheel, and its sdist's "
-            "metadata does not state them statically); rewheel runs no package code on this host"
-        )
+        text = _sandboxed_metadata(name, version, sdist, python)
+        raw, _ = parse_email(text)
     requires_python = raw.get("requires_python")
     if requires_python and not SpecifierSet(requires_python).contains(f"{python}.0"):
         raise RewheelError(f"{name}=={version}: requires Python {requires_python}, not {python}")
