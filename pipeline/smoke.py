@@ -425,7 +425,10 @@ def required_wheels(
             command += ["--python-version", python]
         for platform in spec.compatible_platforms():
             command += ["--platform", platform]
-        completed = subprocess.run(command, capture_output=True, text=True)
+        from pipeline.upstream_index import tool_environment
+
+        # rewheel's index, never a pip.conf (the same one gaps and fetch use).
+        completed = subprocess.run(command, capture_output=True, text=True, env=tool_environment())
         if completed.returncode != 0:
             lines = [ln.strip() for ln in completed.stderr.splitlines() if ln.strip()]
             raise RewheelError(

@@ -189,10 +189,10 @@ def test_recipe_new_checks_its_version(tmp_path: Path, version: str) -> None:
 
 def _sdist(folder: Path, name: str, version: str, pkg_info: str, marker: Path) -> Path:
     """An sdist whose setup.py writes `marker` if it ever runs where it can reach it (on the host), then
-    declares a dependency on helperpkg."""
+    declares a dependency on rwtestsdisthelper."""
     setup = (
         f"try:\n    open({str(marker)!r}, 'w').write('setup.py ran')\nexcept OSError:\n    pass\n"
-        f"from setuptools import setup\nsetup(name={name!r}, version={version!r}, install_requires=['helperpkg>=1'])\n"
+        f"from setuptools import setup\nsetup(name={name!r}, version={version!r}, install_requires=['rwtestsdisthelper>=1'])\n"
     )
     path = folder / f"{name}-{version}.tar.gz"
     with tarfile.open(path, "w:gz") as archive:
@@ -219,6 +219,7 @@ def _static_index(root: Path, files: dict[str, list[Path]]) -> None:
         (page / "index.html").write_text("<html><body>" + "".join(links) + "</body></html>")
 
 
+@pytest.mark.slow
 def test_gaps_never_runs_an_sdists_setup_py(tmp_path: Path) -> None:
     """An index serving only sdists: Metadata 2.2 with static Requires-Dist is resolved from PKG-INFO; an
     old-style sdist and one marking Requires-Dist dynamic get their metadata built inside the sandbox; the
@@ -226,35 +227,42 @@ def test_gaps_never_runs_an_sdists_setup_py(tmp_path: Path) -> None:
     import json
 
     from pipeline.index.synthetic import make_wheel
+    from pipeline.upstream_index import default_index_url
     from tests.conftest import need_toolset
 
     need_toolset("sandbox")
     marker = tmp_path / "MARKER"
     build = tmp_path / "build"
     build.mkdir()
-    modern = "Metadata-Version: 2.2\nName: staticpkg\nVersion: 1.0\nRequires-Dist: helperpkg>=1\n"
-    old = "Metadata-Version: 1.0\nName: oldpkg\nVersion: 1.0\n"
-    dynamic = "Metadata-Version: 2.2\nName: dynpkg\nVersion: 1.0\nDynamic: Requires-Dist\n"
+    modern = (
+        "Metadata-Version: 2.2\nName: rwtestsdiststatic\nVersion: 1.0\nRequires-Dist: rwtestsdisthelper>=1\n"
+    )
+    old = "Metadata-Version: 1.0\nName: rwtestsdistold\nVersion: 1.0\n"
+    dynamic = "Metadata-Version: 2.2\nName: rwtestsdistdyn\nVersion: 1.0\nDynamic: Requires-Dist\n"
     _static_index(
         tmp_path / "site",
         {
-            "staticpkg": [_sdist(build, "staticpkg", "1.0", modern, marker)],
-            "oldpkg": [_sdist(build, "oldpkg", "1.0", old, marker)],
-            "dynpkg": [_sdist(build, "dynpkg", "1.0", dynamic, marker)],
-            "helperpkg": [make_wheel(build, "helperpkg", "1.2")],
+            "rwtestsdiststatic": [_sdist(build, "rwtestsdiststatic", "1.0", modern, marker)],
+            "rwtestsdistold": [_sdist(build, "rwtestsdistold", "1.0", old, marker)],
+            "rwtestsdistdyn": [_sdist(build, "rwtestsdistdyn", "1.0", dynamic, marker)],
+            "rwtestsdisthelper": [make_wheel(build, "rwtestsdisthelper", "1.2")],
         },
     )
     with python_http_server(tmp_path / "site") as (_, base):
-        index = f"{base}/simple/"
-        for name in ("staticpkg", "oldpkg", "dynpkg"):
+        # The sandboxed metadata build installs setuptools into its build venv from rewheel's index too: the
+        # default index stays an extra one (these project names exist only here).
+        gaps = ["gaps", "-r", "r.txt", "-t", TARGET, "--index-url", f"{base}/simple/", "--json"]
+        gaps += ["--extra-index-url", default_index_url()]
+        for name in ("rwtestsdiststatic", "rwtestsdistold", "rwtestsdistdyn"):
             (tmp_path / "r.txt").write_text(f"{name}\n")
-            result = rewheel(
-                "gaps", "-r", "r.txt", "-t", TARGET, "--index-url", index, "--json", cwd=tmp_path
-            )
+            result = rewheel(*gaps, cwd=tmp_path)
             assert result.returncode == 0, result.stderr
             entries = {e["name"]: e for e in json.loads(result.stdout)["requirements"]}
             assert entries[name]["status"] == "needs-build"
             assert entries[name]["file"] == f"{name}-1.0.tar.gz"
-            # helperpkg comes only from the metadata (static, or built in the sandbox).
-            assert entries["helperpkg"]["status"] == "pure" and entries["helperpkg"]["version"] == "1.2"
+            # rwtestsdisthelper comes only from the metadata (static, or built in the sandbox).
+            assert (
+                entries["rwtestsdisthelper"]["status"] == "pure"
+                and entries["rwtestsdisthelper"]["version"] == "1.2"
+            )
             assert not marker.exists()

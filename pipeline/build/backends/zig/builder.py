@@ -121,8 +121,10 @@ def _create_build_venv(python: Path, version: str, venv: Path, wanted: list[str]
     created = subprocess.run([str(python), "-m", "venv", str(venv)], capture_output=True, text=True)
     if created.returncode != 0:
         raise RewheelError(f"cannot create a venv with {python}: {created.stderr.strip().splitlines()[-1:]}")
-    # No cross variables here: build requirements are host tools.
-    clean_env = {k: v for k, v in os.environ.items() if not k.startswith("_PYTHON_")}
+    # No cross variables here: build requirements are host tools. The index is rewheel's, never a pip.conf.
+    from pipeline.upstream_index import tool_environment
+
+    clean_env = {k: v for k, v in tool_environment().items() if not k.startswith("_PYTHON_")}
     installed = subprocess.run(
         [
             str(venv / "bin" / "python"),
