@@ -28,6 +28,7 @@ import os
 import re
 import stat
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,7 +113,7 @@ class RequirementsSet:
             lines.append(Line(requirement, frozenset(), source))
         return cls(source, lines)
 
-    def write(self, folder: Path, extra: list[str] = ()) -> tuple[Path, Path]:  # type: ignore[assignment]
+    def write(self, folder: Path, extra: Sequence[str] = ()) -> tuple[Path, Path]:
         """The requirements and constraints files rewheel hands the resolver: written from the validated
         lines (names, extras, specifiers, markers), never the user's file."""
         requirements = folder / "requirements.txt"
