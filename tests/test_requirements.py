@@ -266,3 +266,24 @@ def test_gaps_never_runs_an_sdists_setup_py(tmp_path: Path) -> None:
                 and entries["rwtestsdisthelper"]["version"] == "1.2"
             )
             assert not marker.exists()
+
+
+def test_fetch_and_gaps_read_one_index_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 13: the fetch layer, the resolver's options and every pip/uv subprocess see the same index, from
+    rewheel's settings; a pip.conf naming another index is not read."""
+    from pipeline.fetch import index_urls
+    from pipeline.upstream_index import default_index_url, tool_environment, uv_index_options
+
+    (tmp_path / "pip.conf").write_text("[global]\nindex-url = http://127.0.0.1:9/simple/\n")
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(tmp_path / "pip.conf"))
+    for name in ("REWHEEL_INDEX_URL", "REWHEEL_EXTRA_INDEX_URL", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
+        monkeypatch.delenv(name, raising=False)
+    assert index_urls() == [default_index_url()]
+    ours = "http://127.0.0.1:8/simple/"
+    monkeypatch.setenv("REWHEEL_INDEX_URL", ours)
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "http://127.0.0.1:7/simple/")  # REWHEEL_* set: not used
+    assert index_urls() == [ours]
+    assert uv_index_options() == ["--index-url", ours]
+    env = tool_environment()
+    assert env["PIP_CONFIG_FILE"] == os.devnull and env["UV_NO_CONFIG"] == "1"
+    assert env["PIP_INDEX_URL"] == ours and "PIP_EXTRA_INDEX_URL" not in env
