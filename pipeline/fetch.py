@@ -2,9 +2,9 @@
 
 Files come from a URL (urllib) or from the package index by name + version: the pinned file is looked up in
 the index's Simple API file list (PEP 691 JSON or PEP 503 HTML) and downloaded itself with requests (a
-well-kept client that honours proxies, REQUESTS_CA_BUNDLE and netrc), from the index pip is configured for
-(PIP_INDEX_URL, pip.conf: asked from pip, never written here). No resolver and no build step run: an sdist's
-metadata hook never runs just to fetch it. Nothing unverified is
+well-kept client that honours proxies, REQUESTS_CA_BUNDLE and netrc), from rewheel's index settings
+(REWHEEL_INDEX_URL or PIP_INDEX_URL, see upstream_index.py; never a pip.conf). No resolver and no build step
+run: an sdist's metadata hook never runs just to fetch it. Nothing unverified is
 ever handed to a caller: a download is hashed as it is written to a temporary file next to its place in the
 cache, renamed to <cache>/sha256/<ab>/<digest>/<filename> only when its sha256 matches the pin, and
 deleted on any failure. Downloads are bounded in size (REWHEEL_MAX_DOWNLOAD_BYTES, 2 GiB by default, and
@@ -161,22 +161,11 @@ def _download_url(pin: Pin, handle: BinaryIO) -> _Sink:
 
 
 def index_urls() -> list[str]:
-    """The Simple API roots pip would use: PIP_INDEX_URL / pip's configuration (`pip config list`), else
-    pip's own default index, then any extra index URLs. Asking pip keeps rewheel free of index host names and
-    follows whatever mirror the user configured."""
-    primary = os.environ.get("PIP_INDEX_URL")
-    extra = os.environ.get("PIP_EXTRA_INDEX_URL", "").split()
-    if not primary or not extra:
-        configured = _pip_configuration()
-        for scope in ("download", "global", "install"):
-            primary = primary or configured.get(f"{scope}.index-url")
-            if not os.environ.get("PIP_EXTRA_INDEX_URL"):
-                extra += configured.get(f"{scope}.extra-index-url", "").split()
-    if not primary:
-        from pip._internal.models.index import PyPI
+    """The Simple API roots to look in: rewheel's own index settings (pipeline.upstream_index), the same ones
+    gaps hands the resolver, never a pip.conf."""
+    from pipeline.upstream_index import index_settings
 
-        primary = PyPI.simple_url
-    return [primary, *[url for url in extra if url != primary]]
+    return index_settings().urls
 
 
 def _pip_configuration() -> dict[str, str]:
@@ -295,7 +284,7 @@ def _download_from_index(pin: Pin, handle: BinaryIO) -> _Sink:
             return sink
     raise FetchError(
         f"{pin.describe()}: the index has no file {pin.filename} for {pin.project} "
-        f"(looked in {len(looked_at)} index{'es' if len(looked_at) != 1 else ''} from pip's configuration)"
+        f"(looked in {len(looked_at)} index{'es' if len(looked_at) != 1 else ''} from rewheel's index settings)"
     )
 
 

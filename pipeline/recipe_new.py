@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 import tarfile
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -32,8 +31,9 @@ from pipeline import toml
 from pipeline.build.backends.zig.source_check import SourceListing, cross_build_obstacle, list_source
 from pipeline.errors import RewheelError
 from pipeline.fetch import Pin, fetch
-from pipeline.gaps import IndexFile, check_python, resolve
+from pipeline.gaps import IndexFile, check_python, index_sdist, resolve
 from pipeline.recipe import NativeLibrary, load_recipe, parse_recipe
+from pipeline.requirements import RequirementsSet
 from pipeline.targets import get_target
 
 DEFAULT_TARGETS = ("musllinux_1_2_x86_64", "musllinux_1_2_aarch64")
@@ -121,20 +121,37 @@ class RecipeWritten:
 # ------------------------------------------------------------------------------------------- the sdist
 
 
+_PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)  # PEP 508 names
+
+
 def parse_requirement(text: str) -> tuple[str, str]:
+    """NAME==VERSION, both checked (a PEP 508 name, a PEP 440 version): either ends up in a file handed to
+    the resolver, so a newline or option text in them must never get that far."""
+    from packaging.version import InvalidVersion, Version
+
     name, sep, version = text.partition("==")
-    if not sep or not name.strip() or not version.strip() or any(c in version for c in "<>=!~*,;"):
-        raise RewheelError(f"{text!r}: give an exact pin, NAME==VERSION")
-    return name.strip(), version.strip()
+    name, version = name.strip(), version.strip()
+    if not sep or not _PROJECT_NAME.match(name):
+        raise RewheelError(f"{text[:200]!r}: give an exact pin, NAME==VERSION")
+    try:
+        Version(version)
+    except InvalidVersion:
+        raise RewheelError(
+            f"{text[:200]!r}: give an exact pin, NAME==VERSION (VERSION as PEP 440 spells one)"
+        ) from None
+    return name, version
 
 
 def find_sdist(name: str, version: str, target: str, python: str) -> IndexFile:
     """The sdist of NAME==VERSION as the configured index lists it (name, URL, sha256)."""
-    with tempfile.TemporaryDirectory(prefix="rewheel-recipe-") as tmp:
-        requirement = Path(tmp) / "requirement.txt"
-        requirement.write_text(f"{name}=={version}\n", encoding="utf-8")
-        packages = resolve(requirement, get_target(target), python, no_deps=True)
+    pin = RequirementsSet.from_pins([(name, version)], source=f"{name}=={version}")
+    packages = resolve(pin, get_target(target), python, no_deps=True)
     for package in packages:
+        if canonicalize_name(str(package["name"])) == canonicalize_name(name) and not package.get("sdist"):
+            # uv lists no sdist under --no-build (gaps.resolve never builds): the index's listing has it.
+            found = index_sdist(name, str(package.get("version", version)))
+            if found is not None:
+                return found
         if canonicalize_name(str(package["name"])) == canonicalize_name(name) and package.get("sdist"):
             entry = package["sdist"]
             assert isinstance(entry, dict)

@@ -31,6 +31,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from pipeline.errors import RewheelError
 from pipeline.output import progress as say
 from pipeline.paths import cache_root
+from pipeline.sandbox import run_sandboxed
 from pipeline.targets import Target
 
 PASSED = "passed"
@@ -391,7 +392,10 @@ def required_wheels(
             command += ["--python-version", python]
         for platform in spec.compatible_platforms():
             command += ["--platform", platform]
-        completed = subprocess.run(command, capture_output=True, text=True)
+        from pipeline.upstream_index import tool_environment
+
+        # rewheel's index, never a pip.conf (the same one gaps and fetch use).
+        completed = subprocess.run(command, capture_output=True, text=True, env=tool_environment())
         if completed.returncode != 0:
             lines = [ln.strip() for ln in completed.stderr.splitlines() if ln.strip()]
             raise RewheelError(
@@ -410,16 +414,74 @@ def _clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+SANDBOX_MEMORY = 4 << 30  # address space for the imports (wine and qemu-user start within it too)
+SANDBOX_FILE_SIZE = 256 << 20  # the largest file an import or test command may write
+# wine exits (status 231) when a write reaches RLIMIT_FSIZE, where Linux programs get EFBIG (measured with wine
+# 8.0): above the sandbox's 512 MiB /tmp, so a full /tmp (an error wine reports) comes first.
+WINE_FILE_SIZE = 1 << 30
+# Inside the sandbox home and scratch space are its private /tmp; PYTHONDONTWRITEBYTECODE: the site is read-only.
+_SANDBOX_ENV = {"HOME": "/tmp", "TMPDIR": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def _runtime_of(interpreter: Path) -> Any | None:
+    """The cached runtime `interpreter` belongs to, if any (a host CPython's lies outside the cache)."""
+    from pipeline.paths import runtimes_root
+    from pipeline.runtimes import all_runtimes
+
+    root = runtimes_root()
+    if root not in interpreter.parents:
+        return None
+    name = interpreter.relative_to(root).parts[0]
+    return all_runtimes().get(name)
+
+
+def _sandbox_access(interpreter: Path, work: Path) -> tuple[list[Path], list[Path]]:
+    """(readable, writable) folders the interpreter needs in the sandbox beyond the read-only host: the runtime's
+    root, a wrapper script's own interpreter (its #! line), `work` (the site folder's parent); wine's prefix
+    writable (wine writes to it). The site folder stays read-only: an import needs no writes, and the only
+    other writable place, the sandbox's private /tmp, is bounded in size."""
+    readable = [interpreter.parent.parent, interpreter.resolve().parent.parent, work]
+    writable: list[Path] = []
+    runtime = _runtime_of(interpreter)
+    if runtime is not None:
+        readable.append(runtime.root())
+    try:
+        with open(interpreter, "rb") as handle:
+            first = handle.readline(4096)
+    except OSError:
+        first = b""
+    if first.startswith(b"#!"):
+        shebang = first[2:].decode(errors="replace").split()
+        if shebang and shebang[0].startswith("/"):
+            relay = Path(shebang[0])
+            readable += [relay.parent.parent, relay.resolve().parent.parent]
+    if runtime is not None and type(runtime).__name__ == "WindowsEmbedCPython":
+        from pipeline.runtimes.windows_embed import wine_prefix_dir
+
+        writable.append(wine_prefix_dir())
+    return readable, writable
+
+
+def _file_size_limit(interpreter: Path) -> int:
+    runtime = _runtime_of(interpreter)
+    return WINE_FILE_SIZE if type(runtime).__name__ == "WindowsEmbedCPython" else SANDBOX_FILE_SIZE
+
+
 def _run_imports(
     interpreter: Path, site: Path, modules: list[str], extensions: dict[str, str], result: SmokeResult
 ) -> None:
+    # The wheel's code runs here: in the sandbox (pipeline/sandbox.py).
+    readable, writable = _sandbox_access(interpreter, site.parent)
     try:
-        completed = subprocess.run(
+        completed = run_sandboxed(
             [str(interpreter), "-s", "-c", _IMPORTER, str(site), json.dumps(extensions), *modules],
-            capture_output=True,
-            text=True,
-            env=_clean_env(),
+            cwd=site.parent,
+            readable=readable,
+            writable=writable,
+            env={**_clean_env(), **_SANDBOX_ENV},
             timeout=IMPORT_TIMEOUT,
+            memory_bytes=SANDBOX_MEMORY,
+            file_size=_file_size_limit(interpreter),
         )
     except subprocess.TimeoutExpired:
         result.failures.append({"module": modules[0], "error": f"timed out after {IMPORT_TIMEOUT} s"})
@@ -450,9 +512,18 @@ def _run_command(interpreter: Path, site: Path, tmp: Path, command: str, result:
     for alias in ("python", "python3"):
         (shims / alias).symlink_to(interpreter)
     env = _clean_env({"PYTHONPATH": str(site), "PATH": f"{shims}{os.pathsep}{os.environ.get('PATH', '')}"})
+    readable, writable = _sandbox_access(interpreter, tmp)
     try:
-        completed = subprocess.run(
-            command, shell=True, capture_output=True, text=True, env=env, cwd=tmp, timeout=IMPORT_TIMEOUT
+        # A recipe's test command runs the wheel's code too: the same sandbox as the imports.
+        completed = run_sandboxed(
+            ["/bin/sh", "-c", command],
+            cwd=tmp,
+            readable=readable,
+            writable=writable,
+            env={**env, **_SANDBOX_ENV},
+            timeout=IMPORT_TIMEOUT,
+            memory_bytes=SANDBOX_MEMORY,
+            file_size=_file_size_limit(interpreter),
         )
     except subprocess.TimeoutExpired:
         result.failures.append({"command": command, "error": f"timed out after {IMPORT_TIMEOUT} s"})

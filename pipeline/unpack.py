@@ -28,6 +28,9 @@ class Limits:
     max_member_bytes: int = 2 << 30
     max_members: int = 200_000
     max_ratio: int = 200  # a zip member expanding more than 200x is a bomb, not a source file
+    # The same bound for the archive as a whole, above a floor: many members just under the per-member floor
+    # (4,000 of 1 MiB of zeros: 4.5 MB compressed, 4 GB unpacked) are a bomb too.
+    ratio_floor_bytes: int = 64 << 20
 
 
 DEFAULT_LIMITS = Limits()
@@ -100,6 +103,14 @@ def unpack(archive: Path, dest: Path, limits: Limits = DEFAULT_LIMITS) -> Path:
     return dest
 
 
+def _check_archive_ratio(archive: Path, unpacked: int, limits: Limits) -> None:
+    if unpacked > limits.ratio_floor_bytes and unpacked > limits.max_ratio * max(archive.stat().st_size, 1):
+        raise UnsafeArchive(
+            f"{archive.name}: {unpacked} bytes unpacked from {archive.stat().st_size} is a compression ratio "
+            "typical of a zip bomb"
+        )
+
+
 def _unpack_zip(archive: Path, dest: Path, limits: Limits) -> None:
     try:
         zf = zipfile.ZipFile(archive)
@@ -114,6 +125,7 @@ def _unpack_zip(archive: Path, dest: Path, limits: Limits) -> None:
         declared = sum(i.file_size for i in infos)
         if declared > limits.max_total_bytes:
             raise UnsafeArchive(f"{archive.name}: {declared} bytes uncompressed exceed the limit")
+        _check_archive_ratio(archive, declared, limits)
         total = 0
         for info in infos:
             relative = safe_member_path(info.filename, archive)
@@ -166,6 +178,7 @@ def _unpack_tar(archive: Path, dest: Path, limits: Limits) -> None:
                 elif member.isreg():
                     if member.size > limits.max_member_bytes or total + member.size > limits.max_total_bytes:
                         raise UnsafeArchive(f"{archive.name}: {member.name!r} exceeds the size limit")
+                    _check_archive_ratio(archive, total + member.size, limits)
                     target = _check_inside(dest, relative, archive, member.name)
                     stream = tf.extractfile(member)
                     assert stream is not None

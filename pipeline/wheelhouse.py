@@ -185,13 +185,14 @@ def build_wheelhouse(
 
     get_target(target)  # unusable input is one line, before any progress
     check_python(python)
-    if not requirements.is_file():
-        raise RewheelError(f"{requirements}: no such requirements file")
+    from pipeline.requirements import read_requirements
+
+    checked = read_requirements(requirements)  # every refusal of the file comes before anything is fetched
     say = progress or _quiet
     recipes_dir = recipes_dir or project_root() / "recipes"
     new_recipes_dir = new_recipes_dir or recipes_dir.parent / "recipes-new"
     say(f"gaps: resolving {requirements} for {target} / Python {python}")
-    report = find_gaps(requirements, target, python, recipes_dir=recipes_dir)
+    report = find_gaps(checked, target, python, recipes_dir=recipes_dir)
     counts = ", ".join(f"{report.count(s)} {s}" for s in (UPSTREAM_WHEEL, PURE, NEEDS_BUILD, UNAVAILABLE))
     say(f"gaps: {len(report.requirements)} distribution(s): {counts}")
     result = WheelhouseResult(report)

@@ -103,13 +103,15 @@ def test_gaps_matches_what_pip_downloads(reports, target: str, tmp_path: Path) -
         )
     mismatches = []
     for gap, (downloaded, files) in zip(report.requirements, results, strict=True):
-        has_wheel = gap.status in ("upstream-wheel", "pure")
+        # A wheel that fits by tag but fails verify is one pip would still take: gaps names it as rejected.
+        by_tag = [gap.rejected[0][0]] if gap.rejected else [gap.file.filename] if gap.file else []
+        has_wheel = gap.status in ("upstream-wheel", "pure") or bool(gap.rejected)
         if downloaded != has_wheel:
             mismatches.append(
                 f"{gap.name}=={gap.version}: gaps says {gap.status}, pip download ok={downloaded}"
             )
-        elif has_wheel and (gap.file is None or files != [gap.file.filename]):
-            mismatches.append(f"{gap.name}: gaps picked {gap.file}, pip downloaded {files}")
+        elif has_wheel and files != by_tag:
+            mismatches.append(f"{gap.name}: gaps picked {by_tag}, pip downloaded {files}")
     assert not mismatches, mismatches
 
 
@@ -232,3 +234,34 @@ def test_markers_are_the_targets_not_the_hosts(tmp_path: Path) -> None:
     }
     assert names["musllinux_1_2_aarch64"] == {"greenlet", "six"}
     assert names["win_amd64"] == {"pywin32", "six"}
+
+
+# ------------------------------------------------------------------------------------------- verify (issue #23)
+
+
+@pytest.mark.slow
+def test_gaps_verifies_upstream_wheels_like_build_r(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """numpy 2.2.6's only musllinux wheel grafts a libgcc_s with DT_RELR. Until the targets work lands, the
+    musllinux_1_2 profile promises musl 1.2.0 and verify rejects it (when the default profile moves to the musl
+    of supported Alpine releases, this test moves to the legacy 1.2.3 profile). gaps must then not call it
+    upstream-wheel: it shows the finding and falls to the sdist, as build -r would refuse the wheel."""
+    from pipeline.fetch import Pin, fetch
+    from pipeline.index.gate import check_verified
+
+    requirements = tmp_path / "r.txt"
+    requirements.write_text("numpy==2.2.6\n")
+    code, out, err = run_cli("gaps", "-r", str(requirements), "--target", "musllinux_1_2_x86_64", "--json")
+    assert code == 0, err
+    (entry,) = json.loads(out)["requirements"]
+    assert entry["status"] == "needs-build" and entry["file"] == "numpy-2.2.6.tar.gz"
+    (rejected,) = entry["rejected"]
+    assert rejected["file"] == "numpy-2.2.6-cp311-cp311-musllinux_1_2_x86_64.whl"
+    assert rejected["finding"].startswith("relr-unsupported")
+    # The very check build -r runs on the wheel, with the same finding.
+    report = find_gaps(requirements, "musllinux_1_2_x86_64", "3.11", verify=False)
+    (gap,) = report.requirements
+    assert gap.status == "upstream-wheel" and gap.file is not None  # by tag alone it would have fitted
+    path = fetch(Pin(filename=gap.file.filename, sha256=gap.file.sha256, url=gap.file.url))
+    assert check_verified(path, "musllinux_1_2_x86_64") == (False, rejected["finding"])
+    code, out, _ = run_cli("gaps", "-r", str(requirements), "--target", "musllinux_1_2_x86_64")
+    assert "fits by tag but fails verify for musllinux_1_2_x86_64: relr-unsupported" in out

@@ -56,6 +56,12 @@ BACKEND_NAMES = (
     "a complete wheelhouse: rewheel's wheels plus the fitting upstream ones, all verified.",
 )
 @click.option(
+    "--index-url",
+    "index_url",
+    help="With -r: the index to resolve and fetch from (default: REWHEEL_INDEX_URL, else PIP_INDEX_URL, else "
+    "pip's default index); never taken from the requirements file or a pip.conf.",
+)
+@click.option(
     "--new-recipes",
     type=click.Path(path_type=Path, file_okay=False),
     help="With -r: where recipes written on the fly go for review (default: recipes-new/ beside recipes/).",
@@ -77,6 +83,7 @@ def command(
     require_import: bool,
     publish_to: str | None,
     requirements: Path | None,
+    index_url: str | None,
     new_recipes: Path | None,
     print_cibuildwheel_config: bool,
 ) -> None:
@@ -97,6 +104,9 @@ def command(
         if recipes:
             raise RewheelError("give recipes or -r REQUIREMENTS, not both")
         from pipeline.commands._wheelhouse import build_from_requirements
+        from pipeline.commands.gaps import use_index
+
+        use_index(index_url, ())
 
         build_from_requirements(
             requirements, targets=targets, pythons=pythons, backend=backend, wheelhouse=wheelhouse,

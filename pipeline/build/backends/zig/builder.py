@@ -30,6 +30,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -77,6 +78,7 @@ from pipeline.build.backends.zig.windows import (
 from pipeline.errors import MissingTool, RewheelError
 from pipeline.fetch import fetch, pin_for_source
 from pipeline.paths import cache_root
+from pipeline.sandbox import paths_named_in, run_sandboxed
 from pipeline.targets import get_target
 
 if TYPE_CHECKING:
@@ -120,8 +122,10 @@ def _create_build_venv(python: Path, version: str, venv: Path, wanted: list[str]
     created = subprocess.run([str(python), "-m", "venv", str(venv)], capture_output=True, text=True)
     if created.returncode != 0:
         raise RewheelError(f"cannot create a venv with {python}: {created.stderr.strip().splitlines()[-1:]}")
-    # No cross variables here: build requirements are host tools.
-    clean_env = {k: v for k, v in os.environ.items() if not k.startswith("_PYTHON_")}
+    # No cross variables here: build requirements are host tools. The index is rewheel's, never a pip.conf.
+    from pipeline.upstream_index import tool_environment
+
+    clean_env = {k: v for k, v in tool_environment().items() if not k.startswith("_PYTHON_")}
     installed = subprocess.run(
         [
             str(venv / "bin" / "python"),
@@ -190,22 +194,62 @@ print(json.dumps(sorted({chain[0] for chain in missing})))
 
 
 def dynamic_requirements(venv: Path, tree: Path) -> list[str]:
-    """Requirements the backend's get_requires_for_build_wheel hook adds that the venv lacks (run on the
-    host, without cross variables: these are build tools)."""
+    """Requirements the backend's get_requires_for_build_wheel hook adds that the venv lacks (without cross
+    variables: these are build tools). The hook is the package's own code (setuptools runs setup.py for it):
+    it runs in the sandbox, and trusted pip installs what it names afterwards, on the host."""
     clean_env = {k: v for k, v in os.environ.items() if not k.startswith("_PYTHON_")}
-    result = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", _MISSING_REQUIREMENTS, str(tree)],
-        capture_output=True,
-        text=True,
-        env=clean_env,
-        cwd=tree,
-    )
+    with tempfile.TemporaryDirectory(prefix="rewheel-requires-") as scratch:
+        try:
+            result = sandboxed_build_step(
+                [str(venv / "bin" / "python"), "-c", _MISSING_REQUIREMENTS, str(tree)],
+                tree=tree,
+                work=Path(scratch),
+                env=clean_env,
+                readable=[venv],
+            )
+        except subprocess.TimeoutExpired:
+            return []
     if result.returncode != 0:
         return []  # the build itself reports a broken backend with its own words
     try:
         return [str(r) for r in json.loads(result.stdout.strip().splitlines()[-1])]
     except (ValueError, IndexError):
         return []
+
+
+BUILD_TIMEOUT = 3 * 3600  # seconds; the slowest real build here (a C++ extension under zig) takes minutes
+BUILD_PROCESSES = 4096  # compilers and their threads (a pids cgroup counts threads)
+BUILD_OUTPUT = 16 << 20  # bytes of stdout and of stderr kept for the build log
+
+
+def sandboxed_build_step(
+    argv: list[str],
+    *,
+    tree: Path,
+    work: Path,
+    env: dict[str, str],
+    readable: list[Path] | tuple[Path, ...] = (),
+    timeout: float = BUILD_TIMEOUT,
+) -> subprocess.CompletedProcess[str]:
+    """Run one step of a package's own build (its PEP 517 backend, setup.py, a recipe's before-build command)
+    in the sandbox (pipeline/sandbox.py): no network (the build venv was filled by pip beforehand), the host
+    read-only except the source tree, the job's work folder and zig's cache; the rewheel cache (build venvs,
+    native libraries, runtimes) and every folder the environment names bound back read-only."""
+    scratch = work / "tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    sandbox_env = {**env, "TMPDIR": str(scratch), "HOME": str(scratch)}
+    zig_cache = zig_cache_dir(cache_root())
+    zig_cache.mkdir(parents=True, exist_ok=True)
+    return run_sandboxed(
+        argv,
+        cwd=tree,
+        writable=[tree, work, zig_cache],
+        readable=[cache_root(), *readable, *paths_named_in(sandbox_env)],
+        env=sandbox_env,
+        timeout=timeout,
+        processes=BUILD_PROCESSES,
+        output_limit=BUILD_OUTPUT,
+    )
 
 
 def _has_extension(wheel: Path) -> bool:
@@ -361,11 +405,19 @@ class ZigBackend:
             # native libraries), which replacing them would lose.
             env[name] = f"{env[name]} {text}" if name in _APPENDED_FLAGS and env.get(name) else text
 
+        # What the sandboxed steps read beyond the host's read-only root: the build interpreter's installation.
+        readable = [python.executable.parent.parent, python.executable.resolve().parent.parent, venv]
         commands: list[list[str]] = []
         log_parts: list[str] = []
         for command in options.before_build:
             commands.append(["sh", "-c", command])
-            result = subprocess.run(["sh", "-c", command], cwd=tree, env=env, capture_output=True, text=True)
+            # A recipe's command is trusted, the tree it works on is not (a Makefile, a script of the sdist).
+            try:
+                result = sandboxed_build_step(
+                    ["sh", "-c", command], tree=tree, work=work, env=env, readable=readable
+                )
+            except subprocess.TimeoutExpired:
+                raise RewheelError(f"{job.id}: before-build command timed out: {command}") from None
             log_parts.append(f"$ {command}\n{result.stdout}{result.stderr}")
             if result.returncode != 0:
                 raise RewheelError(
@@ -389,9 +441,20 @@ class ZigBackend:
         build_command += ["--outdir", str(out_dir), str(tree)]
         commands.append(build_command)
         _say(request.progress, f"building {job.id} ({kind}) with zig cc -target {toolchain.triple}")
-        result = run_with_heartbeat(
-            build_command, cwd=tree, env=env, label=f"building {job.id}", progress=request.progress
-        )
+        # The package's own build code runs here: in the sandbox, with the heartbeat of a long compile.
+        try:
+            result = run_with_heartbeat(
+                build_command,
+                cwd=tree,
+                env=env,
+                label=f"building {job.id}",
+                progress=request.progress,
+                runner=lambda: sandboxed_build_step(
+                    build_command, tree=tree, work=work, env=env, readable=readable
+                ),
+            )
+        except subprocess.TimeoutExpired:
+            raise RewheelError(f"{job.id}: zig build timed out after {BUILD_TIMEOUT} s") from None
         log_parts.append(f"$ {' '.join(build_command)}\n{result.stdout}{result.stderr}")
         log = "\n".join(log_parts)
         (work / "build.log").write_text(log, encoding="utf-8")

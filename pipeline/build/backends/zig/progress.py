@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -27,8 +27,11 @@ def run_with_heartbeat(
     stdout: IO[str] | int | None = subprocess.PIPE,
     interval: float = HEARTBEAT_SECONDS,
     prefix: str = "zig",
+    runner: Callable[[], subprocess.CompletedProcess[str]] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """subprocess.run(command) that prints `<prefix>: <label>: still running, N s` every `interval` seconds."""
+    """subprocess.run(command) that prints `<prefix>: <label>: still running, N s` every `interval` seconds.
+
+    `runner` runs the command instead (the sandbox: pipeline/sandbox.py), with the same heartbeat."""
     started = time.monotonic()
     done = threading.Event()
 
@@ -44,6 +47,8 @@ def run_with_heartbeat(
     if progress:
         thread.start()
     try:
+        if runner is not None:
+            return runner()
         stderr = subprocess.STDOUT if stdout not in (subprocess.PIPE, None) else subprocess.PIPE
         return subprocess.run(command, cwd=cwd, env=dict(env), stdout=stdout, stderr=stderr, text=True)
     finally:
