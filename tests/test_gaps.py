@@ -241,16 +241,20 @@ def test_markers_are_the_targets_not_the_hosts(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_gaps_verifies_upstream_wheels_like_build_r(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """numpy 2.2.6's only musllinux wheel grafts a libgcc_s with DT_RELR. Until the targets work lands, the
-    musllinux_1_2 profile promises musl 1.2.0 and verify rejects it (when the default profile moves to the musl
-    of supported Alpine releases, this test moves to the legacy 1.2.3 profile). gaps must then not call it
-    upstream-wheel: it shows the finding and falls to the sdist, as build -r would refuse the wheel."""
+    """numpy 2.2.6's only musllinux wheel grafts a libgcc_s with DT_RELR: fine on the default musllinux_1_2 target
+    (musl 1.2.5, supported Alpine), an error on the legacy -musl1.2.3 one. gaps must then not call it
+    upstream-wheel there: it shows the finding and falls to the sdist, as build -r would refuse the wheel."""
     from pipeline.fetch import Pin, fetch
     from pipeline.index.gate import check_verified
 
+    legacy = "musllinux_1_2_x86_64-musl1.2.3"
     requirements = tmp_path / "r.txt"
     requirements.write_text("numpy==2.2.6\n")
     code, out, err = run_cli("gaps", "-r", str(requirements), "--target", "musllinux_1_2_x86_64", "--json")
+    assert code == 0, err
+    (entry,) = json.loads(out)["requirements"]
+    assert entry["status"] == "upstream-wheel" and not entry.get("rejected"), entry
+    code, out, err = run_cli("gaps", "-r", str(requirements), "--target", legacy, "--json")
     assert code == 0, err
     (entry,) = json.loads(out)["requirements"]
     assert entry["status"] == "needs-build" and entry["file"] == "numpy-2.2.6.tar.gz"
@@ -258,10 +262,10 @@ def test_gaps_verifies_upstream_wheels_like_build_r(run_cli, tmp_path: Path) -> 
     assert rejected["file"] == "numpy-2.2.6-cp311-cp311-musllinux_1_2_x86_64.whl"
     assert rejected["finding"].startswith("relr-unsupported")
     # The very check build -r runs on the wheel, with the same finding.
-    report = find_gaps(requirements, "musllinux_1_2_x86_64", "3.11", verify=False)
+    report = find_gaps(requirements, legacy, "3.11", verify=False)
     (gap,) = report.requirements
     assert gap.status == "upstream-wheel" and gap.file is not None  # by tag alone it would have fitted
     path = fetch(Pin(filename=gap.file.filename, sha256=gap.file.sha256, url=gap.file.url))
-    assert check_verified(path, "musllinux_1_2_x86_64") == (False, rejected["finding"])
-    code, out, _ = run_cli("gaps", "-r", str(requirements), "--target", "musllinux_1_2_x86_64")
-    assert "fits by tag but fails verify for musllinux_1_2_x86_64: relr-unsupported" in out
+    assert check_verified(path, legacy) == (False, rejected["finding"])
+    code, out, _ = run_cli("gaps", "-r", str(requirements), "--target", legacy)
+    assert f"fits by tag but fails verify for {legacy}: relr-unsupported" in out
