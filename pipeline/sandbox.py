@@ -15,7 +15,8 @@ A wheel's module runs code on import, an sdist's setup.py runs code when built: 
   *_PASSWORD, *_TOKEN, AWS_*, ...), plus PATH/HOME/LANG defaults;
 - limits: wall time (the whole process tree is killed and subprocess.TimeoutExpired raised), address space
   (RLIMIT_AS), file size (RLIMIT_FSIZE), processes (a pids cgroup when this machine lets rewheel make one;
-  RLIMIT_NPROC otherwise), and output: stdout and stderr are each kept up to `output_limit` bytes (its first
+  otherwise RLIMIT_NPROC, and when running as root, which RLIMIT_NPROC exempts, rewheel counts the sandbox's
+  processes and stops it past the limit), and output: stdout and stderr are each kept up to `output_limit` bytes (its first
   and last halves); the rest is read and discarded, never buffered.
 
 What this does not do (see README "Security model"): rewheel usually runs as root, and bubblewrap run by root
@@ -258,6 +259,17 @@ class _PidsCgroup:
             _rmdir(self.path)
 
 
+def process_limit_kind() -> str:
+    """How this machine bounds a sandbox's processes: "cgroup" (a pids cgroup: forks past the limit fail),
+    "rlimit" (RLIMIT_NPROC, the same for a user other than root) or "watch" (rewheel counts them and stops
+    the sandbox past the limit)."""
+    cgroup = _PidsCgroup(1)
+    cgroup.remove()
+    if cgroup.path is not None:
+        return "cgroup"
+    return "watch" if os.geteuid() == 0 else "rlimit"
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="ascii")
@@ -370,19 +382,43 @@ def run_sandboxed(
         command += ["--setenv", key, value]
     command += ["--", *argv]
     cgroup = _PidsCgroup(processes)
+    # Without a pids cgroup, RLIMIT_NPROC binds every user but the real root, which the sandbox maps onto
+    # when rewheel runs as root: then rewheel counts the sandbox's processes itself and stops it past the limit.
+    watch = processes if cgroup.path is None and os.geteuid() == 0 else None
     try:
         return _run_bounded(
             command,
             timeout=timeout,
             output_limit=output_limit,
             preexec=_limits(memory_bytes, file_size, processes, cgroup.join_path()),
+            watch_processes=watch,
         )
     finally:
         cgroup.remove()
 
 
+WATCH_INTERVAL = 0.05  # seconds between two counts of a watched sandbox's processes
+
+
+def _sandbox_processes(bwrap_pid: int) -> int:
+    """How many processes the sandbox started by bwrap `bwrap_pid` holds: the entries of its own /proc, seen
+    through its first child (the pid namespace's init)."""
+    try:
+        children = Path(f"/proc/{bwrap_pid}/task/{bwrap_pid}/children").read_text().split()
+        if not children:
+            return 0
+        return sum(1 for entry in os.listdir(f"/proc/{children[0]}/root/proc") if entry.isdigit())
+    except OSError:
+        return 0
+
+
 def _run_bounded(
-    command: list[str], *, timeout: float, output_limit: int, preexec: Callable[[], None]
+    command: list[str],
+    *,
+    timeout: float,
+    output_limit: int,
+    preexec: Callable[[], None],
+    watch_processes: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
     process = subprocess.Popen(
         command,
@@ -398,7 +434,8 @@ def _run_bounded(
         process.stderr.fileno(): _Bounded(output_limit),
     }
     deadline = time.monotonic() + timeout
-    timed_out = False
+    timed_out = over_limit = False
+    interval = WATCH_INTERVAL if watch_processes else 1.0
     with selectors.DefaultSelector() as selector:
         for fd in streams:
             selector.register(fd, selectors.EVENT_READ)
@@ -407,13 +444,21 @@ def _run_bounded(
             if left <= 0:
                 timed_out = True
                 break
-            for key, _ in selector.select(timeout=min(left, 1.0)):
+            for key, _ in selector.select(timeout=min(left, interval)):
                 data = os.read(key.fd, 1 << 16)
                 if data:
                     streams[key.fd].add(data)
                 else:
                     selector.unregister(key.fd)
-    if timed_out:
+            if watch_processes and _sandbox_processes(process.pid) > watch_processes:
+                over_limit = True
+                break
+    if over_limit:
+        _kill(process)
+        streams[process.stderr.fileno()].add(
+            f"\n[rewheel sandbox: stopped: more than {watch_processes} processes]\n".encode()
+        )
+    elif timed_out:
         _kill(process)
     else:
         try:

@@ -437,9 +437,9 @@ def _runtime_of(interpreter: Path) -> Any | None:
 
 def _sandbox_access(interpreter: Path, work: Path) -> tuple[list[Path], list[Path]]:
     """(readable, writable) folders the interpreter needs in the sandbox beyond the read-only host: the runtime's
-    root, a wrapper script's own interpreter (its #! line), `work` (the site folder's parent); wine's prefix
-    writable (wine writes to it). The site folder stays read-only: an import needs no writes, and the only
-    other writable place, the sandbox's private /tmp, is bounded in size."""
+    root, a wrapper script's own interpreter (its #! line), `work` (the site folder's parent), wine's prefix.
+    Nothing is writable: an import needs no writes, and the one writable place, the sandbox's private /tmp, is
+    bounded in size."""
     readable = [interpreter.parent.parent, interpreter.resolve().parent.parent, work]
     writable: list[Path] = []
     runtime = _runtime_of(interpreter)
@@ -458,7 +458,10 @@ def _sandbox_access(interpreter: Path, work: Path) -> tuple[list[Path], list[Pat
     if runtime is not None and type(runtime).__name__ == "WindowsEmbedCPython":
         from pipeline.runtimes.windows_embed import wine_prefix_dir
 
-        writable.append(wine_prefix_dir())
+        # Read-only: wine runs from a prefix it cannot write (measured, wine 8.0), so the Windows code a wheel
+        # brings cannot leave anything in the prefix every Windows runtime shares, and a sandboxed run's own
+        # wineserver never races another's over its registry files.
+        readable.append(wine_prefix_dir())
     return readable, writable
 
 
