@@ -21,7 +21,7 @@ from conftest import need_toolset
 from pipeline.index import publish
 from pipeline.index.static import check_index
 from pipeline.index.synthetic import make_wheel
-from pipeline.proof import PROOF_SUFFIX, for_upstream, now, prove_upstream, validate
+from pipeline.proof import for_upstream, now, prove_upstream, validate
 from test_index_support import rewheel_serve
 
 HOSTILE = '<script>alert("x")</script>\''
@@ -168,9 +168,7 @@ def _chromium(*arguments: str) -> str:
 
 
 @pytest.mark.slow
-def test_the_landing_page_in_a_real_browser(
-    tmp_path: Path, markupsafe_wheel: Path, six_wheel: Path, shared_cache: Path
-) -> None:
+def test_the_landing_page_in_a_real_browser(tmp_path: Path, markupsafe_wheel: Path, six_wheel: Path) -> None:
     """Chromium loads the matrix from `rewheel serve`, it matches the published files, a proof link leads to
     the record of exactly that file, package pages carry install lines (the channel's for Nano Server)."""
     need_toolset("chromium")
