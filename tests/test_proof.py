@@ -220,3 +220,45 @@ def test_a_built_wheel_proof_comes_from_its_build_record(tmp_path: Path) -> None
     other_root = tmp_path / "index2"
     publish([copy / wheel.name], str(other_root), verified={copy / wheel.name: True})
     assert json.loads((other_root / "files/markupsafe" / (wheel.name + PROOF_SUFFIX)).read_text()) == proof
+
+
+@pytest.mark.slow
+def test_build_r_publishes_built_and_upstream_wheels_each_with_its_proof(tmp_path: Path) -> None:
+    """`rewheel build -r`: markupsafe 2.1.1 has no musllinux wheel upstream (built here by zig, its recipe
+    written on the fly), six is upstream; both enter the index with their own proof record."""
+    from conftest import ensure_runtime
+
+    ensure_runtime("musl-cpython-3.11-x86_64")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("markupsafe==2.1.1\nsix==1.16.0\n")
+    index = tmp_path / "index"
+    completed = subprocess.run(
+        [sys.executable, "-m", "pipeline", "build", "-r", str(requirements), "--target", "musllinux_1_2_x86_64",
+         "--python", "3.11", "--backend", "zig", "--publish", str(index), "--wheelhouse", str(tmp_path / "wh"),
+         "--new-recipes", str(tmp_path / "recipes-new"), "--json"],
+        capture_output=True, text=True, timeout=1800, cwd=PROJECT_ROOT,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    proofs = {}
+    for path in index.rglob("*" + PROOF_SUFFIX):
+        document = json.loads(path.read_text())
+        assert validate(document) == [], path
+        wheel = path.with_name(path.name[: -len(PROOF_SUFFIX)])
+        assert document["file"]["sha256"] == _sha256(wheel)
+        proofs[document["file"]["project"]] = document
+    assert set(proofs) == {"markupsafe", "six"}
+    assert proofs["markupsafe"]["origin"]["kind"] == "built"
+    assert proofs["markupsafe"]["smoke"]["status"] == "passed"
+    six = proofs["six"]
+    assert six["origin"]["kind"] == "upstream" and six["origin"]["index_url"].endswith(".whl")
+    assert "@" not in six["origin"]["index_url"].split("/")[2]
+    assert six["verify"][0] == {
+        **six["verify"][0],
+        "target": "musllinux_1_2_x86_64",
+        "ok": True,
+        "by": "build -r",
+    }
+    assert six["smoke"]["status"] == "passed" and six["smoke"]["runtime"] == "musl-cpython-3.11-x86_64"
+    assert six["smoke"]["imported"] == ["six"]
+    warnings: list[str] = []
+    assert check_index(index, warnings) == [] and warnings == []
