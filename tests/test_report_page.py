@@ -224,3 +224,33 @@ def test_the_landing_page_in_a_real_browser(tmp_path: Path, markupsafe_wheel: Pa
     keep = os.environ.get("REWHEEL_SCREENSHOT_DIR")
     if keep:  # how docs/landing-page.png was made
         shutil.copy(screenshot, Path(keep) / "landing-page.png")
+
+
+@pytest.mark.slow
+def test_nginx_serves_the_landing_pages_and_proof_records(
+    six_wheel: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """With `rewheel index nginx-config`: / is the landing page, packages/ its package pages, proof records
+    are JSON; the Simple API is unchanged (tests/test_index_clients.py installs through the same config)."""
+    import urllib.request
+
+    from test_index_clients import _nginx
+
+    folder = Path(tempfile.mkdtemp(prefix="rewheel-landing-"))
+    try:
+        folder.chmod(0o755)  # nginx's workers run as nobody
+        root = folder / "index"
+        publish([six_wheel], str(root))
+        for base in _nginx(root, tmp_path_factory.mktemp("nginx")):
+            expected = {
+                "/": "text/html",
+                "/packages/six.html": "text/html",
+                f"/files/six/{six_wheel.name}.proof.json": "application/json",
+            }
+            for path, content_type in expected.items():
+                with urllib.request.urlopen(base + path) as response:
+                    assert response.headers["Content-Type"] == content_type, path
+                    body = response.read()
+                assert body == (root / (path.strip("/") or "index.html")).read_bytes(), path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

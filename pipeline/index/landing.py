@@ -405,7 +405,7 @@ def _install_lines(project: str, cells: list[Cell]) -> list[str]:
 
 def package_html(project: str, cells: list[Cell]) -> bytes:
     body = [
-        '<p><a href="../index.html">&larr; all packages</a></p>',
+        '<p><a href="../">&larr; all packages</a></p>',
         f"<h1>{esc(project)}</h1>",
     ]
     body += _install_lines(project, cells)
