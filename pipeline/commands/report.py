@@ -13,6 +13,7 @@ def command(root: Path, as_json: bool) -> None:
     target / Python, saying built here or upstream, verified, imported, or why not. Read from the proof
     records beside each file; nothing is re-verified. Channels (ROOT/<channel>/) are included."""
     from pipeline.index.landing import collect
+    from pipeline.index.pages import _version_key
     from pipeline.index.wheelinfo import PublishError
     from pipeline.output import emit_json, table
 
@@ -22,21 +23,13 @@ def command(root: Path, as_json: bool) -> None:
     if as_json:
         emit_json(matrix.to_json())
         return
-    rows = []
-    for project in matrix.projects:
-        for column in matrix.columns:
-            for cell in matrix.cell(project, column):
-                rows.append(
-                    (
-                        project,
-                        cell.version,
-                        cell.target,
-                        cell.python,
-                        cell.channel or "",
-                        cell.verdict.label,
-                        cell.verdict.why_not,
-                    )
-                )
+    rows = [
+        (c.project, c.version, c.target, c.python, c.channel or "", c.verdict.label, c.verdict.why_not)
+        for c in sorted(
+            matrix.cells,
+            key=lambda c: (c.project, c.target, c.python, c.channel or "", _version_key(c.version)),
+        )
+    ]  # every file (the page's matrix shows each cell's newest version; its package pages show all)
     if rows:
         click.echo(table(rows, ["package", "version", "target", "python", "channel", "proof", "why not"]))
     proven = sum(1 for c in matrix.cells if c.state == "proven")

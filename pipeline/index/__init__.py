@@ -111,7 +111,8 @@ def publish(
                 item["index"] = str(index.root)
                 result.files.append(item)
         if any(c is not None for c in channels):
-            StaticIndex(root, progress=say).refresh_landing()  # the root's matrix covers its channels
+            changed = {str(f["project"]) for f in result.files}  # the root's matrix covers its channels
+            StaticIndex(root, progress=say).refresh_landing(changed)
     except OSError as exc:  # the folder cannot hold an index (/proc, read-only, a file in the way)
         where = exc.filename or root
         raise PublishError(f"{where}: cannot write the index there: {exc.strerror or exc}") from None

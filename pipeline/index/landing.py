@@ -29,10 +29,10 @@ from urllib.parse import quote
 from packaging.utils import parse_wheel_filename
 
 from pipeline.index import pages
-from pipeline.index.wheelinfo import FileEntry
 from pipeline.proof import Verdict, verdict
 
 PACKAGES_DIR = "packages"
+WHY_CHARS = 140  # in a matrix cell; the package page and the proof record have the whole text
 LANDING_PAGE = "index.html"
 
 CSS = """
@@ -118,6 +118,8 @@ class Matrix:
     root: Path
     cells: list[Cell] = field(default_factory=list)
     channels: list[str] = field(default_factory=list)
+    _by_place: dict[tuple[str, str, str], list[Cell]] | None = field(default=None, repr=False, compare=False)
+    _indexed: int = field(default=-1, repr=False, compare=False)
 
     @property
     def projects(self) -> list[str]:
@@ -129,7 +131,12 @@ class Matrix:
 
     def cell(self, project: str, column: tuple[str, str]) -> list[Cell]:
         """The newest version's files for a project in one column (older versions are on its page)."""
-        found = [c for c in self.cells if c.project == project and (c.target, c.python) == column]
+        if self._by_place is None or self._indexed != len(self.cells):
+            self._by_place = {}
+            for c in self.cells:
+                self._by_place.setdefault((c.project, c.target, c.python), []).append(c)
+            self._indexed = len(self.cells)
+        found = self._by_place.get((project, *column), [])
         if not found:
             return []
         newest = max(found, key=lambda c: pages._version_key(c.version)).version
@@ -154,20 +161,6 @@ def _is_channel(folder: Path) -> bool:
     )
 
 
-def _entries(root: Path) -> dict[str, dict[str, FileEntry]]:
-    simple = root / pages.SIMPLE_DIR
-    found: dict[str, dict[str, FileEntry]] = {}
-    if not simple.is_dir():
-        return found
-    for folder in sorted(simple.iterdir()):
-        page = folder / "index.json"
-        if folder.name.startswith(".") or not page.is_file():
-            continue
-        with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError, OSError):
-            found[folder.name] = pages.entries_from_json(folder.name, page.read_bytes())
-    return found
-
-
 def _read_proof(path: Path) -> dict[str, Any] | None:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -188,40 +181,60 @@ def _target_of(filename: str, proof: dict[str, Any] | None, channel: str | None)
         return "unknown"
 
 
+def channels_of(root: Path) -> list[str]:
+    if not root.is_dir():
+        return []
+    return sorted(folder.name for folder in root.iterdir() if _is_channel(folder))
+
+
+def _project_cells(root: Path, channel: str | None, project: str) -> list[Cell]:
+    """The cells of one project in one index (the root or a channel), from its JSON page and its proofs."""
+    where = root / channel if channel else root
+    page = where / pages.SIMPLE_DIR / project / "index.json"
+    try:
+        entries = pages.entries_from_json(project, page.read_bytes())
+    except (ValueError, KeyError, TypeError, AttributeError, OSError):
+        return []  # no page (not in this channel) or a damaged one (`index check` reports it)
+    prefix = f"{channel}/" if channel else ""
+    cells = []
+    for entry in entries.values():
+        file_url = f"{prefix}{pages.FILES_DIR}/{project}/{entry.filename}"
+        proof = None
+        if entry.proof_sha256:
+            proof = _read_proof(where / pages.FILES_DIR / project / (entry.filename + pages.PROOF_SUFFIX))
+        cells.append(
+            Cell(
+                project=project,
+                version=entry.version,
+                filename=entry.filename,
+                channel=channel,
+                target=_target_of(entry.filename, proof, channel),
+                python=python_of(entry.filename),
+                verdict=verdict(proof),
+                file_url=file_url,
+                proof_url=file_url + pages.PROOF_SUFFIX if proof is not None else None,
+                proof=proof,
+                yanked=entry.yanked is not None,
+            )
+        )
+    return cells
+
+
+def _projects_in(root: Path, channel: str | None) -> list[str]:
+    simple = (root / channel if channel else root) / pages.SIMPLE_DIR
+    if not simple.is_dir():
+        return []
+    return sorted(
+        f.name for f in simple.iterdir() if not f.name.startswith(".") and (f / "index.json").is_file()
+    )
+
+
 def collect(root: Path) -> Matrix:
     """Every file of the index at `root` and of its channels, with what its proof record says."""
-    matrix = Matrix(root)
-    roots: list[tuple[str | None, Path]] = [(None, root)]
-    if root.is_dir():
-        for folder in sorted(root.iterdir()):
-            if _is_channel(folder):
-                roots.append((folder.name, folder))
-                matrix.channels.append(folder.name)
-    for channel, where in roots:
-        prefix = f"{channel}/" if channel else ""
-        for project, entries in _entries(where).items():
-            for entry in entries.values():
-                file_url = f"{prefix}{pages.FILES_DIR}/{project}/{entry.filename}"
-                proof = None
-                if entry.proof_sha256:
-                    proof = _read_proof(
-                        where / pages.FILES_DIR / project / (entry.filename + pages.PROOF_SUFFIX)
-                    )
-                matrix.cells.append(
-                    Cell(
-                        project=project,
-                        version=entry.version,
-                        filename=entry.filename,
-                        channel=channel,
-                        target=_target_of(entry.filename, proof, channel),
-                        python=python_of(entry.filename),
-                        verdict=verdict(proof),
-                        file_url=file_url,
-                        proof_url=file_url + pages.PROOF_SUFFIX if proof is not None else None,
-                        proof=proof,
-                        yanked=entry.yanked is not None,
-                    )
-                )
+    matrix = Matrix(root, channels=channels_of(root))
+    for channel in [None, *matrix.channels]:
+        for project in _projects_in(root, channel):
+            matrix.cells += _project_cells(root, channel, project)
     return matrix
 
 
@@ -281,7 +294,9 @@ def landing_html(matrix: Matrix) -> bytes:
                 continue
             parts = []
             for cell in cells:
-                why = f'<span class="why">{esc(cell.verdict.why_not)}</span>' if cell.verdict.why_not else ""
+                why_not = cell.verdict.why_not
+                short = why_not if len(why_not) <= WHY_CHARS else why_not[: WHY_CHARS - 1] + "\u2026"
+                why = f'<span class="why" title="{esc(why_not)}">{esc(short)}</span>' if why_not else ""
                 proof = f' <a href="{esc(cell.proof_url)}">proof</a>' if cell.proof_url else ""
                 parts.append(f"{esc(cell.version)}: {esc(cell.verdict.label)}{proof}{why}")
             state = cells[0].state
@@ -376,6 +391,17 @@ def _proof_section(cell: Cell) -> list[str]:
     return out
 
 
+def _where(spec: Any) -> str:
+    """Where a target's wheels install, in a reader's words (from the target catalogue)."""
+    if spec.is_linux and spec.policy:
+        _family, _, version = spec.policy.partition("_")
+        libc = "musl" if spec.is_musl else "glibc"
+        return f"Linux {spec.arch}, {libc} {version.replace('_', '.')} or newer"
+    if spec.is_windows:
+        return f"Windows {spec.arch}, {spec.edition or 'desktop'}"
+    return str(spec.platform_tag)
+
+
 def _install_lines(project: str, cells: list[Cell]) -> list[str]:
     from pipeline.errors import RewheelError
     from pipeline.targets import get_target
@@ -384,15 +410,18 @@ def _install_lines(project: str, cells: list[Cell]) -> list[str]:
         "<h2>Install</h2>",
         "<p>INDEX is the address this site is served from (where this page's "
         f"<code>{PACKAGES_DIR}/</code> folder is).</p>",
-        "<table><tr><th>target</th><th>command</th></tr>",
+        "<table><tr><th>target</th><th>where</th><th>command</th></tr>",
     ]
     for target in sorted({c.target for c in cells}):
         channel = next((c.channel for c in cells if c.target == target), None)
+        where = "any platform" if target == "any" else ""
         with contextlib.suppress(RewheelError):
-            channel = get_target(target).channel or channel
+            spec = get_target(target)
+            channel = spec.channel or channel
+            where = _where(spec)
         index = f"INDEX/{channel}/{pages.SIMPLE_DIR}/" if channel else f"INDEX/{pages.SIMPLE_DIR}/"
         line = f"pip install --index-url {index} {project}"
-        out.append(f"<tr><td>{esc(target)}</td><td><code>{esc(line)}</code></td></tr>")
+        out.append(f"<tr><td>{esc(target)}</td><td>{esc(where)}</td><td><code>{esc(line)}</code></td></tr>")
     out.append("</table>")
     if any(c.channel == "nanoserver" or c.target.endswith("-nanoserver") for c in cells):
         out.append(
@@ -416,30 +445,88 @@ def package_html(project: str, cells: list[Cell]) -> bytes:
     return _page(f"{project}: proof", body)
 
 
-def write_landing(root: Path, *, durable: bool = True) -> None:
-    """Regenerate the landing pages of the index at `root` (callers hold its lock). Package pages first,
-    then the matrix that links to them, each written aside and renamed; pages of packages that are gone
-    are removed last, once nothing links to them."""
-    from pipeline.index.static import AtomicBatch, _remove_temporaries
+STATE_FILE = "landing.json"  # under .rewheel/: the matrix's rows, so an update reads only what changed
 
-    matrix = collect(root)
+
+def _cell_from_row(row: dict[str, Any]) -> Cell:
+    return Cell(
+        project=row["project"],
+        version=row["version"],
+        filename=row["filename"],
+        channel=row["channel"],
+        target=row["target"],
+        python=row["python"],
+        verdict=Verdict(row["origin"], row["verified"], row["imported"], row["why_not"]),
+        file_url=row["file"],
+        proof_url=row["proof"],
+        proof=None,
+        yanked=bool(row["yanked"]),
+    )
+
+
+def _load_state(path: Path) -> dict[str, list[dict[str, Any]]] | None:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        rows: dict[str, list[dict[str, Any]]] = document["projects"]
+        return rows if document.get("format") == 1 and isinstance(rows, dict) else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def write_landing(
+    root: Path, changed: Iterable[str] | None = None, *, reserved: str = ".rewheel", durable: bool = True
+) -> None:
+    """Regenerate the landing pages of the index at `root` (callers hold its lock).
+
+    `changed`: the projects whose files changed (in the root or a channel); their package pages are
+    rewritten and their matrix rows reread, the other rows come from the state kept in .rewheel/, so adding
+    a wheel to a large index stays cheap. None (or no usable state): everything is reread. Package pages are
+    written before the matrix that links to them, each aside and renamed; pages of packages that are gone
+    are removed last, once nothing links to them."""
+    from pipeline.index.static import AtomicBatch, _remove_temporaries, write_atomic
+
+    channels = channels_of(root)
+    state_path = root / reserved / STATE_FILE
+    rows = _load_state(state_path) if changed is not None else None
+    full = rows is None
+    if rows is None:
+        rows = {}
+        redo = sorted({p for c in [None, *channels] for p in _projects_in(root, c)})
+    else:
+        redo = sorted(set(changed or ()))
     folder = root / PACKAGES_DIR
     folder.mkdir(parents=True, exist_ok=True)
     _remove_temporaries(folder)
-    package_batch, landing_batch = AtomicBatch(durable), AtomicBatch(durable)
-    wanted = set()
-    for project in matrix.projects:
-        name = f"{project}.html"
-        wanted.add(name)
-        cells = [c for c in matrix.cells if c.project == project]
-        package_batch.write(folder / name, package_html(project, cells), only_if_changed=True)
+    package_batch = AtomicBatch(durable)
+    gone = []
+    for project in redo:
+        cells = [cell for c in [None, *channels] for cell in _project_cells(root, c, project)]
+        if cells:
+            rows[project] = [c.to_json() for c in cells]
+            package_batch.write(
+                folder / f"{project}.html", package_html(project, cells), only_if_changed=True
+            )
+        else:
+            rows.pop(project, None)
+            gone.append(project)
+    matrix = Matrix(root, channels=channels)
+    try:
+        matrix.cells = [_cell_from_row(row) for project in sorted(rows) for row in rows[project]]
+    except (KeyError, TypeError, AttributeError):
+        # A state this code cannot read (another rewheel wrote it): start again from the pages.
+        return write_landing(root, None, reserved=reserved, durable=durable)
+    landing_batch = AtomicBatch(durable)
     landing_batch.write(root / LANDING_PAGE, landing_html(matrix), only_if_changed=True)
     package_batch.commit()
     landing_batch.commit()
-    for stale in _html_files(folder):
-        if stale.name not in wanted:
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    state = json.dumps({"format": 1, "projects": rows}, separators=(",", ":")) + "\n"
+    write_atomic(state_path, state.encode("utf-8"), durable=False)  # derived data: rebuilt when lost
+    stale = _html_files(folder) if full else [folder / f"{project}.html" for project in gone]
+    for page in stale:
+        if page.name[: -len(".html")] not in rows:
             with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
+                page.unlink()
 
 
 def _html_files(folder: Path) -> Iterable[Path]:

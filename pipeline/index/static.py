@@ -317,15 +317,15 @@ class StaticIndex:
         html_batch.commit()
         json_batch.commit()
 
-    def _write_landing(self) -> None:
+    def _write_landing(self, changed: Iterable[str] | None) -> None:
         from pipeline.index.landing import write_landing
 
-        write_landing(self.root, durable=self.durable)
+        write_landing(self.root, changed, reserved=RESERVED_DIR, durable=self.durable)
 
-    def refresh_landing(self) -> None:
+    def refresh_landing(self, changed: Iterable[str] | None = None) -> None:
         """Rewrite the landing pages alone (after a channel of this root changed)."""
         with self.locked():
-            self._write_landing()
+            self._write_landing(changed)
 
     # ---- operations (each takes the lock itself)
     def add(self, staged: list[Staged]) -> list[AddOutcome]:
@@ -411,7 +411,7 @@ class StaticIndex:
             wheel_batch.commit(lambda path: self.progress(f"index: added {path.relative_to(self.root)}"))
             self._commit_projects(current)
             self._write_root_pages()
-            self._write_landing()
+            self._write_landing(current)
         return outcomes
 
     def yank(self, filename: str, reason: str | None, *, undo: bool = False) -> FileEntry:
@@ -424,7 +424,7 @@ class StaticIndex:
             entry.yanked = None if undo else (reason or "")
             self._commit_projects({project: entries})
             self._write_root_pages()
-            self._write_landing()
+            self._write_landing([project])
         return entry
 
     def rebuild(self) -> dict[str, int]:
@@ -471,7 +471,7 @@ class StaticIndex:
                         shutil.rmtree(self.simple_dir / project)
             self._commit_projects(grouped)
             self._write_root_pages()
-            self._write_landing()
+            self._write_landing(None)
             self.progress(f"index: rebuilt {len(grouped)} projects, {wheels} files at {self.root}")
         return {"projects": len(grouped), "files": wheels}
 
