@@ -254,3 +254,33 @@ def test_nginx_serves_the_landing_pages_and_proof_records(
                 assert body == (root / (path.strip("/") or "index.html")).read_bytes(), path
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_an_update_rereads_only_what_changed_and_recovers_without_its_state(
+    tmp_path: Path, six_wheel: Path
+) -> None:
+    root = tmp_path / "index"
+    first = make_wheel(tmp_path / "in", "alpha", "1.0")
+    publish([first, six_wheel], str(root))
+    state = root / ".rewheel/landing.json"
+    assert set(json.loads(state.read_text())["projects"]) == {"alpha", "six"}
+    six_page = root / "packages/six.html"
+    before = six_page.stat().st_mtime_ns
+    second = make_wheel(tmp_path / "in", "beta", "1.0")
+    publish([second], str(root))
+    assert six_page.stat().st_mtime_ns == before  # another project: its page is not rewritten
+    projects = [
+        c["data-project"] for c in Page((root / "index.html").read_text()).cells if "data-project" in c
+    ]
+    assert projects == ["alpha", "beta", "six"]
+
+    state.write_text('{"format": 1, "projects": {"alpha": [{"broken": true}]}}')  # another rewheel's state
+    third = make_wheel(tmp_path / "in", "gamma", "1.0")
+    publish([third], str(root))
+    projects = [
+        c["data-project"] for c in Page((root / "index.html").read_text()).cells if "data-project" in c
+    ]
+    assert projects == ["alpha", "beta", "gamma", "six"]
+    state.unlink()
+    publish([make_wheel(tmp_path / "in", "delta", "1.0")], str(root))
+    assert set(json.loads(state.read_text())["projects"]) == {"alpha", "beta", "delta", "gamma", "six"}
