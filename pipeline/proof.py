@@ -112,6 +112,19 @@ def _file_facts(wheel: Path) -> dict[str, Any]:
     }
 
 
+def _shown_path(path: str | None) -> str | None:
+    """A recipe's path relative to the project (recipes/x.toml), not the build machine's absolute path."""
+    if not path:
+        return path
+    from pipeline.paths import project_root
+
+    recipe = Path(path).resolve()
+    try:
+        return recipe.relative_to(project_root(recipe.parent)).as_posix()
+    except ValueError:
+        return recipe.name  # in no project folder: its name is what identifies it
+
+
 def from_build_record(wheel: Path, record: dict[str, Any]) -> dict[str, Any]:
     """The proof of a wheel built here, from the build record the orchestrator wrote beside it."""
     facts = _file_facts(wheel)
@@ -134,7 +147,7 @@ def from_build_record(wheel: Path, record: dict[str, Any]) -> dict[str, Any]:
         "python": job.get("python"),
         "recipe": {
             "name": job.get("recipe"),
-            "path": (inputs.get("recipe") or {}).get("path"),
+            "path": _shown_path((inputs.get("recipe") or {}).get("path")),
             "sha256": (inputs.get("recipe") or {}).get("sha256"),
         },
         "source": inputs.get("source"),

@@ -201,6 +201,7 @@ def test_a_built_wheel_proof_comes_from_its_build_record(tmp_path: Path) -> None
     assert proof["origin"]["kind"] == "built" and proof["origin"]["job"] == record["job"]["id"]
     assert proof["target"] == "musllinux_1_2_x86_64" and proof["python"] == "3.11"
     assert proof["recipe"]["sha256"] == _sha256(recipe)
+    assert proof["recipe"]["path"] == "recipes/markupsafe.toml"  # not the build machine's absolute path
     assert proof["source"]["sha256"] == "d283d37a890ba4c1ae73ffadf8046435c76e7bc2247bbb63c00bd1a709c6544b"
     assert proof["build"]["backend"] == "zig"
     assert proof["build"]["tool_versions"]["auditwheel"] == record["tool_versions"]["auditwheel"]

@@ -12,12 +12,12 @@ def command(root: Path, as_json: bool) -> None:
     """What the index at ROOT (default: index/) proves, as the landing page's matrix: one row per package and
     target / Python, saying built here or upstream, verified, imported, or why not. Read from the proof
     records beside each file; nothing is re-verified. Channels (ROOT/<channel>/) are included."""
-    from pipeline.index.landing import collect
+    from pipeline.index.landing import channels_of, collect
     from pipeline.index.pages import _version_key
     from pipeline.index.wheelinfo import PublishError
     from pipeline.output import emit_json, table
 
-    if not (root / "simple").is_dir():
+    if not (root / "simple").is_dir() and not channels_of(root):
         raise PublishError(f"{root}: not an index root (no simple/ folder); publish into it first")
     matrix = collect(root)
     if as_json:
