@@ -47,8 +47,14 @@ def test_an_upstream_wheel_proof_comes_from_its_own_verify_and_smoke(
     upstream_proof: dict,  # type: ignore[type-arg]
     markupsafe_wheel: Path,
 ) -> None:
+    import jsonschema
+
+    from pipeline.proof import schema
+
+    jsonschema.Draft202012Validator.check_schema(schema())
     proof = upstream_proof
     assert validate(proof) == []
+    assert validate({**proof, "smoke": {**proof["smoke"], "status": "fine"}}) != []  # the schema does check
     assert proof["file"]["sha256"] == _sha256(markupsafe_wheel)
     assert proof["file"]["filename"] == markupsafe_wheel.name
     assert proof["origin"] == {
