@@ -39,7 +39,9 @@ CSS = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 78em; padding: 0 1em; color: #1d1d1f; }
 h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
 p.lead { color: #555; margin-top: 0; }
-table { border-collapse: collapse; margin: .6em 0; } th, td { border: 1px solid #d0d0d7; padding: .35em .6em;
+table { border-collapse: collapse; margin: .6em 0; }
+#matrix { width: 100%; table-layout: fixed; font-size: .92em; } #matrix tr > :first-child { width: 9em; }
+#matrix td, #matrix th { overflow-wrap: anywhere; } th, td { border: 1px solid #d0d0d7; padding: .35em .6em;
   text-align: left; vertical-align: top; } th { background: #f3f3f6; font-weight: 600; }
 td.proven { background: #e6f4ea; } td.partial { background: #fff6dd; } td.failed { background: #fde8e8; }
 td.none { color: #999; } td.unknown { background: #f0f0f0; }
@@ -256,6 +258,11 @@ def _page(title: str, body: list[str]) -> bytes:
     return "\n".join([*head, *body, "</body>", "</html>", ""]).encode("utf-8")
 
 
+def _breakable(name: str) -> str:
+    """A target name escaped, with line-break opportunities after its underscores (long column heads)."""
+    return "_<wbr>".join(esc(part) for part in name.split("_"))
+
+
 def package_href(project: str) -> str:
     return f"{PACKAGES_DIR}/{quote(project)}.html"
 
@@ -282,7 +289,7 @@ def landing_html(matrix: Matrix) -> bytes:
     body.append('<table id="matrix">')
     body.append(
         "<tr><th>package</th>"
-        + "".join(f"<th>{esc(t)}<br>Python {esc(p)}</th>" for t, p in columns)
+        + "".join(f"<th>{_breakable(t)}<br>Python {esc(p)}</th>" for t, p in columns)
         + "</tr>"
     )
     for project in matrix.projects:
