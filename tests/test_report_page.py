@@ -284,3 +284,17 @@ def test_an_update_rereads_only_what_changed_and_recovers_without_its_state(
     state.unlink()
     publish([make_wheel(tmp_path / "in", "delta", "1.0")], str(root))
     assert set(json.loads(state.read_text())["projects"]) == {"alpha", "beta", "delta", "gamma", "six"}
+
+
+def test_a_yank_in_a_channel_shows_on_the_root_landing_page(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "index"
+    wheel = make_wheel(tmp_path / "in", "nanodemo", "1.0", tag="cp311-cp311-win_amd64")
+    publish([wheel], str(root), target="win_amd64-nanoserver")
+    (cell,) = [c for c in Page((root / "index.html").read_text()).cells if c.get("data-project")]
+    assert cell["data-target"] == "win_amd64-nanoserver" and "yanked" not in cell["text"]
+    code, _, err = run_cli("yank", str(root / "nanoserver/files/nanodemo" / wheel.name), "--reason", "broken")
+    assert code == 0, err
+    (cell,) = [c for c in Page((root / "index.html").read_text()).cells if c.get("data-project")]
+    assert cell["text"].startswith("1.0 (yanked): ")
+    code, out, _ = run_cli("report", str(root), "--json")
+    assert json.loads(out)["files"][0]["yanked"] is True

@@ -24,7 +24,15 @@ def command(root: Path, as_json: bool) -> None:
         emit_json(matrix.to_json())
         return
     rows = [
-        (c.project, c.version, c.target, c.python, c.channel or "", c.verdict.label, c.verdict.why_not)
+        (
+            c.project,
+            c.version + (" (yanked)" if c.yanked else ""),
+            c.target,
+            c.python,
+            c.channel or "",
+            c.verdict.label,
+            c.verdict.why_not,
+        )
         for c in sorted(
             matrix.cells,
             key=lambda c: (c.project, c.target, c.python, c.channel or "", _version_key(c.version)),

@@ -305,7 +305,8 @@ def landing_html(matrix: Matrix) -> bytes:
                 short = why_not if len(why_not) <= WHY_CHARS else why_not[: WHY_CHARS - 1] + "\u2026"
                 why = f'<span class="why" title="{esc(why_not)}">{esc(short)}</span>' if why_not else ""
                 proof = f' <a href="{esc(cell.proof_url)}">proof</a>' if cell.proof_url else ""
-                parts.append(f"{esc(cell.version)}: {esc(cell.verdict.label)}{proof}{why}")
+                yanked = " (yanked)" if cell.yanked else ""
+                parts.append(f"{esc(cell.version)}{yanked}: {esc(cell.verdict.label)}{proof}{why}")
             state = cells[0].state
             attributes = f'class="{state}" data-project="{esc(project)}" data-target="{esc(column[0])}" data-python="{esc(column[1])}"'
             row.append(f"<td {attributes}>{'<br>'.join(parts)}</td>")
@@ -337,6 +338,7 @@ def _proof_section(cell: Cell) -> list[str]:
         ("target", cell.target),
         ("Python", cell.python),
         ("channel", cell.channel or "(main index)"),
+        ("yanked", "yes (pip skips it unless pinned with ==)" if cell.yanked else "no"),
         ("verdict", cell.verdict.label + (f" ({cell.verdict.why_not})" if cell.verdict.why_not else "")),
     ]
     proof = cell.proof
