@@ -3,6 +3,8 @@
     index.html                     at the index root: a matrix of packages x targets x Pythons
     packages/<project>.html        one page per package: each file's proof, install lines, channel notes
     files/<project>/<file>.proof.json   the proof records themselves (pipeline/proof.py), written on publish
+    .rewheel/landing.json          the matrix's rows (derived, never served), so an update rereads only the
+                                   projects it changed; lost or unreadable, it is rebuilt from the pages
 
 The matrix covers the root and its channels (`<root>/<channel>/`, e.g. nanoserver), since a person looks
 for a package, not for a channel. Every cell is read from a proof record: built here or upstream, verified,
