@@ -89,6 +89,7 @@ class SmokeResult:
     imported: list[str] = field(default_factory=list)
     failures: list[dict[str, str]] = field(default_factory=list)  # {"module" or "command": ..., "error": ...}
     python: str | None = None  # the interpreter that ran the imports
+    output: str = ""  # the end of the test command's stdout and stderr (proof records show it)
 
     @property
     def ok(self) -> bool:
@@ -105,6 +106,7 @@ class SmokeResult:
             "message": self.message,
             "imported": list(self.imported),
             "failures": list(self.failures),
+            "output": self.output,
         }
 
 
@@ -509,6 +511,9 @@ def _run_imports(
         result.failures.append({"module": unreported[0], "error": f"interpreter died: {stderr}"})
 
 
+OUTPUT_TAIL_CHARS = 4000
+
+
 def _run_command(interpreter: Path, site: Path, tmp: Path, command: str, result: SmokeResult) -> None:
     shims = tmp / "bin"
     shims.mkdir()
@@ -531,6 +536,7 @@ def _run_command(interpreter: Path, site: Path, tmp: Path, command: str, result:
     except subprocess.TimeoutExpired:
         result.failures.append({"command": command, "error": f"timed out after {IMPORT_TIMEOUT} s"})
         return
+    result.output = (completed.stdout + completed.stderr)[-OUTPUT_TAIL_CHARS:]
     if completed.returncode != 0:
         lines = [ln for ln in completed.stderr.strip().splitlines() if ln.strip()]
         error = lines[-1] if lines else f"exit status {completed.returncode}"

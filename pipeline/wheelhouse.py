@@ -237,8 +237,11 @@ def build_wheelhouse(
     elif publish_to:
         built = result.summary.wheels if result.summary else []
         verdicts = {**dict.fromkeys(built, True), **{u.path: u.ok for u in result.upstream}}
+        from pipeline.proof import upstream_proofs  # upstream wheels get their own verify and smoke on record
+
+        proofs = upstream_proofs(result.upstream, target, python, smoke=smoke, progress=progress is not None)
         result.published = publish(
-            result.wheels(), publish_to, target=target, verified=verdicts, progress=say
+            result.wheels(), publish_to, target=target, verified=verdicts, progress=say, proofs=proofs
         )
         if result.published.unconfirmed:
             result.problems.append(

@@ -226,3 +226,31 @@ def test_desktop_wheel_keeps_imagewin_and_imagegrab(pillow_desktop, run_cli) -> 
     # The desktop wheel on the runtime without USER32/GDI32 fails as upstream's does.
     code, result = _smoke(run_cli, str(wheel), "win_amd64-nanoserver", 'python -c "import PIL"')
     assert code == 1 and "DLL load failed while importing _imaging" in result["message"], result
+
+
+def test_the_nano_server_wheel_is_published_to_its_channel_with_its_proof(
+    pillow_nanoserver, run_cli, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Its build record becomes its proof record; the landing page shows it in the nanoserver channel."""
+    from pipeline.proof import validate
+
+    wheel = Path(pillow_nanoserver["wheels"][0])
+    root = tmp_path / "index"
+    code, out, err = run_cli("publish", str(wheel), "--to", str(root), "--target", "win_amd64-nanoserver")
+    assert code == 0, err
+    proof = json.loads((root / "nanoserver/files/pillow" / (wheel.name + ".proof.json")).read_text())
+    assert validate(proof) == []
+    assert proof["origin"]["kind"] == "built" and proof["target"] == "win_amd64-nanoserver"
+    assert [p["applied_by"] for p in proof["patches"]] == ["prepare"]
+    assert proof["patches"][0]["file"].endswith("no-win32-display-for-nanoserver.patch")
+    assert proof["verify"][0]["ok"] is True and proof["build"]["repair"]["tool"] == "delvewheel"
+    assert proof["smoke"]["status"] == "passed"
+    assert proof["smoke"]["runtime"] == "windows-cpython-3.11-amd64-nanoserver"
+    assert "PIL._imaging" in proof["smoke"]["imported"] and "JPEG" in proof["smoke"]["command"]
+    landing = (root / "index.html").read_text()
+    assert 'data-target="win_amd64-nanoserver"' in landing and "built here, verified, imported" in landing
+    page = (root / "packages/pillow.html").read_text()
+    assert "pip install --index-url INDEX/nanoserver/simple/ pillow" in page and "Nano Server:" in page
+    code, out, _ = run_cli("report", str(root), "--json")
+    (cell,) = json.loads(out)["files"]
+    assert (cell["channel"], cell["state"]) == ("nanoserver", "proven")

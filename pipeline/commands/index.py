@@ -29,19 +29,26 @@ def rebuild(root: Path, as_json: bool) -> None:
 @click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True)
 def check(root: Path, as_json: bool) -> None:
-    """Check that every page parses and every link resolves to a file with the advertised hash (exit 1 if not)."""
+    """Check that every page parses and every link resolves to a file with the advertised hash (exit 1 if not).
+
+    Proof records too: each linked one must exist, match its hash and name its file's sha256. A file without
+    one (published before rewheel wrote proof records) is a warning, not a problem; `rewheel publish` of the
+    same file adds its record."""
     import sys
 
     from pipeline.errors import EXIT_FINDINGS
     from pipeline.index.static import check_index
     from pipeline.output import emit_json
 
-    problems = check_index(root)
+    warnings: list[str] = []
+    problems = check_index(root, warnings)
     if as_json:
-        emit_json({"index": str(root), "ok": not problems, "problems": problems})
+        emit_json({"index": str(root), "ok": not problems, "problems": problems, "warnings": warnings})
     else:
         for problem in problems:
             click.echo(problem)
+        for warning in warnings:
+            click.echo(f"warning: {warning}")
         click.echo(f"{root}: {'consistent' if not problems else f'{len(problems)} problem(s)'}")
     if problems:
         sys.exit(EXIT_FINDINGS)

@@ -47,13 +47,18 @@ def publish(
     verified: dict[Path, bool] | None = None,
     target: str | None = None,
     progress: Callable[[str], None] | None = None,
+    proofs: dict[Path, dict[str, object]] | None = None,
 ) -> PublishResult:
     """Publish wheels to a static index folder or an upload URL.
 
     `verified` maps a wheel to a verdict the caller already has (the orchestrator's verify stage, a
     `rewheel verify --json` record); wheels without one are verified here. `target` names the target the
     wheels were built for; without it each wheel's is inferred from its platform tag. Without `channel`,
-    a wheel whose target has a channel (e.g. win_amd64-nanoserver) goes to that channel."""
+    a wheel whose target has a channel (e.g. win_amd64-nanoserver) goes to that channel.
+
+    Each file enters a static index with its proof record: `proofs[wheel]` when the caller made one (build -r
+    for upstream wheels), else pipeline.proof.proof_for_publishing (the wheel's own proof or build record,
+    else the gate's verdict)."""
     from pipeline.index.gate import check_verified, infer_target
     from pipeline.targets import get_target
 
@@ -93,6 +98,15 @@ def publish(
         return PublishResult(public_url(to), "upload", [o.to_json() for o in outcomes])
 
     from pipeline.index.static import StaticIndex, channel_root, stage
+    from pipeline.proof import encode, proof_for_publishing
+
+    given = {Path(p).resolve(): d for p, d in (proofs or {}).items()}
+
+    def proof_of(wheel: Path, how: str) -> bytes:
+        document = given.get(wheel.resolve())
+        if document is None:
+            document = proof_for_publishing(wheel, target=how.partition(":")[2], how=how)
+        return encode(dict(document))
 
     root = Path(to)
     if root.exists() and not root.is_dir():
@@ -102,12 +116,15 @@ def publish(
     try:
         for wheel_channel in channels:
             index = StaticIndex(channel_root(root, wheel_channel), progress=say)
-            staged = [stage(w, how) for w, c, how in placed if c == wheel_channel]
+            staged = [stage(w, how, proof_of(w, how)) for w, c, how in placed if c == wheel_channel]
             for outcome in index.add(staged):
                 item: dict[str, object] = outcome.to_json()
                 item["channel"] = wheel_channel
                 item["index"] = str(index.root)
                 result.files.append(item)
+        if any(c is not None for c in channels):
+            changed = {str(f["project"]) for f in result.files}  # the root's matrix covers its channels
+            StaticIndex(root, progress=say).refresh_landing(changed)
     except OSError as exc:  # the folder cannot hold an index (/proc, read-only, a file in the way)
         where = exc.filename or root
         raise PublishError(f"{where}: cannot write the index there: {exc.strerror or exc}") from None

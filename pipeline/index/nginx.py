@@ -76,6 +76,23 @@ server {{
     location /files/ {{
         types {{ }}
         default_type application/octet-stream;  # wheels and their .metadata files, immutable
+        location ~ \\.proof\\.json$ {{
+            types {{ }}
+            default_type application/json;  # proof records, read by people and `rewheel report`
+        }}
+    }}
+
+    # The landing pages for people (landing.py); installers never ask for them.
+    location = / {{
+        types {{ }}
+        default_type text/html;
+        add_header Cache-Control "max-age=60" always;
+        try_files /index.html =404;
+    }}
+    location /packages/ {{
+        types {{ }}
+        default_type text/html;
+        add_header Cache-Control "max-age=60" always;
     }}
 
     location / {{

@@ -19,6 +19,8 @@ from pipeline.index.wheelinfo import FileEntry
 API_VERSION = "1.1"
 FILES_DIR = "files"
 SIMPLE_DIR = "simple"
+PROOF_SUFFIX = ".proof.json"  # pipeline/proof.py's records, served beside each file
+PROOF_KEY = "_rewheel_proof"
 
 
 def file_href(entry: FileEntry) -> str:
@@ -80,6 +82,9 @@ def project_json(project: str, entries: Iterable[FileEntry]) -> bytes:
         # PEP 691 reserves "_"-prefixed keys for the server's private use: what rewheel needs to update
         # this page without reopening the wheel.
         item["_rewheel"] = {"version": entry.version, "verification": entry.verification}
+        if entry.proof_sha256:
+            # Private too: installers ignore it; people and `rewheel report` follow it to the proof record.
+            item[PROOF_KEY] = {"url": file_href(entry) + PROOF_SUFFIX, "sha256": entry.proof_sha256}
         files.append(item)
     versions = sorted({e.version for e in ordered}, key=_version_key)
     document = {"meta": {"api-version": API_VERSION}, "name": project, "versions": versions, "files": files}
@@ -124,6 +129,7 @@ def entries_from_json(project: str, page: bytes) -> dict[str, FileEntry]:
             upload_time=item.get("upload-time"),
             yanked=None if yanked is False else ("" if yanked is True else str(yanked)),
             verification=private.get("verification"),
+            proof_sha256=(item.get(PROOF_KEY) or {}).get("sha256"),
         )
     return entries
 

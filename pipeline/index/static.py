@@ -4,6 +4,8 @@ Layout of an index root (a channel is simply another root, `<root>/<channel>/`):
 
     files/<project>/<file>.whl             the wheels, immutable once written
     files/<project>/<file>.whl.metadata    their core metadata (PEP 658/714)
+    files/<project>/<file>.whl.proof.json  their proof records (pipeline/proof.py), linked from the JSON page
+    index.html, packages/<project>.html    the landing pages for people (landing.py), not for installers
     simple/index.html, simple/index.json   the project list (PEP 503 / PEP 691)
     simple/<project>/index.html, index.json  one page per project
     .rewheel/lock                          publishers serialize on it (fcntl.flock)
@@ -47,7 +49,7 @@ TEMP_PREFIX = ".tmp-"
 LOCK_TIMEOUT_SECONDS = 600.0
 FSYNC_EACH_UP_TO = 16
 CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-RESERVED_CHANNELS = {pages.FILES_DIR, pages.SIMPLE_DIR}
+RESERVED_CHANNELS = {pages.FILES_DIR, pages.SIMPLE_DIR, "packages"}  # packages/: landing.py's pages
 
 Progress = Callable[[str], None]
 
@@ -159,6 +161,7 @@ class Staged:
     path: Path
     entry: FileEntry
     metadata: bytes
+    proof: bytes | None = None  # its proof record (pipeline/proof.py), written beside it on publish
 
 
 @dataclass
@@ -179,12 +182,17 @@ class AddOutcome:
         }
 
 
-def stage(path: Path, verification: str | None = None) -> Staged:
+def stage(path: Path, verification: str | None = None, proof: bytes | None = None) -> Staged:
     if not path.is_file():
         raise PublishError(f"{path}: no such file")
     entry, metadata = read_wheel(path)
     entry.verification = verification
-    return Staged(path, entry, metadata)
+    return Staged(path, entry, metadata, proof)
+
+
+def _proof_sha256(wheel_path: Path) -> str | None:
+    proof = wheel_path.with_name(wheel_path.name + pages.PROOF_SUFFIX)
+    return _sha256_file(proof) if proof.is_file() else None
 
 
 class StaticIndex:
@@ -277,6 +285,7 @@ class StaticIndex:
             entry, metadata = read_wheel(path)
             entry.upload_time = utc_timestamp(path.stat().st_mtime)
             write_atomic(path.with_name(name + ".metadata"), metadata, durable=self.durable)
+            entry.proof_sha256 = _proof_sha256(path)
             entries[name] = entry
         return entries
 
@@ -307,6 +316,16 @@ class StaticIndex:
             json_batch.write(folder / "index.json", document, only_if_changed=True)
         html_batch.commit()
         json_batch.commit()
+
+    def _write_landing(self, changed: Iterable[str] | None) -> None:
+        from pipeline.index.landing import write_landing
+
+        write_landing(self.root, changed, reserved=RESERVED_DIR, durable=self.durable)
+
+    def refresh_landing(self, changed: Iterable[str] | None = None) -> None:
+        """Rewrite the landing pages alone (after a channel of this root changed)."""
+        with self.locked():
+            self._write_landing(changed)
 
     # ---- operations (each takes the lock itself)
     def add(self, staged: list[Staged]) -> list[AddOutcome]:
@@ -362,9 +381,17 @@ class StaticIndex:
             metadata_batch, wheel_batch = AtomicBatch(self.durable), AtomicBatch(self.durable)
             cleaned: set[str] = set()
             for outcome in outcomes:
-                if outcome.status != "added":
-                    continue
                 item = by_name[outcome.filename]
+                if outcome.status != "added":
+                    # A file published before proof records existed gets one now; a recorded proof stays.
+                    listed = current[outcome.project][outcome.filename]
+                    if item.proof is not None and listed.proof_sha256 is None:
+                        wheel_path = self.project_files(outcome.project) / outcome.filename
+                        metadata_batch.write(
+                            wheel_path.with_name(wheel_path.name + pages.PROOF_SUFFIX), item.proof
+                        )
+                        listed.proof_sha256 = hashlib.sha256(item.proof).hexdigest()
+                    continue
                 folder = self.project_files(outcome.project)
                 if outcome.project not in cleaned:
                     folder.mkdir(parents=True, exist_ok=True)
@@ -372,6 +399,11 @@ class StaticIndex:
                     cleaned.add(outcome.project)
                 destination = folder / outcome.filename
                 self._ensure_metadata(destination, item.metadata, metadata_batch)
+                if item.proof is not None:  # like the metadata: on disk before the wheel that it describes
+                    metadata_batch.write(
+                        destination.with_name(destination.name + pages.PROOF_SUFFIX), item.proof
+                    )
+                    item.entry.proof_sha256 = hashlib.sha256(item.proof).hexdigest()
                 wheel_batch.copy(item.path, destination, item.entry.sha256)
                 item.entry.upload_time = utc_timestamp()
                 current[outcome.project][outcome.filename] = item.entry
@@ -379,6 +411,7 @@ class StaticIndex:
             wheel_batch.commit(lambda path: self.progress(f"index: added {path.relative_to(self.root)}"))
             self._commit_projects(current)
             self._write_root_pages()
+            self._write_landing(current)
         return outcomes
 
     def yank(self, filename: str, reason: str | None, *, undo: bool = False) -> FileEntry:
@@ -391,6 +424,7 @@ class StaticIndex:
             entry.yanked = None if undo else (reason or "")
             self._commit_projects({project: entries})
             self._write_root_pages()
+            self._write_landing([project])
         return entry
 
     def rebuild(self) -> dict[str, int]:
@@ -425,6 +459,7 @@ class StaticIndex:
                     entry.verification = previous.verification
                 else:
                     entry.upload_time = utc_timestamp(path.stat().st_mtime)
+                entry.proof_sha256 = _proof_sha256(path)
                 self._ensure_metadata(path, metadata, metadata_batch)
                 grouped.setdefault(project, {})[path.name] = entry
                 wheels += 1
@@ -436,6 +471,7 @@ class StaticIndex:
                         shutil.rmtree(self.simple_dir / project)
             self._commit_projects(grouped)
             self._write_root_pages()
+            self._write_landing(None)
             self.progress(f"index: rebuilt {len(grouped)} projects, {wheels} files at {self.root}")
         return {"projects": len(grouped), "files": wheels}
 
@@ -478,9 +514,11 @@ def _read_page(path: Path) -> str:
         raise PublishError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
-def check_index(root: Path) -> list[str]:
-    """Every problem a reader of this index could meet; empty when the index is consistent."""
+def check_index(root: Path, warnings: list[str] | None = None) -> list[str]:
+    """Every problem a reader of this index could meet; empty when the index is consistent. Files without a
+    proof record (published before rewheel wrote them) are not problems: they go to `warnings`."""
     problems: list[str] = []
+    warnings = [] if warnings is None else warnings
     simple = root / pages.SIMPLE_DIR
     if not (simple / "index.html").is_file() or not (simple / "index.json").is_file():
         has_pages = simple.is_dir() and any((folder / "index.json").is_file() for folder in simple.iterdir())
@@ -499,7 +537,7 @@ def check_index(root: Path) -> list[str]:
         if not (folder / "index.html").is_file() or not (folder / "index.json").is_file():
             problems.append(f"{project}: listed but its page is missing")
             continue
-        problems += _check_project(root, project)
+        problems += _check_project(root, project, warnings)
     return problems
 
 
@@ -516,7 +554,35 @@ def _check_link(root: Path, project: str, href: str, sha256: str | None, metadat
     return problems
 
 
-def _check_project(root: Path, project: str) -> list[str]:
+def _check_proof(root: Path, project: str, item: dict[str, object], warnings: list[str]) -> list[str]:
+    """The proof record a JSON page links to exists, has the advertised hash and describes this very file."""
+    filename = str(item["filename"])
+    link = item.get(pages.PROOF_KEY)
+    if not isinstance(link, dict):
+        warnings.append(f"{project}: {filename}: no proof record")
+        return []
+    href = str(link.get("url") or "")
+    path = _resolve(root, f"{pages.SIMPLE_DIR}/{project}", href)
+    if path is None or not path.is_file():
+        return [f"{project}: {href} (proof record) does not exist"]
+    if _sha256_file(path) != link.get("sha256"):
+        return [f"{project}: {href} does not have the advertised sha256"]
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        recorded = document["file"]
+        hashes = item["hashes"]
+        if not isinstance(hashes, dict):
+            raise TypeError("the page's hashes are not an object")
+        if recorded["sha256"] != hashes.get("sha256") or recorded["filename"] != filename:
+            return [
+                f"{project}: {href} is the proof of {recorded['filename']} sha256 {recorded['sha256']}, not of this file"
+            ]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [f"{project}: {href} is not a proof record: {exc}"]
+    return []
+
+
+def _check_project(root: Path, project: str, warnings: list[str]) -> list[str]:
     folder = root / pages.SIMPLE_DIR / project
     problems: list[str] = []
     parser = AnchorParser()
@@ -544,6 +610,7 @@ def _check_project(root: Path, project: str) -> list[str]:
             problems += _check_link(
                 root, project, item["url"], item["hashes"].get("sha256"), item["core-metadata"].get("sha256")
             )
+            problems += _check_proof(root, project, item, warnings)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         problems.append(f"{project}: index.json is not a PEP 691 project page: {exc}")
     return problems

@@ -50,6 +50,7 @@ class FileEntry:
     upload_time: str | None = None  # ISO 8601, UTC, "Z" suffix (PEP 700)
     yanked: str | None = None  # None: not yanked; "" yanked without a reason; else the reason
     verification: str | None = None  # how the wheel was cleared for publishing
+    proof_sha256: str | None = None  # its proof record (<file>.proof.json beside it), when it has one
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
