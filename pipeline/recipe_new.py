@@ -346,15 +346,41 @@ def wheel_modules(wheel: Path) -> list[str]:
     return modules
 
 
-def requirement_for_module(module: str, target: str, python: str) -> str | None:
-    """A [test] requires line (pinned by hash) for the distribution that provides `module`, when the index has
-    one named like it ("ruamel.yaml.error" -> ruamel.yaml, then ruamel) with a wheel that fits the target."""
+def distribution_candidates(module: str, wheel: Path) -> list[str]:
+    """Distributions that may provide a missing top-level or dotted `module`, best guess first: the wheel's own
+    Requires-Dist names that start like it, the wheel's own dotted parents (ruamel.yaml.clib's extension
+    imports ruamel.yaml: "No module named 'ruamel'"), then the module's first one or two dotted parts."""
+    from email.parser import Parser
+
+    with zipfile.ZipFile(wheel) as archive:
+        metadata_name = next((n for n in archive.namelist() if n.endswith(".dist-info/METADATA")), None)
+        text = archive.read(metadata_name).decode("utf-8", errors="replace") if metadata_name else ""
+    metadata = Parser().parsestr(text)
+    head = module.split(".")[0].lower()
+    candidates = []
+    for requirement in metadata.get_all("Requires-Dist") or []:
+        name = re.split(r"[\s;<>=!~\[(]", requirement.strip(), maxsplit=1)[0]
+        if name.lower().replace("-", ".").replace("_", ".").startswith(head):
+            candidates.append(name)
+    own = str(metadata.get("Name", ""))
+    parts = own.split(".")
+    candidates += [".".join(parts[:end]) for end in range(len(parts) - 1, 0, -1) if parts[0].lower() == head]
+    dotted = module.split(".")
+    candidates += [".".join(dotted[:end]) for end in range(min(len(dotted), 2), 0, -1)]
+    unique: list[str] = []
+    for name in candidates:
+        if canonicalize_name(name) not in {canonicalize_name(u) for u in [own, *unique]}:
+            unique.append(name)
+    return unique
+
+
+def requirement_for_module(module: str, wheel: Path, target: str, python: str) -> str | None:
+    """A [test] requires line (pinned by hash) for the distribution that provides `module`: the first of
+    distribution_candidates the index has, with a wheel that fits the target."""
     from pipeline.gaps import PURE, UPSTREAM_WHEEL, classify, target_tags
 
     spec = get_target(target)
-    parts = module.split(".")
-    for end in range(min(len(parts), 2), 0, -1):
-        name = ".".join(parts[:end])
+    for name in distribution_candidates(module, wheel)[:3]:
         with tempfile.TemporaryDirectory(prefix="rewheel-recipe-") as tmp:
             requirement = Path(tmp) / "requirement.txt"
             requirement.write_text(f"{name}\n", encoding="utf-8")
@@ -393,7 +419,7 @@ def check_imports(wheel: Path, modules: list[str], target: str, python: str, *, 
         if needed is None or needed in asked or len(requires) >= _MAX_REQUIRES:
             break
         asked.add(needed)
-        requirement = requirement_for_module(needed, target, python)
+        requirement = requirement_for_module(needed, wheel, target, python)
         if requirement is None:
             break
         if progress:
