@@ -307,3 +307,37 @@ def test_old_pins_from_requirements_to_an_imported_wheelhouse(tmp_path: Path, ru
         assert job["ok"] and [s["status"] for s in job["smoke"]] == ["passed"], job
     assert check_index(index) == []
     assert len(list(index.rglob("*.whl"))) == 4
+
+
+def test_cibuildwheel_recipe_flags_add_to_the_build_pythons(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CIBW_ENVIRONMENT as cibuildwheel itself evaluates it (its bashlex parser, the build Python first on PATH):
+    the recipe's CFLAGS come after that Python's sysconfig CFLAGS (-O3 survives), LDFLAGS keep what is set."""
+    import os
+    import sysconfig
+
+    from cibuildwheel.environment import parse_environment
+
+    from pipeline.build.backends.cibuildwheel import cibuildwheel_config
+    from pipeline.plan import plan
+    from pipeline.recipe import load_recipe
+
+    recipe_path = tmp_path / "markupsafe.toml"
+    recipe_path.write_text(
+        (REPO / "recipes" / "markupsafe.toml").read_text()
+        + '\n[build]\nenvironment = { CFLAGS = "-DREWHEEL_RECIPE_FLAG=\\"a b\\"", LDFLAGS = "-lm", OTHER = "$x" }\n'
+    )
+    job = next(j for j in plan([load_recipe(recipe_path)], [X86]) if j.python == "3.11")
+    environment = parse_environment(cibuildwheel_config(job)["CIBW_ENVIRONMENT"])
+    # A folder whose `python` is the interpreter running the tests, as cibuildwheel puts the build Python first.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    values = environment.as_dictionary(
+        {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "LDFLAGS": "-L/x"}
+    )
+    own = str(sysconfig.get_config_var("CFLAGS"))
+    assert "-O3" in own.split()
+    assert values["CFLAGS"].split() == [*own.split(), '-DREWHEEL_RECIPE_FLAG="a', 'b"']
+    assert values["LDFLAGS"].split() == ["-L/x", "-lm"] and values["OTHER"] == "$x"

@@ -83,15 +83,15 @@ def format_environment(environment: Mapping[str, str]) -> str:
 
 # Flag variables a recipe adds to. setuptools >= 72 lets a CFLAGS variable replace the build Python's sysconfig
 # CFLAGS (-O3 -DNDEBUG -Wall ...), so the recipe's CFLAGS is written after them; each also keeps what the image
-# sets. The sysconfig value is asked from the build's own Python when cibuildwheel evaluates the option (its
-# environment is evaluated with that Python first on PATH).
+# sets ($NAME: cibuildwheel's evaluator has no ${NAME:-}). The sysconfig value is asked from the build's own
+# Python when cibuildwheel evaluates the option (it does so with that Python first on PATH).
 _SYSCONFIG_CFLAGS = (
     "$(python -c 'import sys, sysconfig; print(sysconfig.get_config_var(sys.argv[1]) or str())' CFLAGS)"
 )
 ADDED_FLAGS = {
-    "CFLAGS": f"{_SYSCONFIG_CFLAGS} ${{CFLAGS:-}}",
-    "CPPFLAGS": "${CPPFLAGS:-}",
-    "LDFLAGS": "${LDFLAGS:-}",
+    "CFLAGS": f"{_SYSCONFIG_CFLAGS} $CFLAGS",
+    "CPPFLAGS": "$CPPFLAGS",
+    "LDFLAGS": "$LDFLAGS",
 }
 
 
