@@ -75,7 +75,7 @@ def build_from_requirements(
             rows.append((gap.name, gap.version, gap.status, origin, state, wheel, reason or "-"))
         click.echo(table(rows, ["name", "version", "status", "from", "result", "wheel", "reason"]))
         for written in result.written:
-            verb = "written" if written.created else "version added"
+            verb = "written" if written.created else "version added" if written.changed else "unchanged"
             check = f"; needs review: {written.needs_review}" if written.needs_review else ""
             click.echo(f"recipe {verb}: {written.path} (review it, then commit it under recipes/{check})")
         if result.published:
