@@ -171,8 +171,7 @@ def test_recipe_new_writes_a_checked_recipe(run_cli, tmp_path: Path, runtime_env
     assert code == 0, err
 
 
-@pytest.mark.slow  # the probe build builds libyaml for the target first
-def test_recipe_new_pins_recognised_native_libraries(run_cli, tmp_path: Path, runtime_env) -> None:  # type: ignore[no-untyped-def]
+def test_recipe_new_pins_recognised_native_libraries(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from pipeline.recipe import load_recipe
 
     code, out, err = run_cli("recipe", "new", "pyyaml==6.0.1", "-o", str(tmp_path), "--json")
