@@ -133,6 +133,15 @@ def test_verify_of_a_wheelhouse_skips_quarantine(run_cli, tmp_path: Path, markup
         "verify", str(wheelhouse / "quarantine"), "--target", "manylinux_2_17_x86_64", "--json"
     )
     assert code == 0 and len(json.loads(out)["results"]) == 1
+    # Both at once: the same file name twice, told apart by its path.
+    code, out, _ = run_cli(
+        "verify", str(wheelhouse), str(wheelhouse / "quarantine"), "--target", "manylinux_2_17_x86_64"
+    )
+    assert code == 0
+    assert {line.split(" on ")[0] for line in out.splitlines() if " on manylinux" in line} == {
+        str(wheelhouse / markupsafe_wheel.name),
+        str(wheelhouse / "quarantine" / markupsafe_wheel.name),
+    }
 
 
 def test_a_good_build_clears_its_quarantined_copy(tmp_path: Path, markupsafe_wheel: Path) -> None:

@@ -73,19 +73,23 @@ def command(wheels: tuple[Path, ...], targets: tuple[str, ...], as_json: bool, q
     if not found:
         raise RewheelError(f"no wheels found in {', '.join(str(w) for w in wheels)}")
     reports = []
+    # The same file name in two folders (channels) is told apart by its path.
+    names = [wheel.name for wheel in found]
+    labels = []
     for wheel in found:
         chosen = [name for t in targets for name in (_auto_targets(wheel) if t == "auto" else [t])]
         for target in chosen:
             if len(found) * len(targets) > 1 and not as_json:
                 progress(f"verify: {wheel.name} for {target}")
             reports.append(verify_wheel(wheel, target))
+            labels.append(str(wheel) if names.count(wheel.name) > 1 else wheel.name)
     if as_json:
         emit_json({"results": [r.to_json() for r in reports]})
     else:
-        for report in reports:
+        for report, label in zip(reports, labels, strict=True):
             verdict = "ok" if report.ok else "FAIL"
             click.echo(
-                f"{report.wheel} on {report.target}: {verdict} ({len(report.errors)} errors, "
+                f"{label} on {report.target}: {verdict} ({len(report.errors)} errors, "
                 f"{len(report.warnings)} warnings, {report.binaries} binaries checked)"
             )
             if quiet:
