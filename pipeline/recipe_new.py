@@ -637,7 +637,8 @@ def write_recipe(
         destination = output / existing.name
         parse_recipe(text, destination)  # what is written must load
         changed = text != existing.read_text(encoding="utf-8")
-        destination.write_text(text, encoding="utf-8")
+        if changed or destination != existing:  # an unchanged recipe in place is not even rewritten
+            destination.write_text(text, encoding="utf-8")
         natives = [n.name for n in recipe.native]
         return RecipeWritten(destination, False, facts, changed=changed, natives_pinned=natives)
     known_natives = pinned_natives(recipes_dir)
