@@ -10,6 +10,7 @@ EXIT_OK = 0
 EXIT_FINDINGS = 1  # the command ran and found problems (verify findings, failed jobs, failed imports)
 EXIT_USAGE = 2  # unusable input: bad recipe, bad archive, hash mismatch, unknown target
 EXIT_CANNOT_HOST = 3  # smoke: this machine cannot host the target (e.g. Windows); not a failure of the wheel
+EXIT_NEEDS_REVIEW = 4  # recipe new: the recipe is written, but its [test] is incomplete (see its comments)
 
 
 class RewheelError(Exception):

@@ -139,6 +139,12 @@ class BuildOptions(_Model):
     cibuildwheel: dict[str, Any] = Field(
         default_factory=dict, description="extra cibuildwheel options, as in [tool.cibuildwheel]"
     )
+    strict_c: bool = Field(
+        default=False,
+        description="zig backend: keep clang's newer hard errors (int-conversion, "
+        "incompatible-function-pointer-types, implicit-function-declaration, implicit-int) as errors; by "
+        "default they are warnings, as in the GCC the manylinux2014 image has",
+    )
 
 
 class FeatureSwitch(_Model):
@@ -171,6 +177,8 @@ def _merge_options(merged: dict[str, Any], override: BuildOptions) -> None:
             merged[key] = {**merged[key], **value}
         elif isinstance(value, list):
             merged[key] = [*merged[key], *value]
+        else:
+            merged[key] = value  # a switch (strict-c): the more specific section wins
 
 
 class Build(BuildOptions):

@@ -1,14 +1,21 @@
 """Write a recipe for NAME==VERSION from its sdist: the `recipe new` stage.
 
-Everything in the recipe comes from the index and the sdist itself, read without building anything:
+What the recipe pins comes from the index and the sdist itself:
 - the sdist's file name and sha256, as the index lists them (through uv's resolver, see gaps.py), and the file
   is downloaded and checked against that hash before it is read;
 - the build backend ([build-system] of pyproject.toml, setuptools' legacy backend without one) and what the zig
   backend would refuse per target (source_check.cross_build_obstacle, the zig backend's own check);
-- test imports: the top-level packages the sdist ships and the extension modules its setup.py declares;
 - native C libraries it includes or links (ffi.h / -lffi, yaml.h / -lyaml, zlib.h / -lz, ...): a library some
   recipe already builds for the target gets that recipe's pinned [[native]] entry; one no recipe pins is named
   in a comment, so the reviewer knows what to add.
+
+The [test] comes from what the build actually makes: the draft recipe is built once with the zig backend for
+the first target and Python (a probe build, cached like any job under <cache>/recipe-new/), and the wheel's
+packages and extension modules are listed (never another platform's modules, which a scan of the sources
+would list) and imported on the target. An import that needs another distribution ("No module named
+'ruamel.yaml.error'") gets that distribution's wheel, pinned by hash, as a [test] requires line. When this
+cannot finish (no probe build, a module that does not import), the recipe is still written, with a marked
+[test] to complete and the reason in a comment, and `needs_review` says so (`recipe new` exits 4).
 
 Where a recipe for the project exists, the version is added to it as another [[source]] (and the targets and
 Pythons asked for are added when missing) instead: the file is edited with tomlkit, which keeps its comments
@@ -19,7 +26,9 @@ valid TOML whatever the sdist's names contain.
 from __future__ import annotations
 
 import re
+import sys
 import tarfile
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -88,8 +97,24 @@ class SdistFacts:
     refusals: dict[str, str] = field(default_factory=dict)  # target -> why the zig backend refuses it
 
     @property
-    def imports(self) -> list[str]:
+    def scanned_imports(self) -> list[str]:
+        """What a scan of the sources suggests (no build): a guess, shown to the reviewer."""
         return [*self.packages, *(e for e in self.extensions if e not in self.packages)]
+
+
+@dataclass
+class ProbedTest:
+    """The [test] the probe build found: imports that import on the target, what they need, what is left."""
+
+    imports: list[str] = field(default_factory=list)
+    requires: list[str] = field(default_factory=list)
+    missing: str = ""  # one line for the reviewer; empty when the test is complete
+    wheel: str = ""
+    note: str = ""  # e.g. "not imported: this machine cannot host the target"
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing and bool(self.imports)
 
 
 @dataclass
@@ -100,6 +125,14 @@ class RecipeWritten:
     changed: bool = True  # False: the existing recipe already listed the version, targets and Pythons
     natives_pinned: list[str] = field(default_factory=list)
     natives_unpinned: list[str] = field(default_factory=list)
+    test: ProbedTest | None = None  # None: an existing recipe's own [test] was kept
+
+    @property
+    def needs_review(self) -> str:
+        """One line saying what the reviewer must complete; empty when the recipe is complete."""
+        if self.test is None or self.test.complete:
+            return ""
+        return " ".join((self.test.missing or "no module to import was found").split())
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -111,7 +144,10 @@ class RecipeWritten:
             "sdist": self.facts.file.filename,
             "sha256": self.facts.file.sha256,
             "build_backend": self.facts.build_backend,
-            "imports": self.facts.imports,
+            "imports": self.test.imports if self.test else [],
+            "requires": self.test.requires if self.test else [],
+            "probe_wheel": self.test.wheel if self.test else "",
+            "needs_review": self.needs_review,
             "natives_pinned": self.natives_pinned,
             "natives_unpinned": self.natives_unpinned,
             "refused": self.facts.refusals,
@@ -294,11 +330,154 @@ def read_sdist(name: str, version: str, targets: list[str], python: str) -> Sdis
                 facts.refusals[target] = obstacle
         else:
             facts.refusals[target] = "the zig backend builds Linux targets only: use the cibuildwheel backend"
-    if not facts.imports:
-        raise RewheelError(
-            f"{file.filename}: found no package or extension module to import; write [test] imports by hand"
-        )
     return facts
+
+
+# ------------------------------------------------------------------------------------------- the probe build
+
+_NO_MODULE = re.compile(r"No module named '([\w.]+)'")
+_MAX_REQUIRES = 3  # distributions a probe adds to [test] requires before it asks the reviewer instead
+
+
+def wheel_modules(wheel: Path) -> list[str]:
+    """The wheel's packages and extension modules, as smoke lists them, plus the first package below namespace
+    folders (ruamel/yaml/clib/__init__.py -> ruamel.yaml.clib), which that listing leaves out."""
+    from pipeline.smoke import modules_to_import
+
+    with zipfile.ZipFile(wheel) as archive:
+        members = [n for n in archive.namelist() if not n.endswith("/")]
+    names = []
+    for member in members:
+        parts = PurePosixPath(member).parts
+        if parts[0].endswith(".data") and len(parts) > 2 and parts[1] in ("purelib", "platlib"):
+            names.append("/".join(parts[2:]))  # installed beside the packages
+        elif not parts[0].endswith((".data", ".dist-info")):
+            names.append(member)
+    modules = modules_to_import(names)
+    packages = {PurePosixPath(n).parent for n in names if PurePosixPath(n).name == "__init__.py"}
+    for folder in sorted(packages, key=lambda f: (len(f.parts), str(f))):
+        below_namespace = len(folder.parts) > 1 and not any(parent in packages for parent in folder.parents)
+        if below_namespace and all(part.isidentifier() for part in folder.parts):
+            dotted = ".".join(folder.parts)
+            if dotted not in modules:
+                modules.append(dotted)
+    return modules
+
+
+def distribution_candidates(module: str, wheel: Path) -> list[str]:
+    """Distributions that may provide a missing top-level or dotted `module`, best guess first: the wheel's own
+    Requires-Dist names that start like it, the wheel's own dotted parents (ruamel.yaml.clib's extension
+    imports ruamel.yaml: "No module named 'ruamel'"), then the module's first one or two dotted parts."""
+    from email.parser import Parser
+
+    with zipfile.ZipFile(wheel) as archive:
+        metadata_name = next((n for n in archive.namelist() if n.endswith(".dist-info/METADATA")), None)
+        text = archive.read(metadata_name).decode("utf-8", errors="replace") if metadata_name else ""
+    metadata = Parser().parsestr(text)
+    head = module.split(".")[0].lower()
+    candidates = []
+    for requirement in metadata.get_all("Requires-Dist") or []:
+        name = re.split(r"[\s;<>=!~\[(]", requirement.strip(), maxsplit=1)[0]
+        if name.lower().replace("-", ".").replace("_", ".").startswith(head):
+            candidates.append(name)
+    own = str(metadata.get("Name", ""))
+    parts = own.split(".")
+    candidates += [".".join(parts[:end]) for end in range(len(parts) - 1, 0, -1) if parts[0].lower() == head]
+    dotted = module.split(".")
+    candidates += [".".join(dotted[:end]) for end in range(min(len(dotted), 2), 0, -1)]
+    unique: list[str] = []
+    for name in candidates:
+        if canonicalize_name(name) not in {canonicalize_name(u) for u in [own, *unique]}:
+            unique.append(name)
+    return unique
+
+
+def requirement_for_module(module: str, wheel: Path, target: str, python: str) -> str | None:
+    """A [test] requires line (pinned by hash) for the distribution that provides `module`: the first of
+    distribution_candidates the index has, with a wheel that fits the target."""
+    from pipeline.gaps import PURE, UPSTREAM_WHEEL, classify, target_tags
+
+    spec = get_target(target)
+    for name in distribution_candidates(module, wheel)[:3]:
+        with tempfile.TemporaryDirectory(prefix="rewheel-recipe-") as tmp:
+            requirement = Path(tmp) / "requirement.txt"
+            requirement.write_text(f"{name}\n", encoding="utf-8")
+            try:
+                packages = resolve(requirement, spec, python, no_deps=True)
+            except RewheelError:
+                continue  # no distribution of that name
+        for package in packages:
+            gap = classify(package, target_tags(spec, python))
+            if gap.status in (PURE, UPSTREAM_WHEEL) and gap.file is not None and len(gap.file.sha256) == 64:
+                return f"{gap.name}=={gap.version} --hash=sha256:{gap.file.sha256}"
+    return None
+
+
+def check_imports(wheel: Path, modules: list[str], target: str, python: str, *, progress: bool) -> ProbedTest:
+    """Import `modules` from the probe wheel on the target (smoke); a module another distribution must provide
+    gets that distribution as a requirement, and the imports are tried again."""
+    from pipeline.smoke import CANNOT_HOST, smoke_wheel
+
+    if not modules:
+        return ProbedTest(missing=f"{wheel.name} holds no package or extension module to import")
+    requires: list[str] = []
+    asked: set[str] = set()
+    while True:
+        try:
+            result = smoke_wheel(wheel, target, imports=modules, requires=requires, progress=progress)
+        except RewheelError as exc:
+            return ProbedTest(list(modules), requires, missing=f"the imports could not be tried: {exc}")
+        if result.status == CANNOT_HOST:
+            note = f"listed from the built wheel; not imported here: {result.message}"
+            return ProbedTest(list(modules), requires, note=note)
+        failed = {str(f.get("module")): str(f.get("error", "")) for f in result.failures}
+        if not failed:
+            return ProbedTest(list(modules), requires, note=f"imported on {result.runtime}")
+        needed = next((m.group(1) for e in failed.values() if (m := _NO_MODULE.search(e))), None)
+        if needed is None or needed in asked or len(requires) >= _MAX_REQUIRES:
+            break
+        asked.add(needed)
+        requirement = requirement_for_module(needed, wheel, target, python)
+        if requirement is None:
+            break
+        if progress:
+            print(
+                f"recipe: {needed} comes from {requirement.split()[0]}: added to [test] requires",
+                file=sys.stderr,
+            )
+        requires.append(requirement)
+    module, error = next(iter(failed.items()))
+    imported = [m for m in modules if m not in failed]
+    return ProbedTest(imported, requires, missing=f"{module} does not import on {target}: {error}")
+
+
+def probe_test(recipe_path: Path, target: str, python: str, *, progress: bool = True) -> ProbedTest:
+    """Build the draft recipe once with the zig backend for `target` / `python` and find its [test] from the
+    wheel. The probe's wheelhouse is <cache>/recipe-new/<target>: a second `recipe new` finds it up to date."""
+    from pipeline.build.orchestrator import run_jobs
+    from pipeline.paths import cache_root
+    from pipeline.plan import ANY_PYTHON, plan
+
+    jobs = [j for j in plan([load_recipe(recipe_path)], [target]) if j.python in (python, ANY_PYTHON)]
+    if not jobs:
+        return ProbedTest(missing=f"the recipe plans no job for {target} / Python {python} to build")
+    if progress:
+        print(f"recipe: probe build of {jobs[0].id} (zig backend) to find its modules", file=sys.stderr)
+    summary = run_jobs(
+        jobs[:1],
+        backend="zig",
+        wheelhouse=cache_root() / "recipe-new" / target,
+        smoke=False,
+        progress=progress,
+    )
+    outcome = summary.outcomes[0]
+    if not outcome.wheels:
+        message = outcome.message.removeprefix(f"{jobs[0].id}: ")
+        return ProbedTest(missing=f"the probe build failed at {outcome.stage}: {message}")
+    wheel = outcome.wheels[0]
+    test = check_imports(wheel, wheel_modules(wheel), target, python, progress=progress)
+    test.wheel = wheel.name
+    return test
 
 
 # ------------------------------------------------------------------------------------------- writing
@@ -350,7 +529,11 @@ def _array(values: list[str]) -> tomlkit.items.Array:
 
 
 def render_new(
-    facts: SdistFacts, targets: list[str], pythons: list[str], natives: dict[str, NativeLibrary]
+    facts: SdistFacts,
+    targets: list[str],
+    pythons: list[str],
+    natives: dict[str, NativeLibrary],
+    test_found: ProbedTest,
 ) -> tuple[tomlkit.TOMLDocument, list[str], list[str]]:
     """A new recipe document for `facts`, with the findings as comments for the reviewer."""
     name = canonicalize_name(facts.project)
@@ -391,8 +574,19 @@ def render_new(
         for pinned_library in pinned:
             tables.append(_native_table(pinned_library))
         doc["native"] = tables
+    if test_found.missing:
+        doc.add(tomlkit.nl())
+        doc.add(tomlkit.comment(f"TO COMPLETE: [test] below. {test_found.missing}"))
+        if facts.scanned_imports:
+            guess = ", ".join(facts.scanned_imports)
+            doc.add(tomlkit.comment(f"A scan of the sdist (not a build) suggests: {guess}"))
     test = tomlkit.table()
-    test["imports"] = _array(facts.imports)
+    if test_found.wheel:
+        how = f" ({test_found.note})" if test_found.note else ""
+        test.add(tomlkit.comment(f"From the probe build's {test_found.wheel}{how}."))
+    test["imports"] = _array(test_found.imports)
+    if test_found.requires:
+        test["requires"] = _array(test_found.requires)
     doc["test"] = test
     return doc, [lib.name for lib in pinned], unpinned
 
@@ -431,8 +625,13 @@ def write_recipe(
     pythons: list[str] | None = None,
     output: Path | None = None,
     recipes_dir: Path | None = None,
+    build: bool = True,
+    progress: bool = True,
 ) -> RecipeWritten:
-    """Write (or extend) the recipe for NAME==VERSION into `output` (default: the recipes folder)."""
+    """Write (or extend) the recipe for NAME==VERSION into `output` (default: the recipes folder).
+
+    A new recipe's [test] comes from a probe build (`build`); without one, or when it cannot finish, the recipe
+    is written all the same and RecipeWritten.needs_review says what to complete."""
     from pipeline.gaps import recipes_by_name
     from pipeline.paths import project_root
 
@@ -456,12 +655,35 @@ def write_recipe(
         destination = output / existing.name
         parse_recipe(text, destination)  # what is written must load
         changed = text != existing.read_text(encoding="utf-8")
-        destination.write_text(text, encoding="utf-8")
+        if changed or destination != existing:  # an unchanged recipe in place is not even rewritten
+            destination.write_text(text, encoding="utf-8")
         natives = [n.name for n in recipe.native]
         return RecipeWritten(destination, False, facts, changed=changed, natives_pinned=natives)
-    doc, pinned, unpinned = render_new(facts, targets, pythons, pinned_natives(recipes_dir))
-    text = tomlkit.dumps(doc)
+    known_natives = pinned_natives(recipes_dir)
     destination = output / f"{canonicalize_name(name)}.toml"
-    parse_recipe(text, destination)
+    target, python = targets[0], pythons[0]
+    if target in facts.refusals:
+        why = f"the zig backend refuses {target} ({facts.refusals[target]}), so no probe build found the modules"
+        test = ProbedTest(missing=why)
+    elif not build:
+        test = ProbedTest(missing="not built (--no-build), so no build showed which modules the wheel has")
+    else:
+        # The draft is written first: the probe builds from it, and it stays if the probe is interrupted.
+        _write_new(
+            render_new(
+                facts, targets, pythons, known_natives, ProbedTest(missing="the probe build did not finish")
+            )[0],
+            destination,
+        )
+        test = probe_test(destination, target, python, progress=progress)
+    doc, pinned, unpinned = render_new(facts, targets, pythons, known_natives, test)
+    _write_new(doc, destination)
+    return RecipeWritten(
+        destination, True, facts, natives_pinned=pinned, natives_unpinned=unpinned, test=test
+    )
+
+
+def _write_new(doc: tomlkit.TOMLDocument, destination: Path) -> None:
+    text = tomlkit.dumps(doc)
+    parse_recipe(text, destination)  # what is written must load
     destination.write_text(text, encoding="utf-8")
-    return RecipeWritten(destination, True, facts, natives_pinned=pinned, natives_unpinned=unpinned)

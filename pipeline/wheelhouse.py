@@ -2,16 +2,25 @@
 
 1. gaps: resolve the file for the target (gaps.py) and sort its distributions into upstream-wheel, pure and
    needs-build;
-2. recipes: every needs-build distribution gets a recipe that lists its version, the target and the Python:
-   the project's recipe when it already does, else one written by recipe_new into a review folder
-   (recipes-new/ beside recipes/ by default, so patches/<name>/ still resolves): a new recipe, or a copy of
-   the project's recipe with the version added as another [[source]];
+2. recipes: every needs-build distribution gets a recipe that lists its version, the target and the Python,
+   looked for in this order:
+   a. the recipes folder (--recipes DIR; default recipes/ of the nearest folder above the current one that has
+      one), when its recipe already fits;
+   b. the review folder (--new-recipes DIR; default recipes-new/ beside the recipes folder), when a recipe
+      there fits: one written by an earlier run, or one the user wrote or edited; it is used as it is;
+   c. else recipe_new writes one into the review folder: a new recipe (its [test] from a probe build), or,
+      when (a) or (b) has a recipe for the project without this version, a copy of it with the version added
+      as another [[source]] (tomlkit keeps its comments and edits). A recipe is never regenerated.
 3. build: those jobs go through the orchestrator (run_jobs: build, repair, verify, smoke; records; quarantine);
 4. upstream: each fitting upstream wheel is downloaded by the sha256 the index listed (cached by hash) and
    put through the symbol checker for the target like every built wheel;
 5. publish: rewheel's wheels and the upstream ones go into one static index (pipeline.index.publish), and the
    result is checked to hold a wheel for every distribution of the resolved set, so that index alone
    installs the whole file on the target.
+
+No distribution stops the others: a refusal (no sdist, no recipe, a job the recipe does not plan) or a failure
+(build, verify, smoke, an upstream wheel failing verify) is that distribution's one-line reason in `reasons`,
+everything else still runs, and only the publishing waits for a complete set.
 """
 
 from __future__ import annotations
@@ -61,6 +70,13 @@ class WheelhouseResult:
     upstream: list[UpstreamWheel] = field(default_factory=list)
     published: PublishResult | None = None
     problems: list[str] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)  # name -> why it has no good wheel (one line)
+    missing: list[str] = field(default_factory=list)  # name==version without a wheel in the wheelhouse
+
+    def refuse(self, name: str, reason: str) -> None:
+        reason = " ".join(reason.split())
+        self.reasons.setdefault(name, reason)
+        self.problems.append(f"{name}: {reason}")
 
     @property
     def ok(self) -> bool:
@@ -80,6 +96,8 @@ class WheelhouseResult:
             "upstream": [u.to_json() for u in self.upstream],
             "published": self.published.to_json() if self.published else None,
             "problems": self.problems,
+            "reasons": self.reasons,
+            "missing": self.missing,
         }
 
 
@@ -96,40 +114,76 @@ def _recipe_fits(recipe: Recipe, version: str, target: str, python: str) -> bool
     )
 
 
+def _fitting_review_recipe(folder: Path, gap: Gap, target: str, python: str) -> Path | None:
+    """A recipe in the review folder that already fits (written by an earlier run, or by the user)."""
+    from pipeline.gaps import recipes_by_name
+
+    path = recipes_by_name(folder).get(gap.name) if folder.is_dir() else None
+    if path is not None and _recipe_fits(load_recipe(path), gap.version, target, python):
+        return path
+    return None
+
+
 def recipes_for(
     report: GapsReport,
     *,
     recipes_dir: Path,
     new_recipes_dir: Path,
     say: Callable[[str], None],
+    refuse: Callable[[str, str], None] | None = None,
 ) -> tuple[dict[str, Path], list[RecipeWritten]]:
-    """A recipe for each needs-build distribution: the project's own when it fits, else one written now."""
+    """A recipe for each needs-build distribution: the project's own when it fits, else the review folder's
+    when it fits, else one written now. A distribution that gets none is passed to `refuse` with its reason
+    (without `refuse`, the error is raised)."""
     chosen: dict[str, Path] = {}
     written: list[RecipeWritten] = []
     for gap in report.requirements:
         if gap.status != NEEDS_BUILD:
             continue
-        if gap.recipe is not None and _recipe_fits(
-            load_recipe(gap.recipe), gap.version, report.target, report.python
-        ):
-            chosen[gap.name] = gap.recipe
+        try:
+            if gap.recipe is not None and _recipe_fits(
+                load_recipe(gap.recipe), gap.version, report.target, report.python
+            ):
+                chosen[gap.name] = gap.recipe
+                continue
+            reviewed = _fitting_review_recipe(new_recipes_dir, gap, report.target, report.python)
+            if reviewed is not None:
+                say(f"recipe: {gap.name}=={gap.version}: using {reviewed} as it is")
+                chosen[gap.name] = reviewed
+                continue
+            say(f"recipe: writing {gap.name}=={gap.version} for {report.target} into {new_recipes_dir}")
+            result = write_recipe(
+                f"{gap.name}=={gap.version}",
+                targets=[report.target],
+                pythons=[report.python],
+                output=new_recipes_dir,
+                recipes_dir=recipes_dir,
+            )
+        except RewheelError as exc:
+            if refuse is None:
+                raise
+            refuse(gap.name, f"no recipe: {exc}")
             continue
-        say(f"recipe: writing {gap.name}=={gap.version} for {report.target} into {new_recipes_dir}")
-        result = write_recipe(
-            f"{gap.name}=={gap.version}",
-            targets=[report.target],
-            pythons=[report.python],
-            output=new_recipes_dir,
-            recipes_dir=recipes_dir,
-        )
         written.append(result)
         chosen[gap.name] = result.path
+        if result.needs_review:
+            say(f"recipe: {result.path} needs review: {result.needs_review}")
     return chosen, written
 
 
-def jobs_for(report: GapsReport, recipes: dict[str, Path]) -> list[Job]:
-    """The build jobs for the needs-build distributions, in the plan's dependency order."""
-    loaded = [load_recipe(path) for path in recipes.values()]
+def jobs_for(
+    report: GapsReport, recipes: dict[str, Path], refuse: Callable[[str, str], None] | None = None
+) -> list[Job]:
+    """The build jobs for the needs-build distributions, in the plan's dependency order (a recipe that does not
+    load is passed to `refuse`; without it, the error is raised)."""
+    loaded = []
+    for name, path in recipes.items():
+        try:
+            loaded.append(load_recipe(path))
+        except RewheelError as exc:
+            if refuse is None:
+                raise
+            refuse(name, f"recipe {path} does not load: {exc}")
     wanted = {(g.name, g.version) for g in report.requirements if g.status == NEEDS_BUILD}
     return [
         job
@@ -139,8 +193,11 @@ def jobs_for(report: GapsReport, recipes: dict[str, Path]) -> list[Job]:
     ]
 
 
-def fetch_upstream(report: GapsReport, say: Callable[[str], None]) -> list[UpstreamWheel]:
-    """Download each fitting upstream wheel by the sha256 the index listed, then verify it for the target."""
+def fetch_upstream(
+    report: GapsReport, say: Callable[[str], None], refuse: Callable[[str, str], None] | None = None
+) -> list[UpstreamWheel]:
+    """Download each fitting upstream wheel by the sha256 the index listed, then verify it for the target (a
+    download that fails is passed to `refuse`; without it, the error is raised)."""
     fetched = []
     for gap in report.requirements:
         if gap.status not in (UPSTREAM_WHEEL, PURE) or gap.file is None:
@@ -148,7 +205,13 @@ def fetch_upstream(report: GapsReport, say: Callable[[str], None]) -> list[Upstr
         pin = Pin(filename=gap.file.filename, sha256=gap.file.sha256, url=gap.file.url or None)
         if not pin.url:
             pin = Pin(gap.file.filename, gap.file.sha256, project=gap.name, version=gap.version)
-        path = fetch(pin)
+        try:
+            path = fetch(pin)
+        except RewheelError as exc:
+            if refuse is None:
+                raise
+            refuse(gap.name, f"upstream wheel {gap.file.filename} could not be fetched: {exc}")
+            continue
         ok, why = check_verified(path, report.target)
         say(f"upstream: {path.name}: {'verified' if ok else 'FAILED verify: ' + why}")
         fetched.append(UpstreamWheel(gap, path, ok, why))
@@ -196,20 +259,18 @@ def build_wheelhouse(
     counts = ", ".join(f"{report.count(s)} {s}" for s in (UPSTREAM_WHEEL, PURE, NEEDS_BUILD, UNAVAILABLE))
     say(f"gaps: {len(report.requirements)} distribution(s): {counts}")
     result = WheelhouseResult(report)
-    unavailable = [f"{g.name}=={g.version}" for g in report.requirements if g.status == UNAVAILABLE]
-    if unavailable:
-        raise RewheelError(
-            f"{requirements}: no wheel fits {target} and the index has no sdist for: {', '.join(unavailable)}"
-        )
+    for gap in report.requirements:
+        if gap.status == UNAVAILABLE:
+            result.refuse(gap.name, f"no wheel fits {target} and the index has no sdist to build")
 
     result.recipes, result.written = recipes_for(
-        report, recipes_dir=recipes_dir, new_recipes_dir=new_recipes_dir, say=say
+        report, recipes_dir=recipes_dir, new_recipes_dir=new_recipes_dir, say=say, refuse=result.refuse
     )
-    jobs = jobs_for(report, result.recipes)
+    jobs = jobs_for(report, result.recipes, refuse=result.refuse)
     planned = {(canonicalize_name(j.recipe.name), j.version) for j in jobs}
     for gap in report.requirements:
-        if gap.status == NEEDS_BUILD and (gap.name, gap.version) not in planned:
-            result.problems.append(f"{gap.name}=={gap.version}: its recipe plans no job for {target}")
+        if gap.name in result.recipes and (gap.name, gap.version) not in planned:
+            result.refuse(gap.name, f"its recipe {result.recipes[gap.name]} plans no job for {target}")
     if jobs:
         say(f"build: {len(jobs)} job(s): {', '.join(j.id for j in jobs)}")
         result.summary = run_jobs(
@@ -220,20 +281,26 @@ def build_wheelhouse(
             progress=progress is not None,
             force=force,
         )
-        result.problems += [
-            f"{o.job.id}: {o.status} at {o.stage}: {o.message}" for o in result.summary.failed
-        ]
+        for outcome in result.summary.failed:
+            message = outcome.message.removeprefix(f"{outcome.job.id}: ")
+            result.refuse(
+                canonicalize_name(outcome.job.recipe.name), f"{outcome.status} at {outcome.stage}: {message}"
+            )
 
-    result.upstream = fetch_upstream(report, say)
-    result.problems += [
-        f"{u.path.name}: did not pass verify for {target}: {u.problem}" for u in result.upstream if not u.ok
-    ]
+    result.upstream = fetch_upstream(report, say, refuse=result.refuse)
+    for upstream in result.upstream:
+        if not upstream.ok:
+            result.refuse(
+                upstream.gap.name,
+                f"{upstream.path.name} did not pass verify for {target}: {upstream.problem}",
+            )
 
-    missing = missing_distributions(report, result.wheels())
-    if missing and not result.problems:
-        result.problems.append(f"no wheel for: {', '.join(missing)}")
+    result.missing = missing_distributions(report, result.wheels())
+    if result.missing and not result.problems:
+        result.problems.append(f"no wheel for: {', '.join(result.missing)}")
     if publish_to and result.problems:
-        say(f"publish: not publishing to {publish_to}: the wheelhouse is incomplete")
+        lacking = f"no good wheel for {', '.join(result.missing)}" if result.missing else "failures"
+        say(f"publish: not publishing to {publish_to}: {lacking} (reasons in the summary)")
     elif publish_to:
         built = result.summary.wheels if result.summary else []
         verdicts = {**dict.fromkeys(built, True), **{u.path: u.ok for u in result.upstream}}

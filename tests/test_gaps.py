@@ -150,17 +150,18 @@ def test_gaps_missing_file(run_cli, tmp_path: Path) -> None:  # type: ignore[no-
 # ------------------------------------------------------------------------------------------- recipe new
 
 
-def test_recipe_new_writes_a_checked_recipe(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.slow  # recipe new builds the sdist once (zig) and imports the wheel on the target
+def test_recipe_new_writes_a_checked_recipe(run_cli, tmp_path: Path, runtime_env) -> None:  # type: ignore[no-untyped-def]
     from pipeline.fetch import sha256_of
     from pipeline.recipe import load_recipe
 
     out = tmp_path / "new"
     code, _, err = run_cli(
-        "recipe", "new", "simplejson==3.17.6", "--target", "musllinux_1_2_aarch64", "-o", str(out)
+        "recipe", "new", "simplejson==3.17.6", "--target", "musllinux_1_2_x86_64", "-o", str(out)
     )
     assert code == 0, err
     recipe = load_recipe(out / "simplejson.toml")
-    assert recipe.targets == ["musllinux_1_2_aarch64"]
+    assert recipe.targets == ["musllinux_1_2_x86_64"]
     source = recipe.source_for("3.17.6")
     assert source.filename == "simplejson-3.17.6.tar.gz"
     from pipeline.fetch import Pin, cached_path
@@ -207,7 +208,7 @@ def test_recipe_new_adds_a_source_to_an_existing_recipe(run_cli, tmp_path: Path)
 def test_recipe_new_says_what_zig_refuses(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     # bcrypt 4.0.1 builds its core with setuptools-rust: the zig backend compiles C and C++ only.
     code, out, err = run_cli("recipe", "new", "bcrypt==4.0.1", "-o", str(tmp_path), "--json")
-    assert code == 0, err
+    assert code == 4, err  # written, but no probe build could find its [test]: needs review
     refused = json.loads(out)["refused"]
     assert set(refused) == {"musllinux_1_2_x86_64", "musllinux_1_2_aarch64"}
     assert all("Rust" in why for why in refused.values())

@@ -762,7 +762,31 @@ def _install(
         write_json_atomically(record_path(wheel), record)
         wheels.append(wheel)
         record_files.append(record_path(wheel))
+    _clear_quarantine(job, wheelhouse)
     return wheels, record_files
+
+
+def _clear_quarantine(job: Job, wheelhouse: Path) -> None:
+    """A good build of a job supersedes its quarantined copies: left there, they would be verified and
+    reported again as if they were current."""
+    import json
+
+    from pipeline.build.records import RECORD_SUFFIX
+
+    folder = wheelhouse / QUARANTINE
+    channel = _destination(wheelhouse, job)
+    if channel != wheelhouse:
+        folder = folder / channel.name
+    for record in folder.glob("*" + RECORD_SUFFIX) if folder.is_dir() else []:
+        try:
+            job_id = json.loads(record.read_text(encoding="utf-8")).get("job", {}).get("id")
+        except (OSError, ValueError):
+            continue
+        if job_id != job.id:
+            continue
+        wheel = record.with_name(record.name[: -len(RECORD_SUFFIX)])
+        for stale in (wheel, wheel.with_name(wheel.name + ".verify.json"), record):
+            stale.unlink(missing_ok=True)
 
 
 def _install_side_files(built_dir: Path, result: BuildResult, wheelhouse: Path) -> list[Path]:

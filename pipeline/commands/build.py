@@ -62,9 +62,17 @@ BACKEND_NAMES = (
     "pip's default index); never taken from the requirements file or a pip.conf.",
 )
 @click.option(
+    "--recipes",
+    "recipes_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="With -r: your recipes folder, searched first (default: recipes/ of the nearest folder above the "
+    "current one that has one).",
+)
+@click.option(
     "--new-recipes",
     type=click.Path(path_type=Path, file_okay=False),
-    help="With -r: where recipes written on the fly go for review (default: recipes-new/ beside recipes/).",
+    help="With -r: the review folder, searched second; recipes written on the fly go there and are never "
+    "rewritten (default: recipes-new/ beside the recipes folder).",
 )
 @click.option(
     "--print-cibuildwheel-config",
@@ -84,6 +92,7 @@ def command(
     publish_to: str | None,
     requirements: Path | None,
     index_url: str | None,
+    recipes_dir: Path | None,
     new_recipes: Path | None,
     print_cibuildwheel_config: bool,
 ) -> None:
@@ -100,9 +109,15 @@ def command(
         raise RewheelError("--require-import needs the smoke stage; drop --no-smoke")
     from pipeline.recipe import load_recipes
 
+    if requirements is None and (recipes_dir is not None or new_recipes is not None):
+        raise RewheelError(
+            "--recipes and --new-recipes go with -r REQUIREMENTS; without it, name the recipes"
+        )
     if requirements is not None:
         if recipes:
-            raise RewheelError("give recipes or -r REQUIREMENTS, not both")
+            raise RewheelError(
+                "give recipes or -r REQUIREMENTS, not both (with -r, --recipes DIR names your recipes folder)"
+            )
         from pipeline.commands._wheelhouse import build_from_requirements
         from pipeline.commands.gaps import use_index
 
@@ -110,7 +125,8 @@ def command(
 
         build_from_requirements(
             requirements, targets=targets, pythons=pythons, backend=backend, wheelhouse=wheelhouse,
-            publish_to=publish_to, new_recipes=new_recipes, no_smoke=no_smoke, force=force, as_json=as_json,
+            publish_to=publish_to, recipes_dir=recipes_dir, new_recipes=new_recipes, no_smoke=no_smoke,
+            force=force, as_json=as_json,
         )  # fmt: skip
         return
 

@@ -4,15 +4,25 @@ from pathlib import Path
 
 import click
 
+QUARANTINE = "quarantine"  # the orchestrator's folder for wheels that failed verify or smoke
 
-def _expand(paths: tuple[Path, ...]) -> list[Path]:
+
+def _expand(paths: tuple[Path, ...]) -> tuple[list[Path], list[Path]]:
+    """(wheels to verify, quarantined wheels skipped). A wheelhouse's quarantine/ holds rejected builds
+    (stale ones too): they are skipped unless that folder is named itself, so a wheelhouse verifies as what
+    it would publish."""
     wheels: list[Path] = []
+    skipped: list[Path] = []
     for path in paths:
-        if path.is_dir():
-            wheels.extend(sorted(path.rglob("*.whl")))
-        else:
+        if not path.is_dir():
             wheels.append(path)
-    return wheels
+            continue
+        for wheel in sorted(path.rglob("*.whl")):
+            if QUARANTINE in wheel.relative_to(path).parts[:-1]:
+                skipped.append(wheel)
+            else:
+                wheels.append(wheel)
+    return wheels, skipped
 
 
 def _auto_targets(wheel: Path) -> list[str]:
@@ -53,23 +63,33 @@ def command(wheels: tuple[Path, ...], targets: tuple[str, ...], as_json: bool, q
     for name in targets:
         if name != "auto":
             get_target(name)  # an unknown target is a usage error before any work
-    found = _expand(wheels)
+    found, quarantined = _expand(wheels)
+    if quarantined and not as_json:
+        folders = sorted({str(w.parent) for w in quarantined})
+        progress(
+            f"verify: skipped {len(quarantined)} quarantined wheel(s) in {', '.join(folders)} "
+            "(name that folder to verify them)"
+        )
     if not found:
         raise RewheelError(f"no wheels found in {', '.join(str(w) for w in wheels)}")
     reports = []
+    # The same file name in two folders (channels) is told apart by its path.
+    names = [wheel.name for wheel in found]
+    labels = []
     for wheel in found:
         chosen = [name for t in targets for name in (_auto_targets(wheel) if t == "auto" else [t])]
         for target in chosen:
             if len(found) * len(targets) > 1 and not as_json:
                 progress(f"verify: {wheel.name} for {target}")
             reports.append(verify_wheel(wheel, target))
+            labels.append(str(wheel) if names.count(wheel.name) > 1 else wheel.name)
     if as_json:
         emit_json({"results": [r.to_json() for r in reports]})
     else:
-        for report in reports:
+        for report, label in zip(reports, labels, strict=True):
             verdict = "ok" if report.ok else "FAIL"
             click.echo(
-                f"{report.wheel} on {report.target}: {verdict} ({len(report.errors)} errors, "
+                f"{label} on {report.target}: {verdict} ({len(report.errors)} errors, "
                 f"{len(report.warnings)} warnings, {report.binaries} binaries checked)"
             )
             if quiet:

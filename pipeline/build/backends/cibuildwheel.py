@@ -82,6 +82,34 @@ def format_environment(environment: Mapping[str, str]) -> str:
     return " ".join(f"{name}={quote_environment_value(value)}" for name, value in environment.items())
 
 
+# Flag variables a recipe adds to. setuptools >= 72 lets a CFLAGS variable replace the build Python's sysconfig
+# CFLAGS (-O3 -DNDEBUG -Wall ...), so the recipe's CFLAGS is written after them; each also keeps what the image
+# sets ($NAME: cibuildwheel's evaluator has no ${NAME:-}). The sysconfig value is asked from the build's own
+# Python when cibuildwheel evaluates the option (it does so with that Python first on PATH).
+_SYSCONFIG_CFLAGS = (
+    "$(python -c 'import sys, sysconfig; print(sysconfig.get_config_var(sys.argv[1]) or str())' CFLAGS)"
+)
+ADDED_FLAGS = {
+    "CFLAGS": f"{_SYSCONFIG_CFLAGS} $CFLAGS",
+    "CPPFLAGS": "$CPPFLAGS",
+    "LDFLAGS": "$LDFLAGS",
+}
+
+
+def format_build_environment(environment: Mapping[str, str]) -> str:
+    """A recipe's [build] environment as CIBW_ENVIRONMENT: literal values, except that CFLAGS, CPPFLAGS and
+    LDFLAGS add to the flags the build already has instead of replacing them."""
+    format_environment(environment)  # the name checks
+    parts = []
+    for name, value in environment.items():
+        if name in ADDED_FLAGS:
+            escaped = re.sub(r'([\\"$`])', r"\\\1", value)
+            parts.append(f'{name}="{ADDED_FLAGS[name]} {escaped}"')
+        else:
+            parts.append(f"{name}={quote_environment_value(value)}")
+    return " ".join(parts)
+
+
 def format_config_settings(settings: Mapping[str, str | list[str]]) -> str:
     """cibuildwheel's config-settings table: `key=value` words, shlex-quoted; a list repeats the key."""
     words = []
@@ -236,7 +264,7 @@ def cibuildwheel_config(
     }
     environment = {**options.environment, **feature_env}
     if environment:
-        config["CIBW_ENVIRONMENT"] = format_environment(environment)
+        config["CIBW_ENVIRONMENT"] = format_build_environment(environment)
     settings = {**options.config_settings, **feature_settings}
     if settings:
         config["CIBW_CONFIG_SETTINGS"] = format_config_settings(settings)

@@ -55,12 +55,14 @@ from pipeline.build.backends.zig.source_check import (
     list_source,
 )
 from pipeline.build.backends.zig.target_sysconfig import (
+    TargetSysconfig,
     find_build_python,
     require_build_python,
     write_target_sysconfig,
 )
 from pipeline.build.backends.zig.toolchain import (
     BUILDS,
+    STRICT_C_VARIABLE,
     builds_for,
     cache_lock,
     write_toolchain,
@@ -252,6 +254,23 @@ def sandboxed_build_step(
     )
 
 
+def _base_flags(name: str, env: dict[str, str], sysconfig: TargetSysconfig) -> str:
+    """What a recipe's `name` (CFLAGS, ...) must add to, not replace: the backend's value in `env` and, for
+    CFLAGS, the target sysconfig's CFLAGS. setuptools >= 72 lets a CFLAGS variable REPLACE sysconfig's flags
+    (-O3 -DNDEBUG -fwrapv -Wall): without an -O, zig compiles in Debug mode with its UBSan runtime, and the
+    extension imports fork, execve and statx, which verify then rejects for musl."""
+    if name not in _APPENDED_FLAGS:
+        return ""
+    base = env.get(name, "")
+    if name == "CFLAGS":
+        import runpy
+
+        module = sysconfig.folder / f"{sysconfig.module}.py"
+        variables = runpy.run_path(str(module)).get("build_time_vars", {}) if module.is_file() else {}
+        base = " ".join(filter(None, [str(variables.get("CFLAGS", "")), base]))
+    return base
+
+
 def _has_extension(wheel: Path) -> bool:
     """A real ELF shared object or PE DLL (not merely a file named .so/.pyd: a broken strip once left empty
     ones)."""
@@ -313,7 +332,8 @@ class ZigBackend:
 
         python = find_build_python(job.python)
         return {
-            "backend": "zig/1",
+            # zig/2: clang's newer hard errors are warnings (LENIENT_C_FLAGS), recipe CFLAGS add to -O3.
+            "backend": "zig/2",
             "zig": zig_version(),
             "zig_target": zig_triple(job.target),
             # The interpreter's version and headers, not its path: a nox venv and the host's pyenv Python of
@@ -403,7 +423,9 @@ class ZigBackend:
         for name, text in recipe_environment.items():
             # Compiler/linker flags from the recipe (-D..., -l...) extend the backend's own (the -I/-L of the
             # native libraries), which replacing them would lose.
-            env[name] = f"{env[name]} {text}" if name in _APPENDED_FLAGS and env.get(name) else text
+            env[name] = " ".join(filter(None, [_base_flags(name, env, sysconfig), text]))
+        # clang's newer hard errors stay warnings (toolchain.LENIENT_C_FLAGS) unless the recipe says strict-c.
+        env[STRICT_C_VARIABLE] = "1" if options.strict_c else "0"
 
         # What the sandboxed steps read beyond the host's read-only root: the build interpreter's installation.
         readable = [python.executable.parent.parent, python.executable.resolve().parent.parent, venv]

@@ -16,7 +16,11 @@ folder of wrapper scripts that call zig with the right triple and fix up what zi
   links with LDSHARED) is done by `zig c++`, so zig's libc++ is linked in (statically: zig never links a
   shared libc++, and its libc++ has hidden visibility, so the extension exports nothing of it);
 - a host library folder (`-L/usr/lib...`, `-L/lib...`, `-L/usr/local/lib`) is refused with one line: it comes
-  from a host `*-config` script or a setup.py guessing, and would link host libraries into a target binary.
+  from a host `*-config` script or a setup.py guessing, and would link host libraries into a target binary;
+- clang 16 made some diagnostics errors by default that older compilers only warned about (LENIENT_C_FLAGS);
+  code written for the compilers of its release (the manylinux2014 image's GCC 10 warns) stops on them, so
+  every compile turns them back into warnings, unless the build sets REWHEEL_STRICT_C=1 (a recipe's
+  `[build] strict-c = true`).
 """
 
 from __future__ import annotations
@@ -64,6 +68,18 @@ def _triple(target: Target) -> str | None:
     if own.level < _OLDEST_GLIBC:
         return None
     return f"{arch}-linux-gnu.{own.level[0]}.{own.level[1]}"
+
+
+# Errors in clang 16+ (and GCC 14) that were warnings in the compilers old C releases were built with: pointer
+# <-> int conversions, mismatched function pointer types, calls to undeclared functions, implicit int.
+# They go before the build's own flags, so a package that asks for -Werror=<one of them> still gets it.
+LENIENT_C_FLAGS = (
+    "-Wno-error=int-conversion",
+    "-Wno-error=incompatible-function-pointer-types",
+    "-Wno-error=implicit-function-declaration",
+    "-Wno-error=implicit-int",
+)
+STRICT_C_VARIABLE = "REWHEEL_STRICT_C"
 
 
 def supported_targets() -> list[str]:
@@ -193,6 +209,8 @@ COMPILE_FLAGS = {compile_flags!r}  # added to every compile (Windows: -DMS_WIN64
 LINK_FLAGS = {link_flags!r}  # added to every shared link (Windows: the pythonXY import library)
 DROPPED_FLAGS = {dropped_flags!r}  # host-only flags the target's compiler rejects (Windows: -fPIC)
 WINDOWS = {windows!r}
+# clang 16's new hard errors back to warnings (toolchain.LENIENT_C_FLAGS), unless the recipe wants them strict.
+LENIENT_C_FLAGS = [] if os.environ.get({strict_variable!r}) == "1" else {lenient_flags!r}
 
 args = sys.argv[1:]
 if MODE in ("ar", "ranlib", "dlltool"):
@@ -246,7 +264,7 @@ for arg in args:
     if arg in DROPPED_FLAGS:
         continue
     rewritten.append(arg)
-rewritten = [*COMPILE_FLAGS, *rewritten]
+rewritten = [*COMPILE_FLAGS, *LENIENT_C_FLAGS, *rewritten]
 
 linking_shared = "-shared" in rewritten and "-c" not in rewritten
 if linking_shared and "-s" not in rewritten:
@@ -331,6 +349,8 @@ def write_toolchain(
         "link_flags": list(link_flags or []),
         "dropped_flags": list(dropped_flags or []),
         "windows": "windows" in triple,
+        "lenient_flags": list(LENIENT_C_FLAGS),
+        "strict_variable": STRICT_C_VARIABLE,
     }
     paths: dict[str, Path] = {}
     tools = [("cc", "cc"), ("c++", "c++"), ("ar", "ar"), ("ranlib", "ranlib"), ("strip", "strip")]
