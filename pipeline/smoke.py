@@ -679,7 +679,9 @@ def _run_imports(
 ) -> None:
     try:
         completed = subprocess.run(
-            [str(interpreter), "-s", "-c", _IMPORTER, str(site), json.dumps(extensions), *modules],
+            # -S: the runtime's own site-packages (a host CPython's are full of packages) must not stand in for
+            # a dependency the wheel did not get; the importer adds the smoke site itself.
+            [str(interpreter), "-S", "-s", "-c", _IMPORTER, str(site), json.dumps(extensions), *modules],
             capture_output=True,
             text=True,
             env=_clean_env(),

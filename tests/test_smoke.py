@@ -344,3 +344,95 @@ def test_build_require_import_fails_a_job_whose_wheel_cannot_be_imported(
     assert outcome["status"] == "quarantined" and outcome["stage"] == "smoke"
     assert "not imported (--require-import): cannot-host: the wheel needs Python 3.12" in outcome["message"]
     assert not list(wheelhouse.glob("*.whl")) and list((wheelhouse / "quarantine").rglob("*.whl"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What a user would import: dependencies for the target, extra requirements, the test command apart
+
+
+def test_dependencies_follow_the_targets_markers_not_the_hosts() -> None:
+    """Requires-Dist markers are evaluated for the target's platform and the runtime's Python, with no
+    extras: what pip on that target installs."""
+    from packaging.requirements import Requirement
+
+    from pipeline.smoke_dependencies import applicable, marker_environment
+    from pipeline.targets import get_target
+
+    requirements = [
+        Requirement(text)
+        for text in (
+            "numpy>=1.23",
+            "pywin32>=300; sys_platform == 'win32'",
+            "colorama; platform_system == 'Windows' and platform_machine == 'AMD64'",
+            "uvloop; sys_platform != 'win32' and platform_machine == 'aarch64'",
+            "tomli; python_version < '3.11'",
+            "cffi>=1.17; extra == 'cffi'",
+            "exceptiongroup; python_full_version < '3.11.0'",
+        )
+    ]
+
+    def names(target: str, python: str) -> list[str]:
+        environment = marker_environment(get_target(target), python)
+        return [r.name for r in applicable(requirements, environment)]
+
+    assert names("win_amd64", "3.11") == ["numpy", "pywin32", "colorama"]
+    assert names("musllinux_1_2_aarch64", "3.11") == ["numpy", "uvloop"]
+    assert names("musllinux_1_2_x86_64", "3.10") == ["numpy", "tomli", "exceptiongroup"]
+
+
+def test_a_failing_test_command_is_reported_apart_from_the_imports(run_cli, markupsafe, runtime_env) -> None:
+    """The imports succeed, the command fails: the line says both, and never "0/1 imported"."""
+    wheel = str(markupsafe("manylinux-x86_64"))
+    code, out, err = run_cli("smoke", wheel, "--command", "python -c 'import nope'")
+    assert code == 1
+    assert out.startswith("FAILED") and "imported 2/2; test command failed: ModuleNotFoundError" in out
+    assert "1/1 imported; test command passed 0/1" in err and "0/1 imported" not in err
+    code, result = smoke_json(run_cli, wheel, "--command", "python -c 'import nope'")
+    assert result["command"] == {
+        "command": "python -c 'import nope'",
+        "ran": True,
+        "ok": False,
+        "error": "ModuleNotFoundError: No module named 'nope'",
+    }
+    assert result["imported"] == ["markupsafe", "markupsafe._speedups"]
+    code, result = smoke_json(run_cli, wheel)
+    assert code == 0 and result["command"]["ran"] is False and result["skipped"] == []
+
+
+def test_with_adds_requirements_pinned_or_resolved(run_cli, markupsafe, runtime_env) -> None:
+    """`--with REQ`: a line pinned by hash is fetched by that hash; an unpinned one is resolved for the target
+    (every file by the sha256 the index lists). Either way the test command finds it."""
+    wheel = str(markupsafe("manylinux-x86_64"))
+    # the host CPython has its own six in site-packages: the importer must not see it
+    code, result = smoke_json(run_cli, wheel, "--import", "markupsafe", "--import", "six")
+    assert code == 1 and result["failures"] == [
+        {"module": "six", "error": "ModuleNotFoundError: No module named 'six'"}
+    ]
+    pinned = "six==1.16.0 --hash=sha256:8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254"
+    code, result = smoke_json(run_cli, wheel, "--with", pinned, "--import", "markupsafe", "--import", "six")
+    assert code == 0, result
+    assert result["dependencies"] == ["six==1.16.0"] and result["imported"] == ["markupsafe", "six"]
+    check = "python -c 'import six; assert six.__version__ == \"1.17.0\"'"
+    code, result = smoke_json(run_cli, wheel, "--with", "six==1.17.0", "--import", "six", "--command", check)
+    assert code == 0, result
+    assert result["dependencies"] == ["six==1.17.0"] and result["command"]["ok"] is True
+    code, _, err = run_cli("smoke", wheel, "--with", "no-such-project-rewheel==1.0 --hash=sha256:" + "0" * 64)
+    assert code == 2
+    assert err.splitlines()[-1].startswith("rewheel: error: smoke requirements for manylinux_2_17_x86_64")
+
+
+@pytest.mark.slow
+def test_pandas_finds_numpy_as_pip_would_install_it(run_cli, pypi_file, runtime_env) -> None:
+    """pandas declares numpy, python-dateutil, pytz and tzdata: smoke installs them for the target (here the
+    host's manylinux x86_64 CPython), so every pandas extension imports."""
+    wheel = pypi_file(
+        "pandas",
+        "2.2.3",
+        "pandas-2.2.3-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "c124333816c3a9b03fbeef3a9f230ba9a737e9e5bb4060aa2107a86cc0a497fc",
+    )
+    code, result = smoke_json(run_cli, str(wheel))
+    assert code == 0, result
+    names = {d.split("==")[0].lower() for d in result["dependencies"]}
+    assert {"numpy", "python-dateutil", "pytz", "tzdata"} <= names, result["dependencies"]
+    assert "pandas._libs.lib" in result["imported"] and not result["failures"]
