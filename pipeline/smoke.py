@@ -449,7 +449,7 @@ def smoke_wheel(
         if command and not result.failures:
             _run_command(interpreter, site, Path(tmp), command, result)
             _judge_command(result, runtime)
-    _conclude(result, runtime.name, dependencies.problem)
+    _conclude(result, runtime.name)
     return result
 
 
@@ -572,7 +572,14 @@ def _judge_imports(
             continue
         missing = _MISSING_MODULE.match(error)
         top = missing[1].split(".")[0] if missing else None
-        if chosen_here and top and top not in own and top not in provided and not dependency_problem:
+        if top and dependency_problem and top not in own and top not in provided:
+            # pip would have installed it (or built it): not a verdict on this wheel, nor on the runtime
+            result.runtime_limits.append({
+                "module": module, "missing": top, "error": error,
+                "reason": f"the wheel's dependencies could not be installed here: {dependency_problem}",
+            })  # fmt: skip
+            continue
+        if chosen_here and top and top not in own and top not in provided:
             result.skipped.append({
                 "module": module,
                 "reason": f"needs {top}, which is neither in the wheel nor among its dependencies "
@@ -600,7 +607,7 @@ def _judge_command(result: SmokeResult, runtime: Any) -> None:
         )
 
 
-def _conclude(result: SmokeResult, runtime_name: str, dependency_problem: str | None) -> None:
+def _conclude(result: SmokeResult, runtime_name: str) -> None:
     imports = f"imported {len(result.imported)}/{result.attempted}"
     skipped = f", {len(result.skipped)} skipped" if result.skipped else ""
     if result.failures:
@@ -608,8 +615,6 @@ def _conclude(result: SmokeResult, runtime_name: str, dependency_problem: str | 
         first = result.failures[0]
         if "module" in first:
             result.message = f"{first['module']}: {first['error']}"
-            if dependency_problem and _MISSING_MODULE.match(first["error"]):
-                result.message += f" (dependencies: {dependency_problem})"
         else:
             result.message = f"{imports}{skipped}; test command failed: {first['error']}"
         return
@@ -617,9 +622,13 @@ def _conclude(result: SmokeResult, runtime_name: str, dependency_problem: str | 
         result.status = CANNOT_HOST
         first_limit = result.runtime_limits[0]
         where = first_limit.get("module") or "the test command"
+        lacks = (
+            ""
+            if first_limit["reason"].startswith("the wheel's")
+            else f"the runtime lacks {first_limit['missing']}: "
+        )
         result.message = (
-            f"the runtime lacks {first_limit['missing']}: {first_limit['reason']} "
-            f"({where}: {first_limit['error']}; {imports}{skipped})"
+            f"{lacks}{first_limit['reason']} ({where}: {first_limit['error']}; {imports}{skipped})"
         )
         return
     result.status = PASSED
