@@ -73,13 +73,21 @@ def load(name):
         return
     importlib.import_module(name)
 
+failed = {}
 for name in sys.argv[3:]:
     try:
         load(name)
         print(json.dumps({"module": name, "ok": True}), flush=True)
     except BaseException as exc:
-        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        print(json.dumps({"module": name, "ok": False, "error": detail}), flush=True)
+        failed[name] = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+# Some modules only import after another one, as their users do it (pywin32's dde after win32ui): a second try,
+# once everything else is loaded, tells an order dependency from a broken module.
+for name, first_error in failed.items():
+    try:
+        load(name)
+        print(json.dumps({"module": name, "ok": True}), flush=True)
+    except BaseException:
+        print(json.dumps({"module": name, "ok": False, "error": first_error}), flush=True)
 """
 
 
@@ -303,12 +311,45 @@ def _merge_entry(entry: Path, dest: Path) -> None:
         os.replace(entry, dest)
 
 
-def modules_to_import(files: list[str]) -> list[str]:
-    """Top-level modules and packages, then every extension module (by dotted name), in a stable order."""
+def pth_roots(site: Path, files: list[str]) -> list[str]:
+    """Folders the wheel's top-level .pth files put on sys.path (pywin32: win32, win32/lib, Pythonwin), as paths
+    relative to the site folder, spelled as in the wheel (a .pth written for Windows may differ in case)."""
+    folders = {str(PurePosixPath(f).parent).lower(): str(PurePosixPath(f).parent) for f in files if "/" in f}
+    roots = []
+    for name in files:
+        if "/" in name or not name.endswith(".pth"):
+            continue
+        for line in (site / name).read_text(encoding="utf-8", errors="replace").splitlines():
+            entry = line.strip().replace("\\", "/").strip("/")
+            if not entry or entry.startswith(("#", "import ", "import\t")) or ".." in entry.split("/"):
+                continue
+            if entry.lower() in folders:
+                roots.append(folders[entry.lower()])
+    return roots
+
+
+def _under_root(path: PurePosixPath, roots: list[str]) -> PurePosixPath | None:
+    """`path` relative to the deepest .pth root holding it, or None."""
+    holding = [r for r in roots if path.parts[: len(PurePosixPath(r).parts)] == PurePosixPath(r).parts]
+    if not holding:
+        return None
+    root = max(holding, key=lambda r: len(PurePosixPath(r).parts))
+    return PurePosixPath(*path.parts[len(PurePosixPath(root).parts) :])
+
+
+def modules_to_import(files: list[str], roots: list[str] | None = None) -> list[str]:
+    """Top-level modules and packages, then every extension module (by dotted name), in a stable order.
+    `roots`: folders a .pth file puts on sys.path: their extension modules import by their name there."""
     top: set[str] = set()
     extensions: set[str] = set()
     for name in files:
         path = PurePosixPath(name)
+        inside = _under_root(path, roots or [])
+        if inside is not None:
+            stem = _module_stem(inside.name)
+            if stem and _is_extension(inside.name) and _is_package_path(inside.parts[:-1], files):
+                extensions.add(".".join([*inside.parts[:-1], stem]))
+            continue
         first = path.parts[0]
         if first.endswith((".dist-info", ".data", ".libs")) or first.startswith("."):
             continue
@@ -337,7 +378,7 @@ def is_test_module(name: str) -> bool:
     return any(part in ("tests", "testing") for part in name.split(".")[1:])
 
 
-def extension_files(files: list[str]) -> dict[str, str]:
+def extension_files(files: list[str], roots: list[str] | None = None) -> dict[str, str]:
     """Dotted module name -> path (relative to the site folder) of each extension module in the wheel."""
     found = {}
     for name in files:
@@ -345,8 +386,9 @@ def extension_files(files: list[str]) -> dict[str, str]:
         if path.parts[0].endswith((".dist-info", ".data", ".libs")) or not _is_extension(path.name):
             continue
         stem = _module_stem(path.name)
-        if stem and all(part.isidentifier() for part in path.parts[:-1]):
-            found[".".join([*path.parts[:-1], stem])] = name
+        parts = (_under_root(path, roots or []) or path).parts[:-1]
+        if stem and all(part.isidentifier() for part in parts):
+            found[".".join([*parts, stem])] = name
     return found
 
 
@@ -437,13 +479,14 @@ def smoke_wheel(
         if progress and dependencies.problem:
             say(f"smoke: {wheel.name}: some dependencies could not be installed: {dependencies.problem}")
         chosen_here = not imports
-        modules = imports if imports else modules_to_import(files)
+        roots = pth_roots(site, files)
+        modules = imports if imports else modules_to_import(files, roots)
         if not modules:
             raise RewheelError(f"{wheel.name}: no importable module found; pass --import")
         if progress:
             say(f"smoke: {wheel.name} on {runtime.name}: importing {', '.join(modules)}")
         result.attempted = len(modules)
-        _run_imports(interpreter, site, modules, extension_files(files), result)
+        _run_imports(interpreter, site, modules, extension_files(files, roots), result)
         own = set(_top_level_names(files))
         _judge_imports(result, runtime, own, provided, chosen_here, dependencies.problem)
         if command and not result.failures:
