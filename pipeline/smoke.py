@@ -73,21 +73,13 @@ def load(name):
         return
     importlib.import_module(name)
 
-failed = {}
 for name in sys.argv[3:]:
     try:
         load(name)
         print(json.dumps({"module": name, "ok": True}), flush=True)
     except BaseException as exc:
-        failed[name] = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-# Some modules only import after another one, as their users do it (pywin32's dde after win32ui): a second try,
-# once everything else is loaded, tells an order dependency from a broken module.
-for name, first_error in failed.items():
-    try:
-        load(name)
-        print(json.dumps({"module": name, "ok": True}), flush=True)
-    except BaseException:
-        print(json.dumps({"module": name, "ok": False, "error": first_error}), flush=True)
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        print(json.dumps({"module": name, "ok": False, "error": detail}), flush=True)
 """
 
 
@@ -486,7 +478,8 @@ def smoke_wheel(
         if progress:
             say(f"smoke: {wheel.name} on {runtime.name}: importing {', '.join(modules)}")
         result.attempted = len(modules)
-        _run_imports(interpreter, site, modules, extension_files(files, roots), result)
+        _import_each(interpreter, site, modules, extension_files(files, roots), result)
+        _retry_after_the_others(interpreter, site, modules, extension_files(files, roots), result)
         own = set(_top_level_names(files))
         _judge_imports(result, runtime, own, provided, chosen_here, dependencies.problem)
         if command and not result.failures:
@@ -494,6 +487,43 @@ def smoke_wheel(
             _judge_command(result, runtime)
     _conclude(result, runtime.name)
     return result
+
+
+def _import_each(
+    interpreter: Path, site: Path, modules: list[str], extensions: dict[str, str], result: SmokeResult
+) -> None:
+    """Import `modules` in one process; when the interpreter dies at one of them, that one is the failure and
+    a fresh process goes on with the rest, so one crash does not hide the verdict on every later module."""
+    remaining = list(modules)
+    while remaining:
+        _run_imports(interpreter, site, remaining, extensions, result)
+        if any(f["error"].startswith("timed out") for f in result.failures):
+            return  # a hang is the verdict; another process would only hang again
+        # _run_imports charged a crash to the first module with no report; the ones after it were never tried
+        reported = {*result.imported, *(f.get("module") for f in result.failures)}
+        remaining = [m for m in remaining if m not in reported]
+
+
+def _retry_after_the_others(
+    interpreter: Path, site: Path, modules: list[str], extensions: dict[str, str], result: SmokeResult
+) -> None:
+    """Some modules only import after another one, as their users do it (pywin32's dde after win32ui): a
+    second process imports everything that worked, then the failures again, which tells an order dependency
+    from a broken module. (Not in the same process: a failed init can leave state a second init trips on.)"""
+    retry = [
+        f["module"]
+        for f in result.failures
+        if "module" in f and not f["error"].startswith(("interpreter died", "ModuleNotFoundError"))
+    ]
+    if not retry or not result.imported:
+        return
+    again = SmokeResult(wheel=result.wheel, target=result.target, status=FAILED)
+    _run_imports(interpreter, site, [*result.imported, *retry], extensions, again)
+    now_ok = set(again.imported) & set(retry)
+    if now_ok:
+        result.failures = [f for f in result.failures if f.get("module") not in now_ok]
+        done = {*result.imported, *now_ok}
+        result.imported = [m for m in modules if m in done]
 
 
 def _dependencies(
