@@ -169,9 +169,17 @@ def run(quick: bool = False, progress: bool = True) -> dict[str, object]:
     }
 
 
+def _short_reason(message: str) -> str:
+    """ "the runtime lacks tkinter: ... (PIL._imagingtk: ...)" -> "the runtime lacks tkinter"."""
+    reason = message.split(" (")[0]
+    if reason.startswith("the runtime lacks "):
+        reason = reason.split(":")[0]
+    return reason[:120]
+
+
 def closing_line(summary: dict[str, object]) -> str:
     reasons = Counter(
-        str(r.get("message", "")).split(" (")[0][:90]
+        _short_reason(str(r.get("message", "")))
         for r in summary["results"]  # type: ignore[attr-defined]
         if r["status"] == "cannot-host"
     )
