@@ -468,3 +468,36 @@ def test_pth_folders_are_import_roots(tmp_path) -> None:
         "win32api": "win32/win32api.pyd",
         "win32ui": "pythonwin/win32ui.pyd",
     }
+
+
+@pytest.mark.slow
+def test_dependencies_that_cannot_be_had_are_cannot_host_not_failed(
+    run_cli, markupsafe, runtime_env, monkeypatch, tmp_path
+) -> None:
+    """An index that refuses connections: the requirement cannot be installed, so the import that needs it is
+    not the wheel's failure (pip would have installed it): cannot-host, exit 3, with the resolver's reason.
+    A wheelhouse given with --find-links then supplies it."""
+    import shutil
+
+    from pipeline.fetch import Pin, fetch
+    from test_index_support import SIX
+
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # port 9 (discard): nothing listens
+    monkeypatch.setenv("PIP_FIND_LINKS", "")
+    wheel = str(markupsafe("manylinux-x86_64"))
+    code, result = smoke_json(run_cli, wheel, "--with", "six==1.16.0", "--import", "six")
+    assert code == 3, result
+    assert result["status"] == "cannot-host" and result["failures"] == []
+    assert result["message"].startswith("the wheel's dependencies could not be installed here: ")
+    (limit,) = result["runtime_limits"]
+    assert limit["module"] == "six" and limit["missing"] == "six"
+    wheelhouse = tmp_path / "wheelhouse"
+    wheelhouse.mkdir()
+    shutil.copy(fetch(Pin(SIX[2], SIX[3], project=SIX[0], version=SIX[1])), wheelhouse)
+    monkeypatch.setenv("PIP_INDEX_URL", f"{(tmp_path / 'empty-index').as_uri()}")
+    (tmp_path / "empty-index").mkdir()
+    code, result = smoke_json(
+        run_cli, wheel, "--with", "six==1.16.0", "--import", "six", "--find-links", str(wheelhouse)
+    )
+    assert code == 0, result
+    assert result["dependencies"] == ["six==1.16.0"] and result["imported"] == ["six"]
