@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,10 +44,14 @@ IMPORT_TIMEOUT = 600  # seconds; an import under qemu is ~5x slower than native,
 # Run inside the target's interpreter: import each module, report each outcome as one JSON line.
 # It must run on any CPython 3.6+, so it stays plain.
 _IMPORTER = r"""
-import importlib, importlib.machinery, importlib.util, json, os, sys, traceback
-site = sys.argv[1]
+import importlib, importlib.machinery, importlib.util, json, os, site, sys, traceback
+site_dir = sys.argv[1]
 extension_files = json.loads(sys.argv[2])
-sys.path.insert(0, site)
+# A site dir, as an installer's target is: its .pth files run (pywin32 adds its DLL folders that way). It goes
+# first on sys.path, so nothing the runtime itself carries shadows the wheel.
+before = list(sys.path)
+site.addsitedir(site_dir)
+sys.path[:] = [p for p in sys.path if p not in before] + before
 
 def load(name):
     path = extension_files.get(name)
@@ -61,7 +66,7 @@ def load(name):
                 importlib.import_module(parent)
             except ImportError:
                 pass  # its __init__ imports this very extension by suffix; the loader's verdict still matters
-        loader = importlib.machinery.ExtensionFileLoader(name, os.path.join(site, path))
+        loader = importlib.machinery.ExtensionFileLoader(name, os.path.join(site_dir, path))
         spec = importlib.util.spec_from_file_location(name, loader.path, loader=loader)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
@@ -80,6 +85,19 @@ for name in sys.argv[3:]:
 
 
 @dataclass
+class CommandRun:
+    """The recipe's (or --command's) test command: whether it ran and how it ended."""
+
+    command: str | None = None
+    ran: bool = False
+    ok: bool | None = None  # None: not run
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"command": self.command, "ran": self.ran, "ok": self.ok, "error": self.error}
+
+
+@dataclass
 class SmokeResult:
     wheel: str
     target: str
@@ -90,10 +108,21 @@ class SmokeResult:
     failures: list[dict[str, str]] = field(default_factory=list)  # {"module" or "command": ..., "error": ...}
     python: str | None = None  # the interpreter that ran the imports
     output: str = ""  # the end of the test command's stdout and stderr (proof records show it)
+    # modules smoke chose itself that need an optional extra the wheel does not declare: {"module", "reason"}
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    # failures that a known limit of the runtime explains: {"module" or "command", "missing", "reason", "error"}
+    runtime_limits: list[dict[str, str]] = field(default_factory=list)
+    dependencies: list[str] = field(default_factory=list)  # name==version of each wheel installed beside it
+    command: CommandRun = field(default_factory=CommandRun)
+    attempted: int = 0  # modules whose import was tried
 
     @property
     def ok(self) -> bool:
         return self.status == PASSED
+
+    @property
+    def import_failures(self) -> list[dict[str, str]]:
+        return [f for f in self.failures if "module" in f]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -107,6 +136,10 @@ class SmokeResult:
             "imported": list(self.imported),
             "failures": list(self.failures),
             "output": self.output,
+            "skipped": list(self.skipped),
+            "runtime_limits": list(self.runtime_limits),
+            "dependencies": list(self.dependencies),
+            "command": self.command.to_json(),
         }
 
 
@@ -239,12 +272,45 @@ def _merge_entry(entry: Path, dest: Path, *, collide: bool = False) -> None:
         os.replace(entry, dest)
 
 
-def modules_to_import(files: list[str]) -> list[str]:
-    """Top-level modules and packages, then every extension module (by dotted name), in a stable order."""
+def pth_roots(site: Path, files: list[str]) -> list[str]:
+    """Folders the wheel's top-level .pth files put on sys.path (pywin32: win32, win32/lib, Pythonwin), as paths
+    relative to the site folder, spelled as in the wheel (a .pth written for Windows may differ in case)."""
+    folders = {str(PurePosixPath(f).parent).lower(): str(PurePosixPath(f).parent) for f in files if "/" in f}
+    roots = []
+    for name in files:
+        if "/" in name or not name.endswith(".pth"):
+            continue
+        for line in (site / name).read_text(encoding="utf-8", errors="replace").splitlines():
+            entry = line.strip().replace("\\", "/").strip("/")
+            if not entry or entry.startswith(("#", "import ", "import\t")) or ".." in entry.split("/"):
+                continue
+            if entry.lower() in folders:
+                roots.append(folders[entry.lower()])
+    return roots
+
+
+def _under_root(path: PurePosixPath, roots: list[str]) -> PurePosixPath | None:
+    """`path` relative to the deepest .pth root holding it, or None."""
+    holding = [r for r in roots if path.parts[: len(PurePosixPath(r).parts)] == PurePosixPath(r).parts]
+    if not holding:
+        return None
+    root = max(holding, key=lambda r: len(PurePosixPath(r).parts))
+    return PurePosixPath(*path.parts[len(PurePosixPath(root).parts) :])
+
+
+def modules_to_import(files: list[str], roots: list[str] | None = None) -> list[str]:
+    """Top-level modules and packages, then every extension module (by dotted name), in a stable order.
+    `roots`: folders a .pth file puts on sys.path: their extension modules import by their name there."""
     top: set[str] = set()
     extensions: set[str] = set()
     for name in files:
         path = PurePosixPath(name)
+        inside = _under_root(path, roots or [])
+        if inside is not None:
+            stem = _module_stem(inside.name)
+            if stem and _is_extension(inside.name) and _is_package_path(inside.parts[:-1], files):
+                extensions.add(".".join([*inside.parts[:-1], stem]))
+            continue
         first = path.parts[0]
         if first.endswith((".dist-info", ".data", ".libs")) or first.startswith("."):
             continue
@@ -258,6 +324,8 @@ def modules_to_import(files: list[str]) -> list[str]:
         stem = _module_stem(path.name)
         if stem and _is_extension(path.name) and _is_package_path(path.parts[:-1], files):
             extensions.add(".".join([*path.parts[:-1], stem]))
+    # Test packages need the project's test dependencies (pytest, objgraph, ...), which no user installs.
+    extensions = {e for e in extensions if not is_test_module(e)}
     # A namespace package (no __init__) still imports by its folder name when it holds extensions.
     for ext in extensions:
         head = ext.split(".")[0]
@@ -266,7 +334,12 @@ def modules_to_import(files: list[str]) -> list[str]:
     return sorted(top) + sorted(extensions - top)
 
 
-def extension_files(files: list[str]) -> dict[str, str]:
+def is_test_module(name: str) -> bool:
+    """greenlet.tests, numpy._core.tests._ext, foo.testing: a project's own test suite, not its API."""
+    return any(part in ("tests", "testing") for part in name.split(".")[1:])
+
+
+def extension_files(files: list[str], roots: list[str] | None = None) -> dict[str, str]:
     """Dotted module name -> path (relative to the site folder) of each extension module in the wheel."""
     found = {}
     for name in files:
@@ -274,8 +347,9 @@ def extension_files(files: list[str]) -> dict[str, str]:
         if path.parts[0].endswith((".dist-info", ".data", ".libs")) or not _is_extension(path.name):
             continue
         stem = _module_stem(path.name)
-        if stem and all(part.isidentifier() for part in path.parts[:-1]):
-            found[".".join([*path.parts[:-1], stem])] = name
+        parts = (_under_root(path, roots or []) or path).parts[:-1]
+        if stem and all(part.isidentifier() for part in parts):
+            found[".".join([*parts, stem])] = name
     return found
 
 
@@ -308,15 +382,19 @@ def smoke_wheel(
     imports: list[str] | None = None,
     command: str | None = None,
     requires: list[str] | None = None,
+    find_links: Path | None = None,
     progress: bool = True,
 ) -> SmokeResult:
-    """Install `wheel` into a throwaway folder on `target`'s runtime and import its modules there.
+    """Install `wheel` and its dependencies into a throwaway folder on `target`'s runtime and import its
+    modules there.
 
-    `imports`: modules to import (default: every top-level and extension module in the wheel);
+    `imports`: modules to import, strictly (default: every top-level and extension module in the wheel but
+    its test packages; then a module that needs an optional extra the wheel does not declare is skipped);
     `command`: a shell command run afterwards with the wheel on PYTHONPATH and the runtime's interpreter
-    first on PATH as `python` (a recipe's test command); `requires`: pip requirement lines pinned with
-    `--hash` (what the imports need, e.g. numpy), fetched for the target's platform and unpacked beside the
-    wheel. Raises RewheelError for an unusable wheel or a requirement that cannot be had."""
+    first on PATH as `python` (a recipe's test command); `requires`: more requirements: lines pinned with
+    `--hash` (a recipe's `[test] requires`, e.g. numpy) are fetched by hash, other lines are resolved with the
+    wheel's own dependencies; `find_links`: a wheelhouse folder searched for dependencies before the index.
+    Raises RewheelError for an unusable wheel or a pinned requirement that cannot be had."""
     wheel = Path(wheel)
     if not wheel.is_file():
         raise RewheelError(f"{wheel}: no such wheel file")
@@ -343,29 +421,265 @@ def smoke_wheel(
     result = SmokeResult(
         wheel=wheel.name, target=target, status=FAILED, runtime=runtime.name, python=str(interpreter)
     )
+    result.command.command = command
+    pinned_lines = [r for r in requires or [] if "--hash" in r]
+    unpinned = [r for r in requires or [] if "--hash" not in r]
     with tempfile.TemporaryDirectory(prefix="rewheel-smoke-") as tmp:
         site = Path(tmp) / "site"
         site.mkdir()
         files = install_into(wheel, site)
-        for needed in required_wheels(requires or [], spec, python, progress=progress):
+        pinned = required_wheels(pinned_lines, spec, python, progress=progress)
+        dependencies = _dependencies(wheel, spec, runtime, unpinned, pinned, find_links)
+        provided: set[str] = set()
+        for needed in [*pinned, *dependencies.wheels]:
+            before = set(_top_level_names(_site_files(site)))
             install_into(needed, site)
+            provided |= set(_top_level_names(_site_files(site))) - before
+        result.dependencies = [_wheel_id(w) for w in [*pinned, *dependencies.wheels]]
+        if progress and result.dependencies:
+            say(f"smoke: {wheel.name}: added dependencies {', '.join(result.dependencies)}")
+        if progress and dependencies.problem:
+            say(f"smoke: {wheel.name}: some dependencies could not be installed: {dependencies.problem}")
         runtime.prepare_site(site)  # e.g. Nano Server: cut the wheel's imports to what the edition exports
-        modules = imports if imports else modules_to_import(files)
+        chosen_here = not imports
+        roots = pth_roots(site, files)
+        modules = imports if imports else modules_to_import(files, roots)
         if not modules:
             raise RewheelError(f"{wheel.name}: no importable module found; pass --import")
         if progress:
             say(f"smoke: {wheel.name} on {runtime.name}: importing {', '.join(modules)}")
-        _run_imports(interpreter, site, modules, extension_files(files), result)
+        result.attempted = len(modules)
+        _import_each(interpreter, site, modules, extension_files(files, roots), result)
+        _retry_after_the_others(interpreter, site, modules, extension_files(files, roots), result)
+        own = set(_top_level_names(files))
+        _judge_imports(result, runtime, own, provided, chosen_here, dependencies.problem)
         if command and not result.failures:
             _run_command(interpreter, site, Path(tmp), command, result)
-    if result.failures:
-        first = result.failures[0]
-        where = first.get("module") or first.get("command")
-        result.message = f"{where}: {first['error']}"
-    else:
-        result.status = PASSED
-        result.message = f"imported {len(result.imported)} module(s) on {runtime.name}"
+            _judge_command(result, runtime)
+    _conclude(result, runtime.name)
     return result
+
+
+def _import_each(
+    interpreter: Path, site: Path, modules: list[str], extensions: dict[str, str], result: SmokeResult
+) -> None:
+    """Import `modules` in one process; when the interpreter dies at one of them, that one is the failure and
+    a fresh process goes on with the rest, so one crash does not hide the verdict on every later module."""
+    remaining = list(modules)
+    while remaining:
+        _run_imports(interpreter, site, remaining, extensions, result)
+        if any(f["error"].startswith("timed out") for f in result.failures):
+            return  # a hang is the verdict; another process would only hang again
+        # _run_imports charged a crash to the first module with no report; the ones after it were never tried
+        reported = {*result.imported, *(f.get("module") for f in result.failures)}
+        remaining = [m for m in remaining if m not in reported]
+
+
+def _retry_after_the_others(
+    interpreter: Path, site: Path, modules: list[str], extensions: dict[str, str], result: SmokeResult
+) -> None:
+    """Some modules only import after another one, as their users do it (pywin32's dde after win32ui): a
+    second process imports everything that worked, then the failures again, which tells an order dependency
+    from a broken module. (Not in the same process: a failed init can leave state a second init trips on.)"""
+    retry = [
+        f["module"]
+        for f in result.failures
+        if "module" in f and not f["error"].startswith(("interpreter died", "ModuleNotFoundError"))
+    ]
+    if not retry or not result.imported:
+        return
+    again = SmokeResult(wheel=result.wheel, target=result.target, status=FAILED)
+    _run_imports(interpreter, site, [*result.imported, *retry], extensions, again)
+    now_ok = set(again.imported) & set(retry)
+    if now_ok:
+        result.failures = [f for f in result.failures if f.get("module") not in now_ok]
+        done = {*result.imported, *now_ok}
+        result.imported = [m for m in modules if m in done]
+
+
+def _dependencies(
+    wheel: Path, spec: Target, runtime: Any, extra: list[str], pinned: list[Path], find_links: Path | None
+) -> Any:
+    from pipeline.smoke_dependencies import install_set
+
+    return install_set(wheel, spec, runtime, extra=extra, pinned=pinned, find_links=find_links)
+
+
+def _wheel_id(wheel: Path) -> str:
+    name, version, _, _ = parse_wheel_filename(wheel.name)
+    return f"{name}=={version}"
+
+
+def _site_files(site: Path) -> list[str]:
+    return [p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()]
+
+
+def _top_level_names(files: list[str]) -> list[str]:
+    """Importable top-level names the files provide (packages, modules, extension modules)."""
+    names = set()
+    for name in files:
+        path = PurePosixPath(name)
+        first = path.parts[0]
+        if first.endswith((".dist-info", ".data", ".libs")) or first.startswith("."):
+            continue
+        stem = _module_stem(first) if len(path.parts) == 1 else first
+        if stem and stem.isidentifier():
+            names.add(stem)
+    return sorted(names)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Verdicts: a failure of the wheel, an optional extra it does not declare, or a limit of the runtime
+
+_MISSING_MODULE = re.compile(r"^ModuleNotFoundError: No module named '([^']+)'")
+
+
+@dataclass(frozen=True)
+class _Limit:
+    missing: str
+    pattern: str
+    reason: str
+
+
+def runtime_limits(runtime: Any) -> list[Any]:
+    """What the runtime lacks that the real target has (objects with .missing, .pattern, .reason): the
+    runtime's own list, then any optional standard library module it was built without (a CPython on the
+    target can have it; a wheel that imports it is not at fault)."""
+    # getattr until every runtime kind has its limits() method (the runtimes work adds it).
+    limits: list[Any] = list(getattr(runtime, "limits", lambda: [])())
+    return [*limits, *_STDLIB_LIMITS]
+
+
+_STDLIB_LIMITS = [
+    _Limit(
+        missing=name,
+        pattern=rf"^ModuleNotFoundError: No module named '{re.escape(name)}(\.[\w.]+)?'",
+        reason=f"this interpreter was built without the standard library module {name}",
+    )
+    for name in (
+        # the standard library modules a CPython build may lack, because each needs an outside library
+        "tkinter",
+        "_tkinter",
+        "turtle",
+        "idlelib",
+        "sqlite3",
+        "_sqlite3",
+        "ctypes",
+        "_ctypes",
+        "ssl",
+        "_ssl",
+        "_hashlib",
+        "lzma",
+        "_lzma",
+        "bz2",
+        "_bz2",
+        "zlib",
+        "readline",
+        "curses",
+        "_curses",
+        "dbm",
+        "_dbm",
+        "_gdbm",
+        "_uuid",
+        "pyexpat",
+        "_decimal",
+    )
+]
+
+
+def _limit_for(error: str, limits: list[Any]) -> Any | None:
+    return next((limit for limit in limits if re.search(limit.pattern, error)), None)
+
+
+def _judge_imports(
+    result: SmokeResult,
+    runtime: Any,
+    own: set[str],
+    provided: set[str],
+    chosen_here: bool,
+    dependency_problem: str | None,
+) -> None:
+    """Sort the import failures: a runtime limit, an optional extra (only for modules smoke chose itself),
+    or a failure of the wheel."""
+    limits = runtime_limits(runtime)
+    kept = []
+    for failure in result.failures:
+        module, error = failure.get("module"), failure.get("error", "")
+        if module is None:
+            kept.append(failure)
+            continue
+        limit = _limit_for(error, limits)
+        if limit is not None:
+            result.runtime_limits.append(
+                {"module": module, "missing": limit.missing, "reason": limit.reason, "error": error}
+            )
+            continue
+        missing = _MISSING_MODULE.match(error)
+        top = missing[1].split(".")[0] if missing else None
+        if top and dependency_problem and top not in own and top not in provided:
+            # pip would have installed it (or built it): not a verdict on this wheel, nor on the runtime
+            result.runtime_limits.append({
+                "module": module, "missing": top, "error": error,
+                "reason": f"the wheel's dependencies could not be installed here: {dependency_problem}",
+            })  # fmt: skip
+            continue
+        if chosen_here and top and top not in own and top not in provided:
+            result.skipped.append({
+                "module": module,
+                "reason": f"needs {top}, which is neither in the wheel nor among its dependencies "
+                          "(an optional extra)",
+            })  # fmt: skip
+            continue
+        kept.append(failure)
+    result.failures = kept
+
+
+def _judge_command(result: SmokeResult, runtime: Any) -> None:
+    run = result.command
+    if run.ok is not False:
+        return
+    limit = _limit_for(run.error or "", runtime_limits(runtime))
+    if limit is not None:
+        result.failures = [f for f in result.failures if "command" not in f]
+        result.runtime_limits.append(
+            {
+                "command": run.command or "",
+                "missing": limit.missing,
+                "reason": limit.reason,
+                "error": run.error or "",
+            }
+        )
+
+
+def _conclude(result: SmokeResult, runtime_name: str) -> None:
+    imports = f"imported {len(result.imported)}/{result.attempted}"
+    skipped = f", {len(result.skipped)} skipped" if result.skipped else ""
+    if result.failures:
+        result.status = FAILED
+        first = result.failures[0]
+        if "module" in first:
+            result.message = f"{first['module']}: {first['error']}"
+        else:
+            result.message = f"{imports}{skipped}; test command failed: {first['error']}"
+        return
+    if result.runtime_limits:
+        result.status = CANNOT_HOST
+        first_limit = result.runtime_limits[0]
+        where = first_limit.get("module") or "the test command"
+        lacks = (
+            ""
+            if first_limit["reason"].startswith("the wheel's")
+            else f"the runtime lacks {first_limit['missing']}: "
+        )
+        result.message = (
+            f"{lacks}{first_limit['reason']} ({where}: {first_limit['error']}; {imports}{skipped})"
+        )
+        return
+    result.status = PASSED
+    ran = ""
+    if result.command.ran:
+        ran = "; test command passed"
+    result.message = f"{imports} module(s) on {runtime_name}{skipped}{ran}"
 
 
 def required_wheels(
@@ -479,7 +793,9 @@ def _run_imports(
     readable, writable = _sandbox_access(interpreter, site.parent)
     try:
         completed = run_sandboxed(
-            [str(interpreter), "-s", "-c", _IMPORTER, str(site), json.dumps(extensions), *modules],
+            # -S: the runtime's own site-packages (a host CPython's are full of packages) must not stand in for
+            # a dependency the wheel did not get; the importer adds the smoke site itself.
+            [str(interpreter), "-S", "-s", "-c", _IMPORTER, str(site), json.dumps(extensions), *modules],
             cwd=site.parent,
             readable=readable,
             writable=writable,
@@ -534,10 +850,15 @@ def _run_command(interpreter: Path, site: Path, tmp: Path, command: str, result:
             file_size=_file_size_limit(interpreter),
         )
     except subprocess.TimeoutExpired:
-        result.failures.append({"command": command, "error": f"timed out after {IMPORT_TIMEOUT} s"})
+        error = f"timed out after {IMPORT_TIMEOUT} s"
+        result.command = CommandRun(command, ran=True, ok=False, error=error)
+        result.failures.append({"command": command, "error": error})
         return
     result.output = (completed.stdout + completed.stderr)[-OUTPUT_TAIL_CHARS:]
     if completed.returncode != 0:
         lines = [ln for ln in completed.stderr.strip().splitlines() if ln.strip()]
         error = lines[-1] if lines else f"exit status {completed.returncode}"
+        result.command = CommandRun(command, ran=True, ok=False, error=error)
         result.failures.append({"command": command, "error": error})
+        return
+    result.command = CommandRun(command, ran=True, ok=True)

@@ -4,6 +4,7 @@ Debian's arm64 CPython under qemu-user, the host's CPython), failing with the lo
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,11 @@ MARKUPSAFE_313 = {
         "569511d3b58c8791ab4c2e1285575265991e6d8f8700c7be0e88f86cb0672094",
     ),
 }
+# musl's loader on a glibc wheel: the first glibc-only library it misses (libz.so.1 when the runtime has no
+# shared zlib, else glibc's own loader, which the wheel's bundled libraries name)
+GLIBC_ONLY = re.compile(
+    r"ImportError: Error loading shared library (libz\.so\.1|ld-linux-[\w-]+\.so\.\d): No such file or directory"
+)
 ESCAPE_CHECK = "python -c \"import markupsafe; assert markupsafe.escape('<a>') == '&lt;a&gt;'\""
 
 
@@ -206,9 +212,9 @@ def test_musllinux_wheel_imports_on_musl_cpython(run_cli, markupsafe, musl_dynam
 
 @pytest.mark.slow
 def test_glibc_wheel_fails_on_musl_with_the_loaders_message(run_cli, pypi_file, musl_dynamic) -> None:
-    """Pillow's manylinux wheel grafts libraries that need glibc's own loader (ld-linux-x86-64.so.2), which
-    no musl system has (libz.so.1 it finds: musllinux lets wheels rely on it too): musl's loader says so,
-    naming the grafted library that needs it."""
+    """Pillow's manylinux wheel needs what only a glibc system has: the system's libz.so.1 (which manylinux
+    guarantees; a musl runtime may offer it too, as musllinux's policy allows) and, in the libraries it bundles,
+    glibc's own loader ld-linux-x86-64.so.2. musl's loader says so, naming the file that needs it."""
     wheel = pypi_file(
         "pillow",
         "10.4.0",
@@ -221,13 +227,9 @@ def test_glibc_wheel_fails_on_musl_with_the_loaders_message(run_cli, pypi_file, 
     failures = {f["module"]: f["error"] for f in result["failures"]}
     imaging = failures["PIL._imaging"]
     # musl's dynamic loader, in its own words (a linux-gnu suffix is handed to the loader all the same)
-    assert imaging.startswith(
-        "ImportError: Error loading shared library ld-linux-x86-64.so.2: No such file or directory"
-    )
-    assert "(needed by " in imaging and "/pillow.libs/lib" in imaging
-    assert result["message"].startswith(
-        "PIL._imaging: ImportError: Error loading shared library ld-linux-x86-64.so.2"
-    )
+    assert GLIBC_ONLY.match(imaging), imaging
+    assert "(needed by " in imaging and ("/site/PIL/" in imaging or "/pillow.libs/lib" in imaging)
+    assert result["message"].startswith("PIL._imaging: ImportError: Error loading shared library ")
 
 
 @pytest.mark.slow
@@ -292,10 +294,10 @@ def test_upstream_musllinux_aarch64_wheels_import_under_qemu(
 def test_glibc_aarch64_wheel_fails_on_musl_aarch64_with_musls_loader_message(
     run_cli, pypi_file, request, python
 ) -> None:  # type: ignore[no-untyped-def]
-    """Pillow's manylinux (glibc) aarch64 wheel grafts libraries that need glibc's own loader
-    (ld-linux-aarch64.so.1), which musl systems lack: musl's loader, under qemu, says so in its own words,
-    naming the grafted library that needs it. (orjson's glibc build, by contrast, really does load on musl:
-    smoke reports what the loader does.)"""
+    """Pillow's manylinux (glibc) aarch64 wheel relies on the system's libz.so.1 and on glibc's loader, which
+    musl systems lack: musl's loader, under qemu, says so in its own words, naming the file that needs it.
+    (orjson's glibc
+    build, by contrast, really does load on musl: smoke reports what the loader does.)"""
     fixture, runtime_name = MUSL_AARCH64_RUNTIMES[python]
     request.getfixturevalue(fixture)
     wheel = pypi_file(*PILLOW_GLIBC_AARCH64[python])
@@ -303,10 +305,8 @@ def test_glibc_aarch64_wheel_fails_on_musl_aarch64_with_musls_loader_message(
     assert code == 1
     assert result["status"] == "failed" and result["runtime"] == runtime_name
     error = {f["module"]: f["error"] for f in result["failures"]}["PIL._imaging"]
-    assert error.startswith(
-        "ImportError: Error loading shared library ld-linux-aarch64.so.1: No such file or directory"
-    )
-    assert "(needed by " in error and "/pillow.libs/lib" in error
+    assert GLIBC_ONLY.match(error), error
+    assert "(needed by " in error and ("/site/PIL/" in error or "/pillow.libs/lib" in error)
 
 
 @pytest.mark.slow
@@ -356,3 +356,155 @@ def test_build_require_import_fails_a_job_whose_wheel_cannot_be_imported(
         "python.org's Python-3.12.12.tar.xz cannot be fetched" in outcome["message"]
     )
     assert not list(wheelhouse.glob("*.whl")) and list((wheelhouse / "quarantine").rglob("*.whl"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What a user would import: dependencies for the target, extra requirements, the test command apart
+
+
+def test_dependencies_follow_the_targets_markers_not_the_hosts() -> None:
+    """Requires-Dist markers are evaluated for the target's platform and the runtime's Python, with no
+    extras: what pip on that target installs."""
+    from packaging.requirements import Requirement
+
+    from pipeline.smoke_dependencies import applicable, marker_environment
+    from pipeline.targets import get_target
+
+    requirements = [
+        Requirement(text)
+        for text in (
+            "numpy>=1.23",
+            "pywin32>=300; sys_platform == 'win32'",
+            "colorama; platform_system == 'Windows' and platform_machine == 'AMD64'",
+            "uvloop; sys_platform != 'win32' and platform_machine == 'aarch64'",
+            "tomli; python_version < '3.11'",
+            "cffi>=1.17; extra == 'cffi'",
+            "exceptiongroup; python_full_version < '3.11.0'",
+        )
+    ]
+
+    def names(target: str, python: str) -> list[str]:
+        environment = marker_environment(get_target(target), python)
+        return [r.name for r in applicable(requirements, environment)]
+
+    assert names("win_amd64", "3.11") == ["numpy", "pywin32", "colorama"]
+    assert names("musllinux_1_2_aarch64", "3.11") == ["numpy", "uvloop"]
+    assert names("musllinux_1_2_x86_64", "3.10") == ["numpy", "tomli", "exceptiongroup"]
+
+
+def test_a_failing_test_command_is_reported_apart_from_the_imports(run_cli, markupsafe, runtime_env) -> None:
+    """The imports succeed, the command fails: the line says both, and never "0/1 imported"."""
+    wheel = str(markupsafe("manylinux-x86_64"))
+    code, out, err = run_cli("smoke", wheel, "--command", "python -c 'import nope'")
+    assert code == 1
+    assert out.startswith("FAILED") and "imported 2/2; test command failed: ModuleNotFoundError" in out
+    assert "1/1 imported; test command passed 0/1" in err and "0/1 imported" not in err
+    code, result = smoke_json(run_cli, wheel, "--command", "python -c 'import nope'")
+    assert result["command"] == {
+        "command": "python -c 'import nope'",
+        "ran": True,
+        "ok": False,
+        "error": "ModuleNotFoundError: No module named 'nope'",
+    }
+    assert result["imported"] == ["markupsafe", "markupsafe._speedups"]
+    code, result = smoke_json(run_cli, wheel)
+    assert code == 0 and result["command"]["ran"] is False and result["skipped"] == []
+
+
+def test_with_adds_requirements_pinned_or_resolved(run_cli, markupsafe, runtime_env) -> None:
+    """`--with REQ`: a line pinned by hash is fetched by that hash; an unpinned one is resolved for the target
+    (every file by the sha256 the index lists). Either way the test command finds it."""
+    wheel = str(markupsafe("manylinux-x86_64"))
+    # the host CPython has its own six in site-packages: the importer must not see it
+    code, result = smoke_json(run_cli, wheel, "--import", "markupsafe", "--import", "six")
+    assert code == 1 and result["failures"] == [
+        {"module": "six", "error": "ModuleNotFoundError: No module named 'six'"}
+    ]
+    pinned = "six==1.16.0 --hash=sha256:8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254"
+    code, result = smoke_json(run_cli, wheel, "--with", pinned, "--import", "markupsafe", "--import", "six")
+    assert code == 0, result
+    assert result["dependencies"] == ["six==1.16.0"] and result["imported"] == ["markupsafe", "six"]
+    check = "python -c 'import six; assert six.__version__ == \"1.17.0\"'"
+    code, result = smoke_json(run_cli, wheel, "--with", "six==1.17.0", "--import", "six", "--command", check)
+    assert code == 0, result
+    assert result["dependencies"] == ["six==1.17.0"] and result["command"]["ok"] is True
+    code, _, err = run_cli("smoke", wheel, "--with", "no-such-project-rewheel==1.0 --hash=sha256:" + "0" * 64)
+    assert code == 2
+    assert err.splitlines()[-1].startswith("rewheel: error: smoke requirements for manylinux_2_17_x86_64")
+
+
+@pytest.mark.slow
+def test_pandas_finds_numpy_as_pip_would_install_it(run_cli, pypi_file, runtime_env) -> None:
+    """pandas declares numpy, python-dateutil, pytz and tzdata: smoke installs them for the target (here the
+    host's manylinux x86_64 CPython), so every pandas extension imports."""
+    wheel = pypi_file(
+        "pandas",
+        "2.2.3",
+        "pandas-2.2.3-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "c124333816c3a9b03fbeef3a9f230ba9a737e9e5bb4060aa2107a86cc0a497fc",
+    )
+    code, result = smoke_json(run_cli, str(wheel))
+    assert code == 0, result
+    names = {d.split("==")[0].lower() for d in result["dependencies"]}
+    assert {"numpy", "python-dateutil", "pytz", "tzdata"} <= names, result["dependencies"]
+    assert "pandas._libs.lib" in result["imported"] and not result["failures"]
+
+
+def test_pth_folders_are_import_roots(tmp_path) -> None:
+    """pywin32's .pth puts win32, win32\\lib and Pythonwin on sys.path: their extensions import by their own
+    names there (win32api, not win32.win32api), and only extensions, as a user imports them."""
+    from pipeline.smoke import extension_files, modules_to_import, pth_roots
+
+    files = [
+        "pywin32.pth",
+        "win32/win32api.pyd",
+        "win32/lib/win32con.py",
+        "win32/lib/pywin32_bootstrap.py",
+        "pythonwin/win32ui.pyd",
+        "pythonwin/pywin/__init__.py",
+        "win32com/__init__.py",
+        "pythoncom.py",
+    ]
+    (tmp_path / "pywin32.pth").write_text(
+        "# .pth file for the PyWin32 extensions\nwin32\nwin32\\lib\nPythonwin\nimport pywin32_bootstrap\n"
+    )
+    roots = pth_roots(tmp_path, files)
+    assert roots == ["win32", "win32/lib", "pythonwin"]
+    assert modules_to_import(files, roots) == ["pythoncom", "win32api", "win32com", "win32ui"]
+    assert extension_files(files, roots) == {
+        "win32api": "win32/win32api.pyd",
+        "win32ui": "pythonwin/win32ui.pyd",
+    }
+
+
+@pytest.mark.slow
+def test_dependencies_that_cannot_be_had_are_cannot_host_not_failed(
+    run_cli, markupsafe, runtime_env, monkeypatch, tmp_path
+) -> None:
+    """An index that refuses connections: the requirement cannot be installed, so the import that needs it is
+    not the wheel's failure (pip would have installed it): cannot-host, exit 3, with the resolver's reason.
+    A wheelhouse given with --find-links then supplies it."""
+    import shutil
+
+    from pipeline.fetch import Pin, fetch
+    from test_index_support import SIX
+
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # port 9 (discard): nothing listens
+    monkeypatch.setenv("PIP_FIND_LINKS", "")
+    wheel = str(markupsafe("manylinux-x86_64"))
+    code, result = smoke_json(run_cli, wheel, "--with", "six==1.16.0", "--import", "six")
+    assert code == 3, result
+    assert result["status"] == "cannot-host" and result["failures"] == []
+    assert result["message"].startswith("the wheel's dependencies could not be installed here: ")
+    (limit,) = result["runtime_limits"]
+    assert limit["module"] == "six" and limit["missing"] == "six"
+    wheelhouse = tmp_path / "wheelhouse"
+    wheelhouse.mkdir()
+    shutil.copy(fetch(Pin(SIX[2], SIX[3], project=SIX[0], version=SIX[1])), wheelhouse)
+    monkeypatch.setenv("PIP_INDEX_URL", f"{(tmp_path / 'empty-index').as_uri()}")
+    (tmp_path / "empty-index").mkdir()
+    code, result = smoke_json(
+        run_cli, wheel, "--with", "six==1.16.0", "--import", "six", "--find-links", str(wheelhouse)
+    )
+    assert code == 0, result
+    assert result["dependencies"] == ["six==1.16.0"] and result["imported"] == ["six"]

@@ -599,6 +599,7 @@ def _smoke(wheel: Path, job: Job, run: _Run) -> dict[str, Any]:
             imports=test.imports or None,
             command=test.command,
             requires=test.requires or None,
+            find_links=run.wheelhouse,  # dependencies rewheel built come from the wheelhouse
             progress=run.progress,
         )
     except RewheelError as exc:
