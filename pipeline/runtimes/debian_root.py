@@ -30,6 +30,7 @@ from pipeline.runtimes._support import (
     write_marker,
 )
 from pipeline.system_packages import ensure_toolset
+from pipeline.targets import glibc_targets
 
 
 def _deb_filename(package: str, version: str) -> str:
@@ -54,7 +55,11 @@ class DebianArm64Python(CachedInterpreter):
         self.suite = entry["suite"]
         self.glibc = entry["glibc"]
         self.revision = int(entry.get("revision", 1))
-        self.targets: tuple[str, ...] = tuple(entry["targets"])
+        # The data's targets, and every manylinux level the root's glibc loads (bookworm's 2.36 hosts
+        # manylinux_2_28_aarch64 wheels too, as a real Debian 12 arm64 machine does).
+        major, _, minor = str(self.glibc).partition(".")
+        derived = glibc_targets(self.arch, (int(major), int(minor or 0)))
+        self.targets: tuple[str, ...] = tuple(dict.fromkeys([*entry["targets"], *derived]))
         self.provenance = entry.get("provenance", "")
         self.description = (
             f"Debian {self.suite} arm64 python{self.python_version} (glibc {self.glibc}) run with qemu-user; "

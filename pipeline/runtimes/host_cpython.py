@@ -27,16 +27,10 @@ def _host_glibc() -> tuple[int, int] | None:
 
 
 def _host_targets() -> tuple[str, ...]:
-    from pipeline.targets import catalogue
+    from pipeline.targets import glibc_targets
 
     glibc = _host_glibc()
-    arch = platform.machine()
-    hosted = []
-    for target in catalogue().values():
-        own = target.policy_platform
-        if own and own.libc == "glibc" and own.arch == arch and glibc and own.level <= glibc:
-            hosted.append(target.name)
-    return tuple(hosted)
+    return glibc_targets(platform.machine(), glibc) if glibc else ()
 
 
 def _find_interpreter(version: str) -> Path | None:

@@ -296,3 +296,14 @@ def hosts(runtime_target: Target, wanted: Target) -> bool:
     if own is None or other is None:
         return False
     return other.runs_on(own) and runtime_target.musl_version == wanted.musl_version
+
+
+def glibc_targets(arch: str, glibc: tuple[int, int]) -> tuple[str, ...]:
+    """The manylinux targets of `arch` a glibc of version `glibc` loads: every policy level up to its own (a
+    runtime on glibc 2.36 hosts manylinux_2_28 wheels as well as manylinux2014 ones)."""
+    hosted = []
+    for target in catalogue().values():
+        own = target.policy_platform
+        if own and own.libc == "glibc" and own.arch == arch and own.level <= glibc and not target.channel:
+            hosted.append(target.name)
+    return tuple(hosted)
