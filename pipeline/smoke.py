@@ -532,6 +532,13 @@ def _top_level_names(files: list[str]) -> list[str]:
 # Verdicts: a failure of the wheel, an optional extra it does not declare, or a limit of the runtime
 
 _MISSING_MODULE = re.compile(r"^ModuleNotFoundError: No module named '([^']+)'")
+# Python's own words for a circular import: the module's binary loaded and its init ran (the loader's verdict
+# is in), then the package's Python code imported the half-made module back. Real wheels ship such modules that
+# nobody can import directly on any machine (scipy 1.16's scipy.linalg._matfuncs_sqrtm_triu), while every import
+# a user makes works.
+_CIRCULAR_IMPORT = re.compile(
+    r"^ImportError: cannot import name .* from partially initialized module '([^']+)'"
+)
 
 
 @dataclass(frozen=True)
@@ -621,6 +628,14 @@ def _judge_imports(
             result.runtime_limits.append({
                 "module": module, "missing": top, "error": error,
                 "reason": f"the wheel's dependencies could not be installed here: {dependency_problem}",
+            })  # fmt: skip
+            continue
+        circular = _CIRCULAR_IMPORT.match(error)
+        if chosen_here and circular and circular[1] == module:
+            result.skipped.append({
+                "module": module,
+                "reason": "a circular import in the package's own code when imported directly (its binary "
+                          "loaded; no user imports it by this name)",
             })  # fmt: skip
             continue
         if chosen_here and top and top not in own and top not in provided:

@@ -508,3 +508,29 @@ def test_dependencies_that_cannot_be_had_are_cannot_host_not_failed(
     )
     assert code == 0, result
     assert result["dependencies"] == ["six==1.16.0"] and result["imported"] == ["six"]
+
+
+def test_a_circular_import_of_a_module_smoke_chose_is_skipped_not_failed() -> None:
+    """scipy 1.16.3's scipy.linalg._matfuncs_sqrtm_triu cannot be imported directly on any machine (its init
+    imports a module that imports it back), while `import scipy.linalg` works: smoke skips it with the reason when
+    it chose the module itself; a recipe's own [test] imports stay strict."""
+    from pipeline.smoke import SmokeResult, _judge_imports
+
+    error = (
+        "ImportError: cannot import name 'within_block_loop' from partially initialized module "
+        "'scipy.linalg._matfuncs_sqrtm_triu' (most likely due to a circular import) (/tmp/x/site/scipy/linalg/"
+        "_matfuncs_sqrtm_triu.cpython-311-aarch64-linux-gnu.so)"
+    )
+    for chosen_here in (True, False):
+        result = SmokeResult(wheel="scipy.whl", target="manylinux_2_28_aarch64", status="failed")
+        result.failures = [{"module": "scipy.linalg._matfuncs_sqrtm_triu", "error": error}]
+        _judge_imports(result, None, {"scipy"}, set(), chosen_here, None)
+        if chosen_here:
+            assert result.failures == [] and "circular import" in result.skipped[0]["reason"]
+        else:
+            assert result.failures and not result.skipped
+    # another module's circular import (raised while importing this one) is this module's failure
+    result = SmokeResult(wheel="x.whl", target="manylinux_2_28_aarch64", status="failed")
+    result.failures = [{"module": "pkg.a", "error": error}]
+    _judge_imports(result, None, {"pkg"}, set(), True, None)
+    assert result.failures and not result.skipped
