@@ -45,6 +45,7 @@ from pipeline.build.backends.zig.native_libraries import (
     native_environment,
 )
 from pipeline.build.backends.zig.progress import run_with_heartbeat
+from pipeline.build.backends.zig.rust import RUST_TRIPLES, fix_musl_libc_needed, prepare_rust_build
 from pipeline.build.backends.zig.source_check import (
     EXTRA_BUILD_TOOLS,
     build_requirements,
@@ -52,6 +53,7 @@ from pipeline.build.backends.zig.source_check import (
     compiled_sources,
     cross_build_obstacle,
     list_source,
+    needs_rust,
 )
 from pipeline.build.backends.zig.target_sysconfig import (
     find_build_python,
@@ -261,7 +263,10 @@ class ZigBackend:
             sdist = fetch(pin_for_source(job.recipe.source_for(job.version), job.recipe.name))
         except RewheelError:
             return None  # the orchestrator's own fetch reports this properly
-        obstacle = cross_build_obstacle(list_source(sdist), musl=get_target(job.target).is_musl)
+        listing = list_source(sdist)
+        obstacle = cross_build_obstacle(listing, musl=get_target(job.target).is_musl)
+        if obstacle is None and needs_rust(listing) and job.target not in RUST_TRIPLES:
+            obstacle = f"is Rust, which the zig backend builds for {', '.join(RUST_TRIPLES)} only"
         return f"{job.recipe.name} {job.version} {obstacle}" if obstacle else None
 
     def fingerprint(self, job: Job) -> dict[str, str]:
@@ -355,6 +360,20 @@ class ZigBackend:
         recipe_environment = dict(options.environment)
         for feature in options.disable_features:
             recipe_environment.update(job.recipe.features[feature].environment)
+        rust = None
+        if needs_rust(listing):
+            # Compiler, the target's std and the crates, all made ready here on the host: the build step
+            # itself never needs the network (zig/rust.py).
+            rust = prepare_rust_build(
+                job.target,
+                job.python,
+                tree,
+                work,
+                linker=toolchain.cc if kind == "setuptools" else None,
+                progress=request.progress,
+            )
+            env.update(rust.environment)
+            env["PATH"] = os.pathsep.join([rust.environment["REWHEEL_RUST_BIN"], env["PATH"]])
         for name, text in recipe_environment.items():
             # Compiler/linker flags from the recipe (-D..., -l...) extend the backend's own (the -I/-L of the
             # native libraries), which replacing them would lose.
@@ -398,6 +417,9 @@ class ZigBackend:
             raise RewheelError(
                 f"{job.id}: zig build failed: {_first_error(result.stdout + result.stderr)} (log: {work / 'build.log'})"
             )
+        if rust is not None and target.is_musl:
+            for wheel in sorted(out_dir.glob("*.whl")):
+                fix_musl_libc_needed(wheel, job.target, venv / "bin" / "python", work)
         wheels = sorted(out_dir.glob("*.whl"))
         if not wheels:
             raise RewheelError(f"{job.id}: the build finished but left no wheel (log: {work / 'build.log'})")
@@ -430,6 +452,8 @@ class ZigBackend:
             )
             for p in prefixes
         ]
+        if rust is not None:
+            notes += rust.notes
         _say(
             request.progress,
             f"built {', '.join(w.name for w in results)} in {time.monotonic() - started:.1f} s",
@@ -441,6 +465,7 @@ class ZigBackend:
                 "zig": zig_version(),
                 "python": str(python.config.get("VERSION", job.python)),
                 "zig_target": toolchain.triple,
+                **(rust.tool_versions if rust else {}),
             },
             repaired=False,
             log=log,
