@@ -29,7 +29,13 @@ import tomlkit
 from packaging.utils import canonicalize_name
 
 from pipeline import toml
-from pipeline.build.backends.zig.source_check import SourceListing, cross_build_obstacle, list_source
+from pipeline.build.backends.zig.rust import RUST_TRIPLES, crates_finding
+from pipeline.build.backends.zig.source_check import (
+    SourceListing,
+    cross_build_obstacle,
+    list_source,
+    needs_rust,
+)
 from pipeline.errors import RewheelError
 from pipeline.fetch import Pin, fetch
 from pipeline.gaps import IndexFile, check_python, resolve
@@ -86,6 +92,7 @@ class SdistFacts:
     extensions: list[str] = field(default_factory=list)
     natives: dict[str, str] = field(default_factory=dict)  # library -> where it was seen
     refusals: dict[str, str] = field(default_factory=dict)  # target -> why the zig backend refuses it
+    rust_crates: str = ""  # a Rust source: where its crates come from (zig/rust.py)
 
     @property
     def imports(self) -> list[str]:
@@ -115,6 +122,7 @@ class RecipeWritten:
             "natives_pinned": self.natives_pinned,
             "natives_unpinned": self.natives_unpinned,
             "refused": self.facts.refusals,
+            "rust_crates": self.facts.rust_crates,
         }
 
 
@@ -269,10 +277,15 @@ def read_sdist(name: str, version: str, targets: list[str], python: str) -> Sdis
         extensions=declared_extensions(texts, packages),
         natives=recognised_natives(texts, listing.names),
     )
+    rust = needs_rust(listing)
+    if rust:
+        facts.rust_crates = crates_finding(listing)
     for target in targets:
         spec = get_target(target)
         if spec.is_linux:
             obstacle = cross_build_obstacle(listing, musl=spec.is_musl)
+            if obstacle is None and rust and target not in RUST_TRIPLES:
+                obstacle = f"is Rust, which the zig backend builds for {', '.join(RUST_TRIPLES)} only"
             if obstacle:
                 facts.refusals[target] = obstacle
         else:
@@ -345,6 +358,8 @@ def render_new(
     )
     doc.add(tomlkit.comment("Review it, then commit it under recipes/."))
     doc.add(tomlkit.comment(f"Build backend: {facts.build_backend}."))
+    if facts.rust_crates:
+        doc.add(tomlkit.comment(f"Rust: {facts.rust_crates}."))
     for target, why in facts.refusals.items():
         doc.add(tomlkit.comment(f"zig backend refuses {target}: {why}"))
     unpinned = []

@@ -309,8 +309,20 @@ class ZigBackend:
                 target_include=include_dir,
             )
             sysconfig = write_target_sysconfig(python, toolchain, work)
-        prefixes = build_native_libraries(list(job.recipe.native), job.target, progress=request.progress)
         kind = build_system_kind(listing)
+        rust = None
+        if needs_rust(listing):
+            # Compiler, the target's std and the crates, all made ready here on the host (first, so a missing
+            # crate is said before anything slow): the build step itself never needs the network (zig/rust.py).
+            rust = prepare_rust_build(
+                job.target,
+                job.python,
+                tree,
+                work,
+                linker=toolchain.cc if kind == "setuptools" else None,
+                progress=request.progress,
+            )
+        prefixes = build_native_libraries(list(job.recipe.native), job.target, progress=request.progress)
         options = job.recipe.build.for_target(job.target, backend="zig")
         static_requirements = [
             *build_requirements(listing),
@@ -360,18 +372,7 @@ class ZigBackend:
         recipe_environment = dict(options.environment)
         for feature in options.disable_features:
             recipe_environment.update(job.recipe.features[feature].environment)
-        rust = None
-        if needs_rust(listing):
-            # Compiler, the target's std and the crates, all made ready here on the host: the build step
-            # itself never needs the network (zig/rust.py).
-            rust = prepare_rust_build(
-                job.target,
-                job.python,
-                tree,
-                work,
-                linker=toolchain.cc if kind == "setuptools" else None,
-                progress=request.progress,
-            )
+        if rust is not None:
             env.update(rust.environment)
             env["PATH"] = os.pathsep.join([rust.environment["REWHEEL_RUST_BIN"], env["PATH"]])
         for name, text in recipe_environment.items():

@@ -34,7 +34,7 @@ from importlib import resources
 from pathlib import Path
 
 from pipeline import toml
-from pipeline.build.backends.zig.source_check import SourceListing
+from pipeline.build.backends.zig.source_check import _NOT_BUILT, SourceListing
 from pipeline.build.backends.zig.toolchain import cache_lock
 from pipeline.errors import MissingTool, RewheelError
 from pipeline.paths import cache_root
@@ -274,6 +274,7 @@ def _clean_environment() -> dict[str, str]:
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("_PYTHON_", "CARGO_", "RUSTC", "RUSTFLAGS", "MATURIN_"))
+        or k == "CARGO_NET_OFFLINE"  # the user's "never fetch crates" is kept
     }
 
 
@@ -300,30 +301,65 @@ def vendored_directory(tree: Path) -> Path | None:
     return None
 
 
+def vendored_in_listing(listing: SourceListing) -> str | None:
+    """The folder (relative to the source) a source's .cargo/config.toml vendors its crates in, when the
+    source ships it; read from an sdist's listing without unpacking it (`recipe new`)."""
+    try:
+        data = toml.loads(listing.config.get(".cargo/config.toml") or "")
+    except toml.TOMLDecodeError:
+        return None
+    sources = data.get("source", {})
+    replacement = sources.get("crates-io", {}).get("replace-with")
+    directory = sources.get(replacement, {}).get("directory") if replacement else None
+    if not isinstance(directory, str):
+        return None
+    folder = directory.strip("/").removeprefix("./")
+    return folder if any(n.startswith(folder + "/") for n in listing.names) else None
+
+
+def crates_finding(listing: SourceListing) -> str:
+    """Where a Rust source's crates will come from, in words for `recipe new`."""
+    vendored = vendored_in_listing(listing)
+    if vendored:
+        return f"crates vendored in the sdist ({vendored}/): builds offline"
+    return (
+        "crates not vendored in the sdist: the build fetches them with `cargo fetch` (Cargo.lock) before "
+        "building, so it builds only where the crates registry is reachable; elsewhere vendor them into the "
+        "source with a recipe patch (`cargo vendor` plus a .cargo/config.toml)"
+    )
+
+
 def prepare_crates(tree: Path, toolchain: RustToolchain, cargo_home: Path, *, progress: bool = True) -> str:
     """Make every crate the source needs available offline, before the build step. Returns how."""
     vendored = vendored_directory(tree)
     if vendored is not None:
         return f"crates vendored in the sdist ({vendored.relative_to(tree.resolve())})"
-    if not (tree / "Cargo.lock").is_file():
+    # setuptools-rust projects keep their crate in a subfolder (bcrypt: src/_bcrypt/Cargo.lock).
+    locks = sorted(
+        lock for lock in tree.rglob("Cargo.lock") if not _NOT_BUILT.search(lock.relative_to(tree).as_posix())
+    )
+    if not locks:
         raise RewheelError(
             "the source has no Cargo.lock and vendors no crates: its crate versions are not pinned"
         )
-    _say(progress, "fetching crates with cargo fetch (Cargo.lock)")
     env = {**_clean_environment(), "CARGO_HOME": str(cargo_home), "RUSTC": str(toolchain.rustc)}
-    fetched = subprocess.run(
-        [str(toolchain.cargo), "fetch", "--locked"], cwd=tree, env=env, capture_output=True, text=True
-    )
-    if fetched.returncode != 0:
-        lines = [ln.strip() for ln in fetched.stderr.splitlines() if ln.strip()]
-        reason = next(
-            (ln for ln in lines if ln.startswith("error") or "Caused by" in ln), lines[-1] if lines else ""
+    for lock in locks:
+        _say(progress, f"fetching crates with cargo fetch ({lock.relative_to(tree)})")
+        fetched = subprocess.run(
+            [str(toolchain.cargo), "fetch", "--locked"],
+            cwd=lock.parent,
+            env=env,
+            capture_output=True,
+            text=True,
         )
-        raise RewheelError(
-            "the sdist vendors no crates and cargo could not fetch them from the crates registry "
-            f"({reason}); build where the registry is reachable, or vendor the crates into the source "
-            "(`cargo vendor` and a .cargo/config.toml, through a recipe patch)"
-        )
+        if fetched.returncode != 0:
+            lines = [ln.strip() for ln in fetched.stderr.splitlines() if ln.strip()]
+            reason = lines[-1] if lines else "cargo fetch failed"
+            raise RewheelError(
+                f"the sdist vendors no crates and cargo could not fetch those of {lock.relative_to(tree)} from "
+                f"the crates registry ({reason}); build where the registry is reachable, or vendor the crates "
+                "into the source (`cargo vendor` and a .cargo/config.toml, through a recipe patch)"
+            )
     return "crates fetched by cargo from the crates registry (Cargo.lock)"
 
 
@@ -366,19 +402,20 @@ def prepare_rust_build(
     """Compiler, std and crates for one job; the environment the PEP 517 build runs maturin/cargo with."""
     triple = rust_triple(target)
     toolchain, build_std = find_toolchain(triple, progress=progress)
+    # Crates first: a source whose crates cannot be had says so before a std build of minutes.
+    cargo_home = cache_root() / "rust" / "cargo-home"
+    cargo_home.mkdir(parents=True, exist_ok=True)
+    crates = prepare_crates(tree, toolchain, cargo_home, progress=progress)
     rustflags: list[str] = []
-    notes = []
     if build_std:
         sysroot = ensure_std(toolchain, triple, progress=progress)
         rustflags = [f"--sysroot={sysroot}", *TARGET_RUSTFLAGS]
-        notes.append(
+        notes = [
             f"Rust std for {triple} built from the rustc {toolchain.version} source ({toolchain.origin})"
-        )
+        ]
     else:
-        notes.append(f"Rust std for {triple} from {toolchain.sysroot} ({toolchain.origin})")
-    cargo_home = cache_root() / "rust" / "cargo-home"
-    cargo_home.mkdir(parents=True, exist_ok=True)
-    notes.append(prepare_crates(tree, toolchain, cargo_home, progress=progress))
+        notes = [f"Rust std for {triple} from {toolchain.sysroot} ({toolchain.origin})"]
+    notes.append(crates)
     # `cargo` and `rustc` of the chosen toolchain come first on PATH: maturin and setuptools-rust call them by
     # name, and a rustup proxy on PATH would pick its own toolchain.
     bin_dir = work / "rust-bin"

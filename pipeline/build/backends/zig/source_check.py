@@ -23,7 +23,15 @@ from pipeline import toml
 _NOT_BUILT = re.compile(
     r"(^|/)(tests?|testing|docs?|examples?|benchmarks?|bench|ci|tools|\.github)(/|$)", re.I
 )
-_CONFIG_FILES = ("pyproject.toml", "setup.py", "setup.cfg", "meson.build", "CMakeLists.txt")
+# .cargo/config.toml: where a Rust source's crates come from (a vendored folder), see zig/rust.py.
+_CONFIG_FILES = (
+    "pyproject.toml",
+    "setup.py",
+    "setup.cfg",
+    "meson.build",
+    "CMakeLists.txt",
+    ".cargo/config.toml",
+)
 _CXX = (".cpp", ".cc", ".cxx", ".c++")
 _COMPILED = (".c", ".pyx", *_CXX)
 _FORTRAN = (".f", ".f77", ".f90", ".f95", ".f03", ".for")
