@@ -8,6 +8,7 @@ Cost, cold (measured on the 2-core machine, shared): the toolset install ~40 s, 
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -117,3 +118,72 @@ def test_orjson_musllinux_aarch64_imports_under_qemu(tmp_path: Path) -> None:
     # wheel imports and runs the recipe's test command on the aarch64 musl CPython under qemu-user.
     assert job["smoke"][0]["status"] == "passed", job["smoke"]
     assert job["smoke"][0]["runtime"] == "musl-cpython-3.11-aarch64"
+
+
+# Two small crates from Debian's librust-*-dev packages (bookworm), pinned by the .deb's sha256.
+DEBIAN_CRATES = [
+    {
+        "kind": "deb",
+        "package": "librust-itoa-dev",
+        "version": "1.0.1-2",
+        "filename": "librust-itoa-dev_1.0.1-2_amd64.deb",
+        "sha256": "42b9e2912127c5e2ae2ed959baf93667434422fdf924ff606364a54302fedbb0",
+    },
+    {
+        "kind": "deb",
+        "package": "librust-cfg-if-dev",
+        "version": "1.0.0-1",
+        "filename": "librust-cfg-if-dev_1.0.0-1_amd64.deb",
+        "sha256": "d14d3e514f6a497ad3bda68b6e810ddf5b821da7016ee388a45e97f94e15caa9",
+    },
+]
+USES_CRATES = "pub fn text(n: u64) -> String {\n    cfg_if::cfg_if! { if #[cfg(unix)] { itoa::Buffer::new().format(n).to_string() } else { String::new() } }\n}\n"
+
+
+def _crate_using(tmp_path: Path, own_config: str) -> Path:
+    tree = tmp_path / "demo"
+    (tree / "src").mkdir(parents=True)
+    (tree / "Cargo.toml").write_text(
+        '[package]\nname = "demo"\nversion = "0.1.0"\nedition = "2021"\n\n'
+        '[dependencies]\nitoa = "1"\ncfg-if = "1"\n',
+        encoding="utf-8",
+    )
+    (tree / "src" / "lib.rs").write_text(USES_CRATES, encoding="utf-8")
+    (tree / ".cargo").mkdir()
+    (tree / ".cargo" / "config.toml").write_text(own_config, encoding="utf-8")
+    return tree
+
+
+@pytest.mark.slow
+def test_debian_crates_become_a_directory_source_that_overrides_the_crates_own_config(tmp_path: Path) -> None:
+    """The recipe's pinned .debs, unpacked with regenerated checksums, replace the registry even though the
+    crate's own .cargo/config.toml (which overrides the cargo home's) pointed it elsewhere; a file changed
+    after unpacking is refused by cargo's checksum check."""
+    import subprocess
+
+    from pipeline.build.backends.zig import rust
+    from pipeline.recipe import CrateSource
+
+    toolchain = _project_toolchain()
+    crates = [CrateSource.model_validate(c) for c in DEBIAN_CRATES]
+    directory = rust.crate_directory(crates, progress=False)
+    assert sorted(p.name for p in directory.iterdir()) == ["cfg-if-1.0.0", "itoa-1.0.1"]
+    own = '[source.crates-io]\nreplace-with = "elsewhere"\n\n[source.elsewhere]\ndirectory = "nowhere"\n\n[build]\njobs = 1\n'
+    tree = _crate_using(tmp_path, own)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CARGO_HOME": str(tmp_path / "cargo-home")}
+    rust.use_crate_directory(tree, directory)
+    assert "jobs = 1" in (tree / ".cargo" / "config.toml").read_text()  # the crate's other settings stay
+    built = subprocess.run(
+        [str(toolchain.cargo), "build", "--offline"], cwd=tree, env=env, capture_output=True, text=True
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(directory, tampered)
+    (tampered / "itoa-1.0.1" / "src" / "lib.rs").write_text("// changed\n", encoding="utf-8")
+    other = _crate_using(tmp_path / "second", own)
+    rust.use_crate_directory(other, tampered)
+    refused = subprocess.run(
+        [str(toolchain.cargo), "build", "--offline"], cwd=other, env=env, capture_output=True, text=True
+    )
+    assert refused.returncode != 0 and "checksum" in refused.stderr, refused.stderr[-2000:]

@@ -320,6 +320,7 @@ class ZigBackend:
                 tree,
                 work,
                 linker=toolchain.cc if kind == "setuptools" else None,
+                crates=[c for c in job.recipe.crates if c.applies_to(job.version)],
                 progress=request.progress,
             )
         prefixes = build_native_libraries(list(job.recipe.native), job.target, progress=request.progress)

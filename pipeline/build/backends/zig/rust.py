@@ -38,6 +38,7 @@ from pipeline.build.backends.zig.source_check import _NOT_BUILT, SourceListing
 from pipeline.build.backends.zig.toolchain import cache_lock
 from pipeline.errors import MissingTool, RewheelError
 from pipeline.paths import cache_root
+from pipeline.recipe import CrateSource
 
 # rewheel target -> Rust target triple (the targets the zig backend builds Rust for).
 RUST_TRIPLES: dict[str, str] = {
@@ -329,8 +330,130 @@ def crates_finding(listing: SourceListing) -> str:
     )
 
 
-def prepare_crates(tree: Path, toolchain: RustToolchain, cargo_home: Path, *, progress: bool = True) -> str:
+def fetch_crate_file(crate: CrateSource, *, progress: bool = True) -> Path:
+    """The pinned .deb or vendor tarball, from the downloads cache or fetched and checked against its sha256.
+    A deb comes through apt (`apt-get download PACKAGE=VERSION`, from the suites apt knows)."""
+    from pipeline.errors import HashMismatch
+    from pipeline.fetch import Pin, cached_path, fetch, sha256_of
+
+    pin = Pin(filename=crate.filename, sha256=crate.sha256, url=crate.url)
+    if crate.kind == "vendor-tarball":
+        return fetch(pin, progress=progress)
+    target = cached_path(pin)
+    if target.is_file():
+        return target
+    import tempfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".incoming-", dir=target.parent.parent) as staging:
+        _say(progress, f"fetching {crate.package}={crate.version} with apt-get download")
+        done = subprocess.run(
+            ["apt-get", "download", f"{crate.package}={crate.version}"],
+            cwd=staging,
+            capture_output=True,
+            text=True,
+        )
+        debs = list(Path(staging).glob("*.deb"))
+        if done.returncode != 0 or len(debs) != 1:
+            lines = [ln for ln in done.stderr.splitlines() if ln.strip()] or ["no .deb downloaded"]
+            raise RewheelError(f"crates {crate.filename}: apt-get download failed: {lines[-1].strip()}")
+        actual = sha256_of(debs[0])
+        if actual != crate.sha256:
+            raise HashMismatch(crate.filename, crate.sha256, actual)
+        os.replace(debs[0], target)
+    return target
+
+
+def crate_directory(crates: list[CrateSource], *, progress: bool = True) -> Path:
+    """One cargo directory source holding the recipe's pinned crates, cached by their sha256s.
+
+    Debian's `.cargo-checksum.json` files are placeholders (no file list, package null), and a `cargo vendor`
+    tarball's are real: each crate's file is rewritten with the sha256 of every file it ships, so cargo checks
+    the files against what was unpacked from the pinned archive. `package` stays null (Debian has no .crate
+    file to hash), so a Cargo.lock with registry checksums must be dropped or patched by the recipe."""
+    key = hashlib.sha256("\n".join(sorted(c.sha256 for c in crates)).encode()).hexdigest()[:16]
+    root = cache_root() / "rust" / "crates" / key
+    marker = root / ".rewheel-complete"
+    if marker.is_file():
+        return root / "vendor"
+    with cache_lock(root):
+        if marker.is_file():
+            return root / "vendor"
+        shutil.rmtree(root, ignore_errors=True)
+        vendor = root / "vendor"
+        vendor.mkdir(parents=True)
+        for crate in crates:
+            archive = fetch_crate_file(crate, progress=progress)
+            unpacked = root / "unpacked" / crate.sha256[:16]
+            unpacked.mkdir(parents=True)
+            if crate.kind == "deb":
+                subprocess.run(
+                    ["dpkg-deb", "-x", str(archive), str(unpacked)], check=True, capture_output=True
+                )
+                folders = (unpacked / "usr" / "share" / "cargo" / "registry").glob("*/Cargo.toml")
+            else:
+                from pipeline.unpack import unpack
+
+                unpack(archive, unpacked)
+                folders = unpacked.glob("**/Cargo.toml")
+            found = False
+            for manifest in folders:
+                folder = manifest.parent
+                if (folder / ".cargo-checksum.json").is_file() or crate.kind == "deb":
+                    if (vendor / folder.name).exists():
+                        continue
+                    shutil.copytree(folder, vendor / folder.name, symlinks=False)
+                    found = True
+            if not found:
+                raise RewheelError(f"crates {crate.filename}: no crate inside the archive")
+        for folder in vendor.iterdir():
+            _write_checksums(folder)
+        shutil.rmtree(root / "unpacked", ignore_errors=True)
+        marker.write_text("\n".join(c.filename for c in crates) + "\n", encoding="utf-8")
+    return root / "vendor"
+
+
+def _write_checksums(folder: Path) -> None:
+    from pipeline.fetch import sha256_of
+
+    files = {
+        path.relative_to(folder).as_posix(): sha256_of(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != ".cargo-checksum.json"
+    }
+    (folder / ".cargo-checksum.json").write_text(
+        json.dumps({"files": files, "package": None}), encoding="utf-8"
+    )
+
+
+def use_crate_directory(tree: Path, directory: Path) -> None:
+    """Point cargo at `directory` instead of the crates registry, in the source's own .cargo/config.toml:
+    a crate's config file overrides the cargo home's (and the environment's) settings, so that file is the
+    one that must say it. The tree is rewheel's prepared copy; anything else in the file is kept."""
+    import tomlkit
+
+    config = tree / ".cargo" / "config.toml"
+    config.parent.mkdir(exist_ok=True)
+    document = tomlkit.parse(config.read_text(encoding="utf-8")) if config.is_file() else tomlkit.document()
+    sources = document.setdefault("source", tomlkit.table())
+    sources["crates-io"] = {"replace-with": "rewheel-crates"}
+    sources["rewheel-crates"] = {"directory": str(directory)}
+    config.write_text(tomlkit.dumps(document), encoding="utf-8")
+
+
+def prepare_crates(
+    tree: Path,
+    toolchain: RustToolchain,
+    cargo_home: Path,
+    *,
+    crates: list[CrateSource] | None = None,
+    progress: bool = True,
+) -> str:
     """Make every crate the source needs available offline, before the build step. Returns how."""
+    if crates:
+        directory = crate_directory(crates, progress=progress)
+        use_crate_directory(tree, directory)
+        return f"crates from the recipe's {len(crates)} pinned crate archive(s) ({directory})"
     vendored = vendored_directory(tree)
     if vendored is not None:
         return f"crates vendored in the sdist ({vendored.relative_to(tree.resolve())})"
@@ -397,6 +520,7 @@ def prepare_rust_build(
     work: Path,
     *,
     linker: Path | None = None,
+    crates: list[CrateSource] | None = None,
     progress: bool = True,
 ) -> RustBuild:
     """Compiler, std and crates for one job; the environment the PEP 517 build runs maturin/cargo with."""
@@ -405,7 +529,7 @@ def prepare_rust_build(
     # Crates first: a source whose crates cannot be had says so before a std build of minutes.
     cargo_home = cache_root() / "rust" / "cargo-home"
     cargo_home.mkdir(parents=True, exist_ok=True)
-    crates = prepare_crates(tree, toolchain, cargo_home, progress=progress)
+    crates_note = prepare_crates(tree, toolchain, cargo_home, crates=crates, progress=progress)
     rustflags: list[str] = []
     if build_std:
         sysroot = ensure_std(toolchain, triple, progress=progress)
@@ -415,7 +539,7 @@ def prepare_rust_build(
         ]
     else:
         notes = [f"Rust std for {triple} from {toolchain.sysroot} ({toolchain.origin})"]
-    notes.append(crates)
+    notes.append(crates_note)
     # `cargo` and `rustc` of the chosen toolchain come first on PATH: maturin and setuptools-rust call them by
     # name, and a rustup proxy on PATH would pick its own toolchain.
     bin_dir = work / "rust-bin"
