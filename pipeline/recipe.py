@@ -263,8 +263,14 @@ class CrateSource(_Model):
     kind: Literal["deb", "vendor-tarball"]
     filename: str = Field(description="the exact file name (checked against the download)")
     sha256: SHA256
-    package: str | None = Field(default=None, description="deb: the Debian binary package (apt-get download)")
+    package: str | None = Field(
+        default=None,
+        description="deb: the Debian binary package (apt-get download); from a suite other than bookworm as "
+        "NAME:arm64 (rewheel's private lists for other suites carry arm64; a crate's files are the same on "
+        "every architecture)",
+    )
     version: str | None = Field(default=None, description="deb: the package's Debian version")
+    suite: str = Field(default="bookworm", description="deb: the Debian suite it comes from")
     url: str | None = Field(default=None, description="vendor-tarball: download URL")
     versions: list[str] | None = Field(
         default=None, description="source versions these crates are for; all when omitted"

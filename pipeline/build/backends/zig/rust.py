@@ -332,36 +332,18 @@ def crates_finding(listing: SourceListing) -> str:
 
 def fetch_crate_file(crate: CrateSource, *, progress: bool = True) -> Path:
     """The pinned .deb or vendor tarball, from the downloads cache or fetched and checked against its sha256.
-    A deb comes through apt (`apt-get download PACKAGE=VERSION`, from the suites apt knows)."""
-    from pipeline.errors import HashMismatch
-    from pipeline.fetch import Pin, cached_path, fetch, sha256_of
+    A deb comes through apt (`apt-get download PACKAGE=VERSION`; another suite through rewheel's private
+    lists for it, as the runtimes' Debian packages do)."""
+    from pipeline.fetch import Pin, fetch
 
-    pin = Pin(filename=crate.filename, sha256=crate.sha256, url=crate.url)
     if crate.kind == "vendor-tarball":
-        return fetch(pin, progress=progress)
-    target = cached_path(pin)
-    if target.is_file():
-        return target
-    import tempfile
+        return fetch(Pin(filename=crate.filename, sha256=crate.sha256, url=crate.url), progress=progress)
+    from pipeline.runtimes._support import DebianFile, debian_binaries
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".incoming-", dir=target.parent.parent) as staging:
-        _say(progress, f"fetching {crate.package}={crate.version} with apt-get download")
-        done = subprocess.run(
-            ["apt-get", "download", f"{crate.package}={crate.version}"],
-            cwd=staging,
-            capture_output=True,
-            text=True,
-        )
-        debs = list(Path(staging).glob("*.deb"))
-        if done.returncode != 0 or len(debs) != 1:
-            lines = [ln for ln in done.stderr.splitlines() if ln.strip()] or ["no .deb downloaded"]
-            raise RewheelError(f"crates {crate.filename}: apt-get download failed: {lines[-1].strip()}")
-        actual = sha256_of(debs[0])
-        if actual != crate.sha256:
-            raise HashMismatch(crate.filename, crate.sha256, actual)
-        os.replace(debs[0], target)
-    return target
+    assert crate.package and crate.version  # the recipe model requires both for a deb
+    item = DebianFile(crate.package, crate.filename, crate.sha256, crate.version, crate.suite)
+    (path,) = debian_binaries([item], progress=progress)
+    return path
 
 
 def crate_directory(crates: list[CrateSource], *, progress: bool = True) -> Path:
@@ -453,7 +435,14 @@ def prepare_crates(
     if crates:
         directory = crate_directory(crates, progress=progress)
         use_crate_directory(tree, directory)
-        return f"crates from the recipe's {len(crates)} pinned crate archive(s) ({directory})"
+        dropped = ""
+        if any(c.kind == "deb" for c in crates):
+            # Debian's crate versions are not the lock's, and no Debian crate carries the registry checksum the
+            # lock lists: cargo resolves afresh against the pinned crates (Debian drops the lock the same way).
+            for lock in tree.rglob("Cargo.lock"):
+                lock.unlink()
+                dropped = "; Cargo.lock dropped"
+        return f"crates from the recipe's {len(crates)} pinned crate archive(s) ({directory}){dropped}"
     vendored = vendored_directory(tree)
     if vendored is not None:
         return f"crates vendored in the sdist ({vendored.relative_to(tree.resolve())})"
