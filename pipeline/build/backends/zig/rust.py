@@ -63,7 +63,7 @@ PROJECT_CARGO = Path("/usr/bin/cargo")
 # embed-bitcode: packages with lto = "fat" (orjson) need bitcode in every rlib, std's included.
 STD_RUSTFLAGS = ["-Zforce-unstable-if-unmarked", "-Cembed-bitcode=yes"]
 STD_CRATES = "std,panic_abort,panic_unwind"
-# Added for every package build against a built sysroot.
+# Added for every musl package build against a built sysroot.
 TARGET_RUSTFLAGS = ["-C", "link-self-contained=no"]
 _STD_LAYOUT = 1  # bump when the sysroot's layout or build changes
 
@@ -522,7 +522,8 @@ def prepare_rust_build(
     rustflags: list[str] = []
     if build_std:
         sysroot = ensure_std(toolchain, triple, progress=progress)
-        rustflags = [f"--sysroot={sysroot}", *TARGET_RUSTFLAGS]
+        # musl targets only: rustc rejects the option for glibc targets, which never link self-contained.
+        rustflags = [f"--sysroot={sysroot}", *(TARGET_RUSTFLAGS if triple.endswith("-musl") else [])]
         notes = [
             f"Rust std for {triple} built from the rustc {toolchain.version} source ({toolchain.origin})"
         ]
