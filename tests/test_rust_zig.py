@@ -187,3 +187,34 @@ def test_debian_crates_become_a_directory_source_that_overrides_the_crates_own_c
         [str(toolchain.cargo), "build", "--offline"], cwd=other, env=env, capture_output=True, text=True
     )
     assert refused.returncode != 0 and "checksum" in refused.stderr, refused.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_rpds_py_recipe_crates_resolve_offline(pypi_file, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The rpds-py recipe's Debian crates are the whole closure its patched Cargo.toml needs: cargo resolves it
+    with no registry (the full build is `rewheel build recipes/rpds-py.toml`, measured in docs/zig-backend.md)."""
+    import subprocess
+
+    from pipeline.build.backends.zig import rust
+    from pipeline.patching import apply_recipe_patches
+    from pipeline.recipe import load_recipe
+    from pipeline.unpack import unpack
+
+    toolchain = _project_toolchain()
+    recipe = load_recipe(REPO / "recipes" / "rpds-py.toml")
+    (source,) = recipe.source
+    sdist = pypi_file("rpds-py", source.version, source.filename, source.sha256)
+    tree = next(unpack(sdist, tmp_path / "src").iterdir())
+    apply_recipe_patches(recipe, source.version, "musllinux_1_2_x86_64", "source", tree)
+    note = rust.prepare_crates(tree, toolchain, tmp_path / "cargo-home", crates=recipe.crates, progress=False)
+    assert "22 pinned crate archive(s)" in note and "Cargo.lock dropped" in note
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CARGO_HOME": str(tmp_path / "cargo-home")}
+    resolved = subprocess.run(
+        [str(toolchain.cargo), "metadata", "--offline", "--format-version", "1"],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert resolved.returncode == 0, resolved.stderr[-2000:]
+    assert '"name":"pyo3","version":"0.22.6"' in resolved.stdout
