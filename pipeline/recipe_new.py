@@ -164,7 +164,7 @@ def _source_texts(path: Path) -> dict[str, str]:
         return (
             size <= _MAX_SOURCE_BYTES
             and not _NOT_BUILT.search(relative)
-            and (relative.endswith(_SOURCE_SUFFIXES) or relative in ("PKG-INFO", "setup.py"))
+            and (relative.endswith(_SOURCE_SUFFIXES) or relative in ("PKG-INFO", "setup.py", "Cargo.toml"))
         )
 
     def strip_top(member: str) -> str:
@@ -214,6 +214,27 @@ def top_level_packages(names: list[str]) -> list[str]:
             if len(parts) == 2 and parts[1] == "__init__.py" and parts[0].isidentifier():
                 found.add(parts[0])
     return sorted(found)
+
+
+def maturin_imports(listing: SourceListing, texts: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(packages, [extension module]) of a maturin project: the packages under its `python-source` folder and
+    the module it builds ([tool.maturin] module-name, else Cargo.toml's [lib] name, else the crate's name)."""
+    try:
+        pyproject = toml.loads(listing.config.get("pyproject.toml") or "")
+        cargo = toml.loads(texts.get("Cargo.toml") or "")
+    except toml.TOMLDecodeError:
+        return [], []
+    if not str(pyproject.get("build-system", {}).get("build-backend", "")).startswith("maturin"):
+        return [], []
+    settings = pyproject.get("tool", {}).get("maturin", {})
+    module = settings.get("module-name") or cargo.get("lib", {}).get("name")
+    module = module or str(cargo.get("package", {}).get("name", "")).replace("-", "_")
+    folder = str(settings.get("python-source", "")).strip("/")
+    packages = []
+    if folder:
+        inside = [n[len(folder) + 1 :] for n in listing.names if n.startswith(folder + "/")]
+        packages = top_level_packages(inside)
+    return packages, [module] if module else []
 
 
 def declared_extensions(texts: dict[str, str], packages: list[str]) -> list[str]:
@@ -267,6 +288,8 @@ def read_sdist(name: str, version: str, targets: list[str], python: str) -> Sdis
             summary = line.partition(":")[2].strip()
             break
     packages = top_level_packages(listing.names)
+    rust_packages, rust_module = maturin_imports(listing, texts)
+    packages = sorted({*packages, *rust_packages})
     facts = SdistFacts(
         project=name,
         version=version,
@@ -274,7 +297,7 @@ def read_sdist(name: str, version: str, targets: list[str], python: str) -> Sdis
         summary=summary,
         build_backend=build_backend(listing),
         packages=packages,
-        extensions=declared_extensions(texts, packages),
+        extensions=sorted({*declared_extensions(texts, packages), *rust_module} - set(packages)),
         natives=recognised_natives(texts, listing.names),
     )
     rust = needs_rust(listing)

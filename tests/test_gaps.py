@@ -213,6 +213,16 @@ def test_recipe_new_says_where_rust_crates_come_from(run_cli, tmp_path: Path) ->
     assert "builds only where the crates registry is reachable" in (tmp_path / "bcrypt.toml").read_text()
 
 
+def test_recipe_new_on_a_maturin_sdist_finds_its_module_and_vendored_crates(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # orjson 3.13.0: maturin, Python package under pysrc/, crates vendored in include/cargo.
+    code, out, err = run_cli("recipe", "new", "orjson==3.13.0", "-o", str(tmp_path), "--json")
+    assert code == 0, err
+    written = json.loads(out)
+    assert written["build_backend"] == "maturin" and written["imports"] == ["orjson"]
+    assert written["refused"] == {}
+    assert written["rust_crates"].startswith("crates vendored in the sdist (include/cargo/)")
+
+
 @pytest.mark.parametrize("requirement", ["cffi", "cffi>=1.15", "==1.0"])
 def test_recipe_new_needs_an_exact_pin(run_cli, requirement: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     code, _, err = run_cli("recipe", "new", requirement, "-o", str(tmp_path))

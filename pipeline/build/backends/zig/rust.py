@@ -325,8 +325,8 @@ def crates_finding(listing: SourceListing) -> str:
         return f"crates vendored in the sdist ({vendored}/): builds offline"
     return (
         "crates not vendored in the sdist: the build fetches them with `cargo fetch` (Cargo.lock) before "
-        "building, so it builds only where the crates registry is reachable; elsewhere vendor them into the "
-        "source with a recipe patch (`cargo vendor` plus a .cargo/config.toml)"
+        "building, so it builds only where the crates registry is reachable; elsewhere pin them in the "
+        "recipe's [[crates]] (Debian librust-*-dev .debs or a `cargo vendor` tarball, by sha256)"
     )
 
 
@@ -469,8 +469,8 @@ def prepare_crates(
             reason = lines[-1] if lines else "cargo fetch failed"
             raise RewheelError(
                 f"the sdist vendors no crates and cargo could not fetch those of {lock.relative_to(tree)} from "
-                f"the crates registry ({reason}); build where the registry is reachable, or vendor the crates "
-                "into the source (`cargo vendor` and a .cargo/config.toml, through a recipe patch)"
+                f"the crates registry ({reason}); build where the registry is reachable, or pin the crates in "
+                "the recipe's [[crates]] (Debian librust-*-dev .debs or a `cargo vendor` tarball, by sha256)"
             )
     return "crates fetched by cargo from the crates registry (Cargo.lock)"
 
