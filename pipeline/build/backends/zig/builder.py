@@ -45,7 +45,12 @@ from pipeline.build.backends.zig.native_libraries import (
     native_environment,
 )
 from pipeline.build.backends.zig.progress import run_with_heartbeat
-from pipeline.build.backends.zig.rust import RUST_TRIPLES, fix_musl_libc_needed, prepare_rust_build
+from pipeline.build.backends.zig.rust import (
+    RUST_TRIPLES,
+    fix_musl_libc_needed,
+    prepare_rust_build,
+    rust_fingerprint,
+)
 from pipeline.build.backends.zig.source_check import (
     EXTRA_BUILD_TOOLS,
     build_requirements,
@@ -280,7 +285,21 @@ class ZigBackend:
             # the same CPython build identical wheels and must share cached builds.
             "python": python.full_version if python else "missing",
             "python_headers": str(python.include_dir) if python else "missing",
+            **self._rust_fingerprint(job),
         }
+
+    def _rust_fingerprint(self, job: Job) -> dict[str, str]:
+        """For a Rust source: the compiler and where the target's std comes from (a new rustc, or a std built
+        with other flags, makes other wheels)."""
+        if job.target not in RUST_TRIPLES:
+            return {}
+        try:
+            sdist = fetch(pin_for_source(job.recipe.source_for(job.version), job.recipe.name))
+            if not needs_rust(list_source(sdist)):
+                return {}
+            return {"rust": rust_fingerprint(RUST_TRIPLES[job.target])}
+        except RewheelError as exc:
+            return {"rust": f"unknown ({exc})"}
 
     # -------------------------------------------------------------------------------------------- build
     def build(self, request: BuildRequest) -> BuildResult:

@@ -191,6 +191,13 @@ def std_key(toolchain: RustToolchain, triple: str) -> str:
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
+def rust_fingerprint(triple: str) -> str:
+    """The compiler a build for `triple` uses and where its std comes from, for the build record."""
+    toolchain, build_std = find_toolchain(triple, progress=False)
+    std = f"built {std_key(toolchain, triple)}" if build_std else "installed"
+    return f"rustc {toolchain.version} ({toolchain.origin}), std {std}"
+
+
 def std_root(toolchain: RustToolchain, triple: str) -> Path:
     return cache_root() / "rust" / "std" / f"{triple}-{toolchain.version}-{std_key(toolchain, triple)}"
 
