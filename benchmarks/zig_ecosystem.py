@@ -41,6 +41,10 @@ def write_recipe(package: dict[str, object], folder: Path) -> Path:
     """The package's recipe: the shipped one, or one written from the manifest entry."""
     name = str(package["name"])
     if package.get("recipe"):
+        # A recipe finds its patches at ../patches/<name>/ (orjson's build.rs fix, rpds-py's Cargo.toml).
+        patches = REPO / "patches" / str(package["recipe"])
+        if patches.is_dir():
+            shutil.copytree(patches, folder.parent / "patches" / str(package["recipe"]), dirs_exist_ok=True)
         return Path(shutil.copyfile(REPO / "recipes" / f"{package['recipe']}.toml", folder / f"{name}.toml"))
     lines = [
         f"name = {_toml_value(name)}",

@@ -266,11 +266,47 @@ class NativeLibrary(_Model):
     )
 
 
+class CrateSource(_Model):
+    """Rust crates for a source that does not vendor its own, pinned by sha256 (zig backend, zig/rust.py):
+    a Debian `librust-*-dev` package (its crate under usr/share/cargo/registry/) or a `cargo vendor`
+    tarball. They become one local directory source that replaces the crates registry for the build."""
+
+    kind: Literal["deb", "vendor-tarball"]
+    filename: str = Field(description="the exact file name (checked against the download)")
+    sha256: SHA256
+    package: str | None = Field(
+        default=None,
+        description="deb: the Debian binary package (apt-get download); from a suite other than bookworm as "
+        "NAME:arm64 (rewheel's private lists for other suites carry arm64; a crate's files are the same on "
+        "every architecture)",
+    )
+    version: str | None = Field(default=None, description="deb: the package's Debian version")
+    suite: str = Field(default="bookworm", description="deb: the Debian suite it comes from")
+    url: str | None = Field(default=None, description="vendor-tarball: download URL")
+    versions: list[str] | None = Field(
+        default=None, description="source versions these crates are for; all when omitted"
+    )
+
+    @model_validator(mode="after")
+    def _where_from(self) -> CrateSource:
+        if self.kind == "deb" and not (self.package and self.version):
+            raise ValueError(f"crates {self.filename}: a deb needs package and version")
+        if self.kind == "vendor-tarball" and not self.url:
+            raise ValueError(f"crates {self.filename}: a vendor-tarball needs a url")
+        return self
+
+    def applies_to(self, version: str) -> bool:
+        return self.versions is None or version in self.versions
+
+
 class Recipe(_Model):
     name: str = Field(description="the package name (normalised names compare equal)")
     description: str = ""
     source: list[Source] = Field(min_length=1, description="one entry per version built")
     patch: list[Patch] = Field(default_factory=list)
+    crates: list[CrateSource] = Field(
+        default_factory=list, description="Rust crates, pinned, for sources that do not vendor theirs"
+    )
     targets: list[str] = Field(min_length=1, description="target names from `rewheel targets`")
     python: list[PYTHON_VERSION] = Field(
         default_factory=lambda: ["3.11"], description="CPython versions to build for (wheel sources: ignored)"
@@ -307,6 +343,12 @@ class Recipe(_Model):
             for v in patch.versions or ():
                 if v not in versions:
                     raise ValueError(f"patch {patch.file} names version {v!r}, which no [[source]] provides")
+        for crate in self.crates:
+            for v in crate.versions or ():
+                if v not in versions:
+                    raise ValueError(
+                        f"crates {crate.filename} names version {v!r}, which no [[source]] provides"
+                    )
         scoped = [o for section in self.build.backend.values() for o in (section, *section.target.values())]
         for options in [self.build, *self.build.target.values(), *scoped]:
             for disabled in options.disable_features:

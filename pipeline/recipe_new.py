@@ -37,7 +37,13 @@ import tomlkit
 from packaging.utils import canonicalize_name
 
 from pipeline import toml
-from pipeline.build.backends.zig.source_check import SourceListing, cross_build_obstacle, list_source
+from pipeline.build.backends.zig.rust import RUST_TRIPLES, crates_finding
+from pipeline.build.backends.zig.source_check import (
+    SourceListing,
+    cross_build_obstacle,
+    list_source,
+    needs_rust,
+)
 from pipeline.errors import RewheelError
 from pipeline.fetch import Pin, fetch
 from pipeline.gaps import IndexFile, check_python, index_sdist, resolve
@@ -95,6 +101,7 @@ class SdistFacts:
     extensions: list[str] = field(default_factory=list)
     natives: dict[str, str] = field(default_factory=dict)  # library -> where it was seen
     refusals: dict[str, str] = field(default_factory=dict)  # target -> why the zig backend refuses it
+    rust_crates: str = ""  # a Rust source: where its crates come from (zig/rust.py)
 
     @property
     def scanned_imports(self) -> list[str]:
@@ -151,6 +158,7 @@ class RecipeWritten:
             "natives_pinned": self.natives_pinned,
             "natives_unpinned": self.natives_unpinned,
             "refused": self.facts.refusals,
+            "rust_crates": self.facts.rust_crates,
         }
 
 
@@ -209,7 +217,7 @@ def _source_texts(path: Path) -> dict[str, str]:
         return (
             size <= _MAX_SOURCE_BYTES
             and not _NOT_BUILT.search(relative)
-            and (relative.endswith(_SOURCE_SUFFIXES) or relative in ("PKG-INFO", "setup.py"))
+            and (relative.endswith(_SOURCE_SUFFIXES) or relative in ("PKG-INFO", "setup.py", "Cargo.toml"))
         )
 
     def strip_top(member: str) -> str:
@@ -259,6 +267,27 @@ def top_level_packages(names: list[str]) -> list[str]:
             if len(parts) == 2 and parts[1] == "__init__.py" and parts[0].isidentifier():
                 found.add(parts[0])
     return sorted(found)
+
+
+def maturin_imports(listing: SourceListing, texts: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(packages, [extension module]) of a maturin project: the packages under its `python-source` folder and
+    the module it builds ([tool.maturin] module-name, else Cargo.toml's [lib] name, else the crate's name)."""
+    try:
+        pyproject = toml.loads(listing.config.get("pyproject.toml") or "")
+        cargo = toml.loads(texts.get("Cargo.toml") or "")
+    except toml.TOMLDecodeError:
+        return [], []
+    if not str(pyproject.get("build-system", {}).get("build-backend", "")).startswith("maturin"):
+        return [], []
+    settings = pyproject.get("tool", {}).get("maturin", {})
+    module = settings.get("module-name") or cargo.get("lib", {}).get("name")
+    module = module or str(cargo.get("package", {}).get("name", "")).replace("-", "_")
+    folder = str(settings.get("python-source", "")).strip("/")
+    packages = []
+    if folder:
+        inside = [n[len(folder) + 1 :] for n in listing.names if n.startswith(folder + "/")]
+        packages = top_level_packages(inside)
+    return packages, [module] if module else []
 
 
 def declared_extensions(texts: dict[str, str], packages: list[str]) -> list[str]:
@@ -312,6 +341,8 @@ def read_sdist(name: str, version: str, targets: list[str], python: str) -> Sdis
             summary = line.partition(":")[2].strip()
             break
     packages = top_level_packages(listing.names)
+    rust_packages, rust_module = maturin_imports(listing, texts)
+    packages = sorted({*packages, *rust_packages})
     facts = SdistFacts(
         project=name,
         version=version,
@@ -319,13 +350,18 @@ def read_sdist(name: str, version: str, targets: list[str], python: str) -> Sdis
         summary=summary,
         build_backend=build_backend(listing),
         packages=packages,
-        extensions=declared_extensions(texts, packages),
+        extensions=sorted({*declared_extensions(texts, packages), *rust_module} - set(packages)),
         natives=recognised_natives(texts, listing.names),
     )
+    rust = needs_rust(listing)
+    if rust:
+        facts.rust_crates = crates_finding(listing)
     for target in targets:
         spec = get_target(target)
         if spec.is_linux:
             obstacle = cross_build_obstacle(listing, musl=spec.is_musl)
+            if obstacle is None and rust and target not in RUST_TRIPLES:
+                obstacle = f"is Rust, which the zig backend builds for {', '.join(RUST_TRIPLES)} only"
             if obstacle:
                 facts.refusals[target] = obstacle
         else:
@@ -545,6 +581,8 @@ def render_new(
     )
     doc.add(tomlkit.comment("Review it, then commit it under recipes/."))
     doc.add(tomlkit.comment(f"Build backend: {facts.build_backend}."))
+    if facts.rust_crates:
+        doc.add(tomlkit.comment(f"Rust: {facts.rust_crates}."))
     for target, why in facts.refusals.items():
         doc.add(tomlkit.comment(f"zig backend refuses {target}: {why}"))
     unpinned = []

