@@ -32,6 +32,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline import toml
+from pipeline.build.backends import SourceBackendName
 from pipeline.errors import RecipeError
 
 SHA256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="lowercase hex sha256 of the file")]
@@ -186,7 +187,7 @@ class Build(BuildOptions):
         default_factory=dict,
         description='per-target overrides keyed by target name or pattern ("musllinux_*")',
     )
-    backend: dict[Literal["zig", "cibuildwheel"], BackendBuild] = Field(
+    backend: dict[SourceBackendName, BackendBuild] = Field(
         default_factory=dict,
         description='per-backend overrides ([build.backend.zig], [build.backend.zig.target."win_*"]), '
         "applied after the per-target ones when that backend builds",
