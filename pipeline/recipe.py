@@ -22,7 +22,6 @@ Loading rejects bad input early with one line naming the file, the key and what 
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
 import re
 import stat
@@ -34,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pipeline import toml
 from pipeline.build.backends import SourceBackendName
 from pipeline.errors import RecipeError
+from pipeline.util import sha256_file
 
 SHA256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="lowercase hex sha256 of the file")]
 PYTHON_VERSION = Annotated[
@@ -428,14 +428,6 @@ def load_recipes(paths: list[Path] | None = None) -> list[Recipe]:
             )
         seen[recipe.normalized_name] = recipe.path
     return recipes
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def patch_file_problem(recipe: Recipe, patch: Patch) -> str | None:

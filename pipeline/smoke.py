@@ -135,7 +135,9 @@ def required_python(tags: frozenset[Tag]) -> tuple[str | None, bool]:
 
 
 def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in version.split("."))
+    from pipeline.util import version_key
+
+    return version_key(version)
 
 
 def _hosts(runtime: Any, spec: Target) -> bool:

@@ -15,7 +15,6 @@ printed and recorded.
 from __future__ import annotations
 
 import importlib
-import os
 import platform
 import shutil
 import sys
@@ -704,17 +703,10 @@ def _destination(wheelhouse: Path, job: Job) -> Path:
 
 def _move_in(source: Path, destination: Path) -> None:
     """Copy beside the destination, then rename: a reader never sees half a wheel, whatever the filesystems."""
-    from pipeline.build.records import shareable_mode
+    from pipeline.util import atomic_path, shareable_mode
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.chmod(tmp, shareable_mode())
-        os.replace(tmp, destination)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(destination, mode=shareable_mode()) as temporary:
+        shutil.copyfile(source, temporary)
 
 
 def _install(

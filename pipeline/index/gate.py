@@ -8,7 +8,6 @@ the default one).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from pipeline.errors import RewheelError
 from pipeline.index.wheelinfo import PublishError, wheel_identity
+from pipeline.util import sha256_file
 
 
 def infer_target(wheel: Path, channel: str | None = None) -> str:
@@ -69,11 +69,7 @@ def verdicts_for(wheels: list[Path], record: Path) -> dict[Path, bool]:
                 f"{record}: no sha256 recorded for {wheel.name}; verify it again with this rewheel "
                 "(`rewheel verify --json` records the hash of what it verified)"
             )
-        digest = hashlib.sha256()
-        with wheel.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        actual = digest.hexdigest()
+        actual = sha256_file(wheel)
         if actual != recorded:
             raise PublishError(
                 f"{wheel.name}: changed since it was verified (sha256 {actual}, the record says {recorded}); "
