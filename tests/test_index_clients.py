@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from conftest import need_toolset, unavailable
+from helpers.index import Server, free_port, rewheel_serve, wait_http
 from pipeline.index import publish
-from test_index_support import Server, free_port, rewheel_serve, wait_http
 
 PIPS = ("22.3.1", "23.0.1", "23.2.1", "24.0", "26.3")  # 26.3: the newest pip when this was written
 UV = "0.13.9"

@@ -18,11 +18,11 @@ from urllib.parse import urljoin
 import pytest
 
 from conftest import need_toolset
+from helpers.index import rewheel_serve
+from helpers.synthetic import make_wheel
 from pipeline.index import publish
 from pipeline.index.static import check_index
-from pipeline.index.synthetic import make_wheel
 from pipeline.proof import for_upstream, now, prove_upstream, validate
-from test_index_support import rewheel_serve
 
 HOSTILE = '<script>alert("x")</script>\''
 TARGET = "manylinux_2_17_x86_64"
