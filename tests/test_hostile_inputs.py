@@ -616,7 +616,7 @@ def test_verify_bounds_the_dynamic_section(
 ) -> None:
     """The issue's reproduction: one .so with 48,000 DT_RPATH entries pointing at one string (here a list
     of 20,000 paths), in a wheel of a few KB, used 2.84 GB and passed as ok. Each bound also holds alone."""
-    from test_verify_input import MARKUPSAFE_X86, members_of, write_wheel
+    from helpers.wheels import MARKUPSAFE_X86, members_of, write_wheel
 
     base = pypi_file(*MARKUPSAFE_X86)
     members = members_of(base)
@@ -677,7 +677,7 @@ def test_verify_bounds_import_tables(
 ) -> None:
     """A win_amd64 wheel of a few KB whose .pyd's import table lists 200,000 functions, or 2,000 DLLs (they
     passed before, as ok or as 2,000 findings): each is a malformed binary, refused in seconds."""
-    from test_verify_input import MARKUPSAFE_WIN, members_of, write_wheel
+    from helpers.wheels import MARKUPSAFE_WIN, members_of, write_wheel
 
     base = pypi_file(*MARKUPSAFE_WIN)
     members = members_of(base)
@@ -975,7 +975,7 @@ def test_smoke_refuses_a_data_entry_colliding_with_a_top_level_one(
     tmp_path: Path, run_cli, members: dict[str, bytes]
 ) -> None:
     from helpers.synthetic import wheel_bytes
-    from test_verify_input import members_of, write_wheel
+    from helpers.wheels import members_of, write_wheel
 
     base = tmp_path / "base" / "demo-1.0-py3-none-any.whl"
     base.parent.mkdir()

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from conftest import need_toolset
 from pipeline.util import sha256_file
 
 SIX = ("six", "1.16.0", "six-1.16.0-py2.py3-none-any.whl",
@@ -149,3 +151,35 @@ def pip_into(python: Path, *args: str, timeout: float = 300) -> subprocess.Compl
         "--disable-pip-version-check", "-v", *args,
     ]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def nginx_serve(root: Path, runtime: Path) -> Iterator[str]:
+    need_toolset("nginx")
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    port = free_port()
+    config = runtime / "nginx.conf"
+    made = subprocess.run(
+        [sys.executable, "-m", "pipeline", "index", "nginx-config", str(root), "--listen", f"127.0.0.1:{port}",
+         "--standalone", str(runtime)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    config.write_text(made.stdout)
+    checked = subprocess.run(
+        [nginx, "-t", "-c", str(config), "-e", str(runtime / "error.log")], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stderr
+    process = subprocess.Popen(
+        [nginx, "-c", str(config), "-e", str(runtime / "error.log")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/simple/")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()  # nginx's fast shutdown
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
