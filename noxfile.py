@@ -25,6 +25,14 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+@nox.session(name="tests-fast")
+def tests_fast(session: nox.Session) -> None:
+    """The fast lane while editing: every test not marked slow (no builds, no large downloads). CI runs
+    `tests`, all of them."""
+    install_project(session, "test")
+    session.run("pytest", "-m", "not slow", *session.posargs)
+
+
 @nox.session(python=False)
 def rehearse(session: nox.Session) -> None:
     """Rehearse CI on a brand-new machine: purge every Debian package the project installs, empty podman's

@@ -78,7 +78,10 @@ def main() -> int:
         return 2
 
     from pipeline.index.static import StaticIndex, check_index, stage
-    from pipeline.index.synthetic import make_wheel, make_wheels
+
+    # The wheel generator is a test helper; the benchmarks run from the repository root.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.helpers.synthetic import make_wheel, make_wheels
 
     work = options.workdir or Path(tempfile.mkdtemp(prefix="index-bench-"))
     try:

@@ -16,7 +16,6 @@ So the patched wheel keeps the upstream file name and the same version; anything
 from __future__ import annotations
 
 import ast
-import hashlib
 import os
 import re
 import shutil
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import RewheelError
+from pipeline.util import sha256_file
 
 GLIBC_MODULE = "pip/_internal/utils/glibc.py"
 BACKUP_SUFFIX = ".rewheel-orig"  # not ".whl", so neither ensurepip's name lookup nor its glob sees it
@@ -98,10 +98,6 @@ class InstallOutcome:
             "changed": self.changed,
             "after": self.check.to_json(),
         }
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _constants(source: str) -> dict[str, object]:
@@ -271,7 +267,7 @@ def check_python(path: Path) -> PipWheelCheck:
         version=version,
         affected=affected,
         reason=reason,
-        sha256=_sha256(wheel),
+        sha256=sha256_file(wheel),
         backup=backup if backup.is_file() else None,
     )
 
@@ -314,7 +310,7 @@ def install_pip_wheel(path: Path, wheel: Path) -> InstallOutcome:
     _check_replacement(wheel, current)
     target = current.wheel
     backup = target.with_name(target.name + BACKUP_SUFFIX)
-    if _sha256(wheel) == current.sha256:
+    if sha256_file(wheel) == current.sha256:
         return InstallOutcome(target, current.backup, False, current)
     try:
         if not backup.exists():

@@ -35,6 +35,7 @@ from packaging.utils import canonicalize_name
 
 from pipeline.errors import FetchError, HashMismatch
 from pipeline.paths import downloads_cache
+from pipeline.util import sha256_file
 
 CHUNK = 1 << 20
 # no source rewheel handles is near 2 GiB; bigger means something is wrong (REWHEEL_MAX_DOWNLOAD_BYTES
@@ -61,12 +62,7 @@ def cached_path(pin: Pin, cache: Path | None = None) -> Path:
     return root / pin.sha256[:2] / pin.sha256 / pin.filename
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+sha256_of = sha256_file  # the name the fetch layer's callers know
 
 
 def max_download_bytes() -> int:

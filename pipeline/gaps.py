@@ -414,12 +414,9 @@ def _sandboxed_metadata(name: str, version: str, sdist: IndexFile, python: str) 
     import sys
 
     from pipeline.fetch import Pin, fetch
+    from pipeline.sandbox import SandboxUnavailable, build_metadata_sandboxed, sandbox_available
 
     needs = f"{name}=={version}: needs a build to know its dependencies (no wheel, and its sdist's metadata does not state them statically)"
-    try:
-        from pipeline.sandbox import SandboxUnavailable, build_metadata_sandboxed, sandbox_available
-    except ImportError:
-        raise RewheelError(f"{needs}; rewheel runs no package code on this host") from None
     missing = sandbox_available()
     if missing:
         raise RewheelError(f"{needs}, and there is no sandbox to build it in: {missing}")

@@ -13,7 +13,6 @@ Records come partly from untrusted wheels (names, findings, command output): rea
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import RewheelError
+from pipeline.util import sha256_file
 
 PROOF_SUFFIX = ".proof.json"
 PROOF_FORMAT = 1
@@ -38,14 +38,6 @@ def proof_path(wheel: Path) -> Path:
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def excerpt(text: str | None, limit: int = OUTPUT_EXCERPT_CHARS) -> str:
@@ -105,7 +97,7 @@ def _file_facts(wheel: Path) -> dict[str, Any]:
     name, version, _, _ = parse_wheel_filename(wheel.name)
     return {
         "filename": wheel.name,
-        "sha256": _sha256(wheel),
+        "sha256": sha256_file(wheel),
         "size": wheel.stat().st_size,
         "project": canonicalize_name(name),
         "version": str(version),
@@ -237,7 +229,7 @@ def proof_for_publishing(wheel: Path, *, target: str, how: str) -> dict[str, Any
     beside = proof_path(wheel)
     if beside.is_file():
         document = load(beside)
-        if document["file"]["sha256"] != _sha256(wheel):
+        if document["file"]["sha256"] != sha256_file(wheel):
             raise RewheelError(f"{beside}: names sha256 {document['file']['sha256']}, not this file's")
         return document
     record = record_path(wheel)

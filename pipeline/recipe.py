@@ -22,7 +22,6 @@ Loading rejects bad input early with one line naming the file, the key and what 
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
 import re
 import stat
@@ -32,7 +31,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline import toml
+from pipeline.build.backends import SourceBackendName
 from pipeline.errors import RecipeError
+from pipeline.util import sha256_file
 
 SHA256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="lowercase hex sha256 of the file")]
 PYTHON_VERSION = Annotated[
@@ -186,7 +187,7 @@ class Build(BuildOptions):
         default_factory=dict,
         description='per-target overrides keyed by target name or pattern ("musllinux_*")',
     )
-    backend: dict[Literal["zig", "cibuildwheel"], BackendBuild] = Field(
+    backend: dict[SourceBackendName, BackendBuild] = Field(
         default_factory=dict,
         description='per-backend overrides ([build.backend.zig], [build.backend.zig.target."win_*"]), '
         "applied after the per-target ones when that backend builds",
@@ -469,14 +470,6 @@ def load_recipes(paths: list[Path] | None = None) -> list[Recipe]:
             )
         seen[recipe.normalized_name] = recipe.path
     return recipes
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def patch_file_problem(recipe: Recipe, patch: Patch) -> str | None:

@@ -164,11 +164,13 @@ def required_python(tags: frozenset[Tag]) -> tuple[str | None, bool]:
             versions.append((f"{digits[0]}.{digits[1:]}", tag.abi != "abi3"))
     if not versions:
         return None, False  # py3 / py2.py3: any interpreter
-    return min(versions, key=lambda v: tuple(int(x) for x in v[0].split(".")))
+    return min(versions, key=lambda v: _version_key(v[0]))
 
 
 def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in version.split("."))
+    from pipeline.util import version_key
+
+    return version_key(version)
 
 
 def _hosts(runtime: Any, spec: Target) -> bool:

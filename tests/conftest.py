@@ -145,16 +145,16 @@ def ensure_runtime(name: str):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def six_wheel(pypi_file) -> Path:  # type: ignore[no-untyped-def]
-    """six 1.16.0, a small pure wheel (pinned in test_index_support)."""
-    from test_index_support import SIX
+    """six 1.16.0, a small pure wheel (pinned in tests/helpers/index.py)."""
+    from helpers.index import SIX
 
     return pypi_file(*SIX)
 
 
 @pytest.fixture(scope="session")
 def markupsafe_wheel(pypi_file) -> Path:  # type: ignore[no-untyped-def]
-    """MarkupSafe 2.1.5 cp311 manylinux x86_64, a small real binary wheel (pinned in test_index_support)."""
-    from test_index_support import MARKUPSAFE
+    """MarkupSafe 2.1.5 cp311 manylinux x86_64, a small real binary wheel (pinned in tests/helpers/index.py)."""
+    from helpers.index import MARKUPSAFE
 
     return pypi_file(*MARKUPSAFE)
 

@@ -94,6 +94,7 @@ def _pip_download(target: str, name: str, version: str, dest: Path) -> tuple[boo
     return completed.returncode == 0, files
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", TARGETS)
 def test_gaps_matches_what_pip_downloads(reports, target: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     report = reports[target]
@@ -234,6 +235,7 @@ def test_recipe_new_needs_an_exact_pin(run_cli, requirement: str, tmp_path: Path
     assert code == 2 and "NAME==VERSION" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_markers_are_the_targets_not_the_hosts(tmp_path: Path) -> None:
     """pip's --platform would evaluate these markers on this x86_64 Linux host and keep neither."""
     requirements = tmp_path / "requirements.txt"

@@ -32,12 +32,12 @@ from pathlib import Path
 import pytest
 from packaging.utils import parse_wheel_filename
 
+from helpers.index import rewheel_serve, verify_record
+from helpers.synthetic import wheel_bytes
 from pipeline.errors import UnsafeArchive
 from pipeline.index import publish
 from pipeline.index.static import check_index
-from pipeline.index.synthetic import wheel_bytes
 from pipeline.unpack import unpack
-from test_index_support import rewheel_serve, verify_record
 
 ARCHIVES = 200
 FILE_NAMES = 120
@@ -166,7 +166,7 @@ def test_random_wheel_names_never_replace_or_escape(tmp_path: Path, run_cli) -> 
 
 
 def test_random_requests_to_serve_stay_inside_and_never_traceback(tmp_path: Path) -> None:
-    from pipeline.index.synthetic import make_wheel
+    from helpers.synthetic import make_wheel
 
     root = tmp_path / "index"
     wheel = make_wheel(tmp_path / "w", "demo", "1.0")
@@ -322,7 +322,7 @@ def _one_line_exit_2(result: tuple[int, str, str]) -> str:
 def test_long_names_and_devices_are_one_line_and_exit_2(
     tmp_path: Path, run_cli, args: tuple[str, ...]
 ) -> None:
-    from pipeline.index.synthetic import make_wheel
+    from helpers.synthetic import make_wheel
 
     wheel = make_wheel(tmp_path, "demo", "1.0")
     publish([wheel], str(tmp_path / "index"), verified={wheel: True})
@@ -362,7 +362,7 @@ def _nested_json_page(root: Path) -> None:
 
 
 def test_deeply_nested_json_pages_are_one_line_and_exit_2(tmp_path: Path, run_cli) -> None:
-    from pipeline.index.synthetic import make_wheel
+    from helpers.synthetic import make_wheel
 
     root = tmp_path / "index"
     wheel = make_wheel(tmp_path / "w", "demo", "1.0")
@@ -420,7 +420,7 @@ def _status_of(port: int, request: bytes, timeout: float = 30) -> int | None:
 
 
 def test_serve_answers_a_path_segment_over_255_bytes_with_404(tmp_path: Path) -> None:
-    from pipeline.index.synthetic import make_wheel
+    from helpers.synthetic import make_wheel
 
     root = tmp_path / "index"
     wheel = make_wheel(tmp_path / "w", "demo", "1.0")
@@ -443,7 +443,7 @@ def test_serve_drops_slow_clients_so_20_of_them_cannot_hold_its_16_workers(tmp_p
     import threading
     import time
 
-    from pipeline.index.synthetic import make_wheel
+    from helpers.synthetic import make_wheel
 
     root = tmp_path / "index"
     wheel = make_wheel(tmp_path / "w", "demo", "1.0")
@@ -499,7 +499,7 @@ def test_a_wheel_changed_after_verify_is_refused(tmp_path: Path, run_cli) -> Non
     (same name): publish refuses it, and publishes the wheel as verified."""
     import zipfile
 
-    from pipeline.index.synthetic import make_wheel
+    from helpers.synthetic import make_wheel
 
     wheel = make_wheel(tmp_path / "w", "demo", "1.0")
     code, out, err = run_cli("verify", str(wheel), "-t", "musllinux_1_2_x86_64", "--json")
@@ -519,7 +519,7 @@ def test_a_wheel_changed_after_verify_is_refused(tmp_path: Path, run_cli) -> Non
 
 
 def test_a_record_without_hashes_is_no_verdict(tmp_path: Path, run_cli) -> None:
-    from pipeline.index.synthetic import make_wheel
+    from helpers.synthetic import make_wheel
 
     wheel = make_wheel(tmp_path / "w", "demo", "1.0")
     record = tmp_path / "old.json"
@@ -533,7 +533,7 @@ def test_a_record_without_hashes_is_no_verdict(tmp_path: Path, run_cli) -> None:
 
 
 def test_local_versions_are_refused_so_they_cannot_stand_in_for_a_release(tmp_path: Path, run_cli) -> None:
-    from pipeline.index.synthetic import make_wheel
+    from helpers.synthetic import make_wheel
 
     root = tmp_path / "index"
     release = make_wheel(tmp_path / "a", "demo", "1.0")
@@ -616,7 +616,7 @@ def test_verify_bounds_the_dynamic_section(
 ) -> None:
     """The issue's reproduction: one .so with 48,000 DT_RPATH entries pointing at one string (here a list
     of 20,000 paths), in a wheel of a few KB, used 2.84 GB and passed as ok. Each bound also holds alone."""
-    from test_verify_input import MARKUPSAFE_X86, members_of, write_wheel
+    from helpers.wheels import MARKUPSAFE_X86, members_of, write_wheel
 
     base = pypi_file(*MARKUPSAFE_X86)
     members = members_of(base)
@@ -677,7 +677,7 @@ def test_verify_bounds_import_tables(
 ) -> None:
     """A win_amd64 wheel of a few KB whose .pyd's import table lists 200,000 functions, or 2,000 DLLs (they
     passed before, as ok or as 2,000 findings): each is a malformed binary, refused in seconds."""
-    from test_verify_input import MARKUPSAFE_WIN, members_of, write_wheel
+    from helpers.wheels import MARKUPSAFE_WIN, members_of, write_wheel
 
     base = pypi_file(*MARKUPSAFE_WIN)
     members = members_of(base)
@@ -893,7 +893,7 @@ class _HostileUploadServer:
 def _publish_to(
     server: _HostileUploadServer, tmp_path: Path
 ) -> tuple[subprocess.CompletedProcess[str], float]:
-    from pipeline.index.synthetic import make_wheel
+    from helpers.synthetic import make_wheel
 
     wheel = make_wheel(tmp_path / "w", "demo", "1.0")
     record = verify_record(tmp_path / "ok.json", [wheel])
@@ -974,8 +974,8 @@ def test_an_upload_answered_500_is_retried_with_backoff_and_confirmed(tmp_path: 
 def test_smoke_refuses_a_data_entry_colliding_with_a_top_level_one(
     tmp_path: Path, run_cli, members: dict[str, bytes]
 ) -> None:
-    from pipeline.index.synthetic import wheel_bytes
-    from test_verify_input import members_of, write_wheel
+    from helpers.synthetic import wheel_bytes
+    from helpers.wheels import members_of, write_wheel
 
     base = tmp_path / "base" / "demo-1.0-py3-none-any.whl"
     base.parent.mkdir()

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.index import publish
-from pipeline.index.static import StaticIndex, check_index
-from pipeline.index.synthetic import make_wheel
-from test_index_support import (
+from helpers.index import (
     fresh_venv,
     pip_into,
     python_http_server,
     rewheel_serve,
     verify_record,
 )
+from helpers.synthetic import make_wheel
+from pipeline.index import publish
+from pipeline.index.static import StaticIndex, check_index
 
 
 def _publish_trusted(wheels: list[Path], root: Path, **options) -> object:

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import need_toolset, unavailable
+from conftest import unavailable
+from helpers.index import Server, nginx_serve, rewheel_serve
 from pipeline.index import publish
-from test_index_support import Server, free_port, rewheel_serve, wait_http
 
 PIPS = ("22.3.1", "23.0.1", "23.2.1", "24.0", "26.3")  # 26.3: the newest pip when this was written
 UV = "0.13.9"
@@ -93,38 +93,6 @@ def served_index(six_wheel: Path, markupsafe_wheel: Path) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _nginx(root: Path, runtime: Path) -> Iterator[str]:
-    need_toolset("nginx")
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    port = free_port()
-    config = runtime / "nginx.conf"
-    made = subprocess.run(
-        [sys.executable, "-m", "pipeline", "index", "nginx-config", str(root), "--listen", f"127.0.0.1:{port}",
-         "--standalone", str(runtime)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    config.write_text(made.stdout)
-    checked = subprocess.run(
-        [nginx, "-t", "-c", str(config), "-e", str(runtime / "error.log")], capture_output=True, text=True
-    )
-    assert checked.returncode == 0, checked.stderr
-    process = subprocess.Popen(
-        [nginx, "-c", str(config), "-e", str(runtime / "error.log")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/simple/")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()  # nginx's fast shutdown
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def servers(served_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     from contextlib import ExitStack, contextmanager
@@ -140,7 +108,7 @@ def servers(served_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         stack.callback(html_server.stop)
         assert html_server.match
         urls["serve-html"] = html_server.match.group(1)
-        urls["nginx"] = stack.enter_context(contextmanager(_nginx)(served_index, runtime))
+        urls["nginx"] = stack.enter_context(contextmanager(nginx_serve)(served_index, runtime))
         yield urls
 
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
+from helpers.index import rewheel_serve, verify_record
+from helpers.synthetic import make_wheel, wheel_bytes
 from pipeline.index import publish
 from pipeline.index.server import BoundedHTTPServer, make_server
 from pipeline.index.static import check_index
-from pipeline.index.synthetic import make_wheel, wheel_bytes
-from test_index_support import rewheel_serve, verify_record
 
 
 def _one_line_exit_2(result: tuple[int, str, str]) -> str:

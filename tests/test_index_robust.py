@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers.index import verify_record
+from helpers.synthetic import make_wheels
 from pipeline.index.static import check_index
-from pipeline.index.synthetic import make_wheels
-from test_index_support import verify_record
 
 PUBLISH_TIMEOUT = 300
 
@@ -81,7 +81,7 @@ def test_two_concurrent_publishers_both_land(tmp_path: Path) -> None:
     root = tmp_path / "index"
     first = make_wheels(tmp_path / "a", projects=10, versions=5, prefix="shared")  # 1.0.0 .. 1.0.4
     second_dir = tmp_path / "b"
-    from pipeline.index.synthetic import make_wheel
+    from helpers.synthetic import make_wheel
 
     second = [make_wheel(second_dir, f"shared-{p}", f"2.0.{v}") for p in range(10) for v in range(5)]
     record_a = verify_record(tmp_path / "a.json", first)

@@ -19,14 +19,14 @@ import pytest
 import requests
 
 from conftest import unavailable
-from pipeline.index.synthetic import make_wheel, wheel_bytes
-from test_index_support import (
+from helpers.index import (
     free_port,
     fresh_venv,
     pip_into,
     verify_record,
     wait_http,
 )
+from helpers.synthetic import make_wheel, wheel_bytes
 
 USER = "publisher"
 PASSWORD = "s3cret-Pa55-for-rewheel-tests"

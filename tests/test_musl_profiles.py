@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from conftest import MUSL_AARCH64, MUSL_DYNAMIC, ensure_runtime
-from test_runtimes import interpreter_of
-from test_verify_relr import NUMPY_2_MUSL
+from helpers.elf import interpreter_of
+from helpers.wheels import NUMPY_2_MUSL
 
 MUSL_DYNAMIC_123 = "musl-cpython-3.11-x86_64-musl1.2.3"
 MUSL_AARCH64_123 = "musl-cpython-3.11-aarch64-musl1.2.3"

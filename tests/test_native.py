@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, unavailable
+from helpers.elf import ar_members_machines
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="native builds run on Linux hosts"
@@ -21,25 +22,6 @@ def _libffi():  # type: ignore[no-untyped-def]
 
     (library,) = load_recipe(REPO / "recipes" / "cffi.toml").native
     return library
-
-
-def _ar_members_machines(archive: Path) -> set[str]:
-    """The ELF machine of every object in a static library (ar format read directly)."""
-    import io
-
-    from elftools.elf.elffile import ELFFile
-
-    data = archive.read_bytes()
-    assert data.startswith(b"!<arch>\n")
-    machines, offset = set(), 8
-    while offset + 60 <= len(data):
-        header = data[offset : offset + 60]
-        size = int(header[48:58].decode().strip())
-        body = data[offset + 60 : offset + 60 + size]
-        if body.startswith(b"\x7fELF"):
-            machines.add(str(ELFFile(io.BytesIO(body)).header["e_machine"]))
-        offset += 60 + size + (size & 1)
-    return machines
 
 
 def test_deb_src_lines_come_from_the_hosts_own_sources() -> None:
@@ -103,7 +85,7 @@ def test_libffi_is_built_for_the_target_and_cached(target: str, machine: str) ->
     first = time.monotonic() - started
     assert (prefix.include_dir / "ffi.h").is_file()
     (archive,) = [d / "libffi.a" for d in prefix.lib_dirs if (d / "libffi.a").is_file()]
-    assert _ar_members_machines(archive) == {machine}
+    assert ar_members_machines(archive) == {machine}
     assert not list(prefix.prefix.rglob("*.so*")), "static only: nothing for auditwheel to bundle"
     pc = next(prefix.prefix.rglob("libffi.pc")).read_text()
     assert f"prefix={prefix.prefix}" in pc  # rewritten from the staging folder to the cached prefix

@@ -191,8 +191,8 @@ def test_pillow_in_tree_backend_is_accepted_as_setuptools(pypi_file) -> None:  #
 
 @pytest.mark.slow
 def test_zlib_and_libjpeg_are_built_static_for_the_target_and_cached(recipe_file: Path) -> None:
+    from helpers.elf import ar_members_machines
     from pipeline.build.backends.zig.native_libraries import build_native_library
-    from test_native import _ar_members_machines
 
     _zig_or_skip()
     target = "musllinux_1_2_x86_64"
@@ -207,7 +207,7 @@ def test_zlib_and_libjpeg_are_built_static_for_the_target_and_cached(recipe_file
         first = time.monotonic() - started
         assert (prefix.include_dir / header).is_file()
         (archive,) = [d / archive_name for d in prefix.lib_dirs if (d / archive_name).is_file()]
-        assert _ar_members_machines(archive) == {"EM_X86_64"}
+        assert ar_members_machines(archive) == {"EM_X86_64"}
         assert not list(prefix.prefix.rglob("*.so*")), "static only: nothing for auditwheel to bundle"
         pc = next(prefix.prefix.rglob("*.pc")).read_text()
         assert f"prefix={prefix.prefix}" in pc and "/.build-" not in pc  # staging path rewritten

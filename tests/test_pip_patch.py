@@ -176,6 +176,7 @@ def test_stale_patch_fails_loudly_from_the_cli(tmp_path: Path) -> None:
     assert not list((tmp_path / "out").rglob("*.whl")), "no wheel is written when a patch fails"
 
 
+@pytest.mark.slow
 def test_stand_in_venv_crashes_then_works_after_rewheel_ensurepip(
     tmp_path: Path, patched_wheels: Path
 ) -> None:
@@ -252,6 +253,7 @@ def test_stand_in_venv_crashes_then_works_after_rewheel_ensurepip(
     assert _rewheel("ensurepip", str(python), "--check").returncode == 1
 
 
+@pytest.mark.slow
 def test_real_static_musl_cpython(tmp_path: Path, patched_wheels: Path) -> None:
     """The real thing, on the static musl CPython (python-build-standalone's flavour, built here and cached):
     venv fails with the bundled pip, works with the patched one."""
@@ -360,6 +362,7 @@ def test_bad_pythons_are_refused_in_one_line(tmp_path: Path) -> None:
         assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_patched_pip_installs_from_the_private_index_and_reports_itself(
     patched_wheels: Path, tmp_path: Path
 ) -> None:

@@ -18,11 +18,11 @@ from urllib.parse import urljoin
 import pytest
 
 from conftest import need_toolset
+from helpers.index import rewheel_serve
+from helpers.synthetic import make_wheel
 from pipeline.index import publish
 from pipeline.index.static import check_index
-from pipeline.index.synthetic import make_wheel
 from pipeline.proof import for_upstream, now, prove_upstream, validate
-from test_index_support import rewheel_serve
 
 HOSTILE = '<script>alert("x")</script>\''
 TARGET = "manylinux_2_17_x86_64"
@@ -234,14 +234,14 @@ def test_nginx_serves_the_landing_pages_and_proof_records(
     are JSON; the Simple API is unchanged (tests/test_index_clients.py installs through the same config)."""
     import urllib.request
 
-    from test_index_clients import _nginx
+    from helpers.index import nginx_serve
 
     folder = Path(tempfile.mkdtemp(prefix="rewheel-landing-"))
     try:
         folder.chmod(0o755)  # nginx's workers run as nobody
         root = folder / "index"
         publish([six_wheel], str(root))
-        for base in _nginx(root, tmp_path_factory.mktemp("nginx")):
+        for base in nginx_serve(root, tmp_path_factory.mktemp("nginx")):
             expected = {
                 "/": "text/html",
                 "/packages/six.html": "text/html",

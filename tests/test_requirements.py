@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_index_support import python_http_server
+from helpers.index import python_http_server
 
 REPO = Path(__file__).resolve().parent.parent
 ZERO = "0" * 64
@@ -226,7 +226,7 @@ def test_gaps_never_runs_an_sdists_setup_py(tmp_path: Path) -> None:
     setup.py that writes a marker file never runs on this host."""
     import json
 
-    from pipeline.index.synthetic import make_wheel
+    from helpers.synthetic import make_wheel
     from pipeline.upstream_index import default_index_url
     from tests.conftest import need_toolset
 

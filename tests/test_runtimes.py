@@ -20,21 +20,11 @@ from conftest import (
     MUSL_STATIC,
     need_toolset,
 )
+from helpers.elf import interpreter_of
 
 
 def run(command: list[str], **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
     return subprocess.run(command, capture_output=True, text=True, timeout=600, **kwargs)
-
-
-def interpreter_of(executable: Path) -> bytes | None:
-    """The ELF program interpreter (PT_INTERP) of an executable, or None for a static one."""
-    from elftools.elf.elffile import ELFFile
-
-    with executable.open("rb") as handle:
-        for segment in ELFFile(handle).iter_segments():
-            if segment.header.p_type == "PT_INTERP":
-                return segment.get_interp_name().encode()
-    return None
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from test_verify_input import MARKUPSAFE_MUSL, MARKUPSAFE_WIN, MARKUPSAFE_X86, members_of, write_wheel
+from helpers.wheels import MARKUPSAFE_MUSL, MARKUPSAFE_WIN, MARKUPSAFE_X86, members_of, write_wheel
 
 SEED = 20261202
 CASES_PER_WHEEL = 110

@@ -8,8 +8,6 @@ zip bombs are written as raw zip records around a deflate stream made of one rep
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import random
 import struct
@@ -21,58 +19,15 @@ from pathlib import Path
 import pytest
 
 from conftest import need_executable, need_toolset
+from helpers.wheels import MARKUPSAFE_MUSL, MARKUPSAFE_WIN, MARKUPSAFE_X86, members_of, write_wheel
 from pipeline.unpack import Limits
 from pipeline.verify import verify_wheel
 from pipeline.verify.archive import UnusableWheel, read_wheel
 from pipeline.verify.report import WheelReport
 
-MARKUPSAFE_X86 = (
-    "markupsafe",
-    "2.1.5",
-    "MarkupSafe-2.1.5-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
-    "b91c037585eba9095565a3556f611e3cbfaa42ca1e865f7b8015fe5c7336d5a5",
-)
-MARKUPSAFE_MUSL = (
-    "markupsafe",
-    "2.1.5",
-    "MarkupSafe-2.1.5-cp311-cp311-musllinux_1_1_x86_64.whl",
-    "3a57fdd7ce31c7ff06cdfbf31dafa96cc533c21e443d57f5b1ecc6cdc668ec7f",
-)
-MARKUPSAFE_WIN = (
-    "markupsafe",
-    "2.1.5",
-    "MarkupSafe-2.1.5-cp311-cp311-win_amd64.whl",
-    "2b7c57a4dfc4f16f7142221afe5ba4e093e09e728ca65c51f5620c9aaeb9a617",
-)
 LINUX_TARGET = "manylinux_2_17_x86_64"
 SPEEDUPS_SO = "markupsafe/_speedups.cpython-311-x86_64-linux-gnu.so"
 SPEEDUPS_PYD = "markupsafe/_speedups.cp311-win_amd64.pyd"
-
-
-# ---- helpers shared with test_verify_fuzz.py ---------------------------------------------------------------
-
-
-def members_of(wheel: Path) -> dict[str, bytes]:
-    with zipfile.ZipFile(wheel) as archive:
-        return {info.filename: archive.read(info) for info in archive.infolist() if not info.is_dir()}
-
-
-def write_wheel(path: Path, members: dict[str, bytes]) -> Path:
-    """A wheel of `members` with its RECORD rewritten to match them (so a mutation reaches the parsers,
-    not only the RECORD check)."""
-    record_name = next(n for n in members if n.endswith(".dist-info/RECORD"))
-    lines = []
-    for name, data in members.items():
-        if name == record_name:
-            continue
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        lines.append(f"{name},sha256={digest},{len(data)}")
-    members = {**members, record_name: ("\n".join([*lines, f"{record_name},,"]) + "\n").encode()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return path
 
 
 def with_member(wheel: Path, out_dir: Path, name: str, data: bytes) -> Path:

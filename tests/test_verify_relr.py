@@ -15,18 +15,13 @@ import zipfile
 
 import pytest
 
+from helpers.wheels import NUMPY_2_MUSL
 from pipeline.targets import get_target
 from pipeline.verify import verify_wheel
 from pipeline.verify.elf import is_elf, parse_elf
 from pipeline.verify.linux import _check_relr
 from pipeline.verify.report import WheelReport
 
-NUMPY_2_MUSL = (
-    "numpy",
-    "2.2.6",
-    "numpy-2.2.6-cp311-cp311-musllinux_1_2_x86_64.whl",
-    "9551a499bf125c1d4f9e250377c1ee2eddd02e01eac6644c080162c0c51778ab",
-)
 NUMPY_1_MUSL = (
     "numpy",
     "1.26.4",

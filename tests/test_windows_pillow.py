@@ -157,6 +157,7 @@ def test_bad_linkage_or_backend_section_is_one_line_exit_2(
 # --------------------------------------------------------------------------------------------- real builds
 
 
+@pytest.mark.slow
 def test_nanoserver_wheel_verifies_clean_and_round_trips_png_and_jpeg_under_wine(
     pillow_nanoserver, run_cli
 ) -> None:  # type: ignore[no-untyped-def]
@@ -176,6 +177,7 @@ def test_nanoserver_wheel_verifies_clean_and_round_trips_png_and_jpeg_under_wine
     assert not [n for n in names if n.lower().endswith(".dll")], "zlib, libjpeg and lcms2 are linked in"
 
 
+@pytest.mark.slow
 def test_upstream_fails_where_rewheels_nanoserver_wheel_imports(
     pillow_nanoserver, run_cli, pypi_file
 ) -> None:  # type: ignore[no-untyped-def]
@@ -191,6 +193,7 @@ def test_upstream_fails_where_rewheels_nanoserver_wheel_imports(
     assert code == 0 and result["runtime"] == "windows-cpython-3.11-amd64-nanoserver", result
 
 
+@pytest.mark.slow
 def test_nanoserver_wheel_has_no_display_and_says_so(pillow_nanoserver, run_cli) -> None:  # type: ignore[no-untyped-def]
     command = (
         'python -c "from PIL import Image, ImageWin, _imaging\n'
@@ -202,6 +205,7 @@ def test_nanoserver_wheel_has_no_display_and_says_so(pillow_nanoserver, run_cli)
     assert code == 0, result
 
 
+@pytest.mark.slow
 def test_desktop_wheel_keeps_imagewin_and_imagegrab(pillow_desktop, run_cli) -> None:  # type: ignore[no-untyped-def]
     job = pillow_desktop
     wheel = Path(job["wheels"][0])
@@ -228,6 +232,7 @@ def test_desktop_wheel_keeps_imagewin_and_imagegrab(pillow_desktop, run_cli) -> 
     assert code == 1 and "DLL load failed while importing _imaging" in result["message"], result
 
 
+@pytest.mark.slow
 def test_the_nano_server_wheel_is_published_to_its_channel_with_its_proof(
     pillow_nanoserver, run_cli, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]

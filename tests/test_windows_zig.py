@@ -58,6 +58,7 @@ def _imports(pe: pefile.PE) -> dict[str, list[str]]:
     }
 
 
+@pytest.mark.slow
 def test_markupsafe_win_amd64_is_a_pyd_linked_like_msvcs(markupsafe_win_amd64) -> None:  # type: ignore[no-untyped-def]
     job = markupsafe_win_amd64
     wheel = Path(job["wheels"][0])
@@ -78,6 +79,7 @@ def test_markupsafe_win_amd64_is_a_pyd_linked_like_msvcs(markupsafe_win_amd64) -
     assert "PyInit__speedups" in exports
 
 
+@pytest.mark.slow
 def test_markupsafe_win_amd64_verifies_and_imports_under_wine(markupsafe_win_amd64, run_cli) -> None:  # type: ignore[no-untyped-def]
     job = markupsafe_win_amd64
     assert job["smoke"][0]["status"] == "passed", job["smoke"]
@@ -94,6 +96,7 @@ def test_markupsafe_win_amd64_verifies_and_imports_under_wine(markupsafe_win_amd
     assert code == 0 and result["runtime"] == "windows-cpython-3.11-amd64-nanoserver", result
 
 
+@pytest.mark.slow
 def test_markupsafe_win_arm64_is_verified_not_imported(markupsafe_win_arm64, run_cli) -> None:  # type: ignore[no-untyped-def]
     job = markupsafe_win_arm64
     wheel = Path(job["wheels"][0])
@@ -118,6 +121,7 @@ def test_import_library_lists_data_exports_as_data(zig_windows) -> None:  # type
     assert "PyLong_FromLong" in lines and "_PyArg_ParseTuple_SizeT" in lines  # a macro-made name
 
 
+@pytest.mark.slow
 def test_cffi_win_amd64_bundles_a_mangled_libffi_dll_and_calls_through_it(cffi_win_amd64) -> None:  # type: ignore[no-untyped-def]
     job = cffi_win_amd64
     wheel = Path(job["wheels"][0])
@@ -133,6 +137,7 @@ def test_cffi_win_amd64_bundles_a_mangled_libffi_dll_and_calls_through_it(cffi_w
     assert job["smoke"][0]["status"] == "passed", job["smoke"]  # the recipe's ffi_call into ucrtbase's abs()
 
 
+@pytest.mark.slow
 def test_cffi_verify_finds_the_bundled_dll(cffi_win_amd64, run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     wheel = Path(cffi_win_amd64["wheels"][0])
     code, out, err = run_cli("verify", "--json", str(wheel), "--target", "win_amd64-nanoserver")
@@ -156,6 +161,7 @@ def test_cpython_313_headers_are_the_gilzig_build_job(zig_windows) -> None:  # t
     assert "3.12" in (windows_unavailable_reason("3.12") or "")  # no python3.12 source in any Debian suite
 
 
+@pytest.mark.slow
 def test_markupsafe_cp313_win_amd64_builds_and_imports(zig_windows, windows_recipes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ensure_runtime("windows-cpython-3.13-amd64")
     job = zig_build_job(windows_recipes / "markupsafe.toml", "win_amd64", tmp_path / "wh", python="3.13")

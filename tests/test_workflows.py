@@ -511,6 +511,7 @@ def test_release_build_requires_import_where_a_runtime_hosts_the_job(
     assert ("--require-import" in args) is required
 
 
+@pytest.mark.slow
 def test_release_scripts_plan_build_verify_publish(tmp_path: Path, shared_cache: Path) -> None:
     """plan -> matrix -> build -> verify -> record -> publish, with the workflow's own bash, for the pip recipe
     (a wheel-source job: no container needed), publishing to a static index folder instead of a URL."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import RewheelError
+from pipeline.util import error_line
 
 ENGINE_NAMES = ("docker", "podman")
 FORCE_VARIABLE = "REWHEEL_CONTAINER_ENGINE"
@@ -101,8 +102,7 @@ def _podman_env() -> dict[str, str]:
 
 
 def _first_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+    return error_line(text, default="")
 
 
 PROBE_MEMORY_SECONDS = 3600

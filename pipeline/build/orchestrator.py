@@ -6,15 +6,15 @@ job's wheels reach the wheelhouse only at the very end, each by an atomic rename
 record. A wheel that fails verify or smoke goes to <wheelhouse>/quarantine/ with its report, never to the
 wheelhouse. Jobs whose key matches an intact build record are skipped (see records.py).
 
-Backend choice (`auto`): wheel sources -> wheel-source; otherwise cibuildwheel when a container engine works
-and the backend says it can build the target here, else zig. The choice and the reason are printed and
-recorded.
+Backend choice (`auto`): the backends that take the job's source kind, in the order of their priority in
+pipeline/build/backends' REGISTRY (wheel sources -> wheel-source; sdists -> cibuildwheel when a container
+engine works and the backend says it can build the target here, else zig). The choice and the reason are
+printed and recorded.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 import platform
 import shutil
 import sys
@@ -26,20 +26,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.build.backends import BACKEND_CHOICES, BACKENDS, auto_order
 from pipeline.errors import RewheelError
 
 if TYPE_CHECKING:
     from pipeline.build.backends import Backend, BuildResult
     from pipeline.build.repair import RepairResult
     from pipeline.plan import Job
-
-# Backend name -> (module, class). Modules are imported only when a backend is needed.
-BACKENDS: dict[str, tuple[str, str]] = {
-    "cibuildwheel": ("pipeline.build.backends.cibuildwheel", "CibuildwheelBackend"),
-    "zig": ("pipeline.build.backends.zig", "ZigBackend"),
-    "wheel-source": ("pipeline.build.backends.wheel_source", "WheelSourceBackend"),
-}
-BACKEND_CHOICES = ("auto", *BACKENDS)
 
 QUARANTINE = "quarantine"
 
@@ -65,30 +58,21 @@ class BackendSelector:
         if name not in BACKENDS:
             return f"unknown backend {name!r} (choose from {', '.join(BACKEND_CHOICES)})"
         if name not in self._backends:
-            module_name, class_name = BACKENDS[name]
-            try:
-                module = importlib.import_module(module_name)
-                self._backends[name] = getattr(module, class_name)()
-            except ImportError as exc:
-                self._backends[name] = f"backend module {module_name} is not available ({exc})"
-            except AttributeError:
-                self._backends[name] = f"backend module {module_name} has no {class_name}"
+            entry = BACKENDS[name]
+            self._backends[name] = getattr(importlib.import_module(entry.module), entry.cls)()
         return self._backends[name]
 
     def engine(self) -> tuple[object | None, str]:
         """(engine or None, a description or the reason there is none)."""
         if self._engine_probe is None:
-            try:
-                from pipeline.build.engines import detect_engine, engine_problem
-            except ImportError as exc:
-                self._engine_probe = (None, f"container engine detection is not available ({exc})")
+            from pipeline.build.engines import detect_engine, engine_problem
+
+            engine = detect_engine()
+            if engine is None:
+                self._engine_probe = (None, engine_problem())
             else:
-                engine = detect_engine()
-                if engine is None:
-                    self._engine_probe = (None, engine_problem())
-                else:
-                    name, version = getattr(engine, "name", engine), getattr(engine, "version", "")
-                    self._engine_probe = (engine, f"{name} {version}".strip())
+                name, version = getattr(engine, "name", engine), getattr(engine, "version", "")
+                self._engine_probe = (engine, f"{name} {version}".strip())
         return self._engine_probe
 
     def select(self, job: Job, requested: str) -> tuple[Backend, str]:
@@ -96,31 +80,31 @@ class BackendSelector:
 
         if requested != "auto":
             return self._explicit(job, requested)
-        if job.kind == "wheel":
-            backend = self._usable("wheel-source", job)
+        problems: list[str] = []  # "name: why not", for the backends tried before the chosen one
+        for name in auto_order(job.kind):
+            backend = self._usable(name, job)
+            if not isinstance(backend, str) and name == "cibuildwheel" and get_target(job.target).is_linux:
+                backend = self._unbuilt_local_image(job) or backend
             if isinstance(backend, str):
-                raise BackendUnavailable(f"{job.id}: wheel-source backend: {backend}")
-            return backend, "the source is a wheel: patch and re-pack, nothing to compile"
-        cibw = self._usable("cibuildwheel", job)
-        if not isinstance(cibw, str) and get_target(job.target).is_linux:
-            unbuilt = self._unbuilt_local_image(job)
-            if unbuilt:
-                cibw = unbuilt
-            else:
-                _, engine_note = self.engine()
-                return cibw, f"container engine {engine_note} works and cibuildwheel can build {job.target}"
-        if not isinstance(cibw, str):
-            return cibw, f"cibuildwheel builds {job.target} natively on this host"
-        cibuildwheel_problem = cibw
-        zig = self._usable("zig", job)
-        if not isinstance(zig, str):
-            return (
-                zig,
-                f"zig needs no container; cibuildwheel cannot build here: {cibuildwheel_problem}",
-            )
-        raise BackendUnavailable(
-            f"{job.id}: no backend can build it here: cibuildwheel: {cibuildwheel_problem}; zig: {zig}"
-        )
+                problems.append(f"{name}: {backend}")
+                continue
+            return backend, self._auto_reason(name, job, problems)
+        raise BackendUnavailable(f"{job.id}: no backend can build it here: {'; '.join(problems)}")
+
+    def _auto_reason(self, name: str, job: Job, passed_over: list[str]) -> str:
+        from pipeline.targets import get_target
+
+        if name == "wheel-source":
+            why = "the source is a wheel: patch and re-pack, nothing to compile"
+        elif name == "cibuildwheel" and get_target(job.target).is_linux:
+            why = f"container engine {self.engine()[1]} works and cibuildwheel can build {job.target}"
+        elif name == "cibuildwheel":
+            why = f"cibuildwheel builds {job.target} natively on this host"
+        elif name == "zig":
+            why = "zig needs no container"
+        else:
+            why = f"{name} can build {job.target} here"
+        return f"{why}; cannot build here: {'; '.join(passed_over)}" if passed_over else why
 
     def _unbuilt_local_image(self, job: Job) -> str | None:
         """auto uses cibuildwheel only with an image that exists: a local podman image not built yet takes
@@ -129,10 +113,8 @@ class BackendSelector:
         engine, _ = self.engine()
         if getattr(engine, "name", None) != "podman":
             return None
-        try:
-            from pipeline.runtimes.podman_images import image_for_target
-        except ImportError:
-            return None
+        from pipeline.runtimes.podman_images import image_for_target
+
         image = image_for_target(job.target, job.recipe.python)
         if image is None or image.exists():
             return None
@@ -567,13 +549,8 @@ def _repair_all(job: Job, result: BuildResult, work_dir: Path, progress: bool) -
 
 
 def _verify(wheel: Path, job: Job) -> dict[str, Any]:
-    try:
-        from pipeline.verify import verify_wheel
-    except ImportError as exc:
-        # Without the checker nothing may be called verified, so nothing reaches the wheelhouse.
-        raise StageFailed(
-            "verify", f"{job.id}: the symbol checker (pipeline.verify) is not available: {exc}"
-        ) from None
+    from pipeline.verify import verify_wheel
+
     report = verify_wheel(wheel, job.target)
     data: dict[str, Any] = report.to_json()
     data["ok"] = bool(report.ok)
@@ -587,10 +564,8 @@ def _not_run(why: str) -> dict[str, Any]:
 def _smoke(wheel: Path, job: Job, run: _Run) -> dict[str, Any]:
     if not run.smoke:
         return _not_run("--no-smoke")
-    try:
-        from pipeline.smoke import smoke_wheel
-    except ImportError as exc:
-        return {"status": "not-run", "runtime": None, "message": f"pipeline.smoke is not available: {exc}"}
+    from pipeline.smoke import smoke_wheel
+
     test = job.recipe.test
     try:
         result = smoke_wheel(
@@ -729,17 +704,10 @@ def _destination(wheelhouse: Path, job: Job) -> Path:
 
 def _move_in(source: Path, destination: Path) -> None:
     """Copy beside the destination, then rename: a reader never sees half a wheel, whatever the filesystems."""
-    from pipeline.build.records import shareable_mode
+    from pipeline.util import atomic_path, shareable_mode
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.chmod(tmp, shareable_mode())
-        os.replace(tmp, destination)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(destination, mode=shareable_mode()) as temporary:
+        shutil.copyfile(source, temporary)
 
 
 def _install(

@@ -76,10 +76,6 @@ def apply_source_patches(job: Job, tree: Path) -> list[Path]:
     """Apply the recipe's stage="source" patches for this job (sha256 checked first, strictly, in order)."""
     if not job.recipe.patches_for(job.version, job.target, "source"):
         return []
-    try:
-        from pipeline.patching import apply_recipe_patches
-    except ImportError:
-        raise RewheelError(
-            f"{job.id}: the recipe has source patches but pipeline.patching is not installed"
-        ) from None
+    from pipeline.patching import apply_recipe_patches
+
     return list(apply_recipe_patches(job.recipe, job.version, job.target, "source", tree))

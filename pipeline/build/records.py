@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pipeline.util import atomic_path, shareable_mode
 
 if TYPE_CHECKING:
     from pipeline.plan import Job
@@ -69,26 +69,10 @@ def record_path(wheel: Path) -> Path:
     return wheel.with_name(wheel.name + RECORD_SUFFIX)
 
 
-def shareable_mode() -> int:
-    """rw-r--r-- under the usual umask: mkstemp's private 0600 would hide wheels from a web server."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    """Write next to the destination and rename: readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=False, default=str)
-            handle.write("\n")
-        os.chmod(tmp, shareable_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Readers see the old record or the new one, never half; readable by a web server like the wheels."""
+    with atomic_path(path, mode=shareable_mode()) as temporary:
+        temporary.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 @dataclass

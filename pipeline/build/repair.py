@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.errors import RewheelError
+from pipeline.util import error_line
 
 if TYPE_CHECKING:
     from pipeline.plan import Job
@@ -72,8 +73,7 @@ def _tool_env() -> dict[str, str]:
 def _run(command: list[str], what: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(command, capture_output=True, text=True, env=_tool_env())
     if result.returncode != 0:
-        lines = [ln.strip() for ln in (result.stderr + result.stdout).splitlines() if ln.strip()]
-        reason = lines[-1] if lines else f"exit status {result.returncode}"
+        reason = error_line(result.stderr + result.stdout, default=f"exit status {result.returncode}")
         raise RepairError(f"{what} failed: {reason}")
     return result
 

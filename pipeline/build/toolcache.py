@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+
+from pipeline.util import atomic_path
 
 T = TypeVar("T")
 
@@ -50,11 +51,8 @@ def _load(store: Path) -> dict[str, dict[str, object]]:
 
 def _save(store: Path, facts: dict[str, dict[str, object]]) -> None:
     try:
-        store.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{store.name}.", dir=store.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(facts, handle, sort_keys=True)
-        os.replace(tmp, store)
+        with atomic_path(store) as temporary:
+            temporary.write_text(json.dumps(facts, sort_keys=True), encoding="utf-8")
     except OSError:
         pass  # a read-only cache only costs speed
 

@@ -5,16 +5,11 @@ from typing import TYPE_CHECKING
 
 import click
 
+from pipeline.build.backends import BACKEND_CHOICES
+
 if TYPE_CHECKING:
     from pipeline.build.orchestrator import RunSummary
     from pipeline.plan import Job
-
-BACKEND_NAMES = (
-    "auto",
-    "cibuildwheel",
-    "zig",
-    "wheel-source",
-)  # kept in step with orchestrator.BACKEND_CHOICES
 
 
 @click.command(name="build")
@@ -25,7 +20,7 @@ BACKEND_NAMES = (
 @click.option("--python", "-p", "pythons", multiple=True, help='Only these Python versions ("3.11").')
 @click.option(
     "--backend",
-    type=click.Choice(BACKEND_NAMES),
+    type=click.Choice(BACKEND_CHOICES),
     default="auto",
     show_default=True,
     help="auto: wheel-source for wheel sources; cibuildwheel when a container engine works; else zig.",
@@ -202,13 +197,9 @@ def _publish(summary: RunSummary, to: str, unconfirmed: list[str]) -> list[dict[
     """Publish per target, so the index knows each wheel's target (and channel: nanoserver and desktop
     builds share the win_amd64 tag) without guessing; every wheel here passed verify in this run or when
     its build record was written."""
-    from pipeline.errors import RewheelError
+    from pipeline.index import publish
     from pipeline.output import progress
 
-    try:
-        from pipeline.index import publish
-    except ImportError as exc:
-        raise RewheelError(f"--publish needs pipeline.index, which is not available: {exc}") from None
     by_target: dict[str, list[Path]] = {}
     for outcome in summary.outcomes:
         by_target.setdefault(outcome.job.target, []).extend(outcome.wheels)
@@ -224,12 +215,8 @@ def _publish(summary: RunSummary, to: str, unconfirmed: list[str]) -> list[dict[
 
 
 def _print_cibuildwheel_config(jobs: list[Job], as_json: bool) -> None:
-    from pipeline.errors import RewheelError
+    from pipeline.build.backends.cibuildwheel import cibuildwheel_config
 
-    try:
-        from pipeline.build.backends.cibuildwheel import cibuildwheel_config
-    except ImportError as exc:
-        raise RewheelError(f"the cibuildwheel backend is not available: {exc}") from None
     configs = [(job, cibuildwheel_config(job)) for job in jobs if job.kind != "wheel"]
     if as_json:
         from pipeline.output import emit_json

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -116,17 +115,12 @@ def command(
 
 
 def _make_wheels(recipe_path: Path, out: Path, versions: list[str], as_json: bool) -> None:
-    """Make, then check every wheel: RECORD exact, the crash gone, and rewheel verify when available."""
+    """Make, then check every wheel: RECORD exact, the crash gone, and rewheel verify clean."""
     from pipeline.ensurepip import make_patched_wheels, pip_wheel_affected
-    from pipeline.output import emit_json, progress
+    from pipeline.output import emit_json
+    from pipeline.verify import verify_wheel
     from pipeline.wheelfile import record_problems
 
-    verify_wheel: Callable[[Path, str], Any] | None
-    try:
-        from pipeline.verify import verify_wheel
-    except ImportError:  # helper A's checker is optional here: RECORD and the patch are still checked
-        verify_wheel = None
-        progress("ensurepip: pipeline.verify is not available here; checking RECORD and the patch only")
     made = make_patched_wheels(recipe_path, out, versions or None, progress=not as_json)
     results: list[dict[str, Any]] = []
     failed = False
@@ -137,11 +131,10 @@ def _make_wheels(recipe_path: Path, out: Path, versions: list[str], as_json: boo
             if affected:
                 problems.append(reason)
             entry: dict[str, Any] = {"version": item.version, "wheel": str(path), "problems": problems}
-            if verify_wheel is not None:
-                report = verify_wheel(path, "any")
-                entry["verify"] = report.to_json()
-                if not report.ok:
-                    problems.append("rewheel verify reported errors")
+            report = verify_wheel(path, "any")
+            entry["verify"] = report.to_json()
+            if not report.ok:
+                problems.append("rewheel verify reported errors")
             failed = failed or bool(problems)
             results.append(entry)
     if as_json:

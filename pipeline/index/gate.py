@@ -8,7 +8,6 @@ the default one).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from pipeline.errors import RewheelError
 from pipeline.index.wheelinfo import PublishError, wheel_identity
+from pipeline.util import sha256_file
 
 
 def infer_target(wheel: Path, channel: str | None = None) -> str:
@@ -33,7 +33,7 @@ def infer_target(wheel: Path, channel: str | None = None) -> str:
 
 
 def verdicts_from_record(record: Path) -> dict[str, tuple[bool, str | None]]:
-    """File name -> (ok, sha256 of the file verified), from `rewheel verify --json` output (DESIGN.md's
+    """File name -> (ok, sha256 of the file verified), from `rewheel verify --json` output (docs/verify.md's
     `results` shape). A record made before verify recorded hashes gives None for the sha256."""
     try:
         document = json.loads(record.read_text(encoding="utf-8"))
@@ -69,11 +69,7 @@ def verdicts_for(wheels: list[Path], record: Path) -> dict[Path, bool]:
                 f"{record}: no sha256 recorded for {wheel.name}; verify it again with this rewheel "
                 "(`rewheel verify --json` records the hash of what it verified)"
             )
-        digest = hashlib.sha256()
-        with wheel.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        actual = digest.hexdigest()
+        actual = sha256_file(wheel)
         if actual != recorded:
             raise PublishError(
                 f"{wheel.name}: changed since it was verified (sha256 {actual}, the record says {recorded}); "
@@ -85,17 +81,8 @@ def verdicts_for(wheels: list[Path], record: Path) -> dict[Path, bool]:
 
 def check_verified(wheel: Path, target: str) -> tuple[bool, str]:
     """Run the symbol checker: (ok, a one-line summary of its first error when not ok)."""
-    import importlib
+    from pipeline.verify import verify_wheel
 
-    try:
-        verify_wheel = getattr(importlib.import_module("pipeline.verify"), "verify_wheel", None)
-    except ImportError:
-        verify_wheel = None
-    if verify_wheel is None:
-        raise PublishError(
-            f"{wheel.name}: cannot verify it (the symbol checker pipeline.verify is not available); "
-            "pass --verified-by a `rewheel verify --json` record"
-        )
     try:
         report = verify_wheel(wheel, target)
     except RewheelError as exc:

@@ -43,6 +43,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from pipeline.index import pages
 from pipeline.index.wheelinfo import FileEntry, PublishError, project_of, read_wheel, wheel_identity
+from pipeline.util import sha256_file
 
 RESERVED_DIR = ".rewheel"
 TEMP_PREFIX = ".tmp-"
@@ -192,7 +193,7 @@ def stage(path: Path, verification: str | None = None, proof: bytes | None = Non
 
 def _proof_sha256(wheel_path: Path) -> str | None:
     proof = wheel_path.with_name(wheel_path.name + pages.PROOF_SUFFIX)
-    return _sha256_file(proof) if proof.is_file() else None
+    return sha256_file(proof) if proof.is_file() else None
 
 
 class StaticIndex:
@@ -493,10 +494,6 @@ class AnchorParser(HTMLParser):
             self.repository_version = attributes.get("content")
 
 
-def _sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _resolve(root: Path, page_folder: str, href: str) -> Path | None:
     """A link on a page (served at /<page_folder>/) as a path inside the index root, or None if it leaves it."""
     target = urlsplit(urljoin(f"http://index/{page_folder}/", href)).path
@@ -546,10 +543,10 @@ def _check_link(root: Path, project: str, href: str, sha256: str | None, metadat
     path = _resolve(root, f"{pages.SIMPLE_DIR}/{project}", href.split("#", 1)[0])
     if path is None or not path.is_file():
         return [f"{project}: {href} does not exist"]
-    if sha256 is None or _sha256_file(path) != sha256:
+    if sha256 is None or sha256_file(path) != sha256:
         problems.append(f"{project}: {href} does not have the advertised sha256")
     metadata_path = path.with_name(path.name + ".metadata")
-    if metadata is None or not metadata_path.is_file() or _sha256_file(metadata_path) != metadata:
+    if metadata is None or not metadata_path.is_file() or sha256_file(metadata_path) != metadata:
         problems.append(f"{project}: {href}.metadata is missing or does not match its hash")
     return problems
 
@@ -565,7 +562,7 @@ def _check_proof(root: Path, project: str, item: dict[str, object], warnings: li
     path = _resolve(root, f"{pages.SIMPLE_DIR}/{project}", href)
     if path is None or not path.is_file():
         return [f"{project}: {href} (proof record) does not exist"]
-    if _sha256_file(path) != link.get("sha256"):
+    if sha256_file(path) != link.get("sha256"):
         return [f"{project}: {href} does not have the advertised sha256"]
     try:
         document = json.loads(path.read_text(encoding="utf-8"))

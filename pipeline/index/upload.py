@@ -17,7 +17,6 @@ pypiserver's fallback to a public index) is not followed, so the credentials nev
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -34,6 +33,7 @@ import requests
 
 from pipeline.index.static import AnchorParser
 from pipeline.index.wheelinfo import PublishError, project_of, wheel_identity
+from pipeline.util import error_line, sha256_file
 
 PAGE_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
@@ -270,7 +270,7 @@ def upload(
     simple = public_url(simple_url) if simple_url else urljoin(repository_url.rstrip("/") + "/", "simple/")
     outcomes = []
     for wheel in wheels:
-        sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        sha256 = sha256_file(wheel)
         project = project_of(wheel.name)
         published = _published_files(simple, project, credentials)
         why = _conflict(wheel, sha256, published)
@@ -349,8 +349,7 @@ def _upload_one(
 
 
 def _last_error_line(output: str) -> str:
-    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
-    for line in reversed(lines):
-        if "Error" in line or "error" in line or re.search(r"\b[45]\d\d\b", line):
-            return line[:300]
-    return (lines[-1] if lines else "no output")[:300]
+    line = error_line(
+        output, lambda line: "Error" in line or "error" in line or bool(re.search(r"\b[45]\d\d\b", line))
+    )
+    return line[:300]

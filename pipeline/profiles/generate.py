@@ -31,6 +31,7 @@ from typing import Any
 from pipeline.errors import MissingTool, RewheelError
 from pipeline.profiles import GENERATED_PROFILES, write_data
 from pipeline.targets.musl import MuslProfile
+from pipeline.util import version_key
 
 SOURCES_DIR = Path(__file__).resolve().parent / "sources"
 PROFILE_NAME = re.compile(r"[a-z0-9_]{1,100}")
@@ -405,9 +406,8 @@ def regenerate_cpython(sources: list[Path] | None, out_dir: Path | None) -> Path
     return write_data("cpython", data, provenance, out_dir)
 
 
-def _version_key(key: str) -> tuple[int, str]:
-    minor = key.split(".")[1]
-    return int(minor.rstrip("t")), minor
+def _version_key(key: str) -> tuple[tuple[int, ...], str]:
+    return version_key(key), key  # "3.13" before "3.13t", the free-threaded build
 
 
 # ---- Windows from mingw-w64 .def files -------------------------------------------------------------------

@@ -56,7 +56,9 @@ PYTHON_PROBE = "import ssl, ctypes, sqlite3, lzma, bz2, zlib, uuid, decimal, rea
 
 
 def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split(".") if part.isdigit())
+    from pipeline.util import version_key
+
+    return version_key(version)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from pipeline import toml
 from pipeline.errors import RewheelError
 from pipeline.targets.musl import MuslProfile, default_musl_profile, musl_profiles
 from pipeline.targets.platforms import PolicyPlatform, parse_platform
+from pipeline.util import version_key
 
 __all__ = [
     "LINUX_ARCHES",
@@ -84,7 +85,7 @@ class Target:
         """(1, 2, 5) for a musl target's profile; None for other targets."""
         if self.musl_version is None:
             return None
-        return tuple(int(part) for part in self.musl_version.split("."))
+        return version_key(self.musl_version)
 
     def accepts(self, platform: str) -> bool:
         """Does a wheel tagged `platform` install and load here (what pip on the target accepts)? A pure

@@ -13,6 +13,7 @@ from importlib import resources
 from typing import Any
 
 from pipeline import toml
+from pipeline.util import version_key
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class MuslProfile:
 
     @property
     def version_key(self) -> tuple[int, ...]:
-        return tuple(int(part) for part in self.musl_version.split("."))
+        return version_key(self.musl_version)
 
     @property
     def arches(self) -> tuple[str, ...]:

@@ -8,9 +8,9 @@ not a wheel, a corrupt or oversized archive, a malformed ELF or PE binary.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
+from pipeline.util import sha256_file
 from pipeline.verify.report import Finding, Severity, WheelReport
 
 __all__ = ["Finding", "WheelReport", "verify_wheel"]
@@ -28,12 +28,7 @@ def verify_wheel(wheel: Path, target: str) -> WheelReport:
     wheel = Path(wheel)
     if not wheel.is_file():
         raise RewheelError(f"{wheel}: no such file")
-    digest = hashlib.sha256()
-    with wheel.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    sha256 = digest.hexdigest()
-    report = WheelReport(wheel=wheel.name, target=resolved.name, sha256=sha256)
+    report = WheelReport(wheel=wheel.name, target=resolved.name, sha256=sha256_file(wheel))
     contents = read_wheel(wheel, report)
     report.binaries = len(contents.elf) + len(contents.pe)
     tags = contents.filename_tags

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from pipeline.profiles import LinuxPolicy
 from pipeline.targets import Target
+from pipeline.util import version_key
 from pipeline.verify.archive import WheelContents
 from pipeline.verify.elf import ElfInfo
 from pipeline.verify.report import WheelReport
@@ -342,7 +343,7 @@ def _check_versions(
             if policy is None or prefix not in policy.symbol_versions:
                 continue
             if number not in policy.symbol_versions[prefix]:
-                allowed = sorted(policy.symbol_versions[prefix], key=_version_key)
+                allowed = sorted(policy.symbol_versions[prefix], key=version_key)
                 newest = allowed[-1] if allowed else "none"
                 if names:
                     for name in names:
@@ -363,14 +364,10 @@ def _check_versions(
         shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
         report.add(
             "glibc-on-musl",
-            f"{path} was built against glibc: it requires glibc symbol versions ({', '.join(sorted(set(glibc_versions), key=_version_key))}) "
+            f"{path} was built against glibc: it requires glibc symbol versions ({', '.join(sorted(set(glibc_versions), key=version_key))}) "
             f"that musl does not provide: {shown or 'no symbols named'}",
             file=path, library="libc.so.6", symbol=", ".join(names[:50]) or None,
         )  # fmt: skip
-
-
-def _version_key(text: str) -> tuple[int, ...]:
-    return tuple(int(p) if p.isdigit() else 0 for p in re.split(r"[._]", text))
 
 
 def _check_symbols(

@@ -1,4 +1,4 @@
-"""What the symbol checker reports: findings and the per-wheel report (DESIGN.md's JSON shape)."""
+"""What the symbol checker reports: findings and the per-wheel report (the JSON shape docs/verify.md describes)."""
 
 from __future__ import annotations
 

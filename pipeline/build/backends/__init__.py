@@ -4,16 +4,55 @@ A backend turns a prepared source tree (sdist unpacked, source patches applied) 
 one or more wheels in `out_dir`. It does not repair, verify or publish: the orchestrator does, the same way
 for every backend. A backend that cannot run here says why in `unavailable_reason`, so `--backend auto`
 can pick another and tell the user which and why.
+
+REGISTRY names every backend once: the CLI's --backend choices, the recipe's [build.backend.*] keys (and
+so the recipe schema) and the order `--backend auto` tries them in all derive from it. Adding a backend is
+its module plus one line here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from pipeline.plan import Job
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    name: str
+    module: str  # imported only when the backend is needed
+    cls: str
+    source: Literal["sdist", "wheel"]  # the kind of source it takes
+    auto_priority: int  # `auto` tries the backends that take a job's source kind lowest first
+
+
+REGISTRY: tuple[BackendEntry, ...] = (
+    # cibuildwheel first: the reference build in the manylinux/musllinux images, when an engine works.
+    BackendEntry("cibuildwheel", "pipeline.build.backends.cibuildwheel", "CibuildwheelBackend", "sdist", 10),
+    # zig needs no container, so it is the fallback wherever cibuildwheel cannot run.
+    BackendEntry("zig", "pipeline.build.backends.zig", "ZigBackend", "sdist", 20),
+    BackendEntry("wheel-source", "pipeline.build.backends.wheel_source", "WheelSourceBackend", "wheel", 10),
+)
+BACKENDS: dict[str, BackendEntry] = {entry.name: entry for entry in REGISTRY}
+BACKEND_NAMES: tuple[str, ...] = tuple(BACKENDS)
+BACKEND_CHOICES: tuple[str, ...] = ("auto", *BACKEND_NAMES)
+# The backends that compile a source tree: the ones a recipe may give build options to.
+SOURCE_BACKEND_NAMES: tuple[str, ...] = tuple(e.name for e in REGISTRY if e.source == "sdist")
+
+if TYPE_CHECKING:
+    SourceBackendName = str
+else:
+    # Literal[("a", "b")] is Literal["a", "b"]: the recipe model and its schema take the names from here.
+    SourceBackendName = Literal[SOURCE_BACKEND_NAMES]
+
+
+def auto_order(source: str) -> list[str]:
+    """The backends `--backend auto` tries for a source of this kind ("sdist" or "wheel"), in order."""
+    entries = sorted((e for e in REGISTRY if e.source == source), key=lambda e: e.auto_priority)
+    return [e.name for e in entries]
 
 
 @dataclass

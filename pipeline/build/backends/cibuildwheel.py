@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.build.backends import BuildRequest, BuildResult
 from pipeline.build.backends.cibuildwheel_ids import build_identifier, cibw_arch, cibw_image, cibw_platform
 from pipeline.errors import RecipeError, RewheelError
+from pipeline.util import error_line
 
 if TYPE_CHECKING:
     from pipeline.build.engines import Engine
@@ -542,8 +543,9 @@ def _run_logged(
 
 def _last_error(log: str) -> str:
     """The most telling line of a failed cibuildwheel run (its own error line, else the last line)."""
-    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
-    for line in reversed(lines):
-        if line.startswith(("cibuildwheel: error", "Error:", "error:")) or "Error" in line.split(":", 1)[0]:
-            return line
-    return lines[-1] if lines else "no output"
+    return error_line(
+        log,
+        lambda line: (
+            line.startswith(("cibuildwheel: error", "Error:", "error:")) or "Error" in line.split(":", 1)[0]
+        ),
+    )

@@ -157,16 +157,16 @@ def _create_build_venv(python: Path, version: str, venv: Path, wanted: list[str]
 
 
 def _first_error(log: str) -> str:
-    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
-    for line in lines:
-        if " error: " in line or line.startswith("error:") or ": fatal error:" in line:
-            return line
-    for line in lines:
+    from pipeline.util import error_line
+
+    return error_line(
+        log,
+        lambda line: " error: " in line or line.startswith("error:") or ": fatal error:" in line,
         # meson/CMake say what failed in their own words (`../meson.build:14:14: ERROR: Git command failed`)
         # before `build` adds its generic "ERROR Backend subprocess exited".
-        if ("ERROR:" in line or "CMake Error" in line) and "is buildable: NO" not in line:
-            return line
-    return lines[-1] if lines else "no output"
+        lambda line: ("ERROR:" in line or "CMake Error" in line) and "is buildable: NO" not in line,
+        first=True,
+    )
 
 
 def check_wheel_binaries(wheel: Path, target: str) -> list[str]:

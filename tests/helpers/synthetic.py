@@ -1,4 +1,4 @@
-"""Minimal valid wheels, made on the spot, for index tests and benchmarks (10,000 real downloads would
+"""Minimal valid wheels, made on the spot, for the index tests and benchmarks (10,000 real downloads would
 test the network, not the index). Each is installable by pip: METADATA, WHEEL, a RECORD with hashes, and
 one importable module."""
 
