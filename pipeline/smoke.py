@@ -777,7 +777,7 @@ def _sandbox_access(interpreter: Path, work: Path) -> tuple[list[Path], list[Pat
     writable: list[Path] = []
     runtime = _runtime_of(interpreter)
     if runtime is not None:
-        readable.append(runtime.root())
+        readable += runtime.sandbox_readable()
     try:
         with open(interpreter, "rb") as handle:
             first = handle.readline(4096)
@@ -788,13 +788,6 @@ def _sandbox_access(interpreter: Path, work: Path) -> tuple[list[Path], list[Pat
         if shebang and shebang[0].startswith("/"):
             relay = Path(shebang[0])
             readable += [relay.parent.parent, relay.resolve().parent.parent]
-    if runtime is not None and type(runtime).__name__ == "WindowsEmbedCPython":
-        from pipeline.runtimes.windows_embed import wine_prefix_dir
-
-        # Read-only: wine runs from a prefix it cannot write (measured, wine 8.0), so the Windows code a wheel
-        # brings cannot leave anything in the prefix every Windows runtime shares, and a sandboxed run's own
-        # wineserver never races another's over its registry files.
-        readable.append(wine_prefix_dir())
     return readable, writable
 
 

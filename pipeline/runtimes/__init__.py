@@ -62,6 +62,10 @@ class HostingRuntime(Runtime, Protocol):
     def prepare_site(self, site: Path) -> None:
         """Adjust smoke's throwaway site folder after the wheel is installed there (a no-op for most)."""
 
+    def sandbox_readable(self) -> list[Path]:
+        """The folders running this interpreter reads beyond the host's read-only root (bound back into the
+        sandbox smoke runs it in): its root, and whatever else it runs from (a base build, a wine prefix)."""
+
 
 @cache
 def runtime_entries() -> dict[str, list[dict[str, Any]]]:

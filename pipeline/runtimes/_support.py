@@ -395,6 +395,10 @@ class CachedInterpreter(abc.ABC):
         """Called by smoke once a wheel and its requirements are installed into `site` (a throwaway folder):
         a runtime that emulates a poorer target than it is removes there what that target lacks."""
 
+    def sandbox_readable(self) -> list[Path]:
+        """What smoke's sandbox binds back read-only for this interpreter: its root."""
+        return [self.root()]
+
     def exists(self) -> bool:
         marker = read_marker(self.root())
         finished = bool(marker and marker.get("revision") == self.revision and self.python().is_file())

@@ -82,6 +82,9 @@ class HostCPython:
     def prepare_site(self, site: Path) -> None:
         """Nothing to remove: the host is the target it hosts."""
 
+    def sandbox_readable(self) -> list[Path]:
+        return [self.root()]
+
     def exists(self) -> bool:
         return _find_interpreter(self.python_version) is not None
 

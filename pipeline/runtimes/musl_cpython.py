@@ -642,6 +642,11 @@ class MuslCPython(CachedInterpreter):
             return self.root() / "host-bin" / f"python{self.python_version}"
         return self.root() / "bin" / f"python{self.python_version}"
 
+    def sandbox_readable(self) -> list[Path]:
+        """Its own root (loader, libz, the interpreter copy) and the build it runs (a -musl1.2.3 profile's
+        stdlib lives in its base's root)."""
+        return list(dict.fromkeys([self.root(), self.build_root()]))
+
     def build_root(self) -> Path:
         """Where the CPython build this runtime runs lives (another runtime's root for a profile over it)."""
         return runtimes_root() / (self.entry.base or self.name)

@@ -309,6 +309,12 @@ class WindowsEmbedCPython(CachedInterpreter):
     def limits(self) -> list[RuntimeLimit]:
         return list(self._limits)
 
+    def sandbox_readable(self) -> list[Path]:
+        # Read-only: wine runs from a prefix it cannot write (measured, wine 8.0), so the Windows code a wheel
+        # brings cannot leave anything in the prefix every Windows runtime shares, and a sandboxed run's own
+        # wineserver never races another's over its registry files.
+        return [self.root(), wine_prefix_dir()]
+
     def prepare_site(self, site: Path) -> None:
         """On an emulated edition (Nano Server), remove from the wheel's imports in `site` (smoke's throwaway
         copy) what the edition's profile lacks, so wine's loader fails them as the edition's would."""
