@@ -69,8 +69,11 @@ def test_recipe_new_without_a_build_is_written_and_needs_review(run_cli, tmp_pat
 
 
 def test_recipe_new_refused_target_still_writes_the_recipe(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    # bcrypt 4.0.1 builds its core with setuptools-rust: the zig backend refuses it, so no probe build runs.
-    code, out, err = run_cli("recipe", "new", "bcrypt==4.0.1", "--target", X86, "-o", str(tmp_path), "--json")
+    # bcrypt 4.0.1 builds its core with setuptools-rust: the zig backend builds Rust for Linux targets only, so
+    # for win_amd64 it refuses and no probe build runs.
+    code, out, err = run_cli(
+        "recipe", "new", "bcrypt==4.0.1", "--target", "win_amd64", "-o", str(tmp_path), "--json"
+    )
     assert code == 4, err
     data = json.loads(out)
     assert data["created"] and "zig backend refuses" in data["needs_review"] and data["imports"] == []

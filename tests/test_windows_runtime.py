@@ -196,8 +196,12 @@ def test_pillow_on_desktop_meets_the_tkinter_limit(run_cli, upstream, windows_de
     from pipeline.runtimes import matching_limit
 
     code, result = smoke(run_cli, upstream("pillow"), "--target", "win_amd64")
-    assert code != 0 and result["message"] == TKINTER_FAILURE
-    limit = matching_limit(windows_desktop.limits(), result["message"])
+    # the runtime's limit, named: cannot-host (exit 3), never FAILED; every other module imported
+    assert code == 3 and result["status"] == "cannot-host", result
+    assert result["message"].startswith("the runtime lacks tkinter") and TKINTER_FAILURE in result["message"]
+    (limited,) = result["runtime_limits"]
+    assert limited["missing"] == "tkinter" and limited["module"] == "PIL._imagingtk"
+    limit = matching_limit(windows_desktop.limits(), TKINTER_FAILURE)
     assert limit is not None and limit.missing == "tkinter"
 
 
