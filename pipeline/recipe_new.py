@@ -37,7 +37,7 @@ import tomlkit
 from packaging.utils import canonicalize_name
 
 from pipeline import toml
-from pipeline.build.backends.zig.rust import RUST_TRIPLES, crates_finding
+from pipeline.build.backends.zig.rust import RUST_TARGETS_SAID, builds_rust, crates_finding
 from pipeline.build.backends.zig.source_check import (
     SourceListing,
     cross_build_obstacle,
@@ -360,8 +360,8 @@ def read_sdist(name: str, version: str, targets: list[str], python: str) -> Sdis
         spec = get_target(target)
         if spec.is_linux:
             obstacle = cross_build_obstacle(listing, musl=spec.is_musl)
-            if obstacle is None and rust and target not in RUST_TRIPLES:
-                obstacle = f"is Rust, which the zig backend builds for {', '.join(RUST_TRIPLES)} only"
+            if obstacle is None and rust and not builds_rust(target):
+                obstacle = f"is Rust, which the zig backend builds for {RUST_TARGETS_SAID} only"
             if obstacle:
                 facts.refusals[target] = obstacle
         else:

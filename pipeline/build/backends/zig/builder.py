@@ -47,10 +47,12 @@ from pipeline.build.backends.zig.native_libraries import (
 )
 from pipeline.build.backends.zig.progress import run_with_heartbeat
 from pipeline.build.backends.zig.rust import (
-    RUST_TRIPLES,
+    RUST_TARGETS_SAID,
+    builds_rust,
     fix_musl_libc_needed,
     prepare_rust_build,
     rust_fingerprint,
+    rust_triple,
 )
 from pipeline.build.backends.zig.source_check import (
     EXTRA_BUILD_TOOLS,
@@ -340,8 +342,8 @@ class ZigBackend:
             return None  # the orchestrator's own fetch reports this properly
         listing = list_source(sdist)
         obstacle = cross_build_obstacle(listing, musl=get_target(job.target).is_musl)
-        if obstacle is None and needs_rust(listing) and job.target not in RUST_TRIPLES:
-            obstacle = f"is Rust, which the zig backend builds for {', '.join(RUST_TRIPLES)} only"
+        if obstacle is None and needs_rust(listing) and not builds_rust(job.target):
+            obstacle = f"is Rust, which the zig backend builds for {RUST_TARGETS_SAID} only"
         return f"{job.recipe.name} {job.version} {obstacle}" if obstacle else None
 
     def fingerprint(self, job: Job) -> dict[str, str]:
@@ -362,13 +364,13 @@ class ZigBackend:
     def _rust_fingerprint(self, job: Job) -> dict[str, str]:
         """For a Rust source: the compiler and where the target's std comes from (a new rustc, or a std built
         with other flags, makes other wheels)."""
-        if job.target not in RUST_TRIPLES:
+        if not builds_rust(job.target):
             return {}
         try:
             sdist = fetch(pin_for_source(job.recipe.source_for(job.version), job.recipe.name))
             if not needs_rust(list_source(sdist)):
                 return {}
-            return {"rust": rust_fingerprint(RUST_TRIPLES[job.target])}
+            return {"rust": rust_fingerprint(rust_triple(job.target))}
         except RewheelError as exc:
             return {"rust": f"unknown ({exc})"}
 

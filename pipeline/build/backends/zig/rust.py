@@ -40,20 +40,10 @@ from pipeline.errors import MissingTool, RewheelError
 from pipeline.paths import cache_root
 from pipeline.recipe import CrateSource
 
-# rewheel target -> Rust target triple (the targets the zig backend builds Rust for).
-RUST_TRIPLES: dict[str, str] = {
-    "musllinux_1_2_x86_64": "x86_64-unknown-linux-musl",
-    "musllinux_1_2_aarch64": "aarch64-unknown-linux-musl",
-    "manylinux_2_17_aarch64": "aarch64-unknown-linux-gnu",
-    "manylinux_2_17_x86_64": "x86_64-unknown-linux-gnu",
-}
-# maturin's --compatibility: the policy the zig link targets (glibc version / musl).
-_COMPATIBILITY = {
-    "musllinux_1_2_x86_64": "musllinux_1_2",
-    "musllinux_1_2_aarch64": "musllinux_1_2",
-    "manylinux_2_17_aarch64": "manylinux_2_17",
-    "manylinux_2_17_x86_64": "manylinux_2_17",
-}
+# The architectures the zig backend builds Rust for (std built and imported on their runtimes here); the Rust
+# triple and maturin's --compatibility are derived from a target's arch, libc and policy (pipeline/targets).
+RUST_ARCHES = ("x86_64", "aarch64")
+RUST_TARGETS_SAID = "musllinux and manylinux_2_17+ targets of x86_64 and aarch64"
 # The compiler + std source pair rewheel installs (system-packages.toml, toolset `rust`).
 PROJECT_TOOLSET = "rust"
 PROJECT_RUSTC = Path("/usr/bin/rustc")
@@ -80,13 +70,35 @@ def is_rust_source(listing: SourceListing) -> bool:
     return needs_rust(listing)
 
 
+def builds_rust(target: str) -> bool:
+    """The zig backend builds Rust for this target: Linux, x86_64 or aarch64, musl or glibc >= 2.17 (what zig
+    links against and std supports)."""
+    from pipeline.targets import get_target
+
+    spec = get_target(target)
+    own = spec.policy_platform
+    if own is None or spec.arch not in RUST_ARCHES:
+        return False
+    return spec.is_musl or own.level >= (2, 17)
+
+
 def rust_triple(target: str) -> str:
-    try:
-        return RUST_TRIPLES[target]
-    except KeyError:
-        raise RewheelError(
-            f"the zig backend builds Rust extensions for {', '.join(RUST_TRIPLES)}, not {target}"
-        ) from None
+    """x86_64-unknown-linux-musl, aarch64-unknown-linux-gnu, ...: from the target's arch and libc."""
+    from pipeline.targets import get_target
+
+    if not builds_rust(target):
+        raise RewheelError(f"the zig backend builds Rust extensions for {RUST_TARGETS_SAID}, not {target}")
+    spec = get_target(target)
+    return f"{spec.arch}-unknown-linux-{'musl' if spec.is_musl else 'gnu'}"
+
+
+def _compatibility(target: str) -> str:
+    """maturin's --compatibility: the policy the zig link targets (musllinux_1_2, manylinux_2_17, ...)."""
+    from pipeline.targets import get_target
+
+    policy = get_target(target).policy
+    assert policy is not None
+    return policy
 
 
 @dataclass(frozen=True)
@@ -555,7 +567,7 @@ def prepare_rust_build(
         # own `-i <venv>/bin/python` (no version in the name), so the version is named: maturin then uses its
         # own sysconfig data for that CPython on the target.
         "MATURIN_PEP517_ARGS": (
-            f"--target {triple} --zig --compatibility {_COMPATIBILITY[target]} --interpreter python{python}"
+            f"--target {triple} --zig --compatibility {_compatibility(target)} --interpreter python{python}"
         ),
         # setuptools-rust builds for CARGO_BUILD_TARGET and links with the target's linker variable.
         "CARGO_BUILD_TARGET": triple,

@@ -21,7 +21,7 @@ from pipeline import toml
 
 # Folders whose files never reach the compiled extension (an sdist often ships C++ or Fortran test helpers).
 _NOT_BUILT = re.compile(
-    r"(^|/)(tests?|testing|docs?|examples?|benchmarks?|bench|ci|tools|\.github)(/|$)", re.I
+    r"(^|/)(tests?|testing|test[ _-][^/]*|docs?|examples?|benchmarks?|bench|ci|tools|\.github)(/|$)", re.I
 )
 # .cargo/config.toml: where a Rust source's crates come from (a vendored folder), see zig/rust.py.
 _CONFIG_FILES = (
