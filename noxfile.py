@@ -63,6 +63,14 @@ def build_arm64(session: nox.Session) -> None:
     _build_and_publish(session, ["*_aarch64"])
 
 
+@nox.session(name="build-armv7")
+def build_armv7(session: nox.Session) -> None:
+    """Build every armv7l target's wheels (32-bit Raspberry Pi: manylinux armhf and musllinux armv7) and publish
+    to index/; imports run under qemu-arm (the armv7 musl CPython, Debian's armhf python3.11)."""
+    install_project(session, "zig", "publish")
+    _build_and_publish(session, ["*_armv7l"])
+
+
 @nox.session(name="build-windows")
 def build_windows(session: nox.Session) -> None:
     """Build the Windows targets' wheels and publish them to index/ (Nano Server wheels to its channel,
