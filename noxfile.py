@@ -155,8 +155,9 @@ def build_zig(session: nox.Session) -> None:
 
 @nox.session
 def runtimes(session: nox.Session) -> None:
-    """Build the target runtimes (musl CPythons 3.11 and 3.13 for x86_64 and, cross-built with Zig, aarch64;
-    Debian's arm64 CPythons for qemu-user) into the cache, reusing what exists, then list them. Posargs:
+    """Build the target runtimes (musl CPythons 3.11 and 3.13 for x86_64 and, cross-built with Zig, aarch64,
+    and 3.11 for armv7l; Debian's arm64 and armhf CPythons for qemu-user) into the cache, reusing what exists,
+    then list them. Posargs:
     runtime names."""
     install_project(session, "zig")
     session.run("rewheel", "runtimes", "build", *session.posargs)
