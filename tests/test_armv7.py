@@ -5,7 +5,7 @@ baseline (no NEON), Alpine's libc soname, the 32-bit C type sizes a cross build'
 by the target's own compiler), the binfmt_misc pattern for 32-bit Arm ELF files, musl's armhf export list and
 the recipes that list the targets.
 
-Slow tests build for real: the recipes' manylinux_2_17_armv7l wheels import on Debian 12's armhf python3.11
+Slow tests build for real: the recipes' manylinux_2_31_armv7l wheels import on Debian 12's armhf python3.11
 under qemu-arm, and `rewheel build -r` on the seed set (cffi, pycparser, pyyaml, markupsafe) publishes a
 musllinux_1_2_armv7l wheelhouse that pip, running inside the armv7 musl CPython, installs from the index alone.
 """
@@ -162,7 +162,7 @@ def test_runtimes_name_the_armv7_loader_qemu_and_targets() -> None:
     assert (loader.filename, loader.suite) == ("musl_1.2.5-3.1~deb13u1_armhf.deb", "trixie")
     assert get_runtime(f"{MUSL_ARMV7}-musl1.2.3").targets == ("musllinux_1_2_armv7l-musl1.2.3",)
     root = get_runtime(ARMHF)
-    assert root.targets == ("manylinux_2_17_armv7l",)
+    assert root.targets == ("manylinux_2_31_armv7l",)
     assert all(d.package.endswith(":armhf") and d.filename.endswith("_armhf.deb") for d in root.debs)  # type: ignore[attr-defined]
 
 
@@ -182,7 +182,8 @@ def test_pi_recipes_list_the_armv7l_targets() -> None:
 
     for name in PI_RECIPES:
         targets = load_recipe(REPO / "recipes" / f"{name}.toml").targets
-        assert {"musllinux_1_2_armv7l", "manylinux_2_17_armv7l"} <= set(targets), name
+        # manylinux_2_31: cibuildwheel's only armv7l manylinux image (the release workflow builds with it).
+        assert {"musllinux_1_2_armv7l", "manylinux_2_31_armv7l"} <= set(targets), name
 
 
 def test_gaps_resolves_armv7l_through_uv_with_its_own_tags() -> None:
@@ -208,17 +209,19 @@ def test_manylinux_armv7l_recipe_wheels_import_on_the_armhf_root(
     shared_cache: Path, runtime_env, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     """cffi (with libffi built for arm-linux-gnueabihf.2.17), markupsafe, pyyaml and ujson: built, repaired,
-    verified against manylinux_2_17_armv7l and imported (each recipe's test command) on Debian 12's armhf
+    verified against manylinux_2_31_armv7l and imported (each recipe's test command) on Debian 12's armhf
     python3.11 under qemu-arm. Pillow lists the target too; its dozen native libraries are left to
     `nox -s build-armv7` to keep this test's cold cost small."""
+    from pipeline.targets import get_target
+
     need_toolset("qemu")
     ensure_runtime(ARMHF)
     recipes = [str(REPO / "recipes" / f"{name}.toml") for name in ("cffi", "markupsafe", "pyyaml", "ujson")]
     completed = subprocess.run(
         [
-            sys.executable, "-m", "pipeline", "build", *recipes, "--target", "manylinux_2_17_armv7l",
+            sys.executable, "-m", "pipeline", "build", *recipes, "--target", "manylinux_2_31_armv7l",
             "--python", "3.11", "--backend", "zig", "--require-import", "--json",
-            "--wheelhouse", str(shared_cache / "test-wheelhouses" / "manylinux_2_17_armv7l"),
+            "--wheelhouse", str(shared_cache / "test-wheelhouses" / "manylinux_2_31_armv7l"),
         ],
         capture_output=True, text=True, cwd=REPO, env=_rewheel_env(shared_cache),
     )  # fmt: skip
@@ -230,7 +233,9 @@ def test_manylinux_armv7l_recipe_wheels_import_on_the_armhf_root(
         smokes = job["smoke"]
         assert smokes and all(s["status"] == "passed" and s["runtime"] == ARMHF for s in smokes), smokes
         (wheel,) = (Path(w) for w in job["wheels"])
-        assert wheel.name.endswith("manylinux_2_17_armv7l.whl"), wheel.name
+        # Linked against zig's glibc 2.31 stubs, repaired to the lowest policy the symbols allow.
+        tags = {t.platform for t in parse_wheel_filename(wheel.name)[3]}
+        assert tags and all(get_target("manylinux_2_31_armv7l").accepts(t) for t in tags), wheel.name
         with zipfile.ZipFile(wheel) as archive:
             extensions = [n for n in archive.namelist() if n.endswith(".so") or ".so." in n]
         modules = [n for n in extensions if ".libs/" not in n]
