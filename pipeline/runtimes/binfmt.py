@@ -32,9 +32,10 @@ BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")
 MOUNTED_MARKER = Path("/run/rewheel-mounted-binfmt_misc")
 ENTRY_PREFIX = "rewheel-qemu-"
 
-# The ELF header fields that identify an executable or shared object of one architecture: e_ident (64-bit
-# class, little-endian data, version 1; the OS ABI and padding are masked out), e_type (ET_EXEC=2 or
-# ET_DYN=3: the mask drops the low bit, so the musl loader, a shared object, matches too) and e_machine.
+# The ELF header fields that identify an executable or shared object of one architecture: e_ident (its class,
+# 64-bit or 32-bit for armv7l; little-endian data, version 1; the OS ABI and padding are masked out), e_type
+# (ET_EXEC=2 or ET_DYN=3: the mask drops the low bit, so the musl loader, a shared object, matches too) and
+# e_machine.
 ELF_MACHINES = {"aarch64": 183, "armv7l": 40}  # EM_AARCH64, EM_ARM
 ELF_CLASSES = {"armv7l": 1}  # ELFCLASS32; every other architecture here is ELFCLASS64 (2)
 
