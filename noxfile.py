@@ -71,6 +71,14 @@ def build_arm64(session: nox.Session) -> None:
     _build_and_publish(session, ["*_aarch64"])
 
 
+@nox.session(name="build-armv7")
+def build_armv7(session: nox.Session) -> None:
+    """Build every armv7l target's wheels (32-bit Raspberry Pi: manylinux armhf and musllinux armv7) and publish
+    to index/; imports run under qemu-arm (the armv7 musl CPython, Debian's armhf python3.11)."""
+    install_project(session, "zig", "publish")
+    _build_and_publish(session, ["*_armv7l"])
+
+
 @nox.session(name="build-windows")
 def build_windows(session: nox.Session) -> None:
     """Build the Windows targets' wheels and publish them to index/ (Nano Server wheels to its channel,
@@ -155,8 +163,9 @@ def build_zig(session: nox.Session) -> None:
 
 @nox.session
 def runtimes(session: nox.Session) -> None:
-    """Build the target runtimes (musl CPythons 3.11 and 3.13 for x86_64 and, cross-built with Zig, aarch64;
-    Debian's arm64 CPythons for qemu-user) into the cache, reusing what exists, then list them. Posargs:
+    """Build the target runtimes (musl CPythons 3.11 and 3.13 for x86_64 and, cross-built with Zig, aarch64,
+    and 3.11 for armv7l; Debian's arm64 and armhf CPythons for qemu-user) into the cache, reusing what exists,
+    then list them. Posargs:
     runtime names."""
     install_project(session, "zig")
     session.run("rewheel", "runtimes", "build", *session.posargs)

@@ -138,12 +138,19 @@ def target_tags(target: Target, python: str) -> list[Tag]:
     ]
 
 
+# uv knows no 32-bit Arm platform (its --python-platform list has no armv7): an armv7l target resolves as the
+# x86_64 platform of the same libc and policy. The marker environment then differs in platform_machine only,
+# and which wheel fits the target is decided by rewheel's own tag list (target_tags), not by uv.
+_UV_ARCH_STAND_IN = {"armv7l": "x86_64"}
+
+
 def uv_platform(target: Target) -> str:
     """uv's --python-platform for the target (it sets the marker environment: machine, sys_platform, ...)."""
     if target.is_linux:
+        arch = _UV_ARCH_STAND_IN.get(target.arch, target.arch)
         if target.libc == "musl":
-            return f"{target.arch}-unknown-linux-musl"
-        return f"{target.arch}-{target.policy}"  # e.g. aarch64-manylinux_2_17
+            return f"{arch}-unknown-linux-musl"
+        return f"{arch}-{target.policy}"  # e.g. aarch64-manylinux_2_17
     if target.is_windows and target.platform_tag in _WINDOWS_UV_PLATFORMS:
         return _WINDOWS_UV_PLATFORMS[target.platform_tag]
     raise RewheelError(f"target {target.name}: no uv platform for it; gaps handles Linux and Windows targets")

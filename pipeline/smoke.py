@@ -791,6 +791,20 @@ def _sandbox_access(interpreter: Path, work: Path) -> tuple[list[Path], list[Pat
     return readable, writable
 
 
+# qemu-user reserves a 32-bit guest's whole 4 GiB address space up front (virtual, never committed), beyond the
+# guest's own use: on top of SANDBOX_MEMORY, or qemu-arm cannot start ("Unable to reserve 0xfffff000 bytes of
+# virtual address space"). qemu 7.2 cannot reserve less for Arm (-R below its 0xffff0000 commpage asserts).
+QEMU_32BIT_GUEST_SPACE = 4 << 30
+EMULATED_32BIT_ARCHES = ("armv7l",)
+
+
+def _memory_limit(interpreter: Path) -> int:
+    runtime = _runtime_of(interpreter)
+    if getattr(runtime, "arch", None) in EMULATED_32BIT_ARCHES:
+        return SANDBOX_MEMORY + QEMU_32BIT_GUEST_SPACE
+    return SANDBOX_MEMORY
+
+
 def _file_size_limit(interpreter: Path) -> int:
     runtime = _runtime_of(interpreter)
     return WINE_FILE_SIZE if type(runtime).__name__ == "WindowsEmbedCPython" else SANDBOX_FILE_SIZE
@@ -811,7 +825,7 @@ def _run_imports(
             writable=writable,
             env={**_clean_env(), **_SANDBOX_ENV},
             timeout=IMPORT_TIMEOUT,
-            memory_bytes=SANDBOX_MEMORY,
+            memory_bytes=_memory_limit(interpreter),
             file_size=_file_size_limit(interpreter),
         )
     except subprocess.TimeoutExpired:
@@ -856,7 +870,7 @@ def _run_command(interpreter: Path, site: Path, tmp: Path, command: str, result:
             writable=writable,
             env={**env, **_SANDBOX_ENV},
             timeout=IMPORT_TIMEOUT,
-            memory_bytes=SANDBOX_MEMORY,
+            memory_bytes=_memory_limit(interpreter),
             file_size=_file_size_limit(interpreter),
         )
     except subprocess.TimeoutExpired:

@@ -95,6 +95,8 @@ def test_recipe_is_valid_and_its_patch_is_pinned(jobs: dict[str, Job]) -> None:
         "musllinux_1_2_x86_64",
         "musllinux_1_2_aarch64",
         "manylinux_2_17_aarch64",
+        "musllinux_1_2_armv7l",
+        "manylinux_2_31_armv7l",
         "win_amd64",
         "win_amd64-nanoserver",
     )

@@ -95,6 +95,8 @@ def test_every_data_entry_is_a_runtime_built_by_the_module_of_its_kind() -> None
         ("3.12", "aarch64"),
         ("3.13", "x86_64"),
         ("3.13", "aarch64"),
+        ("3.11", "armv7l"),  # cross-built with zig, run with qemu-arm (tests/test_armv7.py)
+        ("3.13", "armv7l"),
     }
     for entry in builds:
         assert len(entry["source"]["sha256"]) == 64 and entry["provenance"]

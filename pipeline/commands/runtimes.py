@@ -7,7 +7,7 @@ import re
 import click
 
 # What `rewheel runtimes build` builds with no names: every interpreter runtime smoke needs for Linux targets.
-DEFAULT_BUILDS = ("musl-cpython-", "debian-arm64-")
+DEFAULT_BUILDS = ("musl-cpython-", "debian-arm64-", "debian-armhf-")
 
 
 def _describe(runtime: object) -> dict[str, object]:

@@ -91,7 +91,7 @@ def _loader_lfs64_names(libc: bytes, exported: set[str]) -> list[str]:
 
 def _musl_debs(profile: MuslProfile, work: Path) -> list[Path]:
     """The profile's pinned musl .debs (from rewheel's download cache, or `apt-get download` through private
-    lists of their Debian suite for amd64 and arm64: the machine's own apt configuration is left alone)."""
+    lists of their Debian suite for amd64, arm64 and armhf: the machine's own apt configuration is left alone)."""
     from pipeline.fetch import cached_path
     from pipeline.runtimes._support import DebianFile, _apt, _machine_mirror, _store, cache_downloads
 
@@ -113,10 +113,11 @@ def _musl_debs(profile: MuslProfile, work: Path) -> list[Path]:
         (lists / "partial").mkdir(parents=True, exist_ok=True)
         sign = f" signed-by={signed_by}" if signed_by else ""
         source_list = work / "apt" / suite / "sources.list"
-        source_list.write_text(f"deb [arch=amd64,arm64{sign}] {uri} {suite} main\n", encoding="utf-8")
+        source_list.write_text(f"deb [arch=amd64,arm64,armhf{sign}] {uri} {suite} main\n", encoding="utf-8")
         options = [
             "-o", f"Dir::Etc::SourceList={source_list}", "-o", "Dir::Etc::SourceParts=-",
             "-o", f"Dir::State::Lists={lists}", "-o", "APT::Architectures::=arm64",
+            "-o", "APT::Architectures::=armhf",
         ]  # fmt: skip
         _progress(f"apt-get update (private lists for Debian {suite})")
         result = _apt([*options, "update", "-q"], work)
@@ -138,8 +139,9 @@ def _debian_musl_libcs(profile: MuslProfile, work: Path) -> dict[str, tuple[Path
     for deb, path in zip(profile.debs, _musl_debs(profile, work), strict=True):
         root = work / deb.arch
         subprocess.run(["dpkg-deb", "-x", str(path), str(root)], check=True)
-        libc = next(root.glob("usr/lib/*-linux-musl/libc.so"), None) or next(
-            root.glob("lib/*-linux-musl/libc.so")
+        # usr/lib/<triplet>/libc.so: x86_64-linux-musl, aarch64-linux-musl, arm-linux-musleabihf (armhf)
+        libc = next(root.glob("usr/lib/*-linux-musl*/libc.so"), None) or next(
+            root.glob("lib/*-linux-musl*/libc.so")
         )
         found[deb.arch] = (libc, f"Debian package {deb.filename} ({deb.suite}, sha256 {deb.sha256})")
     return found

@@ -155,25 +155,27 @@ def _machine_mirror() -> tuple[str, str | None]:
 
 
 def suite_apt_options(suite: str, *, progress: bool = True) -> list[str]:
-    """apt options selecting private lists for another Debian suite (sources and arm64 binaries).
+    """apt options selecting private lists for another Debian suite (sources; amd64, arm64 and armhf binaries).
 
     The machine's own apt configuration is left alone: mixing suites there would let an upgrade pull in
     trixie packages. The lists live under <cache>/apt/<suite>/ and are refreshed once a day."""
     from pipeline.paths import cache_root
 
-    # amd64 and arm64 binaries (another suite's musl loader for each), in a folder of its own: the arm64-only
-    # lists of older checkouts sharing this cache stay as they are, so neither keeps rewriting the other's.
-    base = cache_root() / "apt" / f"{suite}-amd64-arm64"
+    # amd64, arm64 and armhf binaries (another suite's musl loader for each), in a folder of its own: the lists
+    # of older checkouts sharing this cache (fewer architectures) stay as they are, so none keeps rewriting
+    # another's.
+    base = cache_root() / "apt" / f"{suite}-amd64-arm64-armhf"
     lists = base / "lists"
     (lists / "partial").mkdir(parents=True, exist_ok=True)
     uri, signed_by = _machine_mirror()
     sign = f" signed-by={signed_by}" if signed_by else ""
     source_list = base / "sources.list"
-    wanted = f"deb-src [{sign.strip()}] {uri} {suite} main\ndeb [arch=amd64,arm64{sign}] {uri} {suite} main\n"
+    wanted = f"deb-src [{sign.strip()}] {uri} {suite} main\ndeb [arch=amd64,arm64,armhf{sign}] {uri} {suite} main\n"
     wanted = wanted.replace("[]", "")
     options = [
         "-o", f"Dir::Etc::SourceList={source_list}", "-o", "Dir::Etc::SourceParts=-",
         "-o", f"Dir::State::Lists={lists}", "-o", "APT::Architectures::=amd64", "-o", "APT::Architectures::=arm64",
+        "-o", "APT::Architectures::=armhf",
     ]  # fmt: skip
     stamp = base / "updated"
     fresh = stamp.is_file() and time.time() - stamp.stat().st_mtime < 86400

@@ -32,10 +32,12 @@ BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")
 MOUNTED_MARKER = Path("/run/rewheel-mounted-binfmt_misc")
 ENTRY_PREFIX = "rewheel-qemu-"
 
-# The ELF header fields that identify an executable or shared object of one architecture: e_ident (64-bit
-# class, little-endian data, version 1; the OS ABI and padding are masked out), e_type (ET_EXEC=2 or
-# ET_DYN=3: the mask drops the low bit, so the musl loader, a shared object, matches too) and e_machine.
-ELF_MACHINES = {"aarch64": 183}  # EM_AARCH64
+# The ELF header fields that identify an executable or shared object of one architecture: e_ident (its class,
+# 64-bit or 32-bit for armv7l; little-endian data, version 1; the OS ABI and padding are masked out), e_type
+# (ET_EXEC=2 or ET_DYN=3: the mask drops the low bit, so the musl loader, a shared object, matches too) and
+# e_machine.
+ELF_MACHINES = {"aarch64": 183, "armv7l": 40}  # EM_AARCH64, EM_ARM
+ELF_CLASSES = {"armv7l": 1}  # ELFCLASS32; every other architecture here is ELFCLASS64 (2)
 
 
 class BinfmtUnavailable(RewheelError):
@@ -53,7 +55,7 @@ def _escaped(data: bytes) -> str:
 def registration(arch: str, qemu: str) -> str:
     """The line written to binfmt_misc's register file (`:name:type:offset:magic:mask:interpreter:flags`)."""
     machine = ELF_MACHINES[arch]
-    ident = bytes([0x7F, ord("E"), ord("L"), ord("F"), 2, 1, 1, 0]) + bytes(8)
+    ident = bytes([0x7F, ord("E"), ord("L"), ord("F"), ELF_CLASSES.get(arch, 2), 1, 1, 0]) + bytes(8)
     magic = ident + bytes([2, 0]) + machine.to_bytes(2, "little")
     mask = bytes([0xFF] * 7 + [0x00] + [0xFF] * 8) + bytes([0xFE, 0xFF, 0xFF, 0xFF])
     return f":{entry_name(arch)}:M::{_escaped(magic)}:{_escaped(mask)}:{qemu}:FP"

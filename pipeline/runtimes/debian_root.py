@@ -1,4 +1,4 @@
-"""Debian's arm64 CPythons in a plain folder, run on x86_64 with qemu-user (no container, no chroot).
+"""Debian's arm64 and armhf CPythons in a plain folder, run on x86_64 with qemu-user (no container, no chroot).
 
 Which roots exist is data (pipeline/runtimes/data/debian_root.toml): the suite, the Python version and the
 pinned package list of each (Debian 12's python3.11, Debian 13's python3.13).
@@ -32,14 +32,19 @@ from pipeline.runtimes._support import (
 from pipeline.system_packages import ensure_toolset
 from pipeline.targets import glibc_targets
 
+# A root's arch (the wheel tag's spelling) as Debian and qemu-user name it: arm64 / qemu-aarch64, and armhf /
+# qemu-arm for armv7l (Debian's armhf is ARMv7-A hard-float, what manylinux armv7l wheels target).
+DEBIAN_ARCH = {"aarch64": "arm64", "armv7l": "armhf"}
+QEMU = {"aarch64": "qemu-aarch64", "armv7l": "qemu-arm"}
 
-def _deb_filename(package: str, version: str) -> str:
+
+def _deb_filename(package: str, version: str, debian_arch: str = "arm64") -> str:
     # apt names files package_version_arch.deb with the epoch's ':' escaped as %3a.
-    return f"{package}_{version.replace(':', '%3a')}_arm64.deb"
+    return f"{package}_{version.replace(':', '%3a')}_{debian_arch}.deb"
 
 
 WRAPPER = """#!/bin/sh
-# Debian arm64 python{version} under qemu-user; built by rewheel.
+# Debian {debian_arch} python{version} under qemu-user; built by rewheel.
 ROOT="$(dirname "$(dirname "$(readlink -f "$0")")")/root"
 exec {qemu} -L "$ROOT" "$ROOT/usr/bin/python{version}" "$@"
 """
@@ -61,15 +66,18 @@ class DebianArm64Python(CachedInterpreter):
         derived = glibc_targets(self.arch, (int(major), int(minor or 0)))
         self.targets: tuple[str, ...] = tuple(dict.fromkeys([*entry["targets"], *derived]))
         self.provenance = entry.get("provenance", "")
+        self.arch = entry.get("arch", "aarch64")
+        self.debian_arch = DEBIAN_ARCH[self.arch]
+        self.qemu = QEMU[self.arch]
         self.description = (
-            f"Debian {self.suite} arm64 python{self.python_version} (glibc {self.glibc}) run with qemu-user; "
-            "hosts manylinux aarch64 wheels"
+            f"Debian {self.suite} {self.debian_arch} python{self.python_version} (glibc {self.glibc}) run with "
+            f"qemu-user; hosts manylinux {self.arch} wheels"
         )
         self.debs = [
             DebianFile(
-                package=f"{package}:arm64",
+                package=f"{package}:{self.debian_arch}",
                 version=version,
-                filename=_deb_filename(package, version),
+                filename=_deb_filename(package, version, self.debian_arch),
                 sha256=sha256,
                 suite=self.suite,
             )
@@ -77,22 +85,22 @@ class DebianArm64Python(CachedInterpreter):
         ]
 
     def _still_usable(self, marker: dict[str, object]) -> bool:
-        qemu = marker.get("qemu")  # the wrapper starts this qemu-aarch64: it must still be installed
+        qemu = marker.get("qemu")  # the wrapper starts this qemu: it must still be installed
         return isinstance(qemu, str) and Path(qemu).is_file()
 
     def unavailable_reason(self) -> str | None:
         if os.uname().machine != "x86_64":
-            return "built for x86_64 hosts (qemu-user runs the arm64 interpreter)"
-        if not shutil.which("qemu-aarch64") and not shutil.which("apt-get"):
-            return "needs qemu-aarch64 (Debian qemu-user)"
+            return f"built for x86_64 hosts (qemu-user runs the {self.debian_arch} interpreter)"
+        if not shutil.which(self.qemu) and not shutil.which("apt-get"):
+            return f"needs {self.qemu} (Debian qemu-user)"
         return None
 
     def _build(self, progress: bool) -> None:
         started = time.monotonic()
         ensure_toolset("qemu")
-        qemu = shutil.which("qemu-aarch64")
+        qemu = shutil.which(self.qemu)
         if not qemu:
-            raise RuntimeBuildError(f"{self.name}: qemu-user is installed but qemu-aarch64 is not on PATH")
+            raise RuntimeBuildError(f"{self.name}: qemu-user is installed but {self.qemu} is not on PATH")
         debs = debian_binaries(self.debs, progress=progress)
         staging = fresh_dir(runtimes_root() / ".work" / self.name)
         sysroot = staging / "root"
@@ -115,7 +123,10 @@ class DebianArm64Python(CachedInterpreter):
             shutil.rmtree(sysroot / docs, ignore_errors=True)
         wrapper = staging / "bin" / f"python{self.python_version}"
         wrapper.parent.mkdir()
-        wrapper.write_text(WRAPPER.format(version=self.python_version, qemu=qemu), encoding="utf-8")
+        wrapper.write_text(
+            WRAPPER.format(version=self.python_version, qemu=qemu, debian_arch=self.debian_arch),
+            encoding="utf-8",
+        )
         wrapper.chmod(0o755)
         (staging / "bin" / "python3").symlink_to(wrapper.name)
         probe = subprocess.run(
@@ -123,7 +134,7 @@ class DebianArm64Python(CachedInterpreter):
             capture_output=True,
             text=True,
         )
-        if probe.returncode != 0 or probe.stdout.strip() != "aarch64":
+        if probe.returncode != 0 or probe.stdout.strip() != self.arch:
             raise RuntimeBuildError(
                 f"{self.name}: the unpacked interpreter does not run: {probe.stderr.strip()}"
             )

@@ -157,10 +157,10 @@ case "$1" in
 esac
 for arg in "$@"; do
   case "$arg" in
-    -c|-E|-S|-M|-MM|-shared) exec "{zig}" cc -target {triplet} "$@";;
+    -c|-E|-S|-M|-MM|-shared) exec "{zig}" cc -target {triplet} {cpu} "$@";;
   esac
 done
-exec "{zig}" cc -target {triplet} -dynamic "$@"
+exec "{zig}" cc -target {triplet} {cpu} -dynamic "$@"
 """
 ZIG_TOOL_WRAPPER = """#!/bin/sh
 exec "{zig}" {tool} "$@"
@@ -173,7 +173,7 @@ exec "{zig}" {tool} "$@"
 # `-aarch64-linux-musl`. musl-gcc (and musl's musl-clang) search musl's headers first; -I puts a folder that
 # holds only musl's <stdarg.h> ahead of clang's, so the probe sees what a musl toolchain shows it.
 ZIG_CPP_WRAPPER = """#!/bin/sh
-exec "{zig}" cc -target {triplet} -E -I "{musl_stdarg_dir}" "$@"
+exec "{zig}" cc -target {triplet} {cpu} -E -I "{musl_stdarg_dir}" "$@"
 """
 
 # The host-runnable face of a foreign-architecture runtime: qemu-user with the runtime's sysroot, so the
@@ -189,11 +189,11 @@ QEMU_WRAPPER = """#!/bin/sh
 HERE="$(dirname "$(dirname "$(readlink -f "$0")")")"
 SYSROOT="$HERE/sysroot"
 export QEMU_LD_PREFIX="$SYSROOT"
-if [ ! -e /lib/ld-musl-{arch}.so.1 ] && [ -e /proc/sys/fs/binfmt_misc/{binfmt_entry} ] \\
+if [ ! -e /lib/{ldso} ] && [ -e /proc/sys/fs/binfmt_misc/{binfmt_entry} ] \\
     && [ "$(id -u)" = 0 ] && unshare --mount true 2>/dev/null; then
   exec unshare --mount --propagation private -- /bin/sh -c '
     mount -t overlay rewheel-musl-loader -o "lowerdir=$1:$2" "$2" ||
-      echo "rewheel: cannot overlay /lib/ld-musl-{arch}.so.1; programs this interpreter starts may fail" >&2
+      echo "rewheel: cannot overlay /lib/{ldso}; programs this interpreter starts may fail" >&2
     shift 2
     exec "$@"' sh "$(readlink -f "$SYSROOT/lib")" "$(readlink -f /lib)" \\
     {qemu} -L "$SYSROOT" "$HERE/bin/python{version}" "$@"
@@ -221,7 +221,30 @@ CTYPES_GUARDED = (
 
 CTYPES_SOURCES = "_ctypes/_ctypes.c _ctypes/callbacks.c _ctypes/callproc.c _ctypes/stgdict.c _ctypes/cfield.c"
 
-OPENSSL_TARGETS = {"x86_64": "linux-x86_64", "aarch64": "linux-aarch64"}
+OPENSSL_TARGETS = {"x86_64": "linux-x86_64", "aarch64": "linux-aarch64", "armv7l": "linux-armv4"}
+
+# armv7l (32-bit Arm, hard-float) is spelt differently by each tool: musl's loader is ld-musl-armhf.so.1, GNU
+# and CPython's MULTIARCH say arm-linux-musleabihf (EXT_SUFFIX .cpython-311-arm-linux-musleabihf.so, as
+# Alpine's armv7 python3 has it), qemu-user's binary is qemu-arm. Other architectures use the tag's name.
+MUSL_TRIPLETS = {"armv7l": "arm-linux-musleabihf"}
+LDSO_ARCH = {"armv7l": "armhf"}
+QEMU_ARCH = {"armv7l": "arm"}
+# Zig's default arm CPU has NEON and 32 VFP registers; Alpine's armv7 (and Debian's armhf) baseline is ARMv7-A
+# with VFPv3-D16 and Thumb-2, no NEON (what a Raspberry Pi 2 and every later Pi run).
+ZIG_CPU_FLAGS = {"armv7l": "-mcpu=generic+v7a+vfp3d16-neon-d32"}
+
+
+def musl_triplet(arch: str) -> str:
+    return MUSL_TRIPLETS.get(arch, f"{arch}-linux-musl")
+
+
+def ldso_name(arch: str) -> str:
+    """musl's loader for `arch`, as the guest's PT_INTERP names it under /lib."""
+    return f"ld-musl-{LDSO_ARCH.get(arch, arch)}.so.1"
+
+
+def qemu_name(arch: str) -> str:
+    return "qemu-" + QEMU_ARCH.get(arch, arch)
 
 
 def _log_dir() -> Path:
@@ -263,7 +286,8 @@ class Toolchain:
 
     def __init__(self, arch: str) -> None:
         self.arch = arch
-        self.triplet = f"{arch}-linux-musl"
+        self.triplet = musl_triplet(arch)
+        self.cpu_flags = ZIG_CPU_FLAGS.get(arch, "")
         self.cross = arch != _host_arch()
 
     def write_tools(self, tools: Path, kernel_headers: Path | None = None) -> dict[str, str]:
@@ -273,13 +297,15 @@ class Toolchain:
             _write_tool(tools / "dpkg-architecture", DPKG_ARCHITECTURE_STUB.format(triplet=self.triplet))
             return {"CC": str(tools / "musl-cc"), "PATH": f"{tools}{os.pathsep}{os.environ.get('PATH', '')}"}
         zig = _zig_executable()
-        _write_tool(tools / "cc", ZIG_CC_WRAPPER.format(triplet=self.triplet, zig=zig))
+        _write_tool(tools / "cc", ZIG_CC_WRAPPER.format(triplet=self.triplet, cpu=self.cpu_flags, zig=zig))
         musl_stdarg_dir = tools / "musl-stdarg"
         musl_stdarg_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy(_zig_musl_header(zig, "stdarg.h"), musl_stdarg_dir / "stdarg.h")
         _write_tool(
             tools / "cpp",
-            ZIG_CPP_WRAPPER.format(triplet=self.triplet, zig=zig, musl_stdarg_dir=musl_stdarg_dir),
+            ZIG_CPP_WRAPPER.format(
+                triplet=self.triplet, cpu=self.cpu_flags, zig=zig, musl_stdarg_dir=musl_stdarg_dir
+            ),
         )
         for tool in ("ar", "ranlib"):
             _write_tool(tools / tool, ZIG_TOOL_WRAPPER.format(zig=zig, tool=tool))
@@ -516,9 +542,9 @@ def _weaken_undefined(binary: Path, libc: Path) -> list[str]:
 
 
 def _qemu_path(name: str, arch: str) -> str:
-    qemu = shutil.which(f"qemu-{arch}")
+    qemu = shutil.which(qemu_name(arch))
     if not qemu:
-        raise RuntimeBuildError(f"{name}: qemu-user is installed but qemu-{arch} is not on PATH")
+        raise RuntimeBuildError(f"{name}: qemu-user is installed but {qemu_name(arch)} is not on PATH")
     return qemu
 
 
@@ -617,7 +643,7 @@ class MuslCPython(CachedInterpreter):
         self.provenance = entry.provenance
         self.toolchain = Toolchain(entry.arch)
         how = (
-            f"cross-built with Zig, run with qemu-{entry.arch}"
+            f"cross-built with Zig, run with {qemu_name(entry.arch)}"
             if self.toolchain.cross
             else "built with musl-gcc"
         )
@@ -709,8 +735,8 @@ class MuslCPython(CachedInterpreter):
             missing = _zig_missing()
             if missing:
                 return missing
-            if not shutil.which("qemu-" + self.arch) and not shutil.which("apt-get"):
-                return f"needs qemu-{self.arch} (Debian qemu-user)"
+            if not shutil.which(qemu_name(self.arch)) and not shutil.which("apt-get"):
+                return f"needs {qemu_name(self.arch)} (Debian qemu-user)"
         if not shutil.which("musl-gcc") and not shutil.which("apt-get"):
             return "needs musl-gcc (Debian musl-tools)"
         return None
@@ -786,7 +812,7 @@ class MuslCPython(CachedInterpreter):
             if root != build:
                 shutil.rmtree(sysroot, ignore_errors=True)
                 self._unpack_sysroot(loader_deb, sysroot)
-                libc = (sysroot / "lib" / f"ld-musl-{self.arch}.so.1").resolve()
+                libc = (sysroot / "lib" / ldso_name(self.arch)).resolve()
                 interpreter = root / "bin" / minor
                 staged = interpreter.with_name(f".{minor}.profile")
                 shutil.copy2(build / "bin" / minor, staged)
@@ -797,7 +823,7 @@ class MuslCPython(CachedInterpreter):
             shutil.copy2(libz, guest_lib / "libz.so.1")
             # The guest's musl reads /etc/ld-musl-<arch>.path (qemu finds it in the sysroot): /lib first, where
             # libz.so.1 is, then Debian's own folders.
-            path_file = sysroot / "etc" / f"ld-musl-{self.arch}.path"
+            path_file = sysroot / "etc" / f"ld-musl-{LDSO_ARCH.get(self.arch, self.arch)}.path"
             debian_dirs = path_file.read_text(encoding="utf-8").split() if path_file.is_file() else []
             path_file.parent.mkdir(parents=True, exist_ok=True)
             path_file.write_text("\n".join(["/lib", "/usr/lib", *debian_dirs]) + "\n", encoding="utf-8")
@@ -806,12 +832,12 @@ class MuslCPython(CachedInterpreter):
                 _qemu_path(self.name, self.arch),
                 "-L",
                 str(sysroot),
-                str(sysroot / "lib" / f"ld-musl-{self.arch}.so.1"),
+                str(sysroot / "lib" / ldso_name(self.arch)),
             ]
         else:
             musl_lib = root / "musl" / "lib"
             musl_lib.mkdir(parents=True, exist_ok=True)
-            loader = musl_lib / f"ld-musl-{self.arch}.so.1"
+            loader = musl_lib / ldso_name(self.arch)
             with tempfile.TemporaryDirectory(prefix="rewheel-musl-") as tmp:
                 _dpkg_extract(self.name, loader_deb, Path(tmp))
                 found = next(
@@ -823,7 +849,9 @@ class MuslCPython(CachedInterpreter):
             _install_file(libz, musl_lib / "libz.so.1")
             etc = root / "musl" / "etc"
             etc.mkdir(exist_ok=True)
-            (etc / f"ld-musl-{self.arch}.path").write_text(f"{musl_lib}\n", encoding="utf-8")
+            (etc / f"ld-musl-{LDSO_ARCH.get(self.arch, self.arch)}.path").write_text(
+                f"{musl_lib}\n", encoding="utf-8"
+            )
             interpreter = root / "bin" / minor
             staged = interpreter.with_name(f".{minor}.profile")
             shutil.copy2(build / "bin" / minor, staged)
@@ -1001,6 +1029,7 @@ class MuslCPython(CachedInterpreter):
             QEMU_WRAPPER.format(
                 version=self.python_version,
                 arch=self.arch,
+                ldso=ldso_name(self.arch),
                 qemu=qemu,
                 binfmt_entry=binfmt.entry_name(self.arch),
             ),
@@ -1034,9 +1063,9 @@ class MuslCPython(CachedInterpreter):
         what the wrapper's private mount namespace needs; otherwise says what is missing."""
         if not self.toolchain.cross:
             return None
-        qemu = (read_marker(self.root()) or {}).get("qemu") or shutil.which(f"qemu-{self.arch}")
+        qemu = (read_marker(self.root()) or {}).get("qemu") or shutil.which(qemu_name(self.arch))
         if not isinstance(qemu, str) or not Path(qemu).is_file():
-            return f"qemu-{self.arch} is not installed (Debian qemu-user)"
+            return f"{qemu_name(self.arch)} is not installed (Debian qemu-user)"
         if os.geteuid() != 0:
             return (
                 "the wrapper shows musl's loader to child programs only as root (a private mount namespace)"
@@ -1049,7 +1078,7 @@ class MuslCPython(CachedInterpreter):
         except binfmt.BinfmtUnavailable as exc:
             return str(exc)
         # What pip's probe does: the host kernel execs the loader (through binfmt_misc), which prints its version.
-        loader = f"/lib/ld-musl-{self.arch}.so.1"
+        loader = f"/lib/{ldso_name(self.arch)}"
         probe = subprocess.run(
             [str(self.python()), "-c", f"import subprocess; print(subprocess.run([{loader!r}], "
              "stderr=subprocess.PIPE, text=True).stderr)"],
@@ -1127,7 +1156,7 @@ class MuslCPython(CachedInterpreter):
             archive.unlink()
 
     def expected_ext_suffix(self) -> str:
-        return f".cpython-{self.python_version.replace('.', '')}-{self.arch}-linux-musl.so"
+        return f".cpython-{self.python_version.replace('.', '')}-{musl_triplet(self.arch)}.so"
 
     def _check(self, prefix: Path, steps: StepRunner) -> None:
         if self.toolchain.cross:

@@ -97,7 +97,7 @@ if TYPE_CHECKING:
 
 # Build front-end tools installed into every build venv, next to the sdist's own build requirements.
 BUILD_TOOLS = ["build>=1.2", "wheel>=0.42", "setuptools>=68"]
-_ELF_MACHINE = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
+_ELF_MACHINE = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64", "armv7l": "EM_ARM"}
 # Flag variables a recipe's environment adds to rather than replaces.
 _APPENDED_FLAGS = ("CPPFLAGS", "CFLAGS", "LDFLAGS")
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from pipeline.build.backends.zig.toolchain import Toolchain, gnu_host, zig_triple
 from pipeline.build.toolcache import remembered
 from pipeline.errors import RewheelError
+from pipeline.targets import get_target
 
 _DUMP_CONFIG = (
     "import importlib, json, sys, sysconfig;"
@@ -98,6 +99,32 @@ def _dump_config(python: Path) -> dict[str, object] | None:
     return data
 
 
+# A 32-bit target's C type sizes, where they differ from the 64-bit build Python's pyconfig.h: the C API's
+# headers read them (pyhash.h's hash width, longobject.h's conversions, Py_ssize_t limits). Measured with zig
+# cc for arm-linux-musleabihf / arm-linux-gnueabihf.2.17 (sizeof/alignof under _FILE_OFFSET_BITS=64, as
+# CPython compiles), the same values as the armv7 musl CPython's own configure records. musl has a 64-bit
+# time_t on every arch (1.2.0 on); glibc's 32-bit Arm ABI at 2.17 has a 32-bit one.
+_ILP32_COMMON = {
+    "ALIGNOF_LONG": 4,
+    "ALIGNOF_MAX_ALIGN_T": 8,
+    "ALIGNOF_SIZE_T": 4,
+    "SIZEOF_LONG": 4,
+    "SIZEOF_LONG_DOUBLE": 8,
+    "SIZEOF_PTHREAD_T": 4,
+    "SIZEOF_SIZE_T": 4,
+    "SIZEOF_UINTPTR_T": 4,
+    "SIZEOF_VOID_P": 4,
+}
+_ILP32_SIZES = {
+    "arm-linux-musleabihf": {**_ILP32_COMMON, "SIZEOF_TIME_T": 8},
+    "arm-linux-gnueabihf": {**_ILP32_COMMON, "SIZEOF_TIME_T": 4},
+}
+
+
+def _ilp32_sizes(target: str) -> dict[str, int]:
+    return _ILP32_SIZES.get(gnu_host(target), {})
+
+
 def _support_tier(target: str) -> str:
     triple = zig_triple(target)
     if "musl" in triple:
@@ -116,6 +143,9 @@ def write_target_headers(python: BuildPython, target: str, dest: Path) -> Path:
     if not zig_triple(target).startswith("x86_64"):
         for macro in ("HAVE_GCC_ASM_FOR_X64", "HAVE_GCC_ASM_FOR_X87"):
             text = re.sub(rf"^#define {macro} 1$", f"/* #undef {macro} */", text, flags=re.M)
+    # (A macro this Python's configure does not record, such as ALIGNOF_MAX_ALIGN_T before 3.12, stays absent.)
+    for macro, value in _ilp32_sizes(target).items():
+        text = re.sub(rf"^#define {macro} \d+$", f"#define {macro} {value}", text, flags=re.M)
     text = re.sub(
         r"^#define PY_SUPPORT_TIER \d+$", f"#define PY_SUPPORT_TIER {_support_tier(target)}", text, flags=re.M
     )
@@ -195,11 +225,11 @@ def write_sysconfig_module(variables: dict[str, object], target: str, dest: Path
 def write_target_sysconfig(python: BuildPython, toolchain: Toolchain, dest: Path) -> TargetSysconfig:
     """Write _sysconfigdata for the build Python re-aimed at toolchain.target, plus the target headers."""
     target = toolchain.target
-    arch = zig_triple(target).split("-", 1)[0]
     host = gnu_host(target)
-    libc = "musl" if host.endswith("musl") else "gnu"
     digits = python.version.replace(".", "")
-    soabi = f"cpython-{digits}-{arch}-linux-{libc}"
+    # The target's multiarch triplet, as its own CPython names extensions: x86_64-linux-gnu,
+    # aarch64-linux-musl, arm-linux-gnueabihf / arm-linux-musleabihf (armv7l).
+    soabi = f"cpython-{digits}-{host}"
     include = write_target_headers(python, target, dest / "include")
     variables = cross_variables(python, toolchain, include, host_cflags=True, shared_flag="-fPIC")
     variables.update(
@@ -216,7 +246,8 @@ def write_target_sysconfig(python: BuildPython, toolchain: Toolchain, dest: Path
         module=module,
         folder=folder,
         include=include,
-        host_platform=f"linux-{arch}",
+        # sysconfig.get_platform() on the target: linux-x86_64, linux-aarch64, linux-armv7l (uname's machine).
+        host_platform=f"linux-{get_target(target).arch}",
         ext_suffix=f".{soabi}.so",
     )
 

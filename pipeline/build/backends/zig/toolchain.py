@@ -43,11 +43,20 @@ if TYPE_CHECKING:
     from pipeline.targets import Target
 
 # zig's (and GNU's) names for the architectures rewheel's targets spell their own way (Windows: AMD64, ARM64).
-_ZIG_ARCH = {"x86_64": "x86_64", "aarch64": "aarch64", "AMD64": "x86_64", "ARM64": "aarch64"}
+_ZIG_ARCH = {"x86_64": "x86_64", "aarch64": "aarch64", "AMD64": "x86_64", "ARM64": "aarch64", "armv7l": "arm"}
+# armv7l wheels are hard-float (Alpine armv7, Debian / Raspberry Pi OS armhf): the ABI part of the triple says so.
+_ABI_SUFFIX = {"armv7l": "eabihf"}
+# The CPU every target binary is compiled for, where zig's default for the arch is newer than the platform's
+# baseline: zig's arm default has NEON and 32 VFP registers, while Alpine's armv7 and Debian's armhf promise
+# ARMv7-A with VFPv3-D16 and Thumb-2 (no NEON), which every Raspberry Pi from the Pi 2 on runs.
+_CPU_FLAGS = {"armv7l": ("-mcpu=generic+v7a+vfp3d16-neon-d32",)}
+# The libc soname a musl system gives its loader, where it differs from the arch: Alpine's armv7 libc is
+# libc.musl-armv7.so.1 (the loader itself is ld-musl-armhf.so.1).
+_MUSL_LIBC_ARCH = {"armv7l": "armv7"}
 # The oldest glibc the backend links against: manylinux_2_17 (manylinux2014), the oldest level every arch here
 # has and the oldest tried; zig names the glibc version in the triple, so it links against that symbol set.
 _OLDEST_GLIBC = (2, 17)
-BUILDS = "x86_64 and aarch64 musllinux and manylinux_2_17 or newer, win_amd64 (every edition) and win_arm64"
+BUILDS = "x86_64, aarch64 and armv7l musllinux and manylinux_2_17 or newer, win_amd64 (every edition) and win_arm64"
 
 
 def _triple(target: Target) -> str | None:
@@ -63,11 +72,12 @@ def _triple(target: Target) -> str | None:
     own = target.policy_platform
     if own is None:
         return None
+    abi = _ABI_SUFFIX.get(target.arch, "")
     if own.libc == "musl":
-        return f"{arch}-linux-musl"
+        return f"{arch}-linux-musl{abi}"
     if own.level < _OLDEST_GLIBC:
         return None
-    return f"{arch}-linux-gnu.{own.level[0]}.{own.level[1]}"
+    return f"{arch}-linux-gnu{abi}.{own.level[0]}.{own.level[1]}"
 
 
 # Errors in clang 16+ (and GCC 14) that were warnings in the compilers old C releases were built with: pointer
@@ -112,7 +122,14 @@ def gnu_host(target: str) -> str:
     arch = zig_triple(target).split("-", 1)[0]
     if resolved.is_windows:
         return f"{arch}-w64-mingw32"
-    return f"{arch}-linux-{'musl' if resolved.is_musl else 'gnu'}"
+    return f"{arch}-linux-{'musl' if resolved.is_musl else 'gnu'}{_ABI_SUFFIX.get(resolved.arch, '')}"
+
+
+def cpu_flags(target: str) -> list[str]:
+    """Compiler flags choosing the target's baseline CPU (empty where zig's default is the baseline)."""
+    from pipeline.targets import get_target
+
+    return list(_CPU_FLAGS.get(get_target(target).arch, ()))
 
 
 @cache
@@ -166,8 +183,10 @@ def cache_lock(path: Path) -> Iterator[None]:
 def musl_libc_soname(target: str) -> str | None:
     if not builds_for(target) or "musl" not in zig_triple(target):
         return None
-    arch = zig_triple(target).split("-", 1)[0]
-    return f"libc.musl-{arch}.so.1"
+    from pipeline.targets import get_target
+
+    arch = get_target(target).arch
+    return f"libc.musl-{_MUSL_LIBC_ARCH.get(arch, arch)}.so.1"
 
 
 @dataclass(frozen=True)
@@ -345,7 +364,7 @@ def write_toolchain(
         "target_include": str(target_include) if target_include else "",
         "musl_soname": musl_libc_soname(target) or "",
         "patchelf": patchelf_executable(),
-        "compile_flags": list(compile_flags or []),
+        "compile_flags": [*cpu_flags(target), *(compile_flags or [])],
         "link_flags": list(link_flags or []),
         "dropped_flags": list(dropped_flags or []),
         "windows": "windows" in triple,
