@@ -66,7 +66,7 @@ def test_every_legacy_profile_is_a_build_of_a_default_runtime_on_musl_123() -> N
     assert set(legacy) == {
         f"musl-cpython-{minor}-{arch}-musl1.2.3"
         for minor in ("3.11", "3.13")
-        for arch in ("x86_64", "aarch64")
+        for arch in ("x86_64", "aarch64", "armv7l")
     }
     for name, entry in legacy.items():
         base = entries[entry["base"]]

@@ -60,13 +60,13 @@ class DebianArm64Python(CachedInterpreter):
         self.suite = entry["suite"]
         self.glibc = entry["glibc"]
         self.revision = int(entry.get("revision", 1))
+        self.provenance = entry.get("provenance", "")
+        self.arch = entry.get("arch", "aarch64")
         # The data's targets, and every manylinux level the root's glibc loads (bookworm's 2.36 hosts
         # manylinux_2_28_aarch64 wheels too, as a real Debian 12 arm64 machine does).
         major, _, minor = str(self.glibc).partition(".")
         derived = glibc_targets(self.arch, (int(major), int(minor or 0)))
         self.targets: tuple[str, ...] = tuple(dict.fromkeys([*entry["targets"], *derived]))
-        self.provenance = entry.get("provenance", "")
-        self.arch = entry.get("arch", "aarch64")
         self.debian_arch = DEBIAN_ARCH[self.arch]
         self.qemu = QEMU[self.arch]
         self.description = (
