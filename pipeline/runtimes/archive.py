@@ -44,7 +44,8 @@ SUFFIX = ".tar.xz"
 # save a few MB for several times the CPU.
 XZ_PRESET: Literal[1] = 1
 # Files a build leaves that nobody reads after it (the build log) or that an import remakes (the profile).
-NOT_ARCHIVED = ("build.log", "rewheel-musl-profile.json")
+NOT_ARCHIVED = ("build.log", "rewheel-musl-profile.json", "tmp")
+ZIG_CACHE = "zig-cache"
 
 
 class ArchiveMismatch(RewheelError):
@@ -99,7 +100,8 @@ def _runtime_entry(name: str) -> tuple[str, dict[str, Any]] | None:
 
 def artefact(name: str) -> Artefact:
     """The shareable artefact called `name`: a runtime of the registry, or `musl-deps-<arch>` /
-    `musl-zlib-<arch>` (the shared musl builds every musl CPython of that architecture uses)."""
+    `musl-zlib-<arch>` (the shared musl builds every musl CPython of that architecture uses), or `zig-cache`
+    (zig's libc and compiler-rt per target, which the first zig build of each target spends minutes on)."""
     from pipeline.runtimes import musl_cpython
 
     for prefix, cache_revision in (
@@ -124,6 +126,22 @@ def artefact(name: str) -> Artefact:
                 revision={prefix.strip("-").replace("-", "_"): cache_revision},
                 ready=folder_owner.exists,
             )
+    if name == ZIG_CACHE:
+        from pipeline.build.backends.zig.toolchain import zig_cache_dir
+        from pipeline.paths import cache_root
+
+        folder = zig_cache_dir(cache_root())
+        return Artefact(
+            name=name,
+            kind="cache",
+            folder=folder,
+            # zig keys every entry of its cache by its own version and inputs (a stale entry is a miss, never
+            # a wrong hit), so the folder needs no recipe of rewheel's to match.
+            entry={"what": "zig's global cache: libc and compiler-rt per target, compiled objects"},
+            inputs={},
+            revision={"zig_cache": 1},
+            ready=lambda: folder.is_dir() and any(folder.glob("o/*")),
+        )
     described = _runtime_entry(name)
     if described is None:
         from pipeline.runtimes import get_runtime

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -111,3 +112,19 @@ def take_from_source(name: str, *, progress: bool = True) -> bool:
     if progress:
         say(f"{name}: imported from {source} in {time.monotonic() - started:.1f} s")
     return True
+
+
+_PRIMED = threading.Lock()
+_PRIMED_DONE: set[str] = set()
+
+
+def prime_shared_cache(name: str, *, progress: bool = True) -> None:
+    """Take a shared build cache (`zig-cache`) from the configured source once per process, before its first
+    use; a cache already there is kept."""
+    if configured_source() is None:
+        return
+    with _PRIMED:
+        if name in _PRIMED_DONE:
+            return
+        _PRIMED_DONE.add(name)
+        take_from_source(name, progress=progress)
