@@ -197,3 +197,22 @@ def test_unreachable_source_falls_back_to_building(tmp_path: Path) -> None:
     lines = [line for line in result.stderr.splitlines() if "not taken from" in line]
     assert len(lines) == 1 and lines[0].startswith(f"{ZLIB}: not taken from {source}: unreachable ("), lines
     assert lines[0].endswith("; building it")
+
+
+def test_a_run_knows_its_runtimes_at_plan_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipelined run's background builder gets, in job order and once each, the runtimes smoke will use
+    that an empty cache lacks (the real recipes' musllinux jobs)."""
+    from pipeline.build.prefetch import needed_runtimes
+    from pipeline.plan import plan
+    from pipeline.recipe import load_recipes
+
+    jobs = plan(load_recipes(), ["musllinux_1_2_x86_64", "musllinux_1_2_aarch64"])
+    monkeypatch.setenv("REWHEEL_CACHE_DIR", str(tmp_path / "empty"))
+    names = [r.name for r in needed_runtimes(jobs)]
+    assert set(names) >= {
+        "musl-cpython-3.11-x86_64",
+        "musl-cpython-3.13-x86_64",
+        "musl-cpython-3.11-aarch64",
+        "musl-cpython-3.13-aarch64",
+    }, names
+    assert len(names) == len(set(names))

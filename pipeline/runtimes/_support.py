@@ -359,7 +359,9 @@ def build_lock(name: str, *, progress: bool = True) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if progress:
-                say(f"{name}: another process is building it; waiting for that build")
+                say(
+                    f"{name}: another build of it is running (another process, or this run's background builder); waiting for it"
+                )
             _WAITED_FOR.add(name)
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
