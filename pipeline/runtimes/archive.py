@@ -208,11 +208,14 @@ def _add_tree(tar: tarfile.TarFile, folder: Path) -> tuple[int, int]:
                 tar.add(target, arcname, recursive=True)  # a link out: store what it points to
                 members += 1
                 continue
-            info = tar.gettarinfo(path, arcname)
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            with path.open("rb") as handle:
-                tar.addfile(info, handle)
+            try:
+                info = tar.gettarinfo(path, arcname)
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                with path.open("rb") as handle:
+                    tar.addfile(info, handle)
+            except FileNotFoundError:
+                continue  # a shared cache (zig's) that another process is pruning: its entry is gone
             members += 1
             size += info.size
         # os.walk does not descend into links to folders; those were handled above.
