@@ -216,3 +216,31 @@ def test_a_run_knows_its_runtimes_at_plan_time(tmp_path: Path, monkeypatch: pyte
         "musl-cpython-3.13-aarch64",
     }, names
     assert len(names) == len(set(names))
+
+
+@pytest.mark.slow
+def test_native_libraries_are_relocated_into_the_importing_cache(shared_cache: Path, tmp_path: Path) -> None:
+    """A real native library the zig backend built (its pkg-config file names its absolute prefix), exported
+    from one cache and imported into another: pkg-config then points into the new cache."""
+    import shutil
+
+    built = sorted((shared_cache / "native").glob("*/libffi-*-static-*/.rewheel-complete"))
+    if not built:
+        pytest.skip("no native libffi built in the shared cache yet (the zig backend builds it on first use)")
+    library = built[0].parent
+    first, second = tmp_path / "first", tmp_path / "second"
+    copied = first / "native" / library.parent.name / library.name
+    shutil.copytree(library, copied, symlinks=True)
+    (copied / "lib" / "pkgconfig" / "libffi.pc").write_text(
+        (library / "lib" / "pkgconfig" / "libffi.pc").read_text().replace(str(library), str(copied))
+    )
+    out = tmp_path / "out"
+    assert (
+        _rewheel("runtimes", "export", "native-libraries", "--out", str(out), env=_env(first)).returncode == 0
+    )
+    imported = _rewheel("runtimes", "import", str(out / "native-libraries.tar.xz"), env=_env(second))
+    assert imported.returncode == 0, imported.stderr
+    moved = second / "native" / library.parent.name / library.name
+    assert (moved / ".rewheel-complete").is_file()
+    pc = (moved / "lib" / "pkgconfig" / "libffi.pc").read_text()
+    assert f"prefix={moved}\n" in pc and str(first) not in pc

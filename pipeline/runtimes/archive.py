@@ -46,6 +46,9 @@ XZ_PRESET: Literal[1] = 1
 # Files a build leaves that nobody reads after it (the build log) or that an import remakes (the profile).
 NOT_ARCHIVED = ("build.log", "rewheel-musl-profile.json", "tmp")
 ZIG_CACHE = "zig-cache"
+NATIVE_LIBRARIES = "native-libraries"
+# Text files a relocation looks into: small, and without NUL bytes (never a static archive or an object).
+RELOCATE_MAX_BYTES = 1 << 20
 
 
 class ArchiveMismatch(RewheelError):
@@ -63,6 +66,8 @@ class Artefact:
     inputs: dict[str, str]
     revision: dict[str, int]
     ready: Callable[[], bool] = field(repr=False)  # True when the folder holds a finished build
+    # Text files in it name its own absolute path (pkg-config, CMake and libtool files): rewritten on import.
+    relocate: bool = False
 
     def core(self) -> dict[str, Any]:
         """What must be equal between an archive and this rewheel for the archive to stand for a build."""
@@ -142,6 +147,24 @@ def artefact(name: str) -> Artefact:
             revision={"zig_cache": 1},
             ready=lambda: folder.is_dir() and any(folder.glob("o/*")),
         )
+    if name == NATIVE_LIBRARIES:
+        from pipeline.paths import cache_root
+
+        native = cache_root() / "native"
+        return Artefact(
+            name=name,
+            kind="cache",
+            folder=native,
+            # Each library's folder is named by a digest of its recipe, source and target, and is used only
+            # when its .rewheel-complete marker is there, so the folder as a whole needs no recipe to match.
+            entry={
+                "what": "the zig backend's native libraries: <triple>/<library>-<version>-<linkage>-<digest>"
+            },
+            inputs={},
+            revision={"native_libraries": 1},
+            ready=lambda: native.is_dir() and any(native.iterdir()),
+            relocate=True,
+        )
     described = _runtime_entry(name)
     if described is None:
         from pipeline.runtimes import get_runtime
@@ -218,8 +241,9 @@ def _add_tree(tar: tarfile.TarFile, folder: Path) -> tuple[int, int]:
                 continue  # a shared cache (zig's) that another process is pruning: its entry is gone
             members += 1
             size += info.size
-        # os.walk does not descend into links to folders; those were handled above.
-        dirnames[:] = [d for d in dirnames if not (here / d).is_symlink()]
+        # os.walk does not descend into links to folders (handled above), nor into a native library's
+        # build in progress (`.build-<name>-*`: another process's, not a finished build).
+        dirnames[:] = [d for d in dirnames if not (here / d).is_symlink() and not d.startswith(".build-")]
     return members, size
 
 
@@ -236,7 +260,7 @@ def export(name: str, out: Path, *, progress: bool = True) -> dict[str, Any]:
     started = time.monotonic()
     if progress:
         say(f"runtimes: exporting {name} from {item.folder}")
-    core = {"format": FORMAT, **item.core(), "rewheel_version": __version__}
+    core = {"format": FORMAT, **item.core(), "rewheel_version": __version__, "origin": str(item.folder)}
     try:
         with tarfile.open(staged, "w:xz", preset=XZ_PRESET, format=tarfile.PAX_FORMAT) as tar:
             data = json.dumps(core, indent=2, sort_keys=True).encode()
@@ -341,6 +365,9 @@ def import_archive(
             tree = staging / "tree"
             if not tree.is_dir():
                 raise UnsafeArchive(f"{archive.name}: holds no tree/ folder")
+            origin = read_inner_manifest(archive).get("origin")
+            if item.relocate and isinstance(origin, str) and origin and origin != str(item.folder):
+                _relocate(tree, origin, str(item.folder))
             publish_dir(tree, item.folder)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -350,3 +377,17 @@ def import_archive(
                 f"{archive.name}: unpacked, but {item.name} is not a finished build; removed"
             )
     return item
+
+
+def _relocate(tree: Path, old: str, new: str) -> None:
+    """Rewrite the exporting cache's path to this cache's in the tree's text files (as conda relocates a
+    prefix): a pkg-config file's `prefix=` must name where the library now is."""
+    before, after = old.encode(), new.encode()
+    for dirpath, _dirs, files in os.walk(tree):
+        for name in files:
+            path = Path(dirpath) / name
+            if path.is_symlink() or path.stat().st_size > RELOCATE_MAX_BYTES:
+                continue
+            data = path.read_bytes()
+            if before in data and b"\0" not in data:
+                path.write_bytes(data.replace(before, after))
