@@ -7,7 +7,9 @@ musllinux_1_2_aarch64` over recipes/ (all 28 jobs, smoke on), into a wheelhouse 
   UV_CACHE_DIR): every runtime, musl dependency and zig target cache is built here;
 - imported: the same empty caches, but REWHEEL_RUNTIME_SOURCE points at a static http server on 127.0.0.1
   over a folder of exported archives (`rewheel runtimes export`: the four musl CPythons, their libz.so.1
-  builds, zig's cache), as a team's release assets or private index would serve them;
+  builds, the musl deps, zig's cache, the zig backend's native libraries), as a team's release assets or
+  private index would serve them (export them from a cache that ran the job once, so zig's cache and the
+  native libraries cover every job);
 - warm: the imported leg's caches and wheelhouse again: the no-op.
 
 The cold leg is broken down by step: every "<what>: <step> done in N s" line the runtime builds print, and
@@ -44,6 +46,7 @@ ARCHIVES = (
     "musl-deps-x86_64",
     "musl-deps-aarch64",
     "zig-cache",
+    "native-libraries",
 )
 STEP = re.compile(r"^(?P<what>[\w.+-]+): (?P<step>.+?) done in (?P<seconds>\d+(?:\.\d+)?) s$")
 
