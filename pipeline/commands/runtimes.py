@@ -218,7 +218,7 @@ def import_command(archives: tuple[str, ...], sha256: str | None, as_json: bool)
     from pathlib import Path
     from urllib.parse import urlparse
 
-    from pipeline.errors import RewheelError
+    from pipeline.errors import FetchError, RewheelError
     from pipeline.output import emit_json
     from pipeline.runtimes import get_runtime
     from pipeline.runtimes.archive import SUFFIX, import_archive
@@ -233,7 +233,10 @@ def import_command(archives: tuple[str, ...], sha256: str | None, as_json: bool)
         if urlparse(given).scheme in ("http", "https"):
             base, _, filename = given.rpartition("/")
             name = filename.removesuffix(SUFFIX).removesuffix(".json")
-            path, manifest = fetch_archive(base, name)
+            try:
+                path, manifest = fetch_archive(base, name)
+            except FetchError as exc:
+                raise FetchError(f"{base}: {exc}") from None
         else:
             path = Path(given)
             if not path.is_file():
