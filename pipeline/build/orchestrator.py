@@ -355,6 +355,8 @@ def run_jobs(
     run = _Run(backend, wheelhouse, smoke, progress, force, BackendSelector(), work_root, require_import)
     index = RecordIndex(wheelhouse)
     outcomes = []
+    # The runtimes smoke will need build in a background thread meanwhile (pipeline/build/prefetch.py).
+    prefetch = _start_prefetch(jobs, progress) if smoke else None
     for number, job in enumerate(jobs, 1):
         job_started = time.monotonic()
         outcome = _up_to_date(job, run, index) or _build_job(job, run, f"[{number}/{len(jobs)}]")
@@ -362,7 +364,15 @@ def run_jobs(
         if outcome.status == "up-to-date":
             _say(f"[{number}/{len(jobs)}] {job.id}: up to date", progress)
         outcomes.append(outcome)
+    if prefetch is not None:
+        prefetch.join()
     return RunSummary(outcomes, wheelhouse, time.monotonic() - started)
+
+
+def _start_prefetch(jobs: list[Job], progress: bool) -> Any:
+    from pipeline.build import prefetch
+
+    return prefetch.start(jobs, progress=progress)
 
 
 def _up_to_date(job: Job, run: _Run, index: Any) -> JobOutcome | None:

@@ -134,6 +134,7 @@ def build_command(names: tuple[str, ...], build_all: bool, as_json: bool) -> Non
     from pipeline.output import emit_json, progress
     from pipeline.runtimes import all_runtimes, get_runtime
     from pipeline.runtimes._support import waited_for_another_build
+    from pipeline.runtimes.sources import imported_from_source
 
     if names:
         selected = [get_runtime(n) for n in names]
@@ -159,12 +160,15 @@ def build_command(names: tuple[str, ...], build_all: bool, as_json: bool) -> Non
                 **_describe(runtime),
                 "reused": was_built,
                 "built_by_another_process": not was_built and waited_for_another_build(runtime.name),
+                "imported_from_source": imported_from_source(runtime.name),
                 "seconds": seconds,
             }
         )
         if not as_json:
             if was_built:
                 verb = "reused"
+            elif imported_from_source(runtime.name):
+                verb = f"imported from the runtime source and finished in {seconds:.0f} s"
             elif waited_for_another_build(runtime.name):
                 verb = f"built by another process (waited {seconds:.0f} s)"
             else:
@@ -172,3 +176,84 @@ def build_command(names: tuple[str, ...], build_all: bool, as_json: bool) -> Non
             click.echo(f"{runtime.name}: {verb} -> {runtime.root()}")
     if as_json:
         emit_json({"runtimes": results})
+
+
+@command.command(name="export")
+@click.argument("names", nargs=-1, required=True)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=str),
+    help="Folder to write into.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON.")
+def export_command(names: tuple[str, ...], out: str, as_json: bool) -> None:
+    """Write each built runtime (or shared build cache: musl-deps-ARCH, musl-zlib-ARCH) as NAME.tar.xz plus its
+    manifest NAME.json (data entry, inputs' sha256, revisions, the archive's sha256)."""
+    from pathlib import Path
+
+    from pipeline.output import emit_json
+    from pipeline.runtimes.archive import export
+
+    manifests = [export(name, Path(out), progress=not as_json) for name in names]
+    if as_json:
+        emit_json({"archives": manifests})
+        return
+    for manifest in manifests:
+        click.echo(f"{manifest['name']}: {Path(out) / manifest['archive']} sha256 {manifest['sha256']}")
+
+
+@command.command(name="import")
+@click.argument("archives", nargs=-1, required=True)
+@click.option(
+    "--sha256", "sha256", default=None, help="The pin (default: the sha256 in the manifest beside it)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def import_command(archives: tuple[str, ...], sha256: str | None, as_json: bool) -> None:
+    """Import runtime archives (a file, or an http(s) URL of one) into the cache after checking each against its
+    pin and against this rewheel's recipe for that runtime; then finish it (the musl profile, seconds)."""
+    import json as _json
+    import time
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    from pipeline.errors import FetchError, RewheelError
+    from pipeline.output import emit_json
+    from pipeline.runtimes import get_runtime
+    from pipeline.runtimes.archive import SUFFIX, import_archive
+    from pipeline.runtimes.sources import fetch_archive
+
+    if sha256 is not None and len(archives) > 1:
+        raise RewheelError("--sha256 pins one archive; give one ARCHIVE with it")
+    results = []
+    for given in archives:
+        started = time.monotonic()
+        manifest = None
+        if urlparse(given).scheme in ("http", "https"):
+            base, _, filename = given.rpartition("/")
+            name = filename.removesuffix(SUFFIX).removesuffix(".json")
+            try:
+                path, manifest = fetch_archive(base, name)
+            except FetchError as exc:
+                raise FetchError(f"{base}: {exc}") from None
+        else:
+            path = Path(given)
+            if not path.is_file():
+                raise RewheelError(f"{given}: no such archive")
+            beside = path.with_name(path.name.removesuffix(SUFFIX) + ".json")
+            if beside.is_file():
+                try:
+                    manifest = _json.loads(beside.read_text(encoding="utf-8"))
+                except ValueError:
+                    raise RewheelError(f"{beside}: not a JSON manifest") from None
+        pin = sha256 or (str(manifest.get("sha256")) if isinstance(manifest, dict) else None)
+        item = import_archive(path, sha256=pin, manifest=manifest, progress=not as_json)
+        if item.kind == "runtime":
+            get_runtime(item.name).build(progress=not as_json)  # the profile layer: seconds, no compile
+        seconds = round(time.monotonic() - started, 1)
+        results.append({"name": item.name, "kind": item.kind, "root": str(item.folder), "seconds": seconds})
+        if not as_json:
+            click.echo(f"{item.name}: imported in {seconds:.1f} s -> {item.folder}")
+    if as_json:
+        emit_json({"imported": results})

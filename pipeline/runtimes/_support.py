@@ -361,7 +361,9 @@ def build_lock(name: str, *, progress: bool = True) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if progress:
-                say(f"{name}: another process is building it; waiting for that build")
+                say(
+                    f"{name}: another build of it is running (another process, or this run's background builder); waiting for it"
+                )
             _WAITED_FOR.add(name)
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -414,6 +416,13 @@ class CachedInterpreter(abc.ABC):
     def unavailable_reason(self) -> str | None:
         """None when this machine can build it; otherwise what is missing."""
 
+    def _import_from_source(self, progress: bool) -> None:
+        """Take the build from the configured runtime source (REWHEEL_RUNTIME_SOURCE), if one is set and
+        holds this rewheel's build of it; otherwise it is built, after one line saying why."""
+        from pipeline.runtimes.sources import take_from_source
+
+        take_from_source(self.name, progress=progress)
+
     def _prepare(self, progress: bool) -> None:  # noqa: B027 (an optional hook: most runtimes need nothing)
         """Work done before taking this runtime's lock (inputs shared with other runtimes, with locks of their own)."""
 
@@ -427,6 +436,9 @@ class CachedInterpreter(abc.ABC):
         reason = self.unavailable_reason()
         if reason:
             raise RuntimeBuildError(f"{self.name}: {reason}")
+        self._import_from_source(progress)
+        if self.exists():
+            return
         self._prepare(progress)
         with build_lock(self.name, progress=progress):
             if not self.exists():  # another process may have finished it while we waited for the lock

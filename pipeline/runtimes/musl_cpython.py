@@ -348,6 +348,10 @@ class MuslDependencies:
     def build(self, progress: bool = True) -> None:
         if self.exists():
             return
+        from pipeline.runtimes.sources import take_from_source
+
+        if take_from_source(self.name, progress=progress) and self.exists():
+            return
         with build_lock(self.name, progress=progress):
             if not self.exists():
                 self._build(progress)
@@ -449,6 +453,10 @@ class MuslZlib:
 
     def build(self, progress: bool = True) -> None:
         if self.exists():
+            return
+        from pipeline.runtimes.sources import take_from_source
+
+        if take_from_source(self.name, progress=progress) and self.exists():
             return
         with build_lock(self.name, progress=progress):
             if not self.exists():
@@ -762,6 +770,10 @@ class MuslCPython(CachedInterpreter):
 
     def limits(self) -> list[RuntimeLimit]:
         return list(self._limits)
+
+    def _import_from_source(self, progress: bool) -> None:
+        if not self.entry.base:  # a profile is made from its base's build, which is what gets imported
+            super()._import_from_source(progress)
 
     def _prepare(self, progress: bool) -> None:
         if self.entry.base:

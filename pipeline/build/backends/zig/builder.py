@@ -252,6 +252,9 @@ def sandboxed_build_step(
     scratch = work / "tmp"
     scratch.mkdir(parents=True, exist_ok=True)
     sandbox_env = {**env, "TMPDIR": str(scratch), "HOME": str(scratch)}
+    from pipeline.runtimes.sources import prime_shared_cache
+
+    prime_shared_cache("zig-cache")  # zig's libc/compiler-rt per target, from the runtime source if set
     zig_cache = zig_cache_dir(cache_root())
     zig_cache.mkdir(parents=True, exist_ok=True)
     tool_caches = [Path(env[name]) for name in WRITABLE_TOOL_CACHES if env.get(name)]

@@ -228,6 +228,9 @@ def build_native_library(library: NativeLibrary, target: str, *, progress: bool 
             f"native library {library.name}: build {library.build!r} is not supported by the zig backend "
             f"(supported: {', '.join(SUPPORTED_BUILDS)})"
         )
+    from pipeline.runtimes.sources import prime_shared_cache
+
+    prime_shared_cache("native-libraries", progress=progress)  # every built library, from the runtime source
     prefix = prefix_for(library, target)
     done = prefix / ".rewheel-complete"
     if done.is_file():
@@ -242,6 +245,9 @@ def build_native_library(library: NativeLibrary, target: str, *, progress: bool 
 
 
 def _build_into(library: NativeLibrary, target: str, prefix: Path, progress: bool) -> None:
+    from pipeline.runtimes.sources import prime_shared_cache
+
+    prime_shared_cache("zig-cache", progress=progress)  # its configure runs zig for this target first
     done = prefix / ".rewheel-complete"
     archive = fetch_native_source(library, progress=progress)
     prefix.parent.mkdir(parents=True, exist_ok=True)
