@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -370,6 +370,22 @@ def build_lock(name: str, *, progress: bool = True) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def build_shared_once(
+    name: str, exists: Callable[[], bool], build: Callable[[bool], None], *, progress: bool = True
+) -> None:
+    """A shared build (musl deps, libz) made once: taken from the configured runtime source when it holds it,
+    else built under its lock (another process may finish it meanwhile: checked again inside)."""
+    if exists():
+        return
+    from pipeline.runtimes.sources import take_from_source
+
+    if take_from_source(name, progress=progress) and exists():
+        return
+    with build_lock(name, progress=progress):
+        if not exists():
+            build(progress)
 
 
 class CachedInterpreter(abc.ABC):

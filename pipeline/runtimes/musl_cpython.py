@@ -47,7 +47,7 @@ from pipeline.runtimes._support import (
     RuntimeBuildError,
     RuntimeLimit,
     StepRunner,
-    build_lock,
+    build_shared_once,
     cache_downloads,
     debian_binaries,
     debian_source_orig,
@@ -346,15 +346,7 @@ class MuslDependencies:
         return bool(marker and marker.get("revision") == DEPS_REVISION)
 
     def build(self, progress: bool = True) -> None:
-        if self.exists():
-            return
-        from pipeline.runtimes.sources import take_from_source
-
-        if take_from_source(self.name, progress=progress) and self.exists():
-            return
-        with build_lock(self.name, progress=progress):
-            if not self.exists():
-                self._build(progress)
+        build_shared_once(self.name, self.exists, self._build, progress=progress)
 
     def _build(self, progress: bool) -> None:
         ensure_toolset("musl")
@@ -452,15 +444,7 @@ class MuslZlib:
         )
 
     def build(self, progress: bool = True) -> None:
-        if self.exists():
-            return
-        from pipeline.runtimes.sources import take_from_source
-
-        if take_from_source(self.name, progress=progress) and self.exists():
-            return
-        with build_lock(self.name, progress=progress):
-            if not self.exists():
-                self._build(progress)
+        build_shared_once(self.name, self.exists, self._build, progress=progress)
 
     def _build(self, progress: bool) -> None:
         started = time.monotonic()
