@@ -218,13 +218,17 @@ def test_recipe_new_says_where_rust_crates_come_from(run_cli, tmp_path: Path) ->
 
 
 @pytest.mark.slow
-def test_recipe_new_on_a_maturin_sdist_finds_its_module_and_vendored_crates(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_recipe_new_on_a_maturin_sdist_finds_its_module_and_vendored_crates(
+    run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     # orjson 3.13.0: maturin, Python package under pysrc/, crates vendored in include/cargo; the probe build
-    # (a real Rust build for the first target) lists what the wheel holds.
+    # (a real Rust build for the first target) lists what the wheel holds. Run outside the repository, as a new
+    # user would: its own recipes/orjson.toml already lists 3.13.0 and would be taken as it is.
+    monkeypatch.chdir(tmp_path)
     code, out, err = run_cli("recipe", "new", "orjson==3.13.0", "-o", str(tmp_path), "--json")
     assert code == 0, err
     written = json.loads(out)
-    assert written["build_backend"] == "maturin" and "orjson" in written["imports"]
+    assert written["created"] and written["build_backend"] == "maturin" and "orjson" in written["imports"]
     assert written["refused"] == {}
     assert written["rust_crates"].startswith("crates vendored in the sdist (include/cargo/)")
 
