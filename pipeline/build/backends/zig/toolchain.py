@@ -19,7 +19,7 @@ folder of wrapper scripts that call zig with the right triple and fix up what zi
   from a host `*-config` script or a setup.py guessing, and would link host libraries into a target binary;
 - clang 16 made some diagnostics errors by default that older compilers only warned about (LENIENT_C_FLAGS);
   code written for the compilers of its release (the manylinux2014 image's GCC 10 warns) stops on them, so
-  every compile turns them back into warnings, unless the build sets REWHEEL_STRICT_C=1 (a recipe's
+  every compile turns them back into warnings, unless the build sets ZIGCC_STRICT_C=1 (a recipe's
   `[build] strict-c = true`).
 """
 
@@ -89,7 +89,8 @@ LENIENT_C_FLAGS = (
     "-Wno-error=implicit-function-declaration",
     "-Wno-error=implicit-int",
 )
-STRICT_C_VARIABLE = "REWHEEL_STRICT_C"
+# Not REWHEEL_*: the build sandbox drops every REWHEEL_* variable (they may carry credentials).
+STRICT_C_VARIABLE = "ZIGCC_STRICT_C"
 
 
 def supported_targets() -> list[str]:
