@@ -487,7 +487,7 @@ def test_dependencies_that_cannot_be_had_are_cannot_host_not_failed(
     import shutil
 
     from pipeline.fetch import Pin, fetch
-    from test_index_support import SIX
+    from helpers.index import SIX
 
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # port 9 (discard): nothing listens
     monkeypatch.setenv("PIP_FIND_LINKS", "")
