@@ -486,8 +486,8 @@ def test_dependencies_that_cannot_be_had_are_cannot_host_not_failed(
     A wheelhouse given with --find-links then supplies it."""
     import shutil
 
-    from pipeline.fetch import Pin, fetch
     from helpers.index import SIX
+    from pipeline.fetch import Pin, fetch
 
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # port 9 (discard): nothing listens
     monkeypatch.setenv("PIP_FIND_LINKS", "")
