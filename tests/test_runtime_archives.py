@@ -226,7 +226,14 @@ def test_native_libraries_are_relocated_into_the_importing_cache(shared_cache: P
 
     built = sorted((shared_cache / "native").glob("*/libffi-*-static-*/.rewheel-complete"))
     if not built:
-        pytest.skip("no native libffi built in the shared cache yet (the zig backend builds it on first use)")
+        # cffi's recipe pins libffi as a [[native]] source: build it for musl x86_64 as the zig backend would.
+        from pipeline.build.backends.zig.native_libraries import build_native_libraries
+        from pipeline.recipe import load_recipe
+
+        cffi = load_recipe(Path(__file__).resolve().parent.parent / "recipes" / "cffi.toml")
+        build_native_libraries(list(cffi.native), "musllinux_1_2_x86_64", progress=False)
+        built = sorted((shared_cache / "native").glob("*/libffi-*-static-*/.rewheel-complete"))
+    assert built, "libffi was built but no finished prefix is in the shared cache"
     library = built[0].parent
     first, second = tmp_path / "first", tmp_path / "second"
     copied = first / "native" / library.parent.name / library.name
