@@ -324,8 +324,10 @@ def prove_upstream(
     python: str | None,
     smoke: bool = True,
     progress: bool = False,
+    constraints: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Verify an upstream wheel for `target` and import it on the target's runtime: its proof record."""
+    """Verify an upstream wheel for `target` and import it on the target's runtime (its dependencies held to
+    `constraints`, the resolved set it is published with): its proof record."""
     from pipeline.smoke import smoke_wheel
     from pipeline.verify import verify_wheel
 
@@ -340,7 +342,7 @@ def prove_upstream(
         smoke_json = {"status": "skipped", "message": "verify failed"}
     else:
         try:
-            smoke_json = smoke_wheel(wheel, target, progress=progress).to_json()
+            smoke_json = smoke_wheel(wheel, target, constraints=constraints, progress=progress).to_json()
         except RewheelError as exc:  # no runtime could be prepared: recorded, not a verdict on the wheel
             smoke_json = {"status": "error", "message": str(exc)}
     return for_upstream(
@@ -355,7 +357,13 @@ def prove_upstream(
 
 
 def upstream_proofs(
-    upstream: list[Any], target: str, python: str, *, smoke: bool, progress: bool = False
+    upstream: list[Any],
+    target: str,
+    python: str,
+    *,
+    smoke: bool,
+    progress: bool = False,
+    constraints: list[str] | None = None,
 ) -> dict[Path, dict[str, Any]]:
     """Proof records for the upstream wheels `build -r` admitted (wheelhouse.UpstreamWheel items)."""
     return {
@@ -366,6 +374,7 @@ def upstream_proofs(
             python=python,
             smoke=smoke,
             progress=progress,
+            constraints=constraints,
         )
         for u in upstream
         if u.ok

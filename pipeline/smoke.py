@@ -385,6 +385,7 @@ def smoke_wheel(
     command: str | None = None,
     requires: list[str] | None = None,
     find_links: Path | None = None,
+    constraints: list[str] | None = None,
     progress: bool = True,
 ) -> SmokeResult:
     """Install `wheel` and its dependencies into a throwaway folder on `target`'s runtime and import its
@@ -396,6 +397,7 @@ def smoke_wheel(
     first on PATH as `python` (a recipe's test command); `requires`: more requirements: lines pinned with
     `--hash` (a recipe's `[test] requires`, e.g. numpy) are fetched by hash, other lines are resolved with the
     wheel's own dependencies; `find_links`: a wheelhouse folder searched for dependencies before the index.
+    `constraints`: name==version pins its dependencies must take (a `build -r` wheelhouse's resolved set).
     Raises RewheelError for an unusable wheel or a pinned requirement that cannot be had."""
     wheel = Path(wheel)
     if not wheel.is_file():
@@ -431,7 +433,7 @@ def smoke_wheel(
         site.mkdir()
         files = install_into(wheel, site)
         pinned = required_wheels(pinned_lines, spec, python, progress=progress)
-        dependencies = _dependencies(wheel, spec, runtime, unpinned, pinned, find_links)
+        dependencies = _dependencies(wheel, spec, runtime, unpinned, pinned, find_links, constraints)
         provided: set[str] = set()
         for needed in [*pinned, *dependencies.wheels]:
             before = set(_top_level_names(_site_files(site)))
@@ -500,11 +502,19 @@ def _retry_after_the_others(
 
 
 def _dependencies(
-    wheel: Path, spec: Target, runtime: Any, extra: list[str], pinned: list[Path], find_links: Path | None
+    wheel: Path,
+    spec: Target,
+    runtime: Any,
+    extra: list[str],
+    pinned: list[Path],
+    find_links: Path | None,
+    constraints: list[str] | None = None,
 ) -> Any:
     from pipeline.smoke_dependencies import install_set
 
-    return install_set(wheel, spec, runtime, extra=extra, pinned=pinned, find_links=find_links)
+    return install_set(
+        wheel, spec, runtime, extra=extra, pinned=pinned, find_links=find_links, constraints=constraints
+    )
 
 
 def _wheel_id(wheel: Path) -> str:

@@ -117,12 +117,14 @@ def install_set(
     extra: list[str] | None = None,
     pinned: list[Path] | None = None,
     find_links: Path | None = None,
+    constraints: list[str] | None = None,
 ) -> Dependencies:
     """The dependency wheels to install beside `wheel` for `runtime` on `target`.
 
     `extra`: more requirement lines (unpinned; resolved together with the wheel's own); `pinned`: wheels
     already fetched by hash (a recipe's `[test] requires`): they take part in the resolution as exact pins and
-    are not fetched again. A resolution that fails is reported in `problem`, not raised: the imports still
+    are not fetched again; `constraints`: name==version pins the dependencies must take when they appear (a
+    `build -r` wheelhouse's resolved set: smoke imports what the user's install gets). A resolution that fails is reported in `problem`, not raised: the imports still
     run, and smoke says which missing module the failure explains."""
     python = str(runtime.python_version)
     os_target = resolution_target(target, runtime)
@@ -137,7 +139,7 @@ def install_set(
     already = {_name_version(w)[0]: _name_version(w)[1] for w in pinned or []}
     lines += [f"{name}=={version}" for name, version in already.items()]
     try:
-        packages = _resolve(lines, os_target, python, find_links)
+        packages = _resolve(lines, os_target, python, find_links, constraints or [])
     except RewheelError as exc:
         result.problem = str(exc)
         return result
@@ -168,7 +170,9 @@ def _without_marker(requirement: Requirement) -> str:
     return str(stripped)
 
 
-def _resolve(lines: list[str], target: Target, python: str, find_links: Path | None) -> list[dict[str, Any]]:
+def _resolve(
+    lines: list[str], target: Target, python: str, find_links: Path | None, constraints: list[str]
+) -> list[dict[str, Any]]:
     from pipeline.gaps import _uv, uv_platform
     from pipeline.upstream_index import tool_environment, uv_index_options
 
@@ -178,6 +182,10 @@ def _resolve(lines: list[str], target: Target, python: str, find_links: Path | N
         lock = Path(tmp) / "pylock.toml"
         # rewheel's index settings, never a pip.conf or uv.toml (the same index gaps and fetch use)
         sources = uv_index_options()
+        if constraints:
+            pins = Path(tmp) / "constraints.txt"
+            pins.write_text("\n".join(constraints) + "\n", encoding="utf-8")
+            sources += ["--constraint", str(pins)]
         if find_links is not None and find_links.is_dir():
             sources += ["--find-links", str(find_links)]
             if "--index-strategy" not in sources:

@@ -306,7 +306,11 @@ def build_wheelhouse(
         verdicts = {**dict.fromkeys(built, True), **{u.path: u.ok for u in result.upstream}}
         from pipeline.proof import upstream_proofs  # upstream wheels get their own verify and smoke on record
 
-        proofs = upstream_proofs(result.upstream, target, python, smoke=smoke, progress=progress is not None)
+        # smoked with the very versions the file resolved to (pandas with the wheelhouse's numpy, not the newest)
+        resolved = [f"{g.name}=={g.version}" for g in report.requirements]
+        proofs = upstream_proofs(
+            result.upstream, target, python, smoke=smoke, progress=progress is not None, constraints=resolved
+        )
         result.published = publish(
             result.wheels(), publish_to, target=target, verified=verdicts, progress=say, proofs=proofs
         )

@@ -448,6 +448,12 @@ def test_pandas_finds_numpy_as_pip_would_install_it(run_cli, pypi_file, runtime_
     names = {d.split("==")[0].lower() for d in result["dependencies"]}
     assert {"numpy", "python-dateutil", "pytz", "tzdata"} <= names, result["dependencies"]
     assert "pandas._libs.lib" in result["imported"] and not result["failures"]
+    # held to a resolved set (what build -r passes for the wheelhouse it publishes): that numpy, not the newest
+    from pipeline.smoke import smoke_wheel
+
+    held = smoke_wheel(wheel, imports=["pandas"], constraints=["numpy==2.2.6"], progress=False)
+    assert held.ok, held.message
+    assert "numpy==2.2.6" in held.dependencies, held.dependencies
 
 
 def test_pth_folders_are_import_roots(tmp_path) -> None:
