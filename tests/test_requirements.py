@@ -228,7 +228,7 @@ def test_gaps_never_runs_an_sdists_setup_py(tmp_path: Path) -> None:
 
     from helpers.synthetic import make_wheel
     from pipeline.upstream_index import default_index_url
-    from tests.conftest import need_toolset
+    from conftest import need_toolset
 
     need_toolset("sandbox")
     marker = tmp_path / "MARKER"

@@ -8,10 +8,10 @@ zip bombs are written as raw zip records around a deflate stream made of one rep
 
 from __future__ import annotations
 
-import os
 import random
 import struct
 import subprocess
+import sys
 import zipfile
 import zlib
 from pathlib import Path
@@ -115,14 +115,25 @@ def repeated_deflate(block: bytes, count: int) -> tuple[bytes, int]:
     return stream, crc
 
 
+# Linux starts a child's ru_maxrss at its parent's resident size when it forks (the high-water mark is carried
+# through exec), so a process forked by a large pytest reports pytest's size: a small launcher forks it instead.
+_PEAK_RSS_LAUNCHER = """
+import os, subprocess, sys
+process = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+err = process.stderr.read()
+_, status, usage = os.wait4(process.pid, 0)
+sys.stderr.buffer.write(err)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
 def peak_rss_mib(command: list[str]) -> tuple[int, str, float]:
     """Run a process to its end: (exit code, stderr, peak resident memory in MiB) of that process alone."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert process.stderr is not None
-    err = process.stderr.read().decode()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, err, usage.ru_maxrss / 1024
+    launched = subprocess.run(
+        [sys.executable, "-S", "-c", _PEAK_RSS_LAUNCHER, *command], capture_output=True, text=True
+    )
+    code, maxrss_kib = launched.stdout.split()
+    return int(code), launched.stderr, int(maxrss_kib) / 1024
 
 
 # ---- fixtures ----------------------------------------------------------------------------------------------
