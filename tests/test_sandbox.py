@@ -343,8 +343,14 @@ def test_a_metadata_build_runs_setup_py_in_the_sandbox(
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         listener.setblocking(False)
+        # The folder it tries to write into: one the sandbox binds back read-only wherever it lies (the rewheel
+        # cache). A checkout under /tmp is no such folder: there the sandbox's private /tmp takes the write, and
+        # nothing reaches the host, but the script would take its own success for an escape.
+        from pipeline.paths import cache_root
+
+        canary = cache_root()
         (source / "hostile.json").write_text(
-            json.dumps({"repo": str(REPO), "port": listener.getsockname()[1]})
+            json.dumps({"repo": str(canary), "port": listener.getsockname()[1]})
         )
         sdist = tmp_path / "hostile_sdist-1.0.tar.gz"
         with tarfile.open(sdist, "w:gz") as archive:
@@ -353,4 +359,4 @@ def test_a_metadata_build_runs_setup_py_in_the_sandbox(
         with pytest.raises(BlockingIOError):
             listener.accept()
     assert "Name: hostile-sdist" in metadata and "Requires-Dist: six>=1.16" in metadata
-    assert not (REPO / "rewheel-hostile-escape").exists()
+    assert not (canary / "rewheel-hostile-escape").exists() and not (REPO / "rewheel-hostile-escape").exists()
