@@ -23,19 +23,13 @@ import pytest
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from conftest import ensure_runtime, need_toolset, unavailable
+from helpers.target_pip import PIP, clean_environment, pip_install_from_index
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = REPO / "tests" / "data" / "armv7-seed-requirements.txt"
 MUSL_ARMV7 = "musl-cpython-3.11-armv7l"
 ARMHF = "debian-armhf-python3.11"
 PI_RECIPES = ("cffi", "markupsafe", "pyyaml", "pillow", "ujson")
-# pip for the target's interpreter, run from its unpacked wheel (the runtimes are built without ensurepip).
-PIP = (
-    "pip",
-    "24.2",
-    "pip-24.2-py3-none-any.whl",
-    "2cd581cf58ab7fcfca4ce8efa6dcacd0de5bf8d0a3eb9ec927e07405f4d9e2a2",
-)
 USE = """
 import cffi, _cffi_backend, pycparser, markupsafe, markupsafe._speedups, yaml, platform, sysconfig
 ffi = cffi.FFI()
@@ -304,15 +298,10 @@ def test_pip_inside_the_armv7_musl_cpython_installs_the_seed_from_the_index_alon
     interpreter = Path(built.python())
     _, index = seed_wheelhouse
     site = tmp_path / "site"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON"))}
-    install = subprocess.run(
-        [
-            str(interpreter), "-m", "pip", "install", "--isolated", "--no-cache-dir", "--disable-pip-version-check",
-            "--only-binary", ":all:", "--index-url", index.resolve().joinpath("simple").as_uri(),
-            "--target", str(site), "--report", str(tmp_path / "report.json"), "-r", str(SEED),
-        ],
-        env={**env, "PYTHONPATH": str(pip_for_target)}, capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
+    env = clean_environment()
+    install = pip_install_from_index(
+        interpreter, pip_for_target, index, SEED, site, report=tmp_path / "report.json"
+    )
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
     installed = {canonicalize_name(p.name.split("-")[0]) for p in site.glob("*.dist-info")}
     assert installed == {"cffi", "markupsafe", "pycparser", "pyyaml"}

@@ -21,15 +21,9 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from conftest import ensure_runtime, unavailable
+from helpers.target_pip import PIP, clean_environment, pip_install_from_index
 
 REQUIREMENTS = "numpy==2.3.5\npandas==2.3.3\ncryptography==46.0.3\nbcrypt==4.3.0\n"
-# pip for the target's interpreter, run from its unpacked wheel (24.2: the first whose glibc probe is guarded)
-PIP = (
-    "pip",
-    "24.2",
-    "pip-24.2-py3-none-any.whl",
-    "2cd581cf58ab7fcfca4ce8efa6dcacd0de5bf8d0a3eb9ec927e07405f4d9e2a2",
-)
 USE = """
 import bcrypt, numpy, pandas
 from cryptography.fernet import Fernet
@@ -71,13 +65,8 @@ def test_alpine_arm64_wheelhouse_installs_and_imports_on_musl_1_2_5(
         unavailable(f"musl-cpython-3.11-aarch64: {problem}")
     pip = unpack(pypi_file(*PIP), tmp_path / "pip")
     site = tmp_path / "site"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON"))}
-    install = subprocess.run(
-        [str(runtime.python()), "-m", "pip", "install", "--isolated", "--no-cache-dir", "--disable-pip-version-check",
-         "--only-binary", ":all:", "--index-url", index.resolve().joinpath("simple").as_uri(),
-         "--target", str(site), "-r", str(requirements)],
-        env={**clean, "PYTHONPATH": str(pip)}, capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
+    clean = clean_environment()
+    install = pip_install_from_index(Path(runtime.python()), pip, index, requirements, site)
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
     installed = {canonicalize_name(p.name.split("-")[0]) for p in site.glob("*.dist-info")}
     assert {"numpy", "pandas", "cryptography", "bcrypt", "cffi"} <= installed

@@ -226,9 +226,9 @@ def test_gaps_never_runs_an_sdists_setup_py(tmp_path: Path) -> None:
     setup.py that writes a marker file never runs on this host."""
     import json
 
+    from conftest import need_toolset
     from helpers.synthetic import make_wheel
     from pipeline.upstream_index import default_index_url
-    from conftest import need_toolset
 
     need_toolset("sandbox")
     marker = tmp_path / "MARKER"

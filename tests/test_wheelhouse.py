@@ -26,6 +26,7 @@ import pytest
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from conftest import ensure_runtime, unavailable
+from helpers.target_pip import PIP, clean_environment, pip_install_from_index
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICE = REPO / "tests" / "data" / "musl-service-requirements.txt"
@@ -33,14 +34,6 @@ TARGETS = [
     pytest.param("musllinux_1_2_x86_64", "musl-cpython-3.11-x86_64", id="musl-x86_64"),
     pytest.param("musllinux_1_2_aarch64", "musl-cpython-3.11-aarch64", id="musl-aarch64"),
 ]
-# pip for the target's interpreter, run from its unpacked wheel (the runtimes are built without ensurepip);
-# 24.2 is the first pip whose glibc probe is guarded, so it also runs on a statically linked CPython.
-PIP = (
-    "pip",
-    "24.2",
-    "pip-24.2-py3-none-any.whl",
-    "2cd581cf58ab7fcfca4ce8efa6dcacd0de5bf8d0a3eb9ec927e07405f4d9e2a2",
-)
 # What each distribution must do once installed, in the target's interpreter.
 USE = """
 import attr, attrs, certifi, charset_normalizer, click, frozenlist, idna, jinja2, multidict, pycparser
@@ -182,15 +175,10 @@ def test_pip_installs_the_whole_file_from_the_index_alone(
     _, index, _ = service_wheelhouses(target)
     site = tmp_path / "site"
     # --isolated: no pip.conf and no PIP_* variables, so this machine's own index settings cannot leak in.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON"))}
-    install = subprocess.run(
-        [
-            str(interpreter), "-m", "pip", "install", "--isolated", "--no-cache-dir", "--disable-pip-version-check",
-            "--only-binary", ":all:", "--index-url", index.resolve().joinpath("simple").as_uri(),
-            "--target", str(site), "--report", str(tmp_path / "report.json"), "-r", str(SERVICE),
-        ],
-        env={**env, "PYTHONPATH": str(pip_for_target)}, capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
+    env = clean_environment()
+    install = pip_install_from_index(
+        interpreter, pip_for_target, index, SERVICE, site, report=tmp_path / "report.json"
+    )
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
     installed = {canonicalize_name(p.name.split("-")[0]) for p in site.glob("*.dist-info")}
     wanted = {
