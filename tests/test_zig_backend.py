@@ -266,14 +266,14 @@ def test_rust_sdist_without_reachable_crates_says_what_is_missing(
     recipes = tmp_path / "recipes"
     recipes.mkdir()
     (recipes / "bcrypt.toml").write_text(
-        'name = "bcrypt"\ntargets = ["musllinux_1_2_x86_64", "manylinux_2_28_x86_64"]\npython = ["3.11"]\n'
+        'name = "bcrypt"\ntargets = ["musllinux_1_2_x86_64", "musllinux_1_2_armv7l"]\npython = ["3.11"]\n'
         f'[[source]]\nversion = "{BCRYPT[1]}"\nkind = "sdist"\nfilename = "{BCRYPT[2]}"\nsha256 = "{BCRYPT[3]}"\n',
         encoding="utf-8",
     )
     backend = ZigBackend()
     job = _job(recipes / "bcrypt.toml", "musllinux_1_2_x86_64", "3.11")
     assert backend.unavailable_reason(job) is None
-    other = backend.unavailable_reason(_job(recipes / "bcrypt.toml", "manylinux_2_28_x86_64", "3.11"))
+    other = backend.unavailable_reason(_job(recipes / "bcrypt.toml", "musllinux_1_2_armv7l", "3.11"))
     assert other is not None and other.startswith("bcrypt 4.0.1 is Rust, which the zig backend builds for ")
     tree = next(unpack(sdist, tmp_path / "src").iterdir())
     started = time.monotonic()
@@ -430,7 +430,7 @@ def test_cli_rust_recipe_fails_with_the_backends_one_line(pypi_file, tmp_path: P
     recipe = tmp_path / "recipes" / "bcrypt.toml"
     recipe.parent.mkdir()
     recipe.write_text(
-        'name = "bcrypt"\ntargets = ["manylinux_2_28_x86_64"]\npython = ["3.11"]\n'
+        'name = "bcrypt"\ntargets = ["musllinux_1_2_armv7l"]\npython = ["3.11"]\n'
         f'[[source]]\nversion = "{BCRYPT[1]}"\nkind = "sdist"\nfilename = "{BCRYPT[2]}"\nsha256 = "{BCRYPT[3]}"\n',
         encoding="utf-8",
     )
@@ -452,5 +452,5 @@ def test_cli_rust_recipe_fails_with_the_backends_one_line(pypi_file, tmp_path: P
     assert "Traceback" not in result.stderr
     (job,) = json.loads(result.stdout)["jobs"]
     assert job["status"] == "failed" and job["stage"] == "select"
-    # Rust is built for the musllinux and manylinux_2_17 targets, not this one.
+    # Rust is built for x86_64 and aarch64 targets, not armv7l (zig builds its C, not its Rust).
     assert "is Rust, which the zig backend builds for" in job["message"] and "\n" not in job["message"]
