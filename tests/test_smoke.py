@@ -540,3 +540,25 @@ def test_a_circular_import_of_a_module_smoke_chose_is_skipped_not_failed() -> No
     result.failures = [{"module": "pkg.a", "error": error}]
     _judge_imports(result, None, {"pkg"}, set(), True, None)
     assert result.failures and not result.skipped
+
+
+@pytest.mark.slow
+def test_what_the_musl_runtime_was_built_without_is_cannot_host(run_cli, markupsafe, musl_dynamic) -> None:
+    """rewheel's musl CPythons have no _sqlite3, _bz2 or _lzma (Alpine's python3 has them): a module that needs
+    one is the runtime's gap, reported as cannot-host naming it (exit 3), never the wheel's FAILED; what the
+    runtime has (ssl, ctypes, decimal, zlib) imports as it would on Alpine."""
+    wheel = str(markupsafe("musllinux"))
+    for module, missing in (("sqlite3", "sqlite3"), ("bz2", "bz2"), ("lzma", "lzma")):
+        code, result = smoke_json(run_cli, wheel, "--target", "musllinux_1_2_x86_64", "--import", module)
+        assert code == 3, result
+        assert result["status"] == "cannot-host" and result["runtime"] == MUSL_DYNAMIC, result
+        (limit,) = result["runtime_limits"]
+        assert limit["module"] == module and limit["missing"] == missing, limit
+    code, result = smoke_json(
+        run_cli,
+        wheel,
+        "--target",
+        "musllinux_1_2_x86_64",
+        *[a for m in ("ssl", "ctypes", "_decimal", "zlib") for a in ("--import", m)],
+    )
+    assert code == 0 and result["status"] == "passed", result

@@ -1196,7 +1196,10 @@ def _musl_entry(entry: dict[str, Any]) -> MuslEntry:
         revision=int(built.get("revision", 1)),
         musl=entry.get("musl"),
         base=base,
-        limits=limits_from_data(entry.get("limits", ()), f"{DATA.name}: {entry['name']}"),
+        # The file's own `limits` (what every musl CPython here lacks) and then the entry's.
+        limits=limits_from_data(
+            [*_data().get("limits", ()), *entry.get("limits", ())], f"{DATA.name}: {entry['name']}"
+        ),
     )
 
 
