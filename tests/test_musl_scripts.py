@@ -131,3 +131,20 @@ def test_qemu_wrapper_runs_the_guest_interpreter_with_its_sysroot(tmp_path: Path
     real = prefix.resolve()
     expected = f"-L {real}/sysroot {real}/bin/python3.11 -c pass\n"
     assert _run(tmp_path / "python", "-c", "pass") == expected
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64", "armv7l"])
+def test_write_tools_writes_runnable_scripts(arch: str, tmp_path: Path) -> None:
+    """The build's own call site: the scripts land in tools/ executable, and the compiler answers for musl."""
+    if arch != "x86_64" and musl_cpython._zig_missing():
+        unavailable("needs ziglang")
+    toolchain = musl_cpython.Toolchain(arch)
+    if arch == "x86_64" and toolchain.cross:
+        pytest.skip("the native musl-gcc toolchain is for x86_64 hosts")
+    env = toolchain.write_tools(tmp_path / "tools")
+    assert _run(Path(env["CC"]), "--print-multiarch") == f"{musl_cpython.musl_triplet(arch)}\n"
+    assert _run(tmp_path / "tools" / "dpkg-architecture") == f"{musl_cpython.musl_triplet(arch)}\n"
+    if toolchain.cross:
+        assert {p.name for p in (tmp_path / "tools").iterdir()} == {
+            "cc", "cpp", "ar", "ranlib", "dpkg-architecture", "musl-stdarg",
+        }  # fmt: skip
