@@ -41,47 +41,10 @@ CANNOT_HOST = "cannot-host"
 
 IMPORT_TIMEOUT = 600  # seconds; an import under qemu is ~5x slower than native, and a hang is a failure
 
-# Run inside the target's interpreter: import each module, report each outcome as one JSON line.
-# It must run on any CPython 3.6+, so it stays plain.
-_IMPORTER = r"""
-import importlib, importlib.machinery, importlib.util, json, os, site, sys, traceback
-site_dir = sys.argv[1]
-extension_files = json.loads(sys.argv[2])
-# A site dir, as an installer's target is: its .pth files run (pywin32 adds its DLL folders that way). It goes
-# first on sys.path, so nothing the runtime itself carries shadows the wheel.
-before = list(sys.path)
-site.addsitedir(site_dir)
-sys.path[:] = [p for p in sys.path if p not in before] + before
-
-def load(name):
-    path = extension_files.get(name)
-    stem = name.rpartition(".")[2]
-    names = {stem + suffix for suffix in importlib.machinery.EXTENSION_SUFFIXES}
-    if path and os.path.basename(path) not in names:
-        # A suffix this interpreter does not look for (a linux-gnu .so on musl): hand the file to the
-        # dynamic loader anyway, so the report carries the loader's verdict, not just "no module".
-        parent = name.rpartition(".")[0]
-        if parent:
-            try:
-                importlib.import_module(parent)
-            except ImportError:
-                pass  # its __init__ imports this very extension by suffix; the loader's verdict still matters
-        loader = importlib.machinery.ExtensionFileLoader(name, os.path.join(site_dir, path))
-        spec = importlib.util.spec_from_file_location(name, loader.path, loader=loader)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        loader.exec_module(module)
-        return
-    importlib.import_module(name)
-
-for name in sys.argv[3:]:
-    try:
-        load(name)
-        print(json.dumps({"module": name, "ok": True}), flush=True)
-    except BaseException as exc:
-        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        print(json.dumps({"module": name, "ok": False, "error": detail}), flush=True)
-"""
+# Run inside the target's interpreter (a file: stdlib only, for every target Python); _run_imports copies it
+# next to the site folder, which the sandbox and a Windows interpreter under wine both see.
+IMPORTER = Path(__file__).with_name("smoke_importer.py")
+IMPORTER_COPY = "rewheel_smoke_importer.py"
 
 
 @dataclass
@@ -825,11 +788,13 @@ def _run_imports(
 ) -> None:
     # The wheel's code runs here: in the sandbox (pipeline/sandbox.py).
     readable, writable = _sandbox_access(interpreter, site.parent)
+    importer = site.parent / IMPORTER_COPY
+    shutil.copyfile(IMPORTER, importer)
     try:
         completed = run_sandboxed(
             # -S: the runtime's own site-packages (a host CPython's are full of packages) must not stand in for
             # a dependency the wheel did not get; the importer adds the smoke site itself.
-            [str(interpreter), "-S", "-s", "-c", _IMPORTER, str(site), json.dumps(extensions), *modules],
+            [str(interpreter), "-S", "-s", str(importer), str(site), json.dumps(extensions), *modules],
             cwd=site.parent,
             readable=readable,
             writable=writable,

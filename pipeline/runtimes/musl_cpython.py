@@ -24,7 +24,9 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import shutil
+import string
 import subprocess
 import tempfile
 import time
@@ -139,31 +141,43 @@ def loader_package(arch: str, musl: str = "1.2.5") -> DebianFile:
         raise RuntimeBuildError(f"{DATA.name}: no musl {musl} loader for {arch} under [loaders]") from None
 
 
+# The build's shell scripts are files in SCRIPTS, their per-build values written in as @name@ (autoconf's
+# AC_SUBST spelling): `$name` and `${name}` are the scripts' own shell variables, and sh never writes @name@.
+# Filled in when written rather than read from the environment: configure and make run them with an
+# environment of their own, and the qemu wrapper outlives the build. The generated text is what the
+# """#! templates here made (tests/test_musl_scripts.py); none of it is part of a runtime's cache key.
+SCRIPTS = Path(__file__).parent.parent / "resources" / "musl-cpython"
+
+
+_PLACEHOLDER = r"@(?P<named>[a-z_]+)@"
+
+
+class _ScriptTemplate(string.Template):
+    delimiter = "@"
+    flags = re.RegexFlag(0)  # names are lower case; re.VERBOSE is always added
+    # A string here, compiled by Template.__init_subclass__ (typeshed types the compiled attribute). Only
+    # `named` ever matches: an @ that is not @name@ (sh's "$@") is text.
+    pattern = _PLACEHOLDER + r"|(?P<escaped>(?!))|(?P<braced>(?!))|(?P<invalid>(?!))"  # type: ignore[assignment]
+
+
+def _script(name: str, **values: object) -> str:
+    """The script SCRIPTS/`name` with its @placeholders@ filled; every placeholder needs a value and every
+    value a placeholder (a misspelt name fails here, not in configure's log)."""
+    text = (SCRIPTS / name).read_text(encoding="utf-8")
+    wanted = set(re.findall(_PLACEHOLDER, text))
+    if wanted != set(values):
+        raise RuntimeBuildError(f"{name}: placeholders {sorted(wanted)}, given {sorted(values)}")
+    return _ScriptTemplate(text).substitute({key: str(value) for key, value in values.items()})
+
+
 # configure compares `$CC --print-multiarch` with the triplet it derives from the C library; musl-gcc
 # answers with gcc's glibc triplet, so the wrapper answers for musl.
-CC_WRAPPER = """#!/bin/sh
-case "$1" in
-  -print-multiarch|--print-multiarch) echo x86_64-linux-musl; exit 0;;
-esac
-exec musl-gcc "$@"
-"""
+CC_WRAPPER = "musl-cc.sh"
 
 # zig cc for the cross target; links programs dynamically (zig's default for musl executables is static, and
 # a static interpreter cannot load extension modules).
-ZIG_CC_WRAPPER = """#!/bin/sh
-case "$1" in
-  -print-multiarch|--print-multiarch) echo {triplet}; exit 0;;
-esac
-for arg in "$@"; do
-  case "$arg" in
-    -c|-E|-S|-M|-MM|-shared) exec "{zig}" cc -target {triplet} {cpu} "$@";;
-  esac
-done
-exec "{zig}" cc -target {triplet} {cpu} -dynamic "$@"
-"""
-ZIG_TOOL_WRAPPER = """#!/bin/sh
-exec "{zig}" {tool} "$@"
-"""
+ZIG_CC_WRAPPER = "zig-cc.sh"
+ZIG_TOOL_WRAPPER = "zig-tool.sh"
 
 # configure's preprocessor (CPP) for the cross target. CPython 3.13 finds its platform triplet by
 # preprocessing Misc/platform_triplet.c, which recognises musl by the `__DEFINED_va_list` that musl's own
@@ -171,9 +185,7 @@ exec "{zig}" {tool} "$@"
 # hits `#error unknown libc` and configure, ignoring the error, finds no triplet: EXT_SUFFIX then lacks
 # `-aarch64-linux-musl`. musl-gcc (and musl's musl-clang) search musl's headers first; -I puts a folder that
 # holds only musl's <stdarg.h> ahead of clang's, so the probe sees what a musl toolchain shows it.
-ZIG_CPP_WRAPPER = """#!/bin/sh
-exec "{zig}" cc -target {triplet} {cpu} -E -I "{musl_stdarg_dir}" "$@"
-"""
+ZIG_CPP_WRAPPER = "zig-cpp.sh"
 
 # The host-runnable face of a foreign-architecture runtime: qemu-user with the runtime's sysroot, so the
 # guest's /lib/ld-musl-<arch>.so.1 resolves inside it. Programs the interpreter starts (pip's musl probe execs
@@ -183,29 +195,12 @@ exec "{zig}" cc -target {triplet} {cpu} -E -I "{musl_stdarg_dir}" "$@"
 # for this process tree only (nothing is written to the host's /lib). Without root, the registration or a
 # permitted unshare (a container's seccomp profile may refuse it; tried first, so that a refusal cannot stop
 # the interpreter itself) it runs as before: the interpreter works, programs it starts from the sysroot do not.
-QEMU_WRAPPER = """#!/bin/sh
-# musl CPython {version} for {arch} under qemu-user; built by rewheel.
-HERE="$(dirname "$(dirname "$(readlink -f "$0")")")"
-SYSROOT="$HERE/sysroot"
-export QEMU_LD_PREFIX="$SYSROOT"
-if [ ! -e /lib/{ldso} ] && [ -e /proc/sys/fs/binfmt_misc/{binfmt_entry} ] \\
-    && [ "$(id -u)" = 0 ] && unshare --mount true 2>/dev/null; then
-  exec unshare --mount --propagation private -- /bin/sh -c '
-    mount -t overlay rewheel-musl-loader -o "lowerdir=$1:$2" "$2" ||
-      echo "rewheel: cannot overlay /lib/{ldso}; programs this interpreter starts may fail" >&2
-    shift 2
-    exec "$@"' sh "$(readlink -f "$SYSROOT/lib")" "$(readlink -f /lib)" \\
-    {qemu} -L "$SYSROOT" "$HERE/bin/python{version}" "$@"
-fi
-exec {qemu} -L "$SYSROOT" "$HERE/bin/python{version}" "$@"
-"""
+QEMU_WRAPPER = "qemu-python.sh"
 
 # setup.py (3.11) asks dpkg-architecture (Debian's dpkg-dev) for the multiarch folder and adds
 # /usr/include/x86_64-linux-gnu to every extension's -I: glibc's headers then shadow musl's and nothing
 # compiles. This stand-in, first on PATH during the build, answers for musl instead.
-DPKG_ARCHITECTURE_STUB = """#!/bin/sh
-echo {triplet}
-"""
+DPKG_ARCHITECTURE_STUB = "dpkg-architecture.sh"
 
 # bpo-37060: a static interpreter cannot dlopen(NULL); python-build-standalone guards ctypes the same way.
 CTYPES_UNGUARDED = "else:\n    pythonapi = PyDLL(None)\n"
@@ -292,23 +287,27 @@ class Toolchain:
     def write_tools(self, tools: Path, kernel_headers: Path | None = None) -> dict[str, str]:
         """Write the compiler wrappers into `tools`; return the environment that selects them."""
         if not self.cross:
-            _write_tool(tools / "musl-cc", CC_WRAPPER)
-            _write_tool(tools / "dpkg-architecture", DPKG_ARCHITECTURE_STUB.format(triplet=self.triplet))
+            _write_tool(tools / "musl-cc", _script(CC_WRAPPER))
+            _write_tool(tools / "dpkg-architecture", _script(DPKG_ARCHITECTURE_STUB, triplet=self.triplet))
             return {"CC": str(tools / "musl-cc"), "PATH": f"{tools}{os.pathsep}{os.environ.get('PATH', '')}"}
         zig = _zig_executable()
-        _write_tool(tools / "cc", ZIG_CC_WRAPPER.format(triplet=self.triplet, cpu=self.cpu_flags, zig=zig))
+        _write_tool(tools / "cc", _script(ZIG_CC_WRAPPER, triplet=self.triplet, cpu=self.cpu_flags, zig=zig))
         musl_stdarg_dir = tools / "musl-stdarg"
         musl_stdarg_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy(_zig_musl_header(zig, "stdarg.h"), musl_stdarg_dir / "stdarg.h")
         _write_tool(
             tools / "cpp",
-            ZIG_CPP_WRAPPER.format(
-                triplet=self.triplet, cpu=self.cpu_flags, zig=zig, musl_stdarg_dir=musl_stdarg_dir
+            _script(
+                ZIG_CPP_WRAPPER,
+                triplet=self.triplet,
+                cpu=self.cpu_flags,
+                zig=zig,
+                musl_stdarg_dir=musl_stdarg_dir,
             ),
         )
         for tool in ("ar", "ranlib"):
-            _write_tool(tools / tool, ZIG_TOOL_WRAPPER.format(zig=zig, tool=tool))
-        _write_tool(tools / "dpkg-architecture", DPKG_ARCHITECTURE_STUB.format(triplet=self.triplet))
+            _write_tool(tools / tool, _script(ZIG_TOOL_WRAPPER, zig=zig, tool=tool))
+        _write_tool(tools / "dpkg-architecture", _script(DPKG_ARCHITECTURE_STUB, triplet=self.triplet))
         return {
             "CC": str(tools / "cc"),
             "CPP": str(tools / "cpp"),
@@ -1022,7 +1021,8 @@ class MuslCPython(CachedInterpreter):
     def _write_qemu_wrapper(self, prefix: Path, qemu: str) -> None:
         _write_tool(
             prefix / "host-bin" / f"python{self.python_version}",
-            QEMU_WRAPPER.format(
+            _script(
+                QEMU_WRAPPER,
                 version=self.python_version,
                 arch=self.arch,
                 ldso=ldso_name(self.arch),

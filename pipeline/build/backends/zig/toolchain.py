@@ -3,7 +3,8 @@
 `zig cc -target <triple>` carries its own libc headers and stubs (musl, and glibc at a chosen version), so one
 pip-installed binary (the ziglang package) cross-compiles for every Linux target rewheel builds, with no
 container and no sysroot. Build systems expect plain `cc`/`c++`/`ar` executables, so each target gets a small
-folder of wrapper scripts that call zig with the right triple and fix up what zig does differently:
+folder of entry points: copies of wrapper.py (a stdlib-only program, one copy per tool name) beside a JSON file
+of the target's facts. They call zig with the right triple and fix up what zig does differently:
 
 - a musl shared object links against zig's `libc.so` stub and records NEEDED `libc.so`; musl systems (and
   auditwheel's musllinux policy) know libc as `libc.musl-<arch>.so.1`, so the wrapper renames that entry with
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import stat
 import subprocess
 import sys
@@ -36,6 +38,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.build.backends.zig import wrapper
 from pipeline.errors import MissingTool, RewheelError
 
 if TYPE_CHECKING:
@@ -214,133 +217,11 @@ class Toolchain:
         }
 
 
-_WRAPPER = """#!{python}
-# rewheel zig wrapper for {target} ({triple}); generated, do not edit.
-import os, subprocess, sys
-
-ZIG = {zig!r}
-MODE = {mode!r}
-TRIPLE = {triple!r}
-HOST_INCLUDES = {host_includes!r}
-TARGET_INCLUDE = {target_include!r}
-MUSL_SONAME = {musl_soname!r}
-PATCHELF = {patchelf!r}
-COMPILE_FLAGS = {compile_flags!r}  # added to every compile (Windows: -DMS_WIN64, the header case shim)
-LINK_FLAGS = {link_flags!r}  # added to every shared link (Windows: the pythonXY import library)
-DROPPED_FLAGS = {dropped_flags!r}  # host-only flags the target's compiler rejects (Windows: -fPIC)
-WINDOWS = {windows!r}
-# clang 16's new hard errors back to warnings (toolchain.LENIENT_C_FLAGS), unless the recipe wants them strict.
-LENIENT_C_FLAGS = [] if os.environ.get({strict_variable!r}) == "1" else {lenient_flags!r}
-
-args = sys.argv[1:]
-if MODE in ("ar", "ranlib", "dlltool"):
-    os.execv(ZIG, [ZIG, MODE, *args])
-if MODE == "strip":
-    # zig has no strip command; objcopy --strip-all does the same where zig implements it. Never in place:
-    # a failing `zig objcopy X X` ("error: unimplemented" for some shared objects) leaves X empty (CMake's
-    # install/strip step emptied spglib's libraries that way). Shared objects the wrapper linked are
-    # stripped already (-s), so a file objcopy cannot handle is left as it is.
-    for path in [a for a in args if not a.startswith("-")]:
-        stripped = path + ".rewheel-strip"
-        done = subprocess.call([ZIG, "objcopy", "--strip-all", path, stripped], stderr=subprocess.DEVNULL)
-        if done == 0 and os.path.getsize(stripped) > 0:
-            os.chmod(stripped, os.stat(path).st_mode)
-            os.replace(stripped, path)
-        elif os.path.exists(stripped):
-            os.remove(stripped)
-    sys.exit(0)
-
-HOST_LIB_DIRS = ("/usr/lib", "/lib", "/usr/local/lib", "/usr/lib64", "/lib64")
-
-
-def host_lib_dir(folder):
-    return any(folder == d or folder.startswith(d + "/") for d in HOST_LIB_DIRS)
-
-
-previous = None
-for arg in args:
-    folder = arg[2:] if arg.startswith("-L") and len(arg) > 2 else (arg if previous == "-L" else None)
-    if folder is not None and host_lib_dir(folder):
-        sys.stderr.write(
-            f"rewheel: error: host library folder -L{{folder}} in a cross build for {target}: the host's "
-            "libraries cannot link into a target binary (a host *-config script or setup.py put it there; "
-            "give the library as a recipe [[native]] entry)\\n"
-        )
-        sys.exit(2)
-    previous = arg
-
-rewritten = []
-for arg in args:
-    # The target's copy of the Python headers replaces the host's (pyconfig.h differs per architecture).
-    if TARGET_INCLUDE:
-        for host in HOST_INCLUDES:
-            if arg == "-I" + host:
-                arg = "-I" + TARGET_INCLUDE
-            elif arg == host and rewritten and rewritten[-1] == "-I":
-                arg = TARGET_INCLUDE
-    # -Wl,-rpath to the host Python's lib dir leaks from sysconfig into some builds; meaningless on the target.
-    if arg.startswith("-Wl,-rpath,/") and any(arg.startswith("-Wl,-rpath," + h.rsplit("/include", 1)[0]) for h in HOST_INCLUDES):
-        continue
-    if arg in DROPPED_FLAGS:
-        continue
-    rewritten.append(arg)
-rewritten = [*COMPILE_FLAGS, *LENIENT_C_FLAGS, *rewritten]
-
-linking_shared = "-shared" in rewritten and "-c" not in rewritten
-if linking_shared and "-s" not in rewritten:
-    rewritten.append("-s")  # zig keeps debug info otherwise: megabytes per extension
-if linking_shared:
-    rewritten += LINK_FLAGS
-
-# Mangled C++ runtime names an object compiled from C++ refers to (new/delete, exceptions, std::).
-CXX_SOURCES = (".cpp", ".cc", ".cxx", ".c++")
-CXX_MARKERS = (b"__gxx_personality_v0", b"__cxa_", b"_Znwm", b"_ZdlPv", b"_ZNSt", b"_ZSt")
-
-
-def has_cxx_objects(arguments):
-    for arg in arguments:
-        if arg.endswith((".o", ".a")) and os.path.isfile(arg):
-            with open(arg, "rb") as handle:
-                data = handle.read()
-            if any(marker in data for marker in CXX_MARKERS):
-                return True
-    return False
-
-
-mode = MODE
-if MODE == "cc" and "-c" in rewritten and any(a.lower().endswith(CXX_SOURCES) for a in rewritten):
-    mode = "c++"  # zig cc compiles .cpp as C++ but without libc++'s headers
-elif MODE == "cc" and "-c" not in rewritten and "-nostdlib++" not in rewritten and has_cxx_objects(rewritten):
-    mode = "c++"
-output = None
-for i, arg in enumerate(rewritten):
-    if arg == "-o" and i + 1 < len(rewritten):
-        output = rewritten[i + 1]
-    elif arg.startswith("-o") and len(arg) > 2:
-        output = arg[2:]
-out_dir = os.path.dirname(output or "") or "."
-libs_before = set(n for n in os.listdir(out_dir) if n.endswith(".lib")) if WINDOWS and os.path.isdir(out_dir) else set()
-command = [ZIG, mode, "-target", TRIPLE, *rewritten]
-code = subprocess.call(command)
-if WINDOWS and code == 0 and linking_shared and output and not any("--out-implib" in a for a in rewritten):
-    # zig writes an import library (<stem>.lib) beside every DLL; nobody asked for it, and a build would
-    # package it next to the .pyd.
-    for name in set(os.listdir(out_dir)) - libs_before:
-        if name.endswith(".lib"):
-            os.unlink(os.path.join(out_dir, name))
-if code != 0 or not linking_shared or not MUSL_SONAME:
-    sys.exit(code)
-if output and os.path.isfile(output):
-    # zig's musl stub is libc.so; the loader on a musl system is libc.musl-<arch>.so.1 (what auditwheel wants).
-    needed = subprocess.run([PATCHELF, "--print-needed", output], capture_output=True, text=True).stdout.split()
-    if "libc.so" in needed:
-        sys.exit(subprocess.call([PATCHELF, "--replace-needed", "libc.so", MUSL_SONAME, output]))
-    if MUSL_SONAME not in needed:
-        # An extension that calls libc only through another library of the wheel (spglib's _spglib through
-        # libsymspg) gets no libc entry from zig; auditwheel tells musl from glibc by that entry.
-        sys.exit(subprocess.call([PATCHELF, "--add-needed", MUSL_SONAME, output]))
-sys.exit(0)
-"""
+# The wrapper program every entry point runs (stdlib only: see its docstring).
+WRAPPER_SOURCE = Path(__file__).with_name("wrapper.py")
+# -I -S: the wrapper needs no site-packages and must not see the build's PYTHONPATH; the site scan is most of
+# a venv Python's start-up, paid on every compiler call.
+WRAPPER_PYTHON_FLAGS = "-IS"
 
 
 def write_toolchain(
@@ -356,8 +237,7 @@ def write_toolchain(
     """Write the wrapper scripts for `target` into bin_dir (overwriting: they are cheap and generated)."""
     triple = zig_triple(target)
     bin_dir.mkdir(parents=True, exist_ok=True)
-    common = {
-        "python": sys.executable,
+    config = {
         "target": target,
         "triple": triple,
         "zig": str(zig_executable()),
@@ -372,14 +252,17 @@ def write_toolchain(
         "lenient_flags": list(LENIENT_C_FLAGS),
         "strict_variable": STRICT_C_VARIABLE,
     }
+    (bin_dir / wrapper.CONFIG_NAME).write_text(json.dumps(config, indent=1), encoding="utf-8")
+    # The wrapper's own #! line names a generic python3; each copy runs with the build Python instead.
+    body = WRAPPER_SOURCE.read_text(encoding="utf-8").split("\n", 1)[1]
+    program = f"#!{sys.executable} {WRAPPER_PYTHON_FLAGS}\n{body}"
     paths: dict[str, Path] = {}
-    tools = [("cc", "cc"), ("c++", "c++"), ("ar", "ar"), ("ranlib", "ranlib"), ("strip", "strip")]
-    windows = "windows" in triple
-    if windows:
-        tools.append(("dlltool", "dlltool"))  # import libraries for DLLs (pythonXY.dll, a native DLL)
-    for name, mode in tools:
+    tools = ["cc", "c++", "ar", "ranlib", "strip"]
+    if config["windows"]:
+        tools.append("dlltool")  # import libraries for DLLs (pythonXY.dll, a native DLL)
+    for name in tools:
         path = bin_dir / name
-        path.write_text(_WRAPPER.format(mode=mode, **common), encoding="utf-8")
+        path.write_text(program, encoding="utf-8")
         path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         paths[name] = path
     return Toolchain(
