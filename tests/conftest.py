@@ -136,7 +136,7 @@ def ensure_runtime(name: str):  # type: ignore[no-untyped-def]
     if reason:
         unavailable(f"{name}: {reason}")
     try:
-        runtime.build(progress=True)
+        runtime.build()
     except RewheelError as exc:
         unavailable(f"{name} could not be built: {exc}")
     assert runtime.exists(), f"{name} reported a finished build but does not exist"
