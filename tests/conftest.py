@@ -98,6 +98,7 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str])
     from pipeline.cli import main
 
     def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()  # only this command's output: not the progress lines of the test's own calls before
         try:
             main(list(args))
             code = 0
