@@ -63,6 +63,7 @@ class Reporter:
             self._tty = tty
             self.heartbeat_seconds = heartbeat_seconds
             self.refresh_seconds = refresh_seconds
+            self._status_off = False
 
     # -- what callers use -------------------------------------------------------------------------------
 
@@ -105,6 +106,17 @@ class Reporter:
             yield
         finally:
             self._local.muted -= 1
+
+    @contextmanager
+    def command(self) -> Iterator[None]:
+        """One CLI command: when it ends, however it ends, the status line is cleared and stays off (background
+        builds may still be running), so the error or summary printed next stands on a line of its own."""
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._clear_status()
+                self._status_off = True
 
     def run(
         self,
@@ -220,6 +232,8 @@ class Reporter:
         return "running: " + " | ".join(parts)
 
     def _draw_status(self) -> None:
+        if self._status_off:
+            return
         # One physical line: cut to the terminal's width, or the next \r would redraw only its last row.
         width = shutil.get_terminal_size((100, 24)).columns - 1
         line = self.status_line()

@@ -202,3 +202,28 @@ def test_tty_status_line_lists_steps_running_in_parallel_threads() -> None:
     for done in ("musl-cpython-3.11-x86_64: make", "cffi-1.17.1 musllinux_1_2_x86_64 cp311: build"):
         assert re.search(re.escape(CLEAR + done) + r" done in \d+ s\n", text), done
     assert text.endswith(" s\n")  # no status line left drawn
+
+
+def test_the_status_line_is_gone_when_a_command_ends_with_steps_still_running() -> None:
+    terminal = Terminal()
+    log.configure(stream=terminal, refresh_seconds=0.05)
+    release = threading.Event()
+    started = threading.Event()
+
+    def background() -> None:
+        with log.step("musl-cpython-3.11-x86_64", "make"):
+            started.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=background)
+    with pytest.raises(RuntimeError), log.command():
+        thread.start()
+        started.wait(5)
+        _wait_for(lambda: "running: musl-cpython-3.11-x86_64 make" in terminal.getvalue())
+        raise RuntimeError("the command failed")
+    assert terminal.getvalue().endswith(CLEAR)  # the error line that follows starts on a clean line
+    shown = terminal.getvalue()
+    time.sleep(0.15)
+    assert terminal.getvalue() == shown  # not drawn again while the background step goes on
+    release.set()
+    thread.join(5)
