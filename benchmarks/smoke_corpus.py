@@ -126,11 +126,13 @@ def pin() -> list[dict[str, str]]:
 
 def smoke_one(entry: Entry) -> dict[str, object]:
     from pipeline.errors import RewheelError
+    from pipeline.log import log
     from pipeline.smoke import smoke_wheel
 
     started = time.monotonic()
     try:
-        result = smoke_wheel(entry.path(), entry.target, progress=False).to_json()
+        with log.muted():  # one line per wheel comes from run() below
+            result = smoke_wheel(entry.path(), entry.target).to_json()
     except RewheelError as exc:
         # the harness could not even set the wheel up: counted as FAILED, never hidden
         result = {"status": "failed", "message": f"smoke error: {exc}", "skipped": [], "dependencies": []}

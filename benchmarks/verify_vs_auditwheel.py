@@ -67,7 +67,7 @@ def main() -> None:
     selected = [w for w in WHEELS if not args.only or w[0] in args.only.split(",")]
     rows = []
     for project, version, filename, sha256, target in selected:
-        wheel = fetch(Pin(filename=filename, sha256=sha256, project=project, version=version), progress=True)
+        wheel = fetch(Pin(filename=filename, sha256=sha256, project=project, version=version))
         tools = {
             "rewheel verify": [
                 sys.executable,

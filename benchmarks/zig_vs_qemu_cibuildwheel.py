@@ -34,6 +34,7 @@ from typing import Any
 
 from pipeline.errors import RewheelError
 from pipeline.fetch import Pin, fetch
+from pipeline.log import log
 from pipeline.paths import cache_root
 
 REPO = Path(__file__).resolve().parent.parent
@@ -117,9 +118,8 @@ def zig_side(name: str, sdist: Path, work: Path) -> tuple[float, Path]:
     def once(folder: Path) -> tuple[float, Path]:
         started = time.monotonic()
         tree = next(unpack(sdist, folder / "src").iterdir())
-        result = backend.build(
-            BuildRequest(job, tree, sdist, folder / "out", folder / "work", progress=False)
-        )
+        with log.muted():  # the timing is the point here, not the build's lines
+            result = backend.build(BuildRequest(job, tree, sdist, folder / "out", folder / "work"))
         subprocess.run(
             [sys.executable, "-m", "auditwheel", "repair", "--plat", "auto", "-w", str(folder / "repaired"),
              str(result.wheels[0])],

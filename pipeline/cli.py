@@ -53,8 +53,12 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from pipeline.log import log
+
+    log.configure()  # each command starts from the default (tests run several in one process); --json may mute it
     try:
-        code = cli.main(args=argv, prog_name="rewheel", standalone_mode=False)
+        with log.command():
+            code = cli.main(args=argv, prog_name="rewheel", standalone_mode=False)
     except RewheelError as exc:
         click.echo(f"rewheel: error: {exc}", err=True)
         sys.exit(exc.exit_code)

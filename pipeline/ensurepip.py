@@ -345,7 +345,7 @@ class PatchedPip:
 
 
 def make_patched_wheels(
-    recipe_path: Path, out_dir: Path, versions: list[str] | None = None, *, progress: bool = True
+    recipe_path: Path, out_dir: Path, versions: list[str] | None = None
 ) -> list[PatchedPip]:
     """Fetch, patch and re-pack the recipe's wheel sources (both names) into out_dir."""
     import tempfile
@@ -370,7 +370,7 @@ def make_patched_wheels(
         for job in jobs:
             if versions and job.version not in versions:
                 continue
-            source = fetch(pin_for_source(recipe.source_for(job.version), recipe.name), progress=progress)
+            source = fetch(pin_for_source(recipe.source_for(job.version), recipe.name))
             work = Path(scratch) / job.id
             work.mkdir()
             result = backend.build(
@@ -380,7 +380,6 @@ def make_patched_wheels(
                     source_file=source,
                     out_dir=out_dir,
                     work_dir=work,
-                    progress=progress,
                 )
             )
             index_wheel = result.wheels[0]

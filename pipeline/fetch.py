@@ -34,6 +34,7 @@ import requests
 from packaging.utils import canonicalize_name
 
 from pipeline.errors import FetchError, HashMismatch
+from pipeline.log import log
 from pipeline.paths import downloads_cache
 from pipeline.util import sha256_file
 
@@ -99,7 +100,7 @@ class _Sink:
         self.handle.write(block)
 
 
-def fetch(pin: Pin, cache: Path | None = None, *, progress: bool = False) -> Path:
+def fetch(pin: Pin, cache: Path | None = None) -> Path:
     """Return the cached, verified file for `pin`, downloading it first when needed."""
     if len(pin.sha256) != 64 or any(c not in "0123456789abcdef" for c in pin.sha256):
         raise FetchError(f"{pin.describe()}: pinned sha256 must be 64 lowercase hex characters")
@@ -107,8 +108,7 @@ def fetch(pin: Pin, cache: Path | None = None, *, progress: bool = False) -> Pat
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    if progress:
-        print(f"fetch: {pin.describe()}", file=sys.stderr, flush=True)
+    log.say(f"fetch: {pin.describe()}")
     # The bytes go to a hidden temporary file in the same folder, renamed (atomic on one filesystem) only
     # when the sha256 matches; on any failure, an interrupt included, it is deleted, so nothing partial or
     # unverified is ever at a cache path.

@@ -1,4 +1,5 @@
-"""Printing for people and machines: JSON on stdout with --json, aligned tables otherwise, progress on stderr."""
+"""Printing for people and machines: JSON on stdout with --json, aligned tables otherwise (progress lines on
+stderr are pipeline/log.py's)."""
 
 from __future__ import annotations
 
@@ -19,11 +20,6 @@ def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-def progress(message: str) -> None:
-    """One line of progress on stderr, so stdout stays clean for --json consumers."""
-    print(message, file=sys.stderr, flush=True)
 
 
 def human_size(size: float) -> str:

@@ -323,7 +323,6 @@ def prove_upstream(
     target: str,
     python: str | None,
     smoke: bool = True,
-    progress: bool = False,
     constraints: list[str] | None = None,
 ) -> dict[str, Any]:
     """Verify an upstream wheel for `target` and import it on the target's runtime (its dependencies held to
@@ -342,7 +341,7 @@ def prove_upstream(
         smoke_json = {"status": "skipped", "message": "verify failed"}
     else:
         try:
-            smoke_json = smoke_wheel(wheel, target, constraints=constraints, progress=progress).to_json()
+            smoke_json = smoke_wheel(wheel, target, constraints=constraints).to_json()
         except RewheelError as exc:  # no runtime could be prepared: recorded, not a verdict on the wheel
             smoke_json = {"status": "error", "message": str(exc)}
     return for_upstream(
@@ -362,7 +361,6 @@ def upstream_proofs(
     python: str,
     *,
     smoke: bool,
-    progress: bool = False,
     constraints: list[str] | None = None,
 ) -> dict[Path, dict[str, Any]]:
     """Proof records for the upstream wheels `build -r` admitted (wheelhouse.UpstreamWheel items)."""
@@ -373,7 +371,6 @@ def upstream_proofs(
             target=target,
             python=python,
             smoke=smoke,
-            progress=progress,
             constraints=constraints,
         )
         for u in upstream

@@ -26,7 +26,6 @@ valid TOML whatever the sdist's names contain.
 from __future__ import annotations
 
 import re
-import sys
 import tarfile
 import tempfile
 import zipfile
@@ -47,6 +46,7 @@ from pipeline.build.backends.zig.source_check import (
 from pipeline.errors import RewheelError
 from pipeline.fetch import Pin, fetch
 from pipeline.gaps import IndexFile, check_python, index_sdist, resolve
+from pipeline.log import log
 from pipeline.recipe import NativeLibrary, load_recipe, parse_recipe
 from pipeline.requirements import RequirementsSet
 from pipeline.targets import get_target
@@ -332,7 +332,7 @@ def read_sdist(name: str, version: str, targets: list[str], python: str) -> Sdis
     file = find_sdist(name, version, targets[0], python)
     if len(file.sha256) != 64:
         raise RewheelError(f"{name}=={version}: the index gives no sha256 for {file.filename}")
-    path = fetch(Pin(filename=file.filename, sha256=file.sha256, url=file.url), progress=True)
+    path = fetch(Pin(filename=file.filename, sha256=file.sha256, url=file.url))
     listing = list_source(path)
     texts = _source_texts(path)
     summary = ""
@@ -449,7 +449,7 @@ def requirement_for_module(module: str, wheel: Path, target: str, python: str) -
     return None
 
 
-def check_imports(wheel: Path, modules: list[str], target: str, python: str, *, progress: bool) -> ProbedTest:
+def check_imports(wheel: Path, modules: list[str], target: str, python: str) -> ProbedTest:
     """Import `modules` from the probe wheel on the target (smoke); a module another distribution must provide
     gets that distribution as a requirement, and the imports are tried again."""
     from pipeline.smoke import CANNOT_HOST, smoke_wheel
@@ -460,7 +460,7 @@ def check_imports(wheel: Path, modules: list[str], target: str, python: str, *, 
     asked: set[str] = set()
     while True:
         try:
-            result = smoke_wheel(wheel, target, imports=modules, requires=requires, progress=progress)
+            result = smoke_wheel(wheel, target, imports=modules, requires=requires)
         except RewheelError as exc:
             return ProbedTest(list(modules), requires, missing=f"the imports could not be tried: {exc}")
         if result.status == CANNOT_HOST:
@@ -476,18 +476,14 @@ def check_imports(wheel: Path, modules: list[str], target: str, python: str, *, 
         requirement = requirement_for_module(needed, wheel, target, python)
         if requirement is None:
             break
-        if progress:
-            print(
-                f"recipe: {needed} comes from {requirement.split()[0]}: added to [test] requires",
-                file=sys.stderr,
-            )
+        log.say(f"recipe: {needed} comes from {requirement.split()[0]}: added to [test] requires")
         requires.append(requirement)
     module, error = next(iter(failed.items()))
     imported = [m for m in modules if m not in failed]
     return ProbedTest(imported, requires, missing=f"{module} does not import on {target}: {error}")
 
 
-def probe_test(recipe_path: Path, target: str, python: str, *, progress: bool = True) -> ProbedTest:
+def probe_test(recipe_path: Path, target: str, python: str) -> ProbedTest:
     """Build the draft recipe once with the zig backend for `target` / `python` and find its [test] from the
     wheel. The probe's wheelhouse is <cache>/recipe-new/<target>: a second `recipe new` finds it up to date."""
     from pipeline.build.orchestrator import run_jobs
@@ -497,21 +493,19 @@ def probe_test(recipe_path: Path, target: str, python: str, *, progress: bool = 
     jobs = [j for j in plan([load_recipe(recipe_path)], [target]) if j.python in (python, ANY_PYTHON)]
     if not jobs:
         return ProbedTest(missing=f"the recipe plans no job for {target} / Python {python} to build")
-    if progress:
-        print(f"recipe: probe build of {jobs[0].id} (zig backend) to find its modules", file=sys.stderr)
+    log.say(f"recipe: probe build of {jobs[0].id} (zig backend) to find its modules")
     summary = run_jobs(
         jobs[:1],
         backend="zig",
         wheelhouse=cache_root() / "recipe-new" / target,
         smoke=False,
-        progress=progress,
     )
     outcome = summary.outcomes[0]
     if not outcome.wheels:
         message = outcome.message.removeprefix(f"{jobs[0].id}: ")
         return ProbedTest(missing=f"the probe build failed at {outcome.stage}: {message}")
     wheel = outcome.wheels[0]
-    test = check_imports(wheel, wheel_modules(wheel), target, python, progress=progress)
+    test = check_imports(wheel, wheel_modules(wheel), target, python)
     test.wheel = wheel.name
     return test
 
@@ -664,7 +658,6 @@ def write_recipe(
     output: Path | None = None,
     recipes_dir: Path | None = None,
     build: bool = True,
-    progress: bool = True,
 ) -> RecipeWritten:
     """Write (or extend) the recipe for NAME==VERSION into `output` (default: the recipes folder).
 
@@ -713,7 +706,7 @@ def write_recipe(
             )[0],
             destination,
         )
-        test = probe_test(destination, target, python, progress=progress)
+        test = probe_test(destination, target, python)
     doc, pinned, unpinned = render_new(facts, targets, pythons, known_natives, test)
     _write_new(doc, destination)
     return RecipeWritten(

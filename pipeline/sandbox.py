@@ -492,9 +492,7 @@ ProjectBuilder(sys.argv[1]).metadata_path(sys.argv[2])
 METADATA_LIMIT = 8 << 20  # bytes of METADATA read back
 
 
-def build_metadata_sandboxed(
-    sdist: Path, python: Path, *, timeout: float = 600, progress: bool = False
-) -> str:
+def build_metadata_sandboxed(sdist: Path, python: Path, *, timeout: float = 600) -> str:
     """The METADATA text of `sdist`, built by its own backend inside the sandbox with `python`.
 
     The sdist's build requirements (pyproject's [build-system], then what its get_requires hook adds, itself
@@ -523,10 +521,10 @@ def build_metadata_sandboxed(
         entries = [entry for entry in unpacked.iterdir()]
         tree = entries[0] if len(entries) == 1 and entries[0].is_dir() else unpacked
         requirements = build_requirements(list_source(tree))
-        venv = build_venv(python, version, requirements, progress=progress)
+        venv = build_venv(python, version, requirements)
         extra = dynamic_requirements(venv, tree)
         if extra:
-            venv = build_venv(python, version, requirements + extra, progress=progress)
+            venv = build_venv(python, version, requirements + extra)
         out = work / "metadata"
         out.mkdir()
         env = {"PATH": f"{venv / 'bin'}{os.pathsep}{DEFAULT_PATH}", "LANG": "C.UTF-8"}

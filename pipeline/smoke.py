@@ -30,7 +30,7 @@ from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from pipeline.errors import RewheelError
-from pipeline.output import progress as say
+from pipeline.log import log
 from pipeline.paths import cache_root
 from pipeline.sandbox import run_sandboxed
 from pipeline.targets import Target
@@ -349,7 +349,6 @@ def smoke_wheel(
     requires: list[str] | None = None,
     find_links: Path | None = None,
     constraints: list[str] | None = None,
-    progress: bool = True,
 ) -> SmokeResult:
     """Install `wheel` and its dependencies into a throwaway folder on `target`'s runtime and import its
     modules there.
@@ -373,17 +372,16 @@ def smoke_wheel(
     spec = get_target(target)
     platforms = {t.platform for t in tags}
     fits = spec.accepts_any(platforms)
-    if progress and "any" not in platforms and target != "any" and not fits:
+    if "any" not in platforms and target != "any" and not fits:
         # A glibc wheel on a musl target is exactly what smoke must expose, so run it anyway; only warn.
-        say(f"smoke: {wheel.name} is tagged {', '.join(sorted(platforms))}, not {spec.platform_tag}")
+        log.say(f"smoke: {wheel.name} is tagged {', '.join(sorted(platforms))}, not {spec.platform_tag}")
     python, exact = required_python(tags)
     runtime, why_not = choose_runtime(target, python, exact)
     if runtime is None:
         return SmokeResult(wheel=wheel.name, target=target, status=CANNOT_HOST, message=why_not)
     if not runtime.exists():
-        if progress:
-            say(f"smoke: building runtime {runtime.name} (first use; cached afterwards)")
-        runtime.build(progress=progress)
+        log.say(f"smoke: building runtime {runtime.name} (first use; cached afterwards)")
+        runtime.build()
     interpreter = Path(runtime.python())
     result = SmokeResult(
         wheel=wheel.name, target=target, status=FAILED, runtime=runtime.name, python=str(interpreter)
@@ -395,7 +393,7 @@ def smoke_wheel(
         site = Path(tmp) / "site"
         site.mkdir()
         files = install_into(wheel, site)
-        pinned = required_wheels(pinned_lines, spec, python, progress=progress)
+        pinned = required_wheels(pinned_lines, spec, python)
         dependencies = _dependencies(wheel, spec, runtime, unpinned, pinned, find_links, constraints)
         provided: set[str] = set()
         for needed in [*pinned, *dependencies.wheels]:
@@ -403,18 +401,17 @@ def smoke_wheel(
             install_into(needed, site)
             provided |= set(_top_level_names(_site_files(site))) - before
         result.dependencies = [_wheel_id(w) for w in [*pinned, *dependencies.wheels]]
-        if progress and result.dependencies:
-            say(f"smoke: {wheel.name}: added dependencies {', '.join(result.dependencies)}")
-        if progress and dependencies.problem:
-            say(f"smoke: {wheel.name}: some dependencies could not be installed: {dependencies.problem}")
+        if result.dependencies:
+            log.say(f"smoke: {wheel.name}: added dependencies {', '.join(result.dependencies)}")
+        if dependencies.problem:
+            log.say(f"smoke: {wheel.name}: some dependencies could not be installed: {dependencies.problem}")
         runtime.prepare_site(site)  # e.g. Nano Server: cut the wheel's imports to what the edition exports
         chosen_here = not imports
         roots = pth_roots(site, files)
         modules = imports if imports else modules_to_import(files, roots)
         if not modules:
             raise RewheelError(f"{wheel.name}: no importable module found; pass --import")
-        if progress:
-            say(f"smoke: {wheel.name} on {runtime.name}: importing {', '.join(modules)}")
+        log.say(f"smoke: {wheel.name} on {runtime.name}: importing {', '.join(modules)}")
         result.attempted = len(modules)
         _import_each(interpreter, site, modules, extension_files(files, roots), result)
         _retry_after_the_others(interpreter, site, modules, extension_files(files, roots), result)
@@ -672,9 +669,7 @@ def _conclude(result: SmokeResult, runtime_name: str) -> None:
     result.message = f"{imports} module(s) on {runtime_name}{skipped}{ran}"
 
 
-def required_wheels(
-    requires: list[str], spec: Target, python: str | None, *, progress: bool = True
-) -> list[Path]:
+def required_wheels(requires: list[str], spec: Target, python: str | None) -> list[Path]:
     """Wheels for a smoke test's requirements (pinned with --hash), for the target's platform: fetched once
     with pip download (--require-hashes, binary only, no dependencies: the recipe lists each one) and cached
     under <cache>/smoke-requires/."""
@@ -684,8 +679,7 @@ def required_wheels(
     folder = cache_root() / "smoke-requires" / f"{spec.name}-{python or 'any'}-{key}"
     if (folder / "complete").is_file():
         return sorted(folder.glob("*.whl"))
-    if progress:
-        say(f"smoke: fetching test requirements for {spec.name}: {', '.join(r.split()[0] for r in requires)}")
+    log.say(f"smoke: fetching test requirements for {spec.name}: {', '.join(r.split()[0] for r in requires)}")
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rewheel-smoke-requires-", dir=folder.parent) as tmp:
         listing = Path(tmp) / "requirements.txt"

@@ -38,6 +38,7 @@ from pipeline.fetch import Pin, fetch
 from pipeline.gaps import NEEDS_BUILD, PURE, UNAVAILABLE, UPSTREAM_WHEEL, Gap, GapsReport, find_gaps
 from pipeline.index import PublishResult, publish
 from pipeline.index.gate import check_verified
+from pipeline.log import log
 from pipeline.plan import ANY_PYTHON, Job, plan
 from pipeline.recipe import Recipe, load_recipe
 from pipeline.recipe_new import RecipeWritten, write_recipe
@@ -101,10 +102,6 @@ class WheelhouseResult:
         }
 
 
-def _quiet(_: str) -> None:
-    pass
-
-
 def _recipe_fits(recipe: Recipe, version: str, target: str, python: str) -> bool:
     return (
         any(s.version == version for s in recipe.source)
@@ -129,7 +126,6 @@ def recipes_for(
     *,
     recipes_dir: Path,
     new_recipes_dir: Path,
-    say: Callable[[str], None],
     refuse: Callable[[str, str], None] | None = None,
 ) -> tuple[dict[str, Path], list[RecipeWritten]]:
     """A recipe for each needs-build distribution: the project's own when it fits, else the review folder's
@@ -148,10 +144,10 @@ def recipes_for(
                 continue
             reviewed = _fitting_review_recipe(new_recipes_dir, gap, report.target, report.python)
             if reviewed is not None:
-                say(f"recipe: {gap.name}=={gap.version}: using {reviewed} as it is")
+                log.say(f"recipe: {gap.name}=={gap.version}: using {reviewed} as it is")
                 chosen[gap.name] = reviewed
                 continue
-            say(f"recipe: writing {gap.name}=={gap.version} for {report.target} into {new_recipes_dir}")
+            log.say(f"recipe: writing {gap.name}=={gap.version} for {report.target} into {new_recipes_dir}")
             result = write_recipe(
                 f"{gap.name}=={gap.version}",
                 targets=[report.target],
@@ -167,7 +163,7 @@ def recipes_for(
         written.append(result)
         chosen[gap.name] = result.path
         if result.needs_review:
-            say(f"recipe: {result.path} needs review: {result.needs_review}")
+            log.say(f"recipe: {result.path} needs review: {result.needs_review}")
     return chosen, written
 
 
@@ -194,7 +190,7 @@ def jobs_for(
 
 
 def fetch_upstream(
-    report: GapsReport, say: Callable[[str], None], refuse: Callable[[str, str], None] | None = None
+    report: GapsReport, refuse: Callable[[str, str], None] | None = None
 ) -> list[UpstreamWheel]:
     """Download each fitting upstream wheel by the sha256 the index listed, then verify it for the target (a
     download that fails is passed to `refuse`; without it, the error is raised)."""
@@ -213,7 +209,7 @@ def fetch_upstream(
             refuse(gap.name, f"upstream wheel {gap.file.filename} could not be fetched: {exc}")
             continue
         ok, why = check_verified(path, report.target)
-        say(f"upstream: {path.name}: {'verified' if ok else 'FAILED verify: ' + why}")
+        log.say(f"upstream: {path.name}: {'verified' if ok else 'FAILED verify: ' + why}")
         fetched.append(UpstreamWheel(gap, path, ok, why))
     return fetched
 
@@ -239,7 +235,6 @@ def build_wheelhouse(
     backend: str = "auto",
     smoke: bool = True,
     force: bool = False,
-    progress: Callable[[str], None] | None = None,
 ) -> WheelhouseResult:
     """Build what the target lacks, fetch what upstream has, verify everything, publish it as one index."""
     from pipeline.gaps import check_python
@@ -251,20 +246,19 @@ def build_wheelhouse(
     from pipeline.requirements import read_requirements
 
     checked = read_requirements(requirements)  # every refusal of the file comes before anything is fetched
-    say = progress or _quiet
     recipes_dir = recipes_dir or project_root() / "recipes"
     new_recipes_dir = new_recipes_dir or recipes_dir.parent / "recipes-new"
-    say(f"gaps: resolving {requirements} for {target} / Python {python}")
+    log.say(f"gaps: resolving {requirements} for {target} / Python {python}")
     report = find_gaps(checked, target, python, recipes_dir=recipes_dir)
     counts = ", ".join(f"{report.count(s)} {s}" for s in (UPSTREAM_WHEEL, PURE, NEEDS_BUILD, UNAVAILABLE))
-    say(f"gaps: {len(report.requirements)} distribution(s): {counts}")
+    log.say(f"gaps: {len(report.requirements)} distribution(s): {counts}")
     result = WheelhouseResult(report)
     for gap in report.requirements:
         if gap.status == UNAVAILABLE:
             result.refuse(gap.name, f"no wheel fits {target} and the index has no sdist to build")
 
     result.recipes, result.written = recipes_for(
-        report, recipes_dir=recipes_dir, new_recipes_dir=new_recipes_dir, say=say, refuse=result.refuse
+        report, recipes_dir=recipes_dir, new_recipes_dir=new_recipes_dir, refuse=result.refuse
     )
     jobs = jobs_for(report, result.recipes, refuse=result.refuse)
     planned = {(canonicalize_name(j.recipe.name), j.version) for j in jobs}
@@ -272,13 +266,12 @@ def build_wheelhouse(
         if gap.name in result.recipes and (gap.name, gap.version) not in planned:
             result.refuse(gap.name, f"its recipe {result.recipes[gap.name]} plans no job for {target}")
     if jobs:
-        say(f"build: {len(jobs)} job(s): {', '.join(j.id for j in jobs)}")
+        log.say(f"build: {len(jobs)} job(s): {', '.join(j.id for j in jobs)}")
         result.summary = run_jobs(
             jobs,
             backend=backend,
             wheelhouse=wheelhouse or default_wheelhouse(),
             smoke=smoke,
-            progress=progress is not None,
             force=force,
         )
         for outcome in result.summary.failed:
@@ -287,7 +280,7 @@ def build_wheelhouse(
                 canonicalize_name(outcome.job.recipe.name), f"{outcome.status} at {outcome.stage}: {message}"
             )
 
-    result.upstream = fetch_upstream(report, say, refuse=result.refuse)
+    result.upstream = fetch_upstream(report, refuse=result.refuse)
     for upstream in result.upstream:
         if not upstream.ok:
             result.refuse(
@@ -300,7 +293,7 @@ def build_wheelhouse(
         result.problems.append(f"no wheel for: {', '.join(result.missing)}")
     if publish_to and result.problems:
         lacking = f"no good wheel for {', '.join(result.missing)}" if result.missing else "failures"
-        say(f"publish: not publishing to {publish_to}: {lacking} (reasons in the summary)")
+        log.say(f"publish: not publishing to {publish_to}: {lacking} (reasons in the summary)")
     elif publish_to:
         built = result.summary.wheels if result.summary else []
         verdicts = {**dict.fromkeys(built, True), **{u.path: u.ok for u in result.upstream}}
@@ -308,18 +301,16 @@ def build_wheelhouse(
 
         # smoked with the very versions the file resolved to (pandas with the wheelhouse's numpy, not the newest)
         resolved = [f"{g.name}=={g.version}" for g in report.requirements]
-        proofs = upstream_proofs(
-            result.upstream, target, python, smoke=smoke, progress=progress is not None, constraints=resolved
-        )
+        proofs = upstream_proofs(result.upstream, target, python, smoke=smoke, constraints=resolved)
         result.published = publish(
-            result.wheels(), publish_to, target=target, verified=verdicts, progress=say, proofs=proofs
+            result.wheels(), publish_to, target=target, verified=verdicts, proofs=proofs
         )
         if result.published.unconfirmed:
             result.problems.append(
                 f"upload unconfirmed (the server's page does not list it with its sha256): "
                 f"{', '.join(result.published.unconfirmed)}"
             )
-        say(
+        log.say(
             f"publish: {len(result.wheels())} wheel(s) for {len(report.requirements)} distribution(s) in {publish_to}"
         )
     return result

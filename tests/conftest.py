@@ -98,6 +98,7 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str])
     from pipeline.cli import main
 
     def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()  # only this command's output: not the progress lines of the test's own calls before
         try:
             main(list(args))
             code = 0
@@ -136,7 +137,7 @@ def ensure_runtime(name: str):  # type: ignore[no-untyped-def]
     if reason:
         unavailable(f"{name}: {reason}")
     try:
-        runtime.build(progress=True)
+        runtime.build()
     except RewheelError as exc:
         unavailable(f"{name} could not be built: {exc}")
     assert runtime.exists(), f"{name} reported a finished build but does not exist"

@@ -366,9 +366,7 @@ def test_noop_run_skips_every_job(first_run: FirstRun) -> None:
 
     jobs = jobs_for(first_run.root, "markupsafe", "pip")
     started = time.monotonic()
-    summary = run_jobs(
-        jobs, wheelhouse=first_run.wheelhouse, work_root=first_run.root / "work", progress=False
-    )
+    summary = run_jobs(jobs, wheelhouse=first_run.wheelhouse, work_root=first_run.root / "work")
     seconds = time.monotonic() - started
     print(f"\nno-op run_jobs over {len(jobs)} jobs: {seconds * 1000:.0f} ms", file=sys.stderr)
     assert [o.status for o in summary.outcomes] == ["up-to-date", "up-to-date"]
@@ -413,7 +411,6 @@ def test_changed_patch_rebuilds_only_that_job(first_run: FirstRun, tmp_path: Pat
         jobs_for(root, "markupsafe", "pip"),
         wheelhouse=wheelhouse,
         work_root=tmp_path / "work",
-        progress=False,
     )
     statuses = {o.job.recipe.name: o.status for o in summary.outcomes}
     assert statuses == {"markupsafe": "up-to-date", "pip": "built"}
@@ -430,22 +427,16 @@ def test_changed_recipe_or_damaged_wheel_rebuilds(first_run: FirstRun, tmp_path:
     # A recipe change that only matters to this job's smoke test still changes its key.
     recipe = root / "recipes" / "pip.toml"
     recipe.write_text(recipe.read_text().replace('imports = ["pip"]', 'imports = ["pip", "pip._internal"]'))
-    summary = run_jobs(
-        jobs_for(root, "pip"), wheelhouse=wheelhouse, work_root=tmp_path / "work", progress=False
-    )
+    summary = run_jobs(jobs_for(root, "pip"), wheelhouse=wheelhouse, work_root=tmp_path / "work")
     assert [o.status for o in summary.outcomes] == ["built"]
-    summary = run_jobs(
-        jobs_for(root, "pip"), wheelhouse=wheelhouse, work_root=tmp_path / "work", progress=False
-    )
+    summary = run_jobs(jobs_for(root, "pip"), wheelhouse=wheelhouse, work_root=tmp_path / "work")
     assert [o.status for o in summary.outcomes] == ["up-to-date"]
     # A wheel whose bytes no longer match its record is rebuilt, not trusted.
     [wheel] = summary.outcomes[0].wheels
     data = bytearray(wheel.read_bytes())
     data[-30] ^= 0xFF
     wheel.write_bytes(bytes(data))
-    summary = run_jobs(
-        jobs_for(root, "pip"), wheelhouse=wheelhouse, work_root=tmp_path / "work", progress=False
-    )
+    summary = run_jobs(jobs_for(root, "pip"), wheelhouse=wheelhouse, work_root=tmp_path / "work")
     assert [o.status for o in summary.outcomes] == ["built"]
     assert zipfile.ZipFile(summary.outcomes[0].wheels[0]).testzip() is None
 

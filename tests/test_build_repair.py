@@ -70,7 +70,7 @@ def host_wheel(tmp_path_factory: pytest.TempPathFactory, pypi_file) -> Path:  # 
 
 
 def test_auditwheel_repairs_for_the_target_policy(host_wheel: Path, tmp_path: Path) -> None:
-    result = repair_wheel(host_wheel, _job("manylinux_2_17_x86_64"), tmp_path / "out", progress=False)
+    result = repair_wheel(host_wheel, _job("manylinux_2_17_x86_64"), tmp_path / "out")
     assert result.tool == "auditwheel"
     assert (
         result.command is not None
@@ -83,7 +83,7 @@ def test_a_glibc_wheel_is_not_passed_off_as_musllinux(host_wheel: Path, tmp_path
     # This host's auditwheel cannot name a musllinux policy, so rewheel asks for `auto` and must then notice
     # that the result is a manylinux wheel, which musl's pip would never install.
     with pytest.raises(RepairError) as error:
-        repair_wheel(host_wheel, _job("musllinux_1_2_x86_64"), tmp_path / "out", progress=False)
+        repair_wheel(host_wheel, _job("musllinux_1_2_x86_64"), tmp_path / "out")
     assert "does not install on musllinux_1_2_x86_64" in str(error.value)
 
 
@@ -92,7 +92,7 @@ def test_delvewheel_repairs_a_windows_wheel_with_the_recipe_options(pypi_file, t
     job = _job(
         "win_amd64", '[repair.delvewheel]\nno-dll = ["vcruntime140.dll"]\nexclude = ["msvcp140.dll"]\n'
     )
-    result = repair_wheel(wheel, job, tmp_path / "out", progress=False)
+    result = repair_wheel(wheel, job, tmp_path / "out")
     assert result.tool == "delvewheel" and result.command is not None
     assert result.command[result.command.index("--exclude") + 1] == os.pathsep.join(
         ["vcruntime140.dll", "msvcp140.dll"]

@@ -281,7 +281,7 @@ def manylinux_image():  # type: ignore[no-untyped-def]
     from pipeline.runtimes.podman_images import MANYLINUX_X86_64
 
     started = time.monotonic()
-    MANYLINUX_X86_64.build(progress=True)
+    MANYLINUX_X86_64.build()
     print(f"image ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
     assert MANYLINUX_X86_64.exists()
     return MANYLINUX_X86_64
@@ -295,12 +295,12 @@ def test_emptied_image_store_is_refilled_from_the_cached_root(manylinux_image) -
     if not tarball.is_file():
         # The image is in podman's store but its root was made under another cache dir: make it here first.
         engine.run("rmi", manylinux_image.image_reference())
-        manylinux_image.build(progress=False)
+        manylinux_image.build()
     made = tarball.stat().st_mtime
     engine.run("rmi", manylinux_image.image_reference())
     assert not manylinux_image.exists()
     started = time.monotonic()
-    manylinux_image.build(progress=False)
+    manylinux_image.build()
     elapsed = time.monotonic() - started
     assert manylinux_image.exists()
     assert tarball.stat().st_mtime == made  # re-imported, not made again
@@ -383,7 +383,7 @@ def test_build_failure_is_one_line_with_the_log(manylinux_image, tmp_path: Path)
     recipe = parse_recipe(text, folder / "broken.toml")
     job = Job(recipe, "1.0", "manylinux_2_17_x86_64", "3.11")
     request = BuildRequest(job=job, source_tree=tree, source_file=tree / "pyproject.toml",
-                           out_dir=tmp_path / "out", work_dir=tmp_path / "work", progress=False)  # fmt: skip
+                           out_dir=tmp_path / "out", work_dir=tmp_path / "work")  # fmt: skip
     with pytest.raises(RewheelError) as failure:
         CibuildwheelBackend().build(request)
     message = str(failure.value)
@@ -491,7 +491,7 @@ def test_glibc_image_passed_off_as_musllinux_is_caught(manylinux_image, pypi_fil
     tree = sdist_root(unpack(sdist, tmp_path / "source"), sdist.name)
     job = Job(recipe, "2.1.5", "musllinux_1_2_x86_64", "3.11")
     request = BuildRequest(job=job, source_tree=tree, source_file=sdist, out_dir=tmp_path / "out",
-                           work_dir=tmp_path / "work", progress=False)  # fmt: skip
+                           work_dir=tmp_path / "work")  # fmt: skip
     with pytest.raises(RewheelError, match="is not a musllinux wheel"):
         CibuildwheelBackend().build(request)
     [left] = (tmp_path / "out").glob("*.whl")

@@ -5,6 +5,7 @@ timeouts (a bounded load test on 127.0.0.1)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -106,20 +107,27 @@ def test_project_names_that_are_paths_are_refused(tmp_path: Path, run_cli, proje
 
 
 def test_a_kill_during_the_very_first_publish_leaves_a_readable_index(tmp_path: Path) -> None:
-    """The publisher dies right after its first file lands (the progress callback is the last thing it
-    runs): the index it leaves must pass `index check`, and the next publish lists the file."""
+    """The publisher dies right after its first file lands (its progress line is the last thing it runs): the
+    index it leaves must pass `index check`, and the next publish lists the file."""
+    from pipeline.log import log
 
     class Killed(BaseException):
         pass
 
-    def die_after_first_file(message: str) -> None:
-        if message.startswith("index: added "):
-            raise Killed
+    class DieAfterFirstFile(io.StringIO):
+        def write(self, text: str) -> int:
+            if text.startswith("index: added "):
+                raise Killed
+            return super().write(text)
 
     root = tmp_path / "index"
     wheel = make_wheel(tmp_path / "w", "demo", "1.0")
-    with pytest.raises(Killed):
-        publish([wheel], str(root), verified={wheel: True}, progress=die_after_first_file)
+    log.configure(stream=DieAfterFirstFile(), tty=False)
+    try:
+        with pytest.raises(Killed):
+            publish([wheel], str(root), verified={wheel: True})
+    finally:
+        log.configure()
     assert (root / "files/demo" / wheel.name).is_file()
     assert check_index(root) == []
     publish([wheel], str(root), verified={wheel: True})

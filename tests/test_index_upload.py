@@ -280,7 +280,7 @@ class _FlakyProxy(BaseHTTPRequestHandler):
 
 
 @pytest.mark.slow
-def test_transient_5xx_is_retried_with_backoff(pypiserver: str, tmp_path: Path, monkeypatch) -> None:
+def test_transient_5xx_is_retried_with_backoff(pypiserver: str, tmp_path: Path, monkeypatch, capsys) -> None:
     from pipeline.index.upload import upload
 
     _FlakyProxy.upstream_port = int(pypiserver.rsplit(":", 1)[1])
@@ -291,13 +291,13 @@ def test_transient_5xx_is_retried_with_backoff(pypiserver: str, tmp_path: Path, 
     thread.start()
     monkeypatch.setenv("REWHEEL_INDEX_USERNAME", USER)
     monkeypatch.setenv("REWHEEL_INDEX_PASSWORD", PASSWORD)
-    messages: list[str] = []
     try:
         wheel = make_wheel(tmp_path, "flaky", "1.0")
         proxy_url = f"http://127.0.0.1:{proxy.server_address[1]}"
-        (outcome,) = upload([wheel], proxy_url, backoff=0.1, progress=messages.append)
+        (outcome,) = upload([wheel], proxy_url, backoff=0.1)
         assert outcome.status == "uploaded" and outcome.attempts == 2
         assert len(_FlakyProxy.posts) == 5 + 3
+        messages = capsys.readouterr().err.splitlines()  # the reporter's lines go to stderr
         assert sum("retrying in" in m for m in messages) == 1
         _FlakyProxy.failures = 100
         other = make_wheel(tmp_path, "flaky", "2.0")
@@ -307,7 +307,7 @@ def test_transient_5xx_is_retried_with_backoff(pypiserver: str, tmp_path: Path, 
             upload([other], proxy_url, attempts=2, backoff=0.05)
         closed = f"http://127.0.0.1:{free_port()}"  # connection refused: its page cannot be read either
         with pytest.raises(PublishError, match="not uploading without knowing"):
-            upload([other], closed, attempts=2, backoff=0.05, progress=messages.append)
+            upload([other], closed, attempts=2, backoff=0.05)
     finally:
         proxy.shutdown()
         proxy.server_close()

@@ -53,7 +53,7 @@ def test_unsupported_build_kind_is_one_line() -> None:
 
     library = _libffi().model_copy(update={"build": "meson"})
     with pytest.raises(RewheelError, match="build 'meson' is not supported by the zig backend"):
-        build_native_library(library, "musllinux_1_2_x86_64", progress=False)
+        build_native_library(library, "musllinux_1_2_x86_64")
 
 
 def test_debian_source_with_wrong_hash_is_refused() -> None:
@@ -64,7 +64,7 @@ def test_debian_source_with_wrong_hash_is_refused() -> None:
         unavailable("apt-get is needed to fetch Debian sources")
     library = _libffi().model_copy(update={"sha256": "0" * 64})
     with pytest.raises(HashMismatch, match="libffi_3.4.4.orig.tar.gz"):
-        fetch_native_source(library, progress=False)
+        fetch_native_source(library)
 
 
 @pytest.mark.slow

@@ -63,7 +63,7 @@ def prepared(jobs: dict[str, Job], tmp_path_factory: pytest.TempPathFactory) -> 
     from pipeline.build.prepare import prepare
 
     return {
-        target: prepare(jobs[f"{target}/3.11"], tmp_path_factory.mktemp(target), progress=False)
+        target: prepare(jobs[f"{target}/3.11"], tmp_path_factory.mktemp(target))
         for target in ("win_amd64", "win_amd64-nanoserver")
     }
 
@@ -132,7 +132,7 @@ def windows_python_headers(tmp_path_factory: pytest.TempPathFactory) -> list[str
     from pipeline.runtimes.musl_cpython import CPYTHON_SOURCE
 
     try:  # the musl runtime builds from the same pinned tarball, so it is usually cached already
-        tarball = debian_source_orig(CPYTHON_SOURCE, progress=False)
+        tarball = debian_source_orig(CPYTHON_SOURCE)
     except RuntimeBuildError as exc:  # no root to add a deb-src entry
         unavailable(str(exc))
     root = tmp_path_factory.mktemp("cpython-headers")

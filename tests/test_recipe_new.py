@@ -254,10 +254,10 @@ def test_recipe_cflags_add_to_the_optimisation_flags(tmp_path: Path) -> None:
     recipe_path = tmp_path / "markupsafe.toml"
     recipe_path.write_text(text + '\n[build]\nenvironment = { CFLAGS = "-DREWHEEL_RECIPE_FLAG=1" }\n')
     job = next(j for j in plan([load_recipe(recipe_path)], [X86]) if j.python == "3.11")
-    prepared = prepare(job, tmp_path / "work", progress=False)
+    prepared = prepare(job, tmp_path / "work")
     result = ZigBackend().build(
         BuildRequest(job=job, source_tree=prepared.tree, source_file=prepared.source_file,
-                     out_dir=tmp_path / "out", work_dir=tmp_path / "work", progress=False)
+                     out_dir=tmp_path / "out", work_dir=tmp_path / "work")
     )  # fmt: skip
     compiles = [
         line for line in result.log.splitlines() if "-DREWHEEL_RECIPE_FLAG=1" in line and " -c " in line

@@ -231,7 +231,7 @@ def test_native_libraries_are_relocated_into_the_importing_cache(shared_cache: P
         from pipeline.recipe import load_recipe
 
         cffi = load_recipe(Path(__file__).resolve().parent.parent / "recipes" / "cffi.toml")
-        build_native_libraries(list(cffi.native), "musllinux_1_2_x86_64", progress=False)
+        build_native_libraries(list(cffi.native), "musllinux_1_2_x86_64")
         built = sorted((shared_cache / "native").glob("*/libffi-*-static-*/.rewheel-complete"))
     assert built, "libffi was built but no finished prefix is in the shared cache"
     library = built[0].parent

@@ -154,9 +154,9 @@ def test_debian_source_is_checked_against_its_pin(tmp_path, monkeypatch) -> None
     monkeypatch.setenv("REWHEEL_CACHE_DIR", str(tmp_path))
     wrong = DebianFile(package=ZLIB_SOURCE.package, filename=ZLIB_SOURCE.filename, sha256="0" * 64)
     with pytest.raises(HashMismatch, match="zlib_1.2.13.dfsg.orig.tar.bz2"):
-        debian_source_orig(wrong, progress=False)
+        debian_source_orig(wrong)
     assert not list(tmp_path.rglob("*.tar.bz2"))
-    right = debian_source_orig(ZLIB_SOURCE, progress=False)
+    right = debian_source_orig(ZLIB_SOURCE)
     assert right.is_file() and right.is_relative_to(tmp_path / "sha256")
 
 
@@ -312,11 +312,11 @@ def test_build_lock_waits_for_another_process_and_says_so(
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     assert not waited_for_another_build("lock-test")
     started = time.monotonic()
-    with build_lock("lock-test", progress=False):
+    with build_lock("lock-test"):
         waited = time.monotonic() - started
     holder.wait(timeout=30)
     assert waited >= 0.5, f"the lock was not held by the other process (acquired after {waited:.2f} s)"
     assert waited_for_another_build("lock-test")
-    with build_lock("lock-free", progress=False):
+    with build_lock("lock-free"):
         pass
     assert not waited_for_another_build("lock-free")

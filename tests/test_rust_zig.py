@@ -100,7 +100,7 @@ def test_std_is_built_once_per_target(orjson_musl_x86_64) -> None:  # type: igno
     root = rust.std_root(toolchain, "x86_64-unknown-linux-musl")
     assert (root / ".rewheel-complete").is_file()
     started = time.monotonic()
-    sysroot = rust.ensure_std(toolchain, "x86_64-unknown-linux-musl", progress=False)
+    sysroot = rust.ensure_std(toolchain, "x86_64-unknown-linux-musl")
     assert time.monotonic() - started < 2
     lib = sysroot / "lib" / "rustlib" / "x86_64-unknown-linux-musl" / "lib"
     assert any(lib.glob("libstd-*.rlib")) and any(lib.glob("libpanic_abort-*.rlib"))
@@ -166,7 +166,7 @@ def test_debian_crates_become_a_directory_source_that_overrides_the_crates_own_c
 
     toolchain = _project_toolchain()
     crates = [CrateSource.model_validate(c) for c in DEBIAN_CRATES]
-    directory = rust.crate_directory(crates, progress=False)
+    directory = rust.crate_directory(crates)
     assert sorted(p.name for p in directory.iterdir()) == ["cfg-if-1.0.0", "itoa-1.0.1"]
     own = '[source.crates-io]\nreplace-with = "elsewhere"\n\n[source.elsewhere]\ndirectory = "nowhere"\n\n[build]\njobs = 1\n'
     tree = _crate_using(tmp_path, own)
@@ -206,7 +206,7 @@ def test_rpds_py_recipe_crates_resolve_offline(pypi_file, tmp_path: Path) -> Non
     sdist = pypi_file("rpds-py", source.version, source.filename, source.sha256)
     tree = next(unpack(sdist, tmp_path / "src").iterdir())
     apply_recipe_patches(recipe, source.version, "musllinux_1_2_x86_64", "source", tree)
-    note = rust.prepare_crates(tree, toolchain, tmp_path / "cargo-home", crates=recipe.crates, progress=False)
+    note = rust.prepare_crates(tree, toolchain, tmp_path / "cargo-home", crates=recipe.crates)
     assert "22 pinned crate archive(s)" in note and "Cargo.lock dropped" in note
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CARGO_HOME": str(tmp_path / "cargo-home")}
     resolved = subprocess.run(

@@ -250,7 +250,7 @@ def test_a_hostile_wheel_escapes_nothing_and_smoke_still_reports_its_import(
         listener.setblocking(False)
         monkeypatch.setenv("HOSTILE_PORT", str(listener.getsockname()[1]))
         try:
-            result = smoke_wheel(wheel, target, progress=False)
+            result = smoke_wheel(wheel, target)
         finally:
             leaked = [path for path in escaped if path.exists()]
             for path in leaked:
@@ -270,7 +270,7 @@ def test_a_hostile_wheel_escapes_nothing_and_smoke_still_reports_its_import(
     if runtime:
         assert result.runtime == runtime
     # The same module, imported by the test command (the other way smoke runs a wheel's code).
-    result = smoke_wheel(wheel, target, command="python -c 'import hostile'", progress=False)
+    result = smoke_wheel(wheel, target, command="python -c 'import hostile'")
     assert result.status == "passed", result.message
     assert not [path for path in escaped if path.exists()]
 
@@ -290,7 +290,7 @@ def test_a_wheel_bomb_is_refused_before_smoke_writes_it(
     assert wheel.stat().st_size < 40 << 20
     started = time.monotonic()
     with pytest.raises(UnsafeArchive, match="zip bomb"):
-        smoke_wheel(wheel, "manylinux_2_17_x86_64", progress=False)
+        smoke_wheel(wheel, "manylinux_2_17_x86_64")
     assert time.monotonic() - started < 10  # refused from its directory, before anything is written
 
 

@@ -451,7 +451,7 @@ def test_pandas_finds_numpy_as_pip_would_install_it(run_cli, pypi_file, runtime_
     # held to a resolved set (what build -r passes for the wheelhouse it publishes): that numpy, not the newest
     from pipeline.smoke import smoke_wheel
 
-    held = smoke_wheel(wheel, imports=["pandas"], constraints=["numpy==2.2.6"], progress=False)
+    held = smoke_wheel(wheel, imports=["pandas"], constraints=["numpy==2.2.6"])
     assert held.ok, held.message
     assert "numpy==2.2.6" in held.dependencies, held.dependencies
 

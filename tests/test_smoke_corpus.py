@@ -91,5 +91,5 @@ def test_pywin32_pth_makes_its_modules_importable_under_wine(runtime_env) -> Non
 
     need_toolset("wine")
     ensure_runtime("windows-cpython-3.11-amd64")
-    result = smoke_wheel(_corpus_wheel("win_amd64", "3.11", "pywin32"), "win_amd64", progress=False)
+    result = smoke_wheel(_corpus_wheel("win_amd64", "3.11", "pywin32"), "win_amd64")
     assert {"win32api", "win32ui", "dde", "pythoncom", "win32com"} <= set(result.imported), result.to_json()

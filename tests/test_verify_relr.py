@@ -131,7 +131,7 @@ def test_numpy_2_crashes_at_import_on_a_musl_1_2_3_loader(pypi_file) -> None:  #
     from pipeline.smoke import smoke_wheel
 
     legacy, default = "musllinux_1_2_x86_64-musl1.2.3", "musllinux_1_2_x86_64"
-    crashed = smoke_wheel(pypi_file(*NUMPY_2_MUSL), legacy, imports=["numpy"], progress=False)
+    crashed = smoke_wheel(pypi_file(*NUMPY_2_MUSL), legacy, imports=["numpy"])
     assert _loader_musl_version(str(get_runtime(crashed.runtime or "").python())) < (1, 2, 4), crashed.runtime
     assert not crashed.ok and crashed.imported == []
     error = crashed.failures[0]["error"]
@@ -139,8 +139,8 @@ def test_numpy_2_crashes_at_import_on_a_musl_1_2_3_loader(pypi_file) -> None:  #
     assert error.startswith("interpreter died") and "ImportError" not in error, error
     # (-11 from the interpreter itself, 139 = 128 + SIGSEGV when the sandbox's init reports it)
     assert any(s in error for s in ("exit status -11", "exit status 139", "Segmentation")), error
-    loaded = smoke_wheel(pypi_file(*NUMPY_2_MUSL), default, imports=["numpy"], progress=False)
+    loaded = smoke_wheel(pypi_file(*NUMPY_2_MUSL), default, imports=["numpy"])
     assert loaded.ok, loaded.message
     for target in (legacy, default):
-        fine = smoke_wheel(pypi_file(*NUMPY_1_MUSL), target, imports=["numpy"], progress=False)
+        fine = smoke_wheel(pypi_file(*NUMPY_1_MUSL), target, imports=["numpy"])
         assert fine.ok, (target, fine.message)

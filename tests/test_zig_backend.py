@@ -173,7 +173,7 @@ def _smoke_or_skip(wheel: Path, target: str, imports: list[str], command: str | 
     assert hosting, f"no runtime hosts {target}"
     if not any(r.exists() for r in hosting):
         ensure_runtime(hosting[0].name)  # built once, cached: CI must import for real, not skip
-    return smoke_wheel(wheel, target, imports=imports, command=command, progress=True)
+    return smoke_wheel(wheel, target, imports=imports, command=command)
 
 
 def test_markupsafe_imports_on_musl_cpython(zig_wheel) -> None:  # type: ignore[no-untyped-def]
@@ -278,7 +278,7 @@ def test_rust_sdist_without_reachable_crates_says_what_is_missing(
     tree = next(unpack(sdist, tmp_path / "src").iterdir())
     started = time.monotonic()
     with pytest.raises(RewheelError) as refused:
-        backend.build(BuildRequest(job, tree, sdist, tmp_path / "out", tmp_path / "work", progress=False))
+        backend.build(BuildRequest(job, tree, sdist, tmp_path / "out", tmp_path / "work"))
     message = str(refused.value)
     assert "could not fetch those of src/_bcrypt/Cargo.lock" in message and "\n" not in message, message
     assert time.monotonic() - started < 60  # said before a std or crate build

@@ -190,9 +190,7 @@ def test_pure_python_fallback_is_an_error_naming_it(tmp_path: Path, zig_ready) -
     )
     recipe = load_recipe(recipe_file)
     job = Job(recipe, "1.0", TARGET, "3.11")
-    request = BuildRequest(
-        job, tree, tmp_path / "none.tar.gz", tmp_path / "out", tmp_path / "work", progress=False
-    )
+    request = BuildRequest(job, tree, tmp_path / "none.tar.gz", tmp_path / "out", tmp_path / "work")
     with pytest.raises(RewheelError) as info:
         ZigBackend().build(request)
     message = str(info.value)
@@ -212,12 +210,12 @@ def test_debian_source_is_the_pinned_pool_file(tmp_path: Path, monkeypatch: pyte
         name="libyaml", version="0.2.5", debian_source="libyaml", filename="libyaml_0.2.5.orig.tar.gz",
         sha256="fa240dbf262be053f3898006d502d514936c818e422afdcf33921c63bed9bf2e",
     )  # fmt: skip
-    path = fetch_native_source(pinned, progress=False)
+    path = fetch_native_source(pinned)
     with tarfile.open(path) as archive:
         assert any(n.endswith("include/yaml.h") for n in archive.getnames())
     gone = pinned.model_copy(update={"version": "0.2.4", "filename": "libyaml_0.2.4.orig.tar.gz"})
     with pytest.raises(FetchError) as info:
-        fetch_native_source(gone, progress=False)
+        fetch_native_source(gone)
     assert "the pinned libyaml_0.2.4.orig.tar.gz (Debian source libyaml) is in none of the" in str(info.value)
     assert "\n" not in str(info.value)
 

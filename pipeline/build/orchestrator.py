@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib
 import platform
 import shutil
-import sys
 import tempfile
 import time
 import traceback
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.build.backends import BACKEND_CHOICES, BACKENDS, auto_order
 from pipeline.errors import RewheelError
+from pipeline.log import log
 
 if TYPE_CHECKING:
     from pipeline.build.backends import Backend, BuildResult
@@ -39,11 +39,6 @@ QUARANTINE = "quarantine"
 
 class BackendUnavailable(RewheelError):
     """No backend (or not the requested one) can build this job here; the message says why."""
-
-
-def _say(message: str, progress: bool) -> None:
-    if progress:
-        print(message, file=sys.stderr, flush=True)
 
 
 class BackendSelector:
@@ -314,7 +309,6 @@ class _Run:
     requested: str
     wheelhouse: Path
     smoke: bool
-    progress: bool
     force: bool
     selector: BackendSelector
     work_root: Path
@@ -325,9 +319,9 @@ class _Run:
         """Say the backend choice once per run, and again only for a job whose choice differs."""
         if self.announced is None:
             self.announced = (backend, reason)
-            _say(f"backend {backend}: {reason}", self.progress)
+            log.say(f"backend {backend}: {reason}")
         elif self.announced != (backend, reason):
-            _say(f"{counter} {job.id}: backend {backend}: {reason}", self.progress)
+            log.say(f"{counter} {job.id}: backend {backend}: {reason}")
 
 
 def run_jobs(
@@ -336,7 +330,6 @@ def run_jobs(
     backend: str = "auto",
     wheelhouse: Path,
     smoke: bool = True,
-    progress: bool = True,
     force: bool = False,
     work_root: Path | None = None,
     require_import: bool = False,
@@ -352,27 +345,27 @@ def run_jobs(
         from pipeline.paths import cache_root
 
         work_root = cache_root() / "build-work"
-    run = _Run(backend, wheelhouse, smoke, progress, force, BackendSelector(), work_root, require_import)
+    run = _Run(backend, wheelhouse, smoke, force, BackendSelector(), work_root, require_import)
     index = RecordIndex(wheelhouse)
     outcomes = []
     # The runtimes smoke will need build in a background thread meanwhile (pipeline/build/prefetch.py).
-    prefetch = _start_prefetch(jobs, progress) if smoke else None
+    prefetch = _start_prefetch(jobs) if smoke else None
     for number, job in enumerate(jobs, 1):
         job_started = time.monotonic()
         outcome = _up_to_date(job, run, index) or _build_job(job, run, f"[{number}/{len(jobs)}]")
         outcome.seconds = time.monotonic() - job_started
         if outcome.status == "up-to-date":
-            _say(f"[{number}/{len(jobs)}] {job.id}: up to date", progress)
+            log.say(f"[{number}/{len(jobs)}] {job.id}: up to date")
         outcomes.append(outcome)
     if prefetch is not None:
         prefetch.join()
     return RunSummary(outcomes, wheelhouse, time.monotonic() - started)
 
 
-def _start_prefetch(jobs: list[Job], progress: bool) -> Any:
+def _start_prefetch(jobs: list[Job]) -> Any:
     from pipeline.build import prefetch
 
-    return prefetch.start(jobs, progress=progress)
+    return prefetch.start(jobs)
 
 
 def _up_to_date(job: Job, run: _Run, index: Any) -> JobOutcome | None:
@@ -451,7 +444,7 @@ def _build_job(job: Job, run: _Run, counter: str) -> JobOutcome:
         clock = time.monotonic()
         from pipeline.build.prepare import prepare
 
-        prepared = prepare(job, work_dir, progress=run.progress)
+        prepared = prepare(job, work_dir)
         timings["prepare"] = time.monotonic() - clock
 
         stage = "build"
@@ -460,23 +453,23 @@ def _build_job(job: Job, run: _Run, counter: str) -> JobOutcome:
 
         built_dir = work_dir / "built"
         built_dir.mkdir()
-        result = backend.build(
-            BuildRequest(
-                job=job,
-                source_tree=prepared.tree,
-                source_file=prepared.source_file,
-                out_dir=built_dir,
-                work_dir=work_dir,
-                progress=run.progress,
+        with log.activity(job.id, "build", heartbeat=False):  # the status line; backends beat themselves
+            result = backend.build(
+                BuildRequest(
+                    job=job,
+                    source_tree=prepared.tree,
+                    source_file=prepared.source_file,
+                    out_dir=built_dir,
+                    work_dir=work_dir,
+                )
             )
-        )
         if not result.wheels:
             raise RewheelError(f"{job.id}: backend {backend.name} produced no wheel")
         timings["build"] = time.monotonic() - clock
 
         stage = "repair"
         clock = time.monotonic()
-        repairs = _repair_all(job, result, work_dir, run.progress)
+        repairs = _repair_all(job, result, work_dir)
         timings["repair"] = time.monotonic() - clock
 
         stage = "verify"
@@ -506,13 +499,13 @@ def _build_job(job: Job, run: _Run, counter: str) -> JobOutcome:
             outcome.wheels, outcome.records = _quarantine(
                 job, repairs, records, reports, smokes, run.wheelhouse
             )
-            _say(f"{counter} {job.id}: QUARANTINED: {failures}", run.progress)
+            log.say(f"{counter} {job.id}: QUARANTINED: {failures}")
             (work_dir / FAILED_MARKER).write_text(outcome.message + "\n", encoding="utf-8")
             return outcome
         outcome.wheels, outcome.records = _install(job, repairs, records, run.wheelhouse)
         outcome.side_files = _install_side_files(built_dir, result, run.wheelhouse)
         outcome.status = "built"
-        _say(f"{counter} {job.id}: built {', '.join(w.name for w in outcome.wheels)}", run.progress)
+        log.say(f"{counter} {job.id}: built {', '.join(w.name for w in outcome.wheels)}")
         shutil.rmtree(work_dir, ignore_errors=True)
         outcome.work_dir = None
         return outcome
@@ -528,14 +521,11 @@ def _build_job(job: Job, run: _Run, counter: str) -> JobOutcome:
     outcome.message = " ".join(outcome.message.split())
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / FAILED_MARKER).write_text(outcome.message + "\n", encoding="utf-8")
-    _say(
-        f"{counter} {job.id}: FAILED at {outcome.stage}: {outcome.message} (work dir kept: {work_dir})",
-        run.progress,
-    )
+    log.say(f"{counter} {job.id}: FAILED at {outcome.stage}: {outcome.message} (work dir kept: {work_dir})")
     return outcome
 
 
-def _repair_all(job: Job, result: BuildResult, work_dir: Path, progress: bool) -> list[RepairResult]:
+def _repair_all(job: Job, result: BuildResult, work_dir: Path) -> list[RepairResult]:
     from pipeline.build.repair import RepairError, RepairResult, repair_wheel, wheel_platform_tags
     from pipeline.targets import get_target
 
@@ -549,7 +539,7 @@ def _repair_all(job: Job, result: BuildResult, work_dir: Path, progress: bool) -
                 )
             repairs.append(RepairResult(wheel=wheel, skipped="repaired by the backend"))
         else:
-            repairs.append(repair_wheel(wheel, job, work_dir / "repaired" / str(number), progress=progress))
+            repairs.append(repair_wheel(wheel, job, work_dir / "repaired" / str(number)))
     names = [r.wheel.name for r in repairs]
     if len(set(names)) != len(names):
         raise RepairError(
@@ -585,7 +575,6 @@ def _smoke(wheel: Path, job: Job, run: _Run) -> dict[str, Any]:
             command=test.command,
             requires=test.requires or None,
             find_links=run.wheelhouse,  # dependencies rewheel built come from the wheelhouse
-            progress=run.progress,
         )
     except RewheelError as exc:
         # The runtime could not be prepared here: not a verdict on the wheel, so recorded, not failed.

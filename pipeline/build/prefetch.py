@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.output import progress as say
+from pipeline.log import log
 from pipeline.plan import Job
 
 
@@ -42,37 +42,41 @@ class RuntimePrefetch:
     """One background thread building `runtimes` one after another; failures are said in one line each and
     left to smoke, which builds (and reports) the runtime itself when it is still missing."""
 
-    def __init__(self, runtimes: Sequence[Any], progress: bool) -> None:
+    def __init__(self, runtimes: Sequence[Any]) -> None:
         self.runtimes = list(runtimes)
-        self.progress = progress
+        self.muted = log.is_muted()  # a caller muted when it starts the builds keeps them quiet too
         self.seconds: dict[str, float] = {}
         self.thread = threading.Thread(target=self._run, name="rewheel-runtimes", daemon=True)
 
     def start(self) -> RuntimePrefetch:
         if self.runtimes:
-            if self.progress:
-                names = ", ".join(r.name for r in self.runtimes)
-                say(f"runtimes: building {names} in the background while the jobs build (parallel)")
+            names = ", ".join(r.name for r in self.runtimes)
+            log.say(f"runtimes: building {names} in the background while the jobs build (parallel)")
             self.thread.start()
         return self
 
     def _run(self) -> None:
+        if self.muted:
+            with log.muted():
+                self._build_all()
+        else:
+            self._build_all()
+
+    def _build_all(self) -> None:
         for runtime in self.runtimes:
             started = time.monotonic()
             try:
-                runtime.build(progress=self.progress)
+                runtime.build()
             except Exception as exc:  # smoke retries and reports it on the job it belongs to
-                if self.progress:
-                    say(f"runtimes: background build of {runtime.name} failed: {exc}")
+                log.say(f"runtimes: background build of {runtime.name} failed: {exc}")
                 continue
             self.seconds[runtime.name] = round(time.monotonic() - started, 1)
-            if self.progress:
-                say(f"runtimes: {runtime.name} ready (background, {self.seconds[runtime.name]:.0f} s)")
+            log.say(f"runtimes: {runtime.name} ready (background, {self.seconds[runtime.name]:.0f} s)")
 
     def join(self) -> None:
         if self.thread.is_alive():
             self.thread.join()
 
 
-def start(jobs: Sequence[Job], *, progress: bool) -> RuntimePrefetch:
-    return RuntimePrefetch(needed_runtimes(jobs), progress).start()
+def start(jobs: Sequence[Job]) -> RuntimePrefetch:
+    return RuntimePrefetch(needed_runtimes(jobs)).start()

@@ -7,12 +7,12 @@ applied to the unpacked wheel by the wheel-source backend, at stage "wheel".
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.errors import RewheelError
+from pipeline.log import log
 
 if TYPE_CHECKING:
     from pipeline.fetch import Pin
@@ -34,12 +34,12 @@ def source_pin(job: Job) -> Pin:
     return pin_for_source(job.recipe.source_for(job.version), job.recipe.name)
 
 
-def prepare(job: Job, work_dir: Path, *, progress: bool = True) -> PreparedSource:
+def prepare(job: Job, work_dir: Path) -> PreparedSource:
     """Fetch, unpack and patch the job's source under `work_dir`; RewheelError on any failure."""
     from pipeline.fetch import fetch
 
     pin = source_pin(job)
-    source_file = fetch(pin, progress=progress)
+    source_file = fetch(pin)
     if job.kind == "wheel":
         return PreparedSource(source_file=source_file, source_sha256=pin.sha256, tree=None)
 
@@ -48,13 +48,9 @@ def prepare(job: Job, work_dir: Path, *, progress: bool = True) -> PreparedSourc
     unpacked = unpack(source_file, work_dir / "source")
     tree = sdist_root(unpacked, source_file.name)
     applied = apply_source_patches(job, tree)
-    if progress and applied:
+    if applied:
         names = ", ".join(p.name for p in applied)
-        print(
-            f"prepare: {job.id}: applied {len(applied)} source patch(es): {names}",
-            file=sys.stderr,
-            flush=True,
-        )
+        log.say(f"prepare: {job.id}: applied {len(applied)} source patch(es): {names}")
     return PreparedSource(
         source_file=source_file, source_sha256=pin.sha256, tree=tree, patches_applied=applied
     )

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.errors import RewheelError
+from pipeline.log import log
 from pipeline.util import error_line
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ def _single_output(out_dir: Path, tool: str) -> Path:
     return wheels[0]
 
 
-def repair_wheel(wheel: Path, job: Job, out_dir: Path, *, progress: bool = True) -> RepairResult:
+def repair_wheel(wheel: Path, job: Job, out_dir: Path) -> RepairResult:
     """Repair `wheel` for the job's target into `out_dir` (created); pure wheels pass through unchanged."""
     from pipeline.targets import get_target
 
@@ -94,9 +95,9 @@ def repair_wheel(wheel: Path, job: Job, out_dir: Path, *, progress: bool = True)
     if wheel_platform_tags(wheel) == {"any"}:
         return RepairResult(wheel=wheel, skipped="pure-Python wheel: nothing to bundle")
     if target.is_linux:
-        result = _auditwheel(wheel, job, target, out_dir, progress)
+        result = _auditwheel(wheel, job, target, out_dir)
     elif target.is_windows:
-        result = _delvewheel(wheel, job, out_dir, progress)
+        result = _delvewheel(wheel, job, out_dir)
     else:
         raise RepairError(f"{job.id}: no repair tool for target os {target.os!r} and wheel {wheel.name}")
     if not target.accepts_any(wheel_platform_tags(result.wheel)):
@@ -107,15 +108,14 @@ def repair_wheel(wheel: Path, job: Job, out_dir: Path, *, progress: bool = True)
     return result
 
 
-def _auditwheel(wheel: Path, job: Job, target: Target, out_dir: Path, progress: bool) -> RepairResult:
+def _auditwheel(wheel: Path, job: Job, target: Target, out_dir: Path) -> RepairResult:
     options = job.recipe.repair.auditwheel
     plat = auditwheel_plat(target, options.plat)
     command = [sys.executable, "-m", "auditwheel", "repair", "--plat", plat, "-w", str(out_dir)]
     for soname in options.exclude:
         command += ["--exclude", soname]
     command.append(str(wheel))
-    if progress:
-        print(f"repair: {job.id}: auditwheel repair --plat {plat}", file=sys.stderr, flush=True)
+    log.say(f"repair: {job.id}: auditwheel repair --plat {plat}")
     _run(command, f"{job.id}: auditwheel repair")
     notes = (
         [] if plat != "auto" else [f"auditwheel --plat auto (this host cannot name {target.platform_tag})"]
@@ -125,7 +125,7 @@ def _auditwheel(wheel: Path, job: Job, target: Target, out_dir: Path, progress: 
     )
 
 
-def _delvewheel(wheel: Path, job: Job, out_dir: Path, progress: bool) -> RepairResult:
+def _delvewheel(wheel: Path, job: Job, out_dir: Path) -> RepairResult:
     options = job.recipe.repair.delvewheel
     command = [sys.executable, "-m", "delvewheel", "repair", "-w", str(out_dir)]
     # delvewheel treats --no-dll as another spelling of --exclude; one list, os.pathsep-delimited as it parses.
@@ -136,8 +136,7 @@ def _delvewheel(wheel: Path, job: Job, out_dir: Path, progress: bool) -> RepairR
     if add_path:
         command += ["--add-path", os.pathsep.join(add_path)]
     command.append(str(wheel))
-    if progress:
-        print(f"repair: {job.id}: delvewheel repair", file=sys.stderr, flush=True)
+    log.say(f"repair: {job.id}: delvewheel repair")
     _run(command, f"{job.id}: delvewheel repair")
     if not list(out_dir.glob("*.whl")):
         # delvewheel writes nothing when the wheel needs no DLLs; the input is then already complete.

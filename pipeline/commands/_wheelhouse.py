@@ -24,7 +24,7 @@ def build_from_requirements(
     from packaging.utils import canonicalize_name
 
     from pipeline.errors import EXIT_FINDINGS, RewheelError
-    from pipeline.output import emit_json, progress, table
+    from pipeline.output import emit_json, table
     from pipeline.wheelhouse import build_wheelhouse
 
     if len(targets) != 1 or len(pythons) > 1:
@@ -40,7 +40,6 @@ def build_from_requirements(
         backend=backend,
         smoke=not no_smoke,
         force=force,
-        progress=progress,
     )
     if as_json:
         emit_json(result.to_json())

@@ -145,7 +145,6 @@ def command(
         backend=backend,
         wheelhouse=wheelhouse or default_wheelhouse(),
         smoke=not no_smoke,
-        progress=True,
         force=force,
         require_import=require_import,
     )
@@ -198,7 +197,6 @@ def _publish(summary: RunSummary, to: str, unconfirmed: list[str]) -> list[dict[
     builds share the win_amd64 tag) without guessing; every wheel here passed verify in this run or when
     its build record was written."""
     from pipeline.index import publish
-    from pipeline.output import progress
 
     by_target: dict[str, list[Path]] = {}
     for outcome in summary.outcomes:
@@ -207,7 +205,7 @@ def _publish(summary: RunSummary, to: str, unconfirmed: list[str]) -> list[dict[
     for target, wheels in by_target.items():
         if not wheels:
             continue
-        result = publish(wheels, to, target=target, verified=dict.fromkeys(wheels, True), progress=progress)
+        result = publish(wheels, to, target=target, verified=dict.fromkeys(wheels, True))
         results.append(result.to_json())
         unconfirmed.extend(result.unconfirmed)
         click.echo(f"published {len(wheels)} {target} wheel(s) to {to}", err=True)

@@ -40,7 +40,8 @@ def command(
     """The GitHub Actions build matrix: each planned job with the runner that can build its target."""
     from pipeline.ci_matrix import github_matrix, load_plan, matrix_entries, write_github_output
     from pipeline.errors import RewheelError
-    from pipeline.output import emit_json, progress, table
+    from pipeline.log import log
+    from pipeline.output import emit_json, table
 
     if plan_file is not None:
         if recipes or targets:
@@ -56,7 +57,7 @@ def command(
     entries = matrix_entries(jobs, arm64=arm64)  # type: ignore[arg-type]  # click.Choice guarantees the value
     if github_output:
         written = write_github_output(entries)
-        progress(f"wrote a matrix of {len(entries)} job(s) to {written}")
+        log.say(f"wrote a matrix of {len(entries)} job(s) to {written}")
     if as_json:
         emit_json({"count": len(entries), "matrix": github_matrix(entries)})
         return

@@ -53,8 +53,10 @@ def command(
       rewheel ensurepip PYTHON --restore          put the original back
       rewheel ensurepip --make-wheels [--out DIR] make every patched pip of the recipe (both names)
     """
+    from pipeline.log import log
     from pipeline.paths import default_wheelhouse, project_root
 
+    log.configure(enabled=not as_json)  # --json: stdout carries the JSON and stderr stays quiet
     recipe_path = recipe or project_root() / "recipes" / "pip.toml"
     if make_wheels:
         if python is not None or check_only or wheel or restore:
@@ -100,9 +102,7 @@ def command(
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="rewheel-ensurepip-") as scratch:
-            made = ensurepip.make_patched_wheels(
-                recipe_path, Path(scratch), [current.version], progress=not as_json
-            )
+            made = ensurepip.make_patched_wheels(recipe_path, Path(scratch), [current.version])
             outcome = ensurepip.install_pip_wheel(python, made[0].ensurepip_wheel)
     else:
         outcome = ensurepip.install_pip_wheel(python, wheel)
@@ -121,7 +121,7 @@ def _make_wheels(recipe_path: Path, out: Path, versions: list[str], as_json: boo
     from pipeline.verify import verify_wheel
     from pipeline.wheelfile import record_problems
 
-    made = make_patched_wheels(recipe_path, out, versions or None, progress=not as_json)
+    made = make_patched_wheels(recipe_path, out, versions or None)
     results: list[dict[str, Any]] = []
     failed = False
     for item in made:

@@ -11,16 +11,18 @@ import click
 def command(recipes: tuple[Path, ...], as_json: bool) -> None:
     """Download every pinned source (and native library) of the recipes into the cache, verifying sha256."""
     from pipeline.fetch import fetch, pin_for_source
+    from pipeline.log import log
     from pipeline.output import emit_json
     from pipeline.recipe import load_recipes
 
+    log.configure(enabled=not as_json)  # --json: stdout carries the JSON and stderr stays quiet
     fetched = []
     for recipe in load_recipes(list(recipes)):
         for source in recipe.source:
-            path = fetch(pin_for_source(source, recipe.name), progress=not as_json)
+            path = fetch(pin_for_source(source, recipe.name))
             fetched.append({"recipe": recipe.name, "version": source.version, "path": str(path)})
         for library in recipe.native:
-            path = fetch(pin_for_source(library, library.name), progress=not as_json)
+            path = fetch(pin_for_source(library, library.name))
             fetched.append({"recipe": recipe.name, "native": library.name, "path": str(path)})
     if as_json:
         emit_json({"fetched": fetched})

@@ -65,7 +65,8 @@ def command(
     Exit 0 when nothing is unavailable, 1 otherwise, 2 for a refused file.
     """
     from pipeline.gaps import NEEDS_BUILD, STATUSES, UNAVAILABLE, check_python, find_gaps
-    from pipeline.output import emit_json, progress, table
+    from pipeline.log import log
+    from pipeline.output import emit_json, table
     from pipeline.requirements import read_requirements
     from pipeline.targets import get_target
 
@@ -74,7 +75,7 @@ def command(
     use_index(index_url, extra_index_urls)
     checked = read_requirements(requirements)
     if not as_json:
-        progress(f"gaps: resolving {requirements} for {target} / Python {python}")
+        log.say(f"gaps: resolving {requirements} for {target} / Python {python}")
     report = find_gaps(checked, target, python, recipes_dir=recipes_dir, verify=not no_verify)
     if as_json:
         emit_json(report.to_json())

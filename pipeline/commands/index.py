@@ -16,9 +16,9 @@ def command() -> None:
 def rebuild(root: Path, as_json: bool) -> None:
     """Re-index ROOT from the wheels under ROOT/files/ alone (metadata files, pages, state)."""
     from pipeline.index.static import StaticIndex
-    from pipeline.output import emit_json, progress
+    from pipeline.output import emit_json
 
-    counts = StaticIndex(root, progress=progress).rebuild()
+    counts = StaticIndex(root).rebuild()
     if as_json:
         emit_json({"index": str(root), **counts})
     else:

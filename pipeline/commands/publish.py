@@ -36,13 +36,13 @@ def command(
     from pipeline.index.gate import verdicts_for
     from pipeline.index.static import iter_wheels
     from pipeline.index.wheelinfo import PublishError
-    from pipeline.output import emit_json, progress, table
+    from pipeline.output import emit_json, table
 
     paths = iter_wheels(wheels)
     if not paths:
         raise PublishError(f"no wheels in {', '.join(str(w) for w in wheels)}")
     verified = verdicts_for(paths, record) if record is not None else None
-    result = publish(paths, to, channel=channel, verified=verified, target=target, progress=progress)
+    result = publish(paths, to, channel=channel, verified=verified, target=target)
     unconfirmed = result.unconfirmed
     if as_json:
         emit_json(result.to_json())

@@ -131,7 +131,8 @@ def build_command(names: tuple[str, ...], build_all: bool, as_json: bool) -> Non
     reused."""
     import time
 
-    from pipeline.output import emit_json, progress
+    from pipeline.log import log
+    from pipeline.output import emit_json
     from pipeline.runtimes import all_runtimes, get_runtime
     from pipeline.runtimes._support import waited_for_another_build
     from pipeline.runtimes.sources import imported_from_source
@@ -152,8 +153,8 @@ def build_command(names: tuple[str, ...], build_all: bool, as_json: bool) -> Non
                 from pipeline.errors import MissingTool
 
                 raise MissingTool(f"{runtime.name} cannot be built here: {reason}")
-            progress(f"runtimes: building {runtime.name}")
-        runtime.build(progress=True)
+            log.say(f"runtimes: building {runtime.name}")
+        runtime.build()
         seconds = round(time.monotonic() - started, 1)
         results.append(
             {
@@ -193,10 +194,12 @@ def export_command(names: tuple[str, ...], out: str, as_json: bool) -> None:
     manifest NAME.json (data entry, inputs' sha256, revisions, the archive's sha256)."""
     from pathlib import Path
 
+    from pipeline.log import log
     from pipeline.output import emit_json
     from pipeline.runtimes.archive import export
 
-    manifests = [export(name, Path(out), progress=not as_json) for name in names]
+    log.configure(enabled=not as_json)  # --json: stdout carries the JSON and stderr stays quiet
+    manifests = [export(name, Path(out)) for name in names]
     if as_json:
         emit_json({"archives": manifests})
         return
@@ -219,7 +222,10 @@ def import_command(archives: tuple[str, ...], sha256: str | None, as_json: bool)
     from urllib.parse import urlparse
 
     from pipeline.errors import FetchError, RewheelError
+    from pipeline.log import log
     from pipeline.output import emit_json
+
+    log.configure(enabled=not as_json)  # --json: stdout carries the JSON and stderr stays quiet
     from pipeline.runtimes import get_runtime
     from pipeline.runtimes.archive import SUFFIX, import_archive
     from pipeline.runtimes.sources import fetch_archive
@@ -248,9 +254,9 @@ def import_command(archives: tuple[str, ...], sha256: str | None, as_json: bool)
                 except ValueError:
                     raise RewheelError(f"{beside}: not a JSON manifest") from None
         pin = sha256 or (str(manifest.get("sha256")) if isinstance(manifest, dict) else None)
-        item = import_archive(path, sha256=pin, manifest=manifest, progress=not as_json)
+        item = import_archive(path, sha256=pin, manifest=manifest)
         if item.kind == "runtime":
-            get_runtime(item.name).build(progress=not as_json)  # the profile layer: seconds, no compile
+            get_runtime(item.name).build()  # the profile layer: seconds, no compile
         seconds = round(time.monotonic() - started, 1)
         results.append({"name": item.name, "kind": item.kind, "root": str(item.folder), "seconds": seconds})
         if not as_json:

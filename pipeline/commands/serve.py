@@ -24,7 +24,6 @@ def command(root: Path, host: str, port: int, pages: str) -> None:
     For development and CI; see docs/index.md for nginx and S3 settings in production.
     """
     from pipeline.index.server import serve_forever
-    from pipeline.output import progress
 
     if not (root / "simple").is_dir():
         from pipeline.index.wheelinfo import PublishError
@@ -32,7 +31,7 @@ def command(root: Path, host: str, port: int, pages: str) -> None:
         raise PublishError(f"{root}: not an index root (no simple/ folder); publish into it first")
     try:
         offered = ("json", "html") if pages == "both" else (pages,)
-        serve_forever(root.resolve(), host, port, progress, pages=offered)
+        serve_forever(root.resolve(), host, port, pages=offered)
     except OSError as exc:
         from pipeline.index.wheelinfo import PublishError
 

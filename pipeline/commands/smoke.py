@@ -77,7 +77,6 @@ def command(
             command=test_command,
             requires=list(extra_requirements) or None,
             find_links=find_links,
-            progress=True,
         )
         for wheel in wheels
     ]

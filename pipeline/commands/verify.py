@@ -56,7 +56,8 @@ def command(wheels: tuple[Path, ...], targets: tuple[str, ...], as_json: bool, q
 
     Exit 0 when every wheel is clean, 1 when any has error findings, 2 for unusable input."""
     from pipeline.errors import EXIT_FINDINGS, EXIT_OK, RewheelError
-    from pipeline.output import emit_json, progress
+    from pipeline.log import log
+    from pipeline.output import emit_json
     from pipeline.targets import get_target
     from pipeline.verify import verify_wheel
 
@@ -66,7 +67,7 @@ def command(wheels: tuple[Path, ...], targets: tuple[str, ...], as_json: bool, q
     found, quarantined = _expand(wheels)
     if quarantined and not as_json:
         folders = sorted({str(w.parent) for w in quarantined})
-        progress(
+        log.say(
             f"verify: skipped {len(quarantined)} quarantined wheel(s) in {', '.join(folders)} "
             "(name that folder to verify them)"
         )
@@ -80,7 +81,7 @@ def command(wheels: tuple[Path, ...], targets: tuple[str, ...], as_json: bool, q
         chosen = [name for t in targets for name in (_auto_targets(wheel) if t == "auto" else [t])]
         for target in chosen:
             if len(found) * len(targets) > 1 and not as_json:
-                progress(f"verify: {wheel.name} for {target}")
+                log.say(f"verify: {wheel.name} for {target}")
             reports.append(verify_wheel(wheel, target))
             labels.append(str(wheel) if names.count(wheel.name) > 1 else wheel.name)
     if as_json:

@@ -23,16 +23,16 @@ def command(file: Path, reason: str, root: Path | None, undo: bool, as_json: boo
     """
     from pipeline.index.static import StaticIndex, find_index_root
     from pipeline.index.wheelinfo import PublishError
-    from pipeline.output import emit_json, progress
+    from pipeline.output import emit_json
 
     index_root = root or find_index_root(file.resolve().parent)
     if index_root is None:
         raise PublishError(f"{file}: not inside a static index; pass --index ROOT")
-    entry = StaticIndex(index_root, progress=progress).yank(file.name, reason, undo=undo)
+    entry = StaticIndex(index_root).yank(file.name, reason, undo=undo)
     parent = index_root.resolve().parent
     if (parent / ".rewheel").is_dir() and (parent / "index.html").is_file():
         # A channel's file: the landing page at the root above it shows the channels too.
-        StaticIndex(parent, progress=progress).refresh_landing([entry.project])
+        StaticIndex(parent).refresh_landing([entry.project])
     if as_json:
         emit_json({"filename": entry.filename, "yanked": entry.yanked is not None, "reason": entry.yanked})
     else:

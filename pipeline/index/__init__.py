@@ -7,11 +7,11 @@ upload.py). Either way a wheel the symbol checker did not pass is refused before
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.index.wheelinfo import PublishError, wheel_identity
+from pipeline.log import log
 
 __all__ = ["PublishError", "PublishResult", "is_url", "publish"]
 
@@ -46,7 +46,6 @@ def publish(
     channel: str | None = None,
     verified: dict[Path, bool] | None = None,
     target: str | None = None,
-    progress: Callable[[str], None] | None = None,
     proofs: dict[Path, dict[str, object]] | None = None,
 ) -> PublishResult:
     """Publish wheels to a static index folder or an upload URL.
@@ -62,7 +61,6 @@ def publish(
     from pipeline.index.gate import check_verified, infer_target
     from pipeline.targets import get_target
 
-    say = progress or (lambda _: None)
     if not wheels:
         raise PublishError("nothing to publish: no wheels given")
     verdicts = {Path(p).resolve(): ok for p, ok in (verified or {}).items()}
@@ -80,7 +78,7 @@ def publish(
         wheel_channel = channel if channel is not None else get_target(wheel_target).channel
         known = verdicts.get(wheel.resolve())
         if known is None:
-            say(f"publish: verifying {wheel.name} for {wheel_target}")
+            log.say(f"publish: verifying {wheel.name} for {wheel_target}")
             ok, why = check_verified(wheel, wheel_target)
             how = f"verify_wheel:{wheel_target}"
         else:
@@ -94,7 +92,7 @@ def publish(
 
         if channel is not None:
             raise PublishError("channels are folders of a static index; give the channel's own upload URL")
-        outcomes = upload([w for w, _, _ in placed], to, progress=say)
+        outcomes = upload([w for w, _, _ in placed], to)
         return PublishResult(public_url(to), "upload", [o.to_json() for o in outcomes])
 
     from pipeline.index.static import StaticIndex, channel_root, stage
@@ -115,7 +113,7 @@ def publish(
     channels = sorted({c for _, c, _ in placed}, key=lambda c: c or "")
     try:
         for wheel_channel in channels:
-            index = StaticIndex(channel_root(root, wheel_channel), progress=say)
+            index = StaticIndex(channel_root(root, wheel_channel))
             staged = [stage(w, how, proof_of(w, how)) for w, c, how in placed if c == wheel_channel]
             for outcome in index.add(staged):
                 item: dict[str, object] = outcome.to_json()
@@ -124,7 +122,7 @@ def publish(
                 result.files.append(item)
         if any(c is not None for c in channels):
             changed = {str(f["project"]) for f in result.files}  # the root's matrix covers its channels
-            StaticIndex(root, progress=say).refresh_landing(changed)
+            StaticIndex(root).refresh_landing(changed)
     except OSError as exc:  # the folder cannot hold an index (/proc, read-only, a file in the way)
         where = exc.filename or root
         raise PublishError(f"{where}: cannot write the index there: {exc.strerror or exc}") from None

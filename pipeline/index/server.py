@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from http import HTTPStatus
@@ -396,13 +396,13 @@ def make_server(
     )
 
 
-def serve_forever(
-    root: Path, host: str, port: int, announce: Callable[[str], None], pages: Iterable[str] = ("json", "html")
-) -> None:
+def serve_forever(root: Path, host: str, port: int, pages: Iterable[str] = ("json", "html")) -> None:
+    from pipeline.log import log
+
     server = make_server(root, host, port, pages=pages)
     bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
     shown_host = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
-    announce(f"serving {root} at http://{shown_host}:{bound_port}/simple/ (Ctrl-C to stop)")
+    log.say(f"serving {root} at http://{shown_host}:{bound_port}/simple/ (Ctrl-C to stop)")
     try:
         server.serve_forever(poll_interval=0.2)
     finally:

@@ -43,6 +43,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from pipeline.index import pages
 from pipeline.index.wheelinfo import FileEntry, PublishError, project_of, read_wheel, wheel_identity
+from pipeline.log import log
 from pipeline.util import sha256_file
 
 RESERVED_DIR = ".rewheel"
@@ -51,12 +52,6 @@ LOCK_TIMEOUT_SECONDS = 600.0
 FSYNC_EACH_UP_TO = 16
 CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 RESERVED_CHANNELS = {pages.FILES_DIR, pages.SIMPLE_DIR, "packages"}  # packages/: landing.py's pages
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 def utc_timestamp(seconds: float | None = None) -> str:
@@ -197,9 +192,8 @@ def _proof_sha256(wheel_path: Path) -> str | None:
 
 
 class StaticIndex:
-    def __init__(self, root: Path, *, progress: Progress = _quiet, durable: bool = True) -> None:
+    def __init__(self, root: Path, *, durable: bool = True) -> None:
         self.root = root
-        self.progress = progress
         self.durable = durable
 
     # ---- locations
@@ -234,7 +228,7 @@ class StaticIndex:
                     break
                 except BlockingIOError:
                     if not announced:
-                        self.progress(f"index: waiting for another publisher to finish ({self.root})")
+                        log.say(f"index: waiting for another publisher to finish ({self.root})")
                         announced = True
                     if time.monotonic() > deadline:
                         raise PublishError(
@@ -281,7 +275,7 @@ class StaticIndex:
             if name not in present:
                 del entries[name]
         for name in sorted(present - set(entries)):
-            self.progress(f"index: picking up {name}, copied in by an interrupted publish")
+            log.say(f"index: picking up {name}, copied in by an interrupted publish")
             path = folder / name
             entry, metadata = read_wheel(path)
             entry.upload_time = utc_timestamp(path.stat().st_mtime)
@@ -409,7 +403,7 @@ class StaticIndex:
                 item.entry.upload_time = utc_timestamp()
                 current[outcome.project][outcome.filename] = item.entry
             metadata_batch.commit()
-            wheel_batch.commit(lambda path: self.progress(f"index: added {path.relative_to(self.root)}"))
+            wheel_batch.commit(lambda path: log.say(f"index: added {path.relative_to(self.root)}"))
             self._commit_projects(current)
             self._write_root_pages()
             self._write_landing(current)
@@ -473,7 +467,7 @@ class StaticIndex:
             self._commit_projects(grouped)
             self._write_root_pages()
             self._write_landing(None)
-            self.progress(f"index: rebuilt {len(grouped)} projects, {wheels} files at {self.root}")
+            log.say(f"index: rebuilt {len(grouped)} projects, {wheels} files at {self.root}")
         return {"projects": len(grouped), "files": wheels}
 
 

@@ -24,7 +24,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
@@ -33,6 +32,7 @@ import requests
 
 from pipeline.index.static import AnchorParser
 from pipeline.index.wheelinfo import PublishError, project_of, wheel_identity
+from pipeline.log import log
 from pipeline.util import error_line, sha256_file
 
 PAGE_ACCEPT = (
@@ -262,7 +262,6 @@ def upload(
     simple_url: str | None = None,
     attempts: int = 4,
     backoff: float = 1.0,
-    progress: Callable[[str], None] = lambda _: None,
 ) -> list[UploadOutcome]:
     credentials = Credentials.from_environment(repository_url)
     # Credentials travel in twine's environment and our Authorization header, never in a URL or argv.
@@ -277,10 +276,10 @@ def upload(
         if why:
             raise PublishError(why)
         if published.get(wheel.name) == sha256:
-            progress(f"upload: {wheel.name} is already on the server with the same sha256")
+            log.say(f"upload: {wheel.name} is already on the server with the same sha256")
             outcomes.append(UploadOutcome(wheel.name, "unchanged", 0))
             continue
-        outcome = _upload_one(wheel, repository_url, credentials, attempts, backoff, progress)
+        outcome = _upload_one(wheel, repository_url, credentials, attempts, backoff)
         # A 200 says the server took the request, not that it stores and lists these bytes: the page says.
         for read in range(1, CONFIRM_READS + 1):
             listed = _published_files(simple, project, credentials).get(wheel.name)
@@ -290,7 +289,7 @@ def upload(
                 time.sleep(backoff * read)
         else:
             shown = "does not list it" if listed is None else f"lists it with sha256 {listed}"
-            progress(f"upload: {wheel.name} unconfirmed: the server's page {shown}, this file is {sha256}")
+            log.say(f"upload: {wheel.name} unconfirmed: the server's page {shown}, this file is {sha256}")
             outcome.status = "unconfirmed"
         outcomes.append(outcome)
     return outcomes
@@ -302,7 +301,6 @@ def _upload_one(
     credentials: Credentials,
     attempts: int,
     backoff: float,
-    progress: Callable[[str], None],
 ) -> UploadOutcome:
     environment = dict(os.environ)
     if credentials.username is not None:
@@ -314,7 +312,7 @@ def _upload_one(
         "--repository-url", repository_url, str(wheel),
     ]  # fmt: skip
     for attempt in range(1, attempts + 1):
-        progress(f"upload: {wheel.name} to {public_url(repository_url)} (attempt {attempt}/{attempts})")
+        log.say(f"upload: {wheel.name} to {public_url(repository_url)} (attempt {attempt}/{attempts})")
         try:
             result = subprocess.run(
                 command,
@@ -343,7 +341,7 @@ def _upload_one(
         if not TRANSIENT.search(output) or attempt == attempts:
             raise PublishError(f"{wheel.name}: upload failed after {attempt} attempt(s): {reason}")
         delay = backoff * 2 ** (attempt - 1)
-        progress(f"upload: transient failure ({reason}); retrying in {delay:.1f} s")
+        log.say(f"upload: transient failure ({reason}); retrying in {delay:.1f} s")
         time.sleep(delay)
     raise AssertionError("unreachable")
 

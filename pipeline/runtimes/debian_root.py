@@ -95,13 +95,13 @@ class DebianArm64Python(CachedInterpreter):
             return f"needs {self.qemu} (Debian qemu-user)"
         return None
 
-    def _build(self, progress: bool) -> None:
+    def _build(self) -> None:
         started = time.monotonic()
         ensure_toolset("qemu")
         qemu = shutil.which(self.qemu)
         if not qemu:
             raise RuntimeBuildError(f"{self.name}: qemu-user is installed but {self.qemu} is not on PATH")
-        debs = debian_binaries(self.debs, progress=progress)
+        debs = debian_binaries(self.debs)
         staging = fresh_dir(runtimes_root() / ".work" / self.name)
         sysroot = staging / "root"
         sysroot.mkdir()
@@ -149,10 +149,9 @@ class DebianArm64Python(CachedInterpreter):
             },
         )
         publish_dir(staging, self.root())
-        if progress:
-            from pipeline.output import progress as say
+        from pipeline.log import log
 
-            say(f"{self.name}: ready in {time.monotonic() - started:.0f} s")
+        log.say(f"{self.name}: ready in {time.monotonic() - started:.0f} s")
 
 
 def from_data(entry: dict[str, Any]) -> DebianArm64Python:

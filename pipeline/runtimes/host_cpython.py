@@ -93,7 +93,7 @@ class HostCPython:
             return None
         return f"no CPython {self.python_version} installed (e.g. `pyenv install {self.python_version}`)"
 
-    def build(self, progress: bool = True) -> None:
+    def build(self) -> None:
         if not self.exists():
             raise RewheelError(
                 f"{self.name}: rewheel does not build host interpreters; {self.unavailable_reason()}"

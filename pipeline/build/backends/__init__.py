@@ -62,7 +62,6 @@ class BuildRequest:
     source_file: Path  # the verified, cached sdist or wheel
     out_dir: Path  # where the backend leaves its (unrepaired) wheel(s)
     work_dir: Path  # scratch space private to this job
-    progress: bool = True
 
 
 @dataclass

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.build.backends import BuildRequest, BuildResult
 from pipeline.build.backends.cibuildwheel_ids import build_identifier, cibw_arch, cibw_image, cibw_platform
 from pipeline.errors import RecipeError, RewheelError
+from pipeline.log import log as reporter  # `log` here is cibuildwheel's output
 from pipeline.util import error_line
 
 if TYPE_CHECKING:
@@ -376,8 +377,9 @@ class CibuildwheelBackend:
 
         missing = missing_packages(list(toolsets()["podman"].packages))
         if missing:
-            print(f"cibuildwheel: no container engine works here; installing {', '.join(missing)} (apt-get)",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            reporter.say(
+                f"cibuildwheel: no container engine works here; installing {', '.join(missing)} (apt-get)"
+            )
         ensure_toolset("podman")
         detect_engine(refresh=True)
 
@@ -448,7 +450,7 @@ class CibuildwheelBackend:
             local = self._local_image(target, engine, job)
             # Made (once, then cached) only when this build really uses it: a recipe may name another image.
             if local is not None and config.get(image_variable(target)) == local.image_reference():
-                local.build(progress=request.progress)
+                local.build()
         options = job.recipe.build.for_target(job.target, backend="cibuildwheel")
         _, _, notes = feature_switches(job, options)
 
@@ -469,11 +471,8 @@ class CibuildwheelBackend:
         before = set(request.out_dir.glob("*.whl"))
         log_path = request.work_dir / "cibuildwheel.log"
         started = time.monotonic()
-        if request.progress:
-            print(f"cibuildwheel: building {config['CIBW_BUILD']} for {job.id}", file=sys.stderr, flush=True)
-        returncode, log = _run_logged(
-            command, cwd=request.source_tree, env=env, log_path=log_path, echo=request.progress
-        )
+        reporter.say(f"cibuildwheel: building {config['CIBW_BUILD']} for {job.id}")
+        returncode, log = _run_logged(command, cwd=request.source_tree, env=env, log_path=log_path)
         elapsed = time.monotonic() - started
         if returncode != 0:
             raise RewheelError(
@@ -516,10 +515,8 @@ def _check_libc_family(wheels: list[Path], target: Target, image: str, job_id: s
             )
 
 
-def _run_logged(
-    command: list[str], *, cwd: Path, env: dict[str, str], log_path: Path, echo: bool
-) -> tuple[int, str]:
-    """Run, copying output to a log file (and to stderr when echoing); returns (exit code, output)."""
+def _run_logged(command: list[str], *, cwd: Path, env: dict[str, str], log_path: Path) -> tuple[int, str]:
+    """Run, copying output to a log file and to the reporter (unless muted); returns (exit code, output)."""
     lines: list[str] = []
     with log_path.open("w", encoding="utf-8") as log:
         process = subprocess.Popen(
@@ -535,8 +532,7 @@ def _run_logged(
         for line in process.stdout:
             lines.append(line)
             log.write(line)
-            if echo:
-                sys.stderr.write(line)
+            reporter.say(line.rstrip("\n"))
         returncode = process.wait()
     return returncode, "".join(lines)
 

@@ -47,7 +47,7 @@ class WheelSourceBackend:
         }
 
     def build(self, request: BuildRequest) -> BuildResult:
-        from pipeline.output import progress
+        from pipeline.log import log
         from pipeline.patching import apply_recipe_patches
         from pipeline.unpack import unpack
         from pipeline.wheelfile import read_wheel_metadata, repack_wheel
@@ -67,14 +67,12 @@ class WheelSourceBackend:
                 f"but the recipe says version {job.version}"
             )
         applied = apply_recipe_patches(job.recipe, job.version, job.target, "wheel", tree)
-        if request.progress:
-            names = ", ".join(p.name for p in applied) or "no patches"
-            progress(f"wheel-source: {job.id}: applied {names}")
+        names = ", ".join(p.name for p in applied) or "no patches"
+        log.say(f"wheel-source: {job.id}: applied {names}")
         tag = build_tag_for(job)
         index_wheel = repack_wheel(tree, request.out_dir, build_tag=tag)
         ensurepip_wheel = repack_wheel(tree, request.out_dir / ENSUREPIP_FOLDER)
-        if request.progress:
-            progress(f"wheel-source: wrote {index_wheel.name} and {ENSUREPIP_FOLDER}/{ensurepip_wheel.name}")
+        log.say(f"wheel-source: wrote {index_wheel.name} and {ENSUREPIP_FOLDER}/{ensurepip_wheel.name}")
         notes = [
             f"same content under the upstream name for ensurepip: {ENSUREPIP_FOLDER}/{ensurepip_wheel.name}"
         ]

