@@ -415,13 +415,15 @@ def _wheel_metadata(entries: list[dict[str, object]]) -> str | None:
 
 
 def _sandboxed_metadata(name: str, version: str, sdist: IndexFile, python: str) -> str:
-    """The sdist's METADATA from its own build backend, run inside the sandbox (pipeline.sandbox), never on
-    the host; refused in one line when this machine has no sandbox or no CPython `python` to run it with."""
+    """The sdist's METADATA from its own build backend, run inside the sandbox (pipeline.sandbox), with
+    the zig backend's build venvs, never on the host; refused in one line when this machine has no sandbox
+    or no CPython `python` to run it with."""
     import shutil
     import sys
 
+    from pipeline.build.backends.zig import build_metadata_sandboxed
     from pipeline.fetch import Pin, fetch
-    from pipeline.sandbox import SandboxUnavailable, build_metadata_sandboxed, sandbox_available
+    from pipeline.sandbox import SandboxUnavailable, sandbox_available
 
     needs = f"{name}=={version}: needs a build to know its dependencies (no wheel, and its sdist's metadata does not state them statically)"
     missing = sandbox_available()

@@ -132,8 +132,7 @@ def artefact(name: str) -> Artefact:
                 ready=folder_owner.exists,
             )
     if name == ZIG_CACHE:
-        from pipeline.build.backends.zig.toolchain import zig_cache_dir
-        from pipeline.paths import cache_root
+        from pipeline.paths import cache_root, zig_cache_dir
 
         folder = zig_cache_dir(cache_root())
         return Artefact(

@@ -39,7 +39,7 @@ from pipeline.errors import MissingTool, RewheelError
 from pipeline.system_packages import can_install, ensure_toolset, missing_packages, toolsets
 
 if TYPE_CHECKING:
-    from pipeline.build.engines import Engine
+    from pipeline.engines import Engine
 
 # Bump when the way the root is made changes, so cached roots and images are rebuilt.
 RECIPE_VERSION = 2
@@ -296,7 +296,7 @@ class PodmanImage:
 
     # -- state ---------------------------------------------------------------------------------------
     def _engine(self) -> Engine:
-        from pipeline.build.engines import probe
+        from pipeline.engines import probe
 
         found = probe("podman")
         if isinstance(found, str):

@@ -27,13 +27,12 @@ from pipeline.build.backends.zig.toolchain import (
     cache_lock,
     gnu_host,
     write_toolchain,
-    zig_cache_dir,
     zig_triple,
     zig_version,
 )
 from pipeline.errors import FetchError, HashMismatch, MissingTool, RewheelError
 from pipeline.fetch import Pin, cached_path, fetch
-from pipeline.paths import cache_root
+from pipeline.paths import cache_root, zig_cache_dir
 from pipeline.recipe import NativeLibrary
 from pipeline.targets import get_target
 from pipeline.unpack import unpack

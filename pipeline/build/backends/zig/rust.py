@@ -34,11 +34,11 @@ from importlib import resources
 from pathlib import Path
 
 from pipeline import toml
-from pipeline.build.backends.zig.source_check import _NOT_BUILT, SourceListing
 from pipeline.build.backends.zig.toolchain import cache_lock
 from pipeline.errors import MissingTool, RewheelError
 from pipeline.paths import cache_root
 from pipeline.recipe import CrateSource
+from pipeline.source_inspect import _NOT_BUILT, SourceListing
 
 # The architectures the zig backend builds Rust for (std built and imported on their runtimes here); the Rust
 # triple and maturin's --compatibility are derived from a target's arch, libc and policy (pipeline/targets).
@@ -64,8 +64,8 @@ def _say(progress: bool, message: str) -> None:
 
 
 def is_rust_source(listing: SourceListing) -> bool:
-    """A maturin or setuptools-rust project (what source_check calls "needs a Rust toolchain")."""
-    from pipeline.build.backends.zig.source_check import needs_rust
+    """A maturin or setuptools-rust project (what pipeline.source_inspect calls "needs a Rust toolchain")."""
+    from pipeline.source_inspect import needs_rust
 
     return needs_rust(listing)
 

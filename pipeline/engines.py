@@ -28,7 +28,7 @@ FORCE_VARIABLE = "REWHEEL_CONTAINER_ENGINE"
 PROBE_TIMEOUT = 60  # seconds; podman's first `info` initialises its store and can take a while
 
 CONTAINERS_CONF_TEXT = """\
-# Written by rewheel (pipeline/build/engines.py); selected with CONTAINERS_CONF for podman commands.
+# Written by rewheel (pipeline/engines.py); selected with CONTAINERS_CONF for podman commands.
 # Explicit limits: without them the OCI runtime fails to set RLIMIT_NOFILE on some hosts.
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
