@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import RewheelError
-from pipeline.util import error_line
+from pipeline.util import atomic_path, error_line
 
 ENGINE_NAMES = ("docker", "podman")
 FORCE_VARIABLE = "REWHEEL_CONTAINER_ENGINE"
@@ -142,12 +142,10 @@ def _remember(executable: str, env: Mapping[str, str], version: str) -> None:
 
     try:
         path, identity = _probe_memory(executable, env)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.partial")
-        partial.write_text(
-            json.dumps({"identity": identity, "version": version, "at": time.time()}), encoding="utf-8"
-        )
-        os.replace(partial, path)
+        with atomic_path(path) as partial:
+            partial.write_text(
+                json.dumps({"identity": identity, "version": version, "at": time.time()}), encoding="utf-8"
+            )
     except OSError:
         pass  # only a speed-up
 

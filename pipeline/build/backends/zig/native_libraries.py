@@ -36,6 +36,7 @@ from pipeline.paths import cache_root, zig_cache_dir
 from pipeline.recipe import NativeLibrary
 from pipeline.targets import get_target
 from pipeline.unpack import unpack
+from pipeline.util import error_line
 
 # autotools: ./configure --host=... --disable-shared --enable-static --with-pic (libffi).
 # configure: a hand-written ./configure that is not autoconf (zlib's rejects --host and --disable-shared): it is
@@ -197,9 +198,7 @@ def _run(
         except OSError as exc:  # e.g. a source without ./configure: one line, not a traceback
             raise RewheelError(f"{what} cannot run {command[0]}: {exc.strerror or exc}") from None
     if result.returncode != 0:
-        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-        errors = [ln for ln in tail if "error" in ln.lower()]
-        last = (errors or tail or ["no output"])[-1].strip()
+        last = error_line(log.read_text(encoding="utf-8", errors="replace"), lambda ln: "error" in ln.lower())
         raise RewheelError(f"{what} failed (exit {result.returncode}): {last} (log: {log})")
 
 
