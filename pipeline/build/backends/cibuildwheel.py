@@ -405,7 +405,7 @@ class CibuildwheelBackend:
             try:
                 probe = engine.run("manifest", "inspect", reference, check=False, timeout=60)
                 if probe.returncode != 0:
-                    reason = (probe.stderr.strip().splitlines() or ["no answer"])[-1]
+                    reason = error_line(probe.stderr, default="no answer")
                     problem = (
                         f"image {name} for {target.name} is not in {engine.name}'s store and its registry cannot be "
                         f"reached ({reason}); the zig backend builds without it"

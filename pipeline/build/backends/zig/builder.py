@@ -92,6 +92,7 @@ from pipeline.source_inspect import (
     needs_rust,
 )
 from pipeline.targets import get_target
+from pipeline.util import error_line
 
 if TYPE_CHECKING:
     from pipeline.plan import Job
@@ -133,7 +134,7 @@ def _create_build_venv(python: Path, version: str, venv: Path, wanted: list[str]
     shutil.rmtree(venv, ignore_errors=True)
     created = subprocess.run([str(python), "-m", "venv", str(venv)], capture_output=True, text=True)
     if created.returncode != 0:
-        raise RewheelError(f"cannot create a venv with {python}: {created.stderr.strip().splitlines()[-1:]}")
+        raise RewheelError(f"cannot create a venv with {python}: {error_line(created.stderr)}")
     # No cross variables here: build requirements are host tools. The index is rewheel's, never a pip.conf.
     from pipeline.upstream_index import tool_environment
 
@@ -153,15 +154,11 @@ def _create_build_venv(python: Path, version: str, venv: Path, wanted: list[str]
         env=clean_env,
     )
     if installed.returncode != 0:
-        lines = [ln for ln in installed.stderr.splitlines() if ln.strip() and "WARNING" not in ln]
-        raise RewheelError(
-            f"installing build requirements {wanted} failed: {(lines or ['pip failed'])[-1].strip()}"
-        )
+        said = error_line(installed.stderr, lambda line: "WARNING" not in line, default="pip failed")
+        raise RewheelError(f"installing build requirements {wanted} failed: {said}")
 
 
 def _first_error(log: str) -> str:
-    from pipeline.util import error_line
-
     return error_line(
         log,
         lambda line: " error: " in line or line.startswith("error:") or ": fatal error:" in line,
@@ -624,7 +621,6 @@ def build_metadata_sandboxed(
     runs without network, writing only its tree and an output folder. Raises RewheelError with one line when
     the sdist or its backend fails, SandboxUnavailable when there is no sandbox here."""
     from pipeline.unpack import unpack
-    from pipeline.util import error_line
 
     ensure_sandbox()
     sdist, python = Path(sdist), Path(python)

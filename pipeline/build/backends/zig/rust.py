@@ -39,6 +39,7 @@ from pipeline.errors import MissingTool, RewheelError
 from pipeline.paths import cache_root
 from pipeline.recipe import CrateSource
 from pipeline.source_inspect import _NOT_BUILT, SourceListing
+from pipeline.util import error_line
 
 # The architectures the zig backend builds Rust for (std built and imported on their runtimes here); the Rust
 # triple and maturin's --compatibility are derived from a target's arch, libc and policy (pipeline/targets).
@@ -484,8 +485,7 @@ def prepare_crates(
             text=True,
         )
         if fetched.returncode != 0:
-            lines = [ln.strip() for ln in fetched.stderr.splitlines() if ln.strip()]
-            reason = lines[-1] if lines else "cargo fetch failed"
+            reason = error_line(fetched.stderr, default="cargo fetch failed")
             raise RewheelError(
                 f"the sdist vendors no crates and cargo could not fetch those of {lock.relative_to(tree)} from "
                 f"the crates registry ({reason}); build where the registry is reachable, or pin the crates in "
