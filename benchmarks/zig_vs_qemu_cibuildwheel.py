@@ -251,7 +251,7 @@ def ensure_arm64_image(engine: object) -> tuple[str, float]:
 
 def qemu_setup() -> tuple[object, str, float]:
     """podman, qemu in binfmt_misc and the local arm64 image: (engine, image reference, one-off seconds)."""
-    from pipeline.build.engines import probe
+    from pipeline.engines import probe
 
     ensure_qemu_binfmt()
     engine = probe("podman")

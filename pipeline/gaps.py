@@ -40,6 +40,7 @@ from pipeline.errors import RewheelError
 from pipeline.requirements import RequirementsSet, read_requirements
 from pipeline.targets import Target, get_target
 from pipeline.upstream_index import index_settings, tool_environment, uv_index_options
+from pipeline.util import atomic_path
 
 UPSTREAM_WHEEL = "upstream-wheel"
 PURE = "pure"
@@ -260,7 +261,6 @@ def resolve(
 
 def _index_listing(name: str) -> list[dict[str, object]]:
     """Every file the configured indexes list for project `name` (Simple API, through the fetch layer)."""
-    import os
 
     import requests
 
@@ -368,16 +368,9 @@ def _core_metadata(sdist: IndexFile, file: dict[str, object]) -> str | None:
 def _pkg_info(path: Path) -> str | None:
     """PKG-INFO at the top of an sdist (the archive's single top folder), read bounded; never extracted."""
     import tarfile
-    import zipfile
 
     if path.name.endswith(".zip"):
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                if info.filename.count("/") == 1 and info.filename.endswith("/PKG-INFO"):
-                    if info.file_size > _MAX_METADATA_BYTES:
-                        return None
-                    return archive.read(info).decode("utf-8", errors="replace")
-        return None
+        return _zip_metadata(path, "/PKG-INFO")
     with tarfile.open(path) as archive:
         for member in archive:
             parts = member.name.strip("/").split("/")
@@ -392,7 +385,6 @@ def _pkg_info(path: Path) -> str | None:
 def _wheel_metadata(entries: list[dict[str, object]]) -> str | None:
     """METADATA of a wheel of the version (for another platform: uv and pip too take one wheel's metadata as
     the version's): the index's PEP 658 copy, else read from the smallest wheel, fetched by its sha256."""
-    import zipfile
 
     from pipeline.fetch import Pin, fetch
 
@@ -405,9 +397,17 @@ def _wheel_metadata(entries: list[dict[str, object]]) -> str | None:
         return None
     wheel = min(files, key=lambda pair: int(str(pair[1].get("size") or 1 << 40)))[0]
     path = fetch(Pin(filename=wheel.filename, sha256=wheel.sha256, url=wheel.url))
+    return _zip_metadata(path, ".dist-info/METADATA")
+
+
+def _zip_metadata(path: Path, suffix: str) -> str | None:
+    """The text of the member one folder deep whose name ends with `suffix` (an sdist's PKG-INFO, a wheel's
+    METADATA), read bounded and never extracted; None when there is none or it is too large."""
+    import zipfile
+
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
-            if info.filename.count("/") == 1 and info.filename.endswith(".dist-info/METADATA"):
+            if info.filename.count("/") == 1 and info.filename.endswith(suffix):
                 if info.file_size > _MAX_METADATA_BYTES:
                     return None
                 return archive.read(info).decode("utf-8", errors="replace")
@@ -415,13 +415,15 @@ def _wheel_metadata(entries: list[dict[str, object]]) -> str | None:
 
 
 def _sandboxed_metadata(name: str, version: str, sdist: IndexFile, python: str) -> str:
-    """The sdist's METADATA from its own build backend, run inside the sandbox (pipeline.sandbox), never on
-    the host; refused in one line when this machine has no sandbox or no CPython `python` to run it with."""
+    """The sdist's METADATA from its own build backend, run inside the sandbox (pipeline.sandbox), with
+    the zig backend's build venvs, never on the host; refused in one line when this machine has no sandbox
+    or no CPython `python` to run it with."""
     import shutil
     import sys
 
+    from pipeline.build.backends.zig import build_metadata_sandboxed
     from pipeline.fetch import Pin, fetch
-    from pipeline.sandbox import SandboxUnavailable, build_metadata_sandboxed, sandbox_available
+    from pipeline.sandbox import SandboxUnavailable, sandbox_available
 
     needs = f"{name}=={version}: needs a build to know its dependencies (no wheel, and its sdist's metadata does not state them statically)"
     missing = sandbox_available()
@@ -590,10 +592,10 @@ def verify_upstream(file: IndexFile, target: str) -> tuple[bool, str]:
             pass
     path = fetch(Pin(filename=file.filename, sha256=file.sha256, url=file.url or None))
     ok, finding = check_verified(path, target)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    staging = cached.with_suffix(f".{os.getpid()}.tmp")
-    staging.write_text(json.dumps({"ok": ok, "finding": finding, "file": file.filename}), encoding="utf-8")
-    os.replace(staging, cached)
+    with atomic_path(cached) as staging:
+        staging.write_text(
+            json.dumps({"ok": ok, "finding": finding, "file": file.filename}), encoding="utf-8"
+        )
     return ok, finding
 
 

@@ -38,3 +38,9 @@ def project_root(start: Path | None = None) -> Path:
 
 def default_wheelhouse() -> Path:
     return Path(os.environ.get("REWHEEL_WHEELHOUSE", project_root() / "wheelhouse"))
+
+
+def zig_cache_dir(cache_root: Path) -> Path:
+    # zig compiles libc stubs and compiler-rt once per triple; keeping its cache under rewheel's makes a second
+    # build quick and lets `rm -r <cache>` reset everything.
+    return cache_root / "zig" / "zig-cache"

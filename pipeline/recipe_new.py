@@ -4,7 +4,7 @@ What the recipe pins comes from the index and the sdist itself:
 - the sdist's file name and sha256, as the index lists them (through uv's resolver, see gaps.py), and the file
   is downloaded and checked against that hash before it is read;
 - the build backend ([build-system] of pyproject.toml, setuptools' legacy backend without one) and what the zig
-  backend would refuse per target (source_check.cross_build_obstacle, the zig backend's own check);
+  backend would refuse per target (ZigBackend.source_obstacle, the zig backend's own check);
 - native C libraries it includes or links (ffi.h / -lffi, yaml.h / -lyaml, zlib.h / -lz, ...): a library some
   recipe already builds for the target gets that recipe's pinned [[native]] entry; one no recipe pins is named
   in a comment, so the reviewer knows what to add.
@@ -36,19 +36,13 @@ import tomlkit
 from packaging.utils import canonicalize_name
 
 from pipeline import toml
-from pipeline.build.backends.zig.rust import RUST_TARGETS_SAID, builds_rust, crates_finding
-from pipeline.build.backends.zig.source_check import (
-    SourceListing,
-    cross_build_obstacle,
-    list_source,
-    needs_rust,
-)
 from pipeline.errors import RewheelError
 from pipeline.fetch import Pin, fetch
 from pipeline.gaps import IndexFile, check_python, index_sdist, resolve
 from pipeline.log import log
 from pipeline.recipe import NativeLibrary, load_recipe, parse_recipe
 from pipeline.requirements import RequirementsSet
+from pipeline.source_inspect import SourceListing, list_source, needs_rust
 from pipeline.targets import get_target
 
 DEFAULT_TARGETS = ("musllinux_1_2_x86_64", "musllinux_1_2_aarch64")
@@ -353,15 +347,15 @@ def read_sdist(name: str, version: str, targets: list[str], python: str) -> Sdis
         extensions=sorted({*declared_extensions(texts, packages), *rust_module} - set(packages)),
         natives=recognised_natives(texts, listing.names),
     )
-    rust = needs_rust(listing)
-    if rust:
-        facts.rust_crates = crates_finding(listing)
+    from pipeline.build.backends.zig import ZigBackend
+
+    zig = ZigBackend()
+    if needs_rust(listing):
+        facts.rust_crates = zig.crates_finding(listing)
     for target in targets:
         spec = get_target(target)
         if spec.is_linux:
-            obstacle = cross_build_obstacle(listing, musl=spec.is_musl)
-            if obstacle is None and rust and not builds_rust(target):
-                obstacle = f"is Rust, which the zig backend builds for {RUST_TARGETS_SAID} only"
+            obstacle = zig.source_obstacle(listing, target)
             if obstacle:
                 facts.refusals[target] = obstacle
         else:

@@ -34,6 +34,7 @@ from pipeline.log import log
 from pipeline.paths import cache_root
 from pipeline.sandbox import run_sandboxed
 from pipeline.targets import Target
+from pipeline.util import version_key
 
 PASSED = "passed"
 FAILED = "failed"
@@ -127,13 +128,7 @@ def required_python(tags: frozenset[Tag]) -> tuple[str | None, bool]:
             versions.append((f"{digits[0]}.{digits[1:]}", tag.abi != "abi3"))
     if not versions:
         return None, False  # py3 / py2.py3: any interpreter
-    return min(versions, key=lambda v: _version_key(v[0]))
-
-
-def _version_key(version: str) -> tuple[int, ...]:
-    from pipeline.util import version_key
-
-    return version_key(version)
+    return min(versions, key=lambda v: version_key(v[0]))
 
 
 def _hosts(runtime: Any, spec: Target) -> bool:
@@ -171,7 +166,7 @@ def choose_runtime(target: str, python: str | None, exact: bool) -> tuple[Any | 
             return True
         if exact:
             return bool(runtime.python_version == python)
-        return _version_key(runtime.python_version) >= _version_key(python)
+        return version_key(runtime.python_version) >= version_key(python)
 
     fitting = [r for r in candidates if fits(r)]
     if not fitting and python in UNHOSTED_PYTHONS:
@@ -183,7 +178,7 @@ def choose_runtime(target: str, python: str | None, exact: bool) -> tuple[Any | 
     # Prefer one already built, then one this machine can build; then the oldest fitting Python (closest to
     # the tag's minimum, which is what an abi3 wheel promises).
     fitting.sort(
-        key=lambda r: (not r.exists(), r.unavailable_reason() is not None, _version_key(r.python_version))
+        key=lambda r: (not r.exists(), r.unavailable_reason() is not None, version_key(r.python_version))
     )
     chosen = fitting[0]
     if not chosen.exists() and chosen.unavailable_reason():

@@ -21,6 +21,7 @@ from typing import Any
 
 from pipeline.errors import MissingTool
 from pipeline.toml import loads as toml_loads
+from pipeline.util import error_line
 
 _UPDATED_MARKER = Path("/var/lib/apt/lists/.rewheel-updated")
 
@@ -117,5 +118,5 @@ def ensure_debian_packages(packages: list[str], *, purpose: str) -> None:
             _UPDATED_MARKER.touch()
         result = _apt(["install", "-y", "-q", "--no-install-recommends", *missing])
     if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["apt-get failed"])[-1]
+        last = error_line(result.stderr, default="apt-get failed")
         raise MissingTool(f"{purpose} needs Debian packages {', '.join(missing)}; `{command}` failed: {last}")

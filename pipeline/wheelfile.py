@@ -30,6 +30,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from pipeline.errors import RewheelError
+from pipeline.util import atomic_path, shareable_mode
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 COMPRESS_LEVEL = 6
@@ -220,35 +221,34 @@ def repack_wheel(tree: Path, out_dir: Path, *, build_tag: str | None = None) -> 
     filename = wheel_filename(metadata, effective_build)
     out_dir.mkdir(parents=True, exist_ok=True)
     destination = out_dir / filename
-    partial = out_dir / f".{filename}.partial"
     rows: list[tuple[str, str, str]] = []
-    try:
-        with zipfile.ZipFile(
+    # A wheel readable by a web server, like the ones pip and build write.
+    with (
+        atomic_path(destination, mode=shareable_mode()) as partial,
+        zipfile.ZipFile(
             partial, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL
-        ) as archive:
+        ) as archive,
+    ):
 
-            def add(name: str, data: bytes, executable: bool) -> None:
-                info = zipfile.ZipInfo(name, date_time=stamp)
-                info.create_system = 3  # Unix, so the permission bits below are honoured
-                info.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
-                info.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(info, data, compresslevel=COMPRESS_LEVEL)
+        def add(name: str, data: bytes, executable: bool) -> None:
+            info = zipfile.ZipInfo(name, date_time=stamp)
+            info.create_system = 3  # Unix, so the permission bits below are honoured
+            info.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, data, compresslevel=COMPRESS_LEVEL)
 
-            for name in sorted(files, key=lambda n: _member_order(n, dist_info)):
-                path = files[name]
-                data = path.read_bytes()
-                if name == f"{dist_info}/WHEEL":
-                    data = _wheel_file_with_build(data, build_tag)
-                add(name, data, bool(path.stat().st_mode & 0o111))
-                rows.append((name, record_hash(data), str(len(data))))
-            buffer = io.StringIO()
-            writer = csv.writer(buffer, lineterminator="\n")
-            writer.writerows(rows)
-            writer.writerow((record_path, "", ""))
-            add(record_path, buffer.getvalue().encode("utf-8"), False)
-        os.replace(partial, destination)
-    finally:
-        partial.unlink(missing_ok=True)
+        for name in sorted(files, key=lambda n: _member_order(n, dist_info)):
+            path = files[name]
+            data = path.read_bytes()
+            if name == f"{dist_info}/WHEEL":
+                data = _wheel_file_with_build(data, build_tag)
+            add(name, data, bool(path.stat().st_mode & 0o111))
+            rows.append((name, record_hash(data), str(len(data))))
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerows(rows)
+        writer.writerow((record_path, "", ""))
+        add(record_path, buffer.getvalue().encode("utf-8"), False)
     return destination
 
 

@@ -29,7 +29,7 @@ from pipeline.build.backends.cibuildwheel import (
     format_environment,
     quote_environment_value,
 )
-from pipeline.build.engines import Engine
+from pipeline.engines import Engine
 from pipeline.errors import RecipeError, RewheelError
 from pipeline.plan import Job, plan
 from pipeline.recipe import load_recipe, parse_recipe
@@ -234,7 +234,7 @@ def test_unavailable_reason_names_the_problem(
     reason = backend.unavailable_reason(demo_jobs["win_amd64-nanoserver/3.11"])
     assert reason is not None and "only on Windows" in reason
     monkeypatch.setenv("REWHEEL_CONTAINER_ENGINE", "none")
-    from pipeline.build import engines
+    from pipeline import engines
 
     reason = backend.unavailable_reason(demo_jobs["manylinux_2_17_x86_64/3.11"])
     assert reason is not None and "no working container engine" in reason and "zig" in reason
@@ -503,7 +503,7 @@ def test_an_unreachable_upstream_image_makes_cibuildwheel_unavailable(demo_jobs:
     need_toolset("podman")
     from cibuildwheel.options import _get_pinned_container_images
 
-    from pipeline.build.engines import detect_engine
+    from pipeline.engines import detect_engine
 
     engine = detect_engine()
     assert engine is not None and engine.name in ("podman", "docker")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import need_toolset
-from pipeline.build import engines
+from pipeline import engines
 from pipeline.errors import RewheelError
 
 

@@ -178,7 +178,7 @@ def test_cmake_kind_is_a_cross_build_that_cannot_see_host_libraries(
 
 
 def test_pillow_in_tree_backend_is_accepted_as_setuptools(pypi_file) -> None:  # type: ignore[no-untyped-def]
-    from pipeline.build.backends.zig.source_check import _build_backend, cross_build_obstacle, list_source
+    from pipeline.source_inspect import _build_backend, cross_build_obstacle, list_source
 
     listing = list_source(pypi_file(*PILLOW))
     assert _build_backend(listing).startswith("setuptools (in-tree wrapper")

@@ -15,13 +15,10 @@ import pytest
 from pipeline.index import publish
 from pipeline.index.static import check_index
 from pipeline.proof import PROOF_SUFFIX, prove_upstream, validate
+from pipeline.util import sha256_file
 
 TARGET = "manylinux_2_17_x86_64"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture
@@ -55,12 +52,12 @@ def test_an_upstream_wheel_proof_comes_from_its_own_verify_and_smoke(
     proof = upstream_proof
     assert validate(proof) == []
     assert validate({**proof, "smoke": {**proof["smoke"], "status": "fine"}}) != []  # the schema does check
-    assert proof["file"]["sha256"] == _sha256(markupsafe_wheel)
+    assert proof["file"]["sha256"] == sha256_file(markupsafe_wheel)
     assert proof["file"]["filename"] == markupsafe_wheel.name
     assert proof["origin"] == {
         "kind": "upstream",
         "index_url": "https://packages.example.invalid/simple/markupsafe/",  # no user, password or token
-        "sha256": _sha256(markupsafe_wheel),
+        "sha256": sha256_file(markupsafe_wheel),
     }
     (verify,) = proof["verify"]
     assert verify["target"] == TARGET and verify["ok"] is True and verify["findings"] == []
@@ -81,12 +78,12 @@ def test_the_json_page_links_each_proof_and_the_html_page_does_not(
     link = item["_rewheel_proof"]
     assert link["url"] == f"../../files/markupsafe/{markupsafe_wheel.name}{PROOF_SUFFIX}"
     proof_file = root / "files/markupsafe" / (markupsafe_wheel.name + PROOF_SUFFIX)
-    assert _sha256(proof_file) == link["sha256"]
+    assert sha256_file(proof_file) == link["sha256"]
     assert json.loads(proof_file.read_text())["file"]["sha256"] == item["hashes"]["sha256"]
 
     # The PEP 503 page is exactly what it was before proof records: one anchor, the same attributes.
-    sha = _sha256(markupsafe_wheel)
-    metadata_sha = _sha256(root / "files/markupsafe" / (markupsafe_wheel.name + ".metadata"))
+    sha = sha256_file(markupsafe_wheel)
+    metadata_sha = sha256_file(root / "files/markupsafe" / (markupsafe_wheel.name + ".metadata"))
     expected = "\n".join([
         "<!DOCTYPE html>", "<html>", "  <head>",
         '    <meta name="pypi:repository-version" content="1.1">',
@@ -203,10 +200,10 @@ def test_a_built_wheel_proof_comes_from_its_build_record(tmp_path: Path) -> None
     assert completed.returncode == 0, completed.stderr
     proof = json.loads((root / "files/markupsafe" / (wheel.name + PROOF_SUFFIX)).read_text())
     assert validate(proof) == []
-    assert proof["file"]["sha256"] == _sha256(wheel) == record["wheel"]["sha256"]
+    assert proof["file"]["sha256"] == sha256_file(wheel) == record["wheel"]["sha256"]
     assert proof["origin"]["kind"] == "built" and proof["origin"]["job"] == record["job"]["id"]
     assert proof["target"] == "musllinux_1_2_x86_64" and proof["python"] == "3.11"
-    assert proof["recipe"]["sha256"] == _sha256(recipe)
+    assert proof["recipe"]["sha256"] == sha256_file(recipe)
     assert proof["recipe"]["path"] == "recipes/markupsafe.toml"  # not the build machine's absolute path
     assert proof["source"]["sha256"] == "d283d37a890ba4c1ae73ffadf8046435c76e7bc2247bbb63c00bd1a709c6544b"
     assert proof["build"]["backend"] == "zig"
@@ -251,7 +248,7 @@ def test_build_r_publishes_built_and_upstream_wheels_each_with_its_proof(tmp_pat
         document = json.loads(path.read_text())
         assert validate(document) == [], path
         wheel = path.with_name(path.name[: -len(PROOF_SUFFIX)])
-        assert document["file"]["sha256"] == _sha256(wheel)
+        assert document["file"]["sha256"] == sha256_file(wheel)
         proofs[document["file"]["project"]] = document
     assert set(proofs) == {"markupsafe", "six"}
     assert proofs["markupsafe"]["origin"]["kind"] == "built"

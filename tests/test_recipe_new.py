@@ -9,7 +9,6 @@ runs (a refused target, --no-build, a pin whose hash does not match).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ensure_runtime
+from pipeline.util import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
 X86 = "musllinux_1_2_x86_64"
@@ -43,10 +43,6 @@ def _rewheel(*args: str, cwd: Path, timeout: int = 3600) -> subprocess.Completed
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
     )
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # ------------------------------------------------------------------------------------- recipe new, fast
@@ -95,7 +91,7 @@ def test_build_r_one_failure_stops_nothing_and_recipes_are_kept(run_cli, tmp_pat
     review.mkdir()
     recipe = (mine if folder == "--recipes" else review) / "simplejson.toml"
     recipe.write_text(SIMPLEJSON_WRONG_PIN)
-    before = _digest(recipe)
+    before = sha256_file(recipe)
     index = tmp_path / "index"
     code, out, err = run_cli(
         "build", "-r", str(requirements), "--target", X86, "--python", "3.11", "--backend", "zig",
@@ -105,7 +101,7 @@ def test_build_r_one_failure_stops_nothing_and_recipes_are_kept(run_cli, tmp_pat
     assert code == 1, err
     result = json.loads(out)
     assert result["recipes"] == {"simplejson": str(recipe)} and result["recipes_written"] == []
-    assert _digest(recipe) == before  # never rewritten
+    assert sha256_file(recipe) == before  # never rewritten
     assert "sha256 mismatch" in result["reasons"]["simplejson"]
     assert set(result["reasons"]) == {"simplejson"}
     assert [(u["name"], u["verified"]) for u in result["upstream"]] == [("six", True)]
@@ -303,7 +299,7 @@ def test_old_pins_from_requirements_to_an_imported_wheelhouse(tmp_path: Path, ru
         done = _rewheel("recipe", "new", f"{name}=={version}", "--target", X86, "--python", "3.11",
                         "-o", str(review), "--recipes", str(mine), cwd=tmp_path)  # fmt: skip
         assert done.returncode == 0, (name, done.stderr[-3000:])
-    written = {path: _digest(path) for path in review.glob("*.toml")}
+    written = {path: sha256_file(path) for path in review.glob("*.toml")}
     assert len(written) == 3
 
     done = _rewheel("build", "-r", str(requirements), "--target", X86, "--python", "3.11", "--recipes", str(mine),
@@ -312,7 +308,7 @@ def test_old_pins_from_requirements_to_an_imported_wheelhouse(tmp_path: Path, ru
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads(done.stdout)
     assert result["ok"] and result["recipes_written"] == [] and result["missing"] == []
-    assert {path: _digest(path) for path in review.glob("*.toml")} == written  # used as they are
+    assert {path: sha256_file(path) for path in review.glob("*.toml")} == written  # used as they are
     jobs = result["build"]["jobs"]
     assert {job["recipe"] for job in jobs} == needs_build
     for job in jobs:

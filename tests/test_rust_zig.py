@@ -62,7 +62,7 @@ def test_a_path_rustc_of_another_release_is_refused_naming_both_versions() -> No
 
 def test_vendored_crates_are_found_in_the_sdist_listing(pypi_file) -> None:  # type: ignore[no-untyped-def]
     from pipeline.build.backends.zig.rust import crates_finding, vendored_in_listing
-    from pipeline.build.backends.zig.source_check import list_source, needs_rust
+    from pipeline.source_inspect import list_source, needs_rust
 
     listing = list_source(pypi_file(*ORJSON))
     assert needs_rust(listing)

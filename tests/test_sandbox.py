@@ -333,7 +333,7 @@ def test_a_metadata_build_runs_setup_py_in_the_sandbox(
     import tarfile
 
     from conftest import REPO
-    from pipeline.sandbox import build_metadata_sandboxed
+    from pipeline.build.backends.zig import build_metadata_sandboxed
 
     monkeypatch.setenv("REWHEEL_INDEX_PASSWORD", "index-secret-4711")
     source = tmp_path / "hostile_sdist-1.0"

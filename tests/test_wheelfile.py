@@ -17,6 +17,7 @@ import pytest
 from packaging.utils import parse_wheel_filename
 
 from pipeline.unpack import unpack
+from pipeline.util import sha256_file
 from pipeline.wheelfile import WheelError, read_wheel_metadata, record_problems, repack_wheel
 
 PIP_23_2_1 = (
@@ -30,10 +31,6 @@ PIP_23_2_1 = (
 @pytest.fixture
 def pip_tree(tmp_path: Path, pypi_file) -> Path:
     return unpack(pypi_file(*PIP_23_2_1), tmp_path / "tree")
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _independent_record_check(wheel: Path) -> int:
@@ -63,7 +60,7 @@ def test_repack_is_reproducible(tmp_path: Path, pip_tree: Path, monkeypatch: pyt
         os.utime(path, (1_700_000_000, 1_700_000_000))
     second = repack_wheel(pip_tree, tmp_path / "two")
     assert first.name == second.name == "pip-23.2.1-py3-none-any.whl"
-    assert _sha256(first) == _sha256(second)
+    assert sha256_file(first) == sha256_file(second)
     with zipfile.ZipFile(first) as archive:
         infos = archive.infolist()
     assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}

@@ -372,7 +372,7 @@ SETUPTOOLS = '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setupt
     ],
 )
 def test_source_inspection(tmp_path: Path, files: dict[str, str], musl: bool, expected: str | None) -> None:
-    from pipeline.build.backends.zig.source_check import cross_build_obstacle, list_source
+    from pipeline.source_inspect import cross_build_obstacle, list_source
 
     obstacle = cross_build_obstacle(list_source(_sdist(tmp_path, files)), musl=musl)
     if expected is None:

@@ -223,7 +223,7 @@ def test_debian_source_is_the_pinned_pool_file(tmp_path: Path, monkeypatch: pyte
 def test_pdm_backend_running_setuptools_is_a_setuptools_build() -> None:
     """editdistance 0.8.1's pdm-backend runs setuptools (`run-setuptools = true`): built like setuptools;
     pdm-backend without it stays refused with one line."""
-    from pipeline.build.backends.zig.source_check import (
+    from pipeline.source_inspect import (
         SourceListing,
         build_system_kind,
         cross_build_obstacle,

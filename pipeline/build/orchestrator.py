@@ -60,7 +60,7 @@ class BackendSelector:
     def engine(self) -> tuple[object | None, str]:
         """(engine or None, a description or the reason there is none)."""
         if self._engine_probe is None:
-            from pipeline.build.engines import detect_engine, engine_problem
+            from pipeline.engines import detect_engine, engine_problem
 
             engine = detect_engine()
             if engine is None:
@@ -539,7 +539,8 @@ def _repair_all(job: Job, result: BuildResult, work_dir: Path) -> list[RepairRes
                 )
             repairs.append(RepairResult(wheel=wheel, skipped="repaired by the backend"))
         else:
-            repairs.append(repair_wheel(wheel, job, work_dir / "repaired" / str(number)))
+            out = work_dir / "repaired" / str(number)
+            repairs.append(repair_wheel(wheel, job, out, library_dirs=result.library_dirs))
     names = [r.wheel.name for r in repairs]
     if len(set(names)) != len(names):
         raise RepairError(

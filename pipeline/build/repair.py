@@ -86,8 +86,11 @@ def _single_output(out_dir: Path, tool: str) -> Path:
     return wheels[0]
 
 
-def repair_wheel(wheel: Path, job: Job, out_dir: Path) -> RepairResult:
-    """Repair `wheel` for the job's target into `out_dir` (created); pure wheels pass through unchanged."""
+def repair_wheel(
+    wheel: Path, job: Job, out_dir: Path, *, library_dirs: list[Path] | None = None
+) -> RepairResult:
+    """Repair `wheel` for the job's target into `out_dir` (created); pure wheels pass through unchanged.
+    `library_dirs`: folders of DLLs the backend built (BuildResult.library_dirs) for delvewheel to bundle."""
     from pipeline.targets import get_target
 
     target = get_target(job.target)
@@ -97,7 +100,7 @@ def repair_wheel(wheel: Path, job: Job, out_dir: Path) -> RepairResult:
     if target.is_linux:
         result = _auditwheel(wheel, job, target, out_dir)
     elif target.is_windows:
-        result = _delvewheel(wheel, job, out_dir)
+        result = _delvewheel(wheel, job, out_dir, library_dirs or [])
     else:
         raise RepairError(f"{job.id}: no repair tool for target os {target.os!r} and wheel {wheel.name}")
     if not target.accepts_any(wheel_platform_tags(result.wheel)):
@@ -125,14 +128,14 @@ def _auditwheel(wheel: Path, job: Job, target: Target, out_dir: Path) -> RepairR
     )
 
 
-def _delvewheel(wheel: Path, job: Job, out_dir: Path) -> RepairResult:
+def _delvewheel(wheel: Path, job: Job, out_dir: Path, library_dirs: list[Path]) -> RepairResult:
     options = job.recipe.repair.delvewheel
     command = [sys.executable, "-m", "delvewheel", "repair", "-w", str(out_dir)]
     # delvewheel treats --no-dll as another spelling of --exclude; one list, os.pathsep-delimited as it parses.
     excluded = [*options.no_dll, *options.exclude]
     if excluded:
         command += ["--exclude", os.pathsep.join(excluded)]
-    add_path = [*options.add_path, *_native_dll_dirs(job)]
+    add_path = [*options.add_path, *_native_dll_dirs(library_dirs)]
     if add_path:
         command += ["--add-path", os.pathsep.join(add_path)]
     command.append(str(wheel))
@@ -144,15 +147,10 @@ def _delvewheel(wheel: Path, job: Job, out_dir: Path) -> RepairResult:
     return RepairResult(wheel=_single_output(out_dir, "delvewheel"), command=command, tool="delvewheel")
 
 
-def _native_dll_dirs(job: Job) -> list[str]:
-    """Where the zig backend installed the recipe's [[native]] DLLs for a Windows target (bin/ of each prefix),
-    so delvewheel finds, bundles and mangles them."""
-    if not job.recipe.native:
-        return []
-    from pipeline.build.backends.zig.native_libraries import prefix_for
-
-    found = (prefix_for(library, job.target) / "bin" for library in job.recipe.native)
-    return [str(folder) for folder in found if any(folder.glob("*.dll"))]
+def _native_dll_dirs(library_dirs: list[Path]) -> list[str]:
+    """The backend's library folders that hold DLLs (the zig backend's [[native]] builds for a Windows
+    target), so delvewheel finds, bundles and mangles them."""
+    return [str(folder) for folder in library_dirs if any(folder.glob("*.dll"))]
 
 
 def repair_tool_versions() -> dict[str, str]:

@@ -31,7 +31,7 @@ from pipeline.errors import MissingTool, RewheelError
 from pipeline.log import log
 from pipeline.profiles import GENERATED_PROFILES, write_data
 from pipeline.targets.musl import MuslProfile
-from pipeline.util import version_key
+from pipeline.util import error_line, version_key
 
 SOURCES_DIR = Path(__file__).resolve().parent / "sources"
 PROFILE_NAME = re.compile(r"[a-z0-9_]{1,100}")
@@ -332,7 +332,7 @@ def _debian_suite_download(item: dict[str, str], *, source: bool) -> Path:
             result = subprocess.run(["apt-get", *options, *args], cwd=work, capture_output=True, text=True)
             # a source package's Debian files may be missing from a mirror; the orig tarball is what counts
             if result.returncode != 0 and not (source and (work / filename).is_file()):
-                last = (result.stderr.strip().splitlines() or ["failed"])[-1]
+                last = error_line(result.stderr, default="failed")
                 raise MissingTool(f"apt-get {args[0]} for {filename} failed: {last}")
         downloaded = work / filename
         if not downloaded.is_file() or sha256_of(downloaded) != pin.sha256:

@@ -27,6 +27,7 @@ from pipeline.fetch import Pin, cached_path, sha256_of
 from pipeline.log import log
 from pipeline.paths import runtimes_root
 from pipeline.system_packages import can_install
+from pipeline.util import error_line
 
 MARKER = "rewheel-runtime.json"
 DEB_SRC_LIST = Path("/etc/apt/sources.list.d/rewheel-deb-src.sources")
@@ -137,7 +138,7 @@ def ensure_deb_src() -> None:
 def _apt_update() -> None:
     result = _apt(["update", "-q"], Path("/"))
     if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["apt-get update failed"])[-1]
+        last = error_line(result.stderr, default="apt-get update failed")
         raise RuntimeBuildError(f"apt-get update failed: {last}")
 
 
@@ -185,7 +186,7 @@ def suite_apt_options(suite: str) -> list[str]:
     log.say(f"runtimes: apt-get update (private lists for Debian {suite})")
     result = _apt([*options, "update", "-q"], Path("/"))
     if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["apt-get update failed"])[-1]
+        last = error_line(result.stderr, default="apt-get update failed")
         raise RuntimeBuildError(f"apt-get update for Debian {suite} failed: {last}")
     stamp.touch()
     return options

@@ -36,6 +36,7 @@ from pipeline.errors import RewheelError, UnsafeArchive
 from pipeline.fetch import sha256_of
 from pipeline.log import log
 from pipeline.paths import runtimes_root
+from pipeline.util import atomic_path, shareable_mode
 
 FORMAT = "rewheel-archive/1"
 INNER_MANIFEST = "rewheel-archive.json"
@@ -132,8 +133,7 @@ def artefact(name: str) -> Artefact:
                 ready=folder_owner.exists,
             )
     if name == ZIG_CACHE:
-        from pipeline.build.backends.zig.toolchain import zig_cache_dir
-        from pipeline.paths import cache_root
+        from pipeline.paths import cache_root, zig_cache_dir
 
         folder = zig_cache_dir(cache_root())
         return Artefact(
@@ -256,20 +256,18 @@ def export(name: str, out: Path) -> dict[str, Any]:
         )
     out.mkdir(parents=True, exist_ok=True)
     archive = out / f"{name}{SUFFIX}"
-    staged = out / f".{name}{SUFFIX}.partial"
     started = time.monotonic()
     log.say(f"runtimes: exporting {name} from {item.folder}")
     core = {"format": FORMAT, **item.core(), "rewheel_version": __version__, "origin": str(item.folder)}
-    try:
-        with tarfile.open(staged, "w:xz", preset=XZ_PRESET, format=tarfile.PAX_FORMAT) as tar:
-            data = json.dumps(core, indent=2, sort_keys=True).encode()
-            info = tarfile.TarInfo(INNER_MANIFEST)
-            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
-            tar.addfile(info, io.BytesIO(data))
-            members, unpacked = _add_tree(tar, item.folder)
-        os.replace(staged, archive)
-    finally:
-        staged.unlink(missing_ok=True)
+    with (
+        atomic_path(archive, mode=shareable_mode()) as staged,
+        tarfile.open(staged, "w:xz", preset=XZ_PRESET, format=tarfile.PAX_FORMAT) as tar,
+    ):
+        data = json.dumps(core, indent=2, sort_keys=True).encode()
+        info = tarfile.TarInfo(INNER_MANIFEST)
+        info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+        members, unpacked = _add_tree(tar, item.folder)
     manifest = {
         **core,
         "members": members,

@@ -38,9 +38,10 @@ from typing import TYPE_CHECKING
 from pipeline.errors import MissingTool, RewheelError
 from pipeline.log import log
 from pipeline.system_packages import can_install, ensure_toolset, missing_packages, toolsets
+from pipeline.util import atomic_path, version_key
 
 if TYPE_CHECKING:
-    from pipeline.build.engines import Engine
+    from pipeline.engines import Engine
 
 # Bump when the way the root is made changes, so cached roots and images are rebuilt.
 RECIPE_VERSION = 2
@@ -54,12 +55,6 @@ IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEBIAN_PYTHON = "3.11"
 # What each copied CPython must import in the root: proof that its shared-library dependencies are there.
 PYTHON_PROBE = "import ssl, ctypes, sqlite3, lzma, bz2, zlib, uuid, decimal, readline, venv, ensurepip"
-
-
-def _version_key(version: str) -> tuple[int, ...]:
-    from pipeline.util import version_key
-
-    return version_key(version)
 
 
 @dataclass(frozen=True)
@@ -112,7 +107,7 @@ def find_python(version: str) -> ImagePython:
             f"no CPython {version} for the local manylinux image: Debian {DEBIAN_SUITE} has only "
             f"{DEBIAN_PYTHON} and the host's pyenv ({versions}) has no {version}.x build"
         )
-    newest = max(found, key=lambda path: _version_key(path.name))
+    newest = max(found, key=lambda path: version_key(path.name))
     return ImagePython(version, "pyenv", str(newest), newest.name)
 
 
@@ -128,8 +123,8 @@ def recipe_pythons(recipes_dir: Path | None = None) -> tuple[str, ...]:
             listed = loads(file.read_text(encoding="utf-8")).get("python", [DEBIAN_PYTHON])
         except (OSError, ValueError):
             continue  # a broken recipe is reported by the recipe loader, not here
-        versions.update(v for v in listed if isinstance(v, str) and _version_key(v)[:1] == (3,))
-    return tuple(sorted(versions, key=_version_key))
+        versions.update(v for v in listed if isinstance(v, str) and version_key(v)[:1] == (3,))
+    return tuple(sorted(versions, key=version_key))
 
 
 @dataclass(frozen=True)
@@ -248,14 +243,14 @@ class PodmanImage:
     # -- identity ------------------------------------------------------------------------------------
     def python_versions(self) -> tuple[str, ...]:
         wanted = set(recipe_pythons() if self.pythons is None else self.pythons) | {DEBIAN_PYTHON}
-        return tuple(sorted(wanted, key=_version_key))
+        return tuple(sorted(wanted, key=version_key))
 
     def with_pythons(self, versions: Iterable[str]) -> PodmanImage:
         """This image carrying `versions` too (a job's recipe may list a Python the project's recipes do not)."""
         wanted = set(self.python_versions()) | set(versions)
         if wanted == set(self.python_versions()):
             return self
-        return replace(self, pythons=tuple(sorted(wanted, key=_version_key)))
+        return replace(self, pythons=tuple(sorted(wanted, key=version_key)))
 
     def python_sources(self) -> list[ImagePython]:
         """Where each CPython comes from; RewheelError (one line) when one is missing on this machine."""
@@ -292,7 +287,7 @@ class PodmanImage:
 
     # -- state ---------------------------------------------------------------------------------------
     def _engine(self) -> Engine:
-        from pipeline.build.engines import probe
+        from pipeline.engines import probe
 
         found = probe("podman")
         if isinstance(found, str):
@@ -361,9 +356,10 @@ class PodmanImage:
                     if item.is_file():
                         item.unlink()
             log.say(f"podman-image: packing the root into {tarball}")
-            partial = tarball.with_suffix(".tar.partial")
-            _run(["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-cf", str(partial), "."], "tar")
-            os.replace(partial, tarball)
+            with atomic_path(tarball) as partial:
+                _run(
+                    ["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-cf", str(partial), "."], "tar"
+                )
         size = tarball.stat().st_size >> 20
         log.say(f"podman-image: root made in {time.monotonic() - started:.0f} s ({size} MiB)")
         return tarball

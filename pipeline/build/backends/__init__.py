@@ -72,6 +72,9 @@ class BuildResult:
     repaired: bool = False  # True when the backend already ran auditwheel/delvewheel (cibuildwheel does)
     log: str = ""
     notes: list[str] = field(default_factory=list)  # e.g. features disabled and what is lost
+    # Folders of shared libraries the backend built for the wheel (the zig backend's [[native]] DLLs for Windows):
+    # the repair tool bundles from there, so repair need not know where a backend keeps its builds.
+    library_dirs: list[Path] = field(default_factory=list)
 
 
 class Backend(Protocol):

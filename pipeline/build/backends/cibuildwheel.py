@@ -31,7 +31,7 @@ from pipeline.log import log as reporter  # `log` here is cibuildwheel's output
 from pipeline.util import error_line
 
 if TYPE_CHECKING:
-    from pipeline.build.engines import Engine
+    from pipeline.engines import Engine
     from pipeline.plan import Job
     from pipeline.recipe import BuildOptions
     from pipeline.runtimes.podman_images import PodmanImage
@@ -281,7 +281,7 @@ def cibuildwheel_config(
 
     if target.is_linux:
         if engine is _UNSET:
-            from pipeline.build.engines import detect_engine
+            from pipeline.engines import detect_engine
 
             engine = detect_engine()
         config["CIBW_CONTAINER_ENGINE"] = engine.cibw_container_engine() if engine else "docker"
@@ -342,7 +342,7 @@ class CibuildwheelBackend:
             return None
         if not target.is_linux:
             return f"target {target.name} is not a platform cibuildwheel builds for"
-        from pipeline.build.engines import detect_engine, engine_problem
+        from pipeline.engines import detect_engine, engine_problem
 
         engine = detect_engine()
         if engine is None:
@@ -366,7 +366,7 @@ class CibuildwheelBackend:
 
         if not get_target(job.target).is_linux or sys.platform != "linux":
             return
-        from pipeline.build.engines import FORCE_VARIABLE, detect_engine
+        from pipeline.engines import FORCE_VARIABLE, detect_engine
 
         if detect_engine() is not None or os.environ.get(FORCE_VARIABLE, "").strip().lower() in (
             "none",
@@ -407,7 +407,7 @@ class CibuildwheelBackend:
             try:
                 probe = engine.run("manifest", "inspect", reference, check=False, timeout=60)
                 if probe.returncode != 0:
-                    reason = (probe.stderr.strip().splitlines() or ["no answer"])[-1]
+                    reason = error_line(probe.stderr, default="no answer")
                     problem = (
                         f"image {name} for {target.name} is not in {engine.name}'s store and its registry cannot be "
                         f"reached ({reason}); the zig backend builds without it"
@@ -423,7 +423,7 @@ class CibuildwheelBackend:
         target = get_target(job.target)
         result = {"backend": self.name, "cibuildwheel": cibuildwheel_version()}
         if target.is_linux:
-            from pipeline.build.engines import detect_engine
+            from pipeline.engines import detect_engine
 
             engine = detect_engine()
             result["engine"] = f"{engine.name} {engine.version}" if engine else "none"
@@ -440,7 +440,7 @@ class CibuildwheelBackend:
             raise RewheelError(f"{job.id}: cibuildwheel needs a prepared source tree")
         engine = None
         if target.is_linux:
-            from pipeline.build.engines import detect_engine, engine_problem
+            from pipeline.engines import detect_engine, engine_problem
 
             engine = detect_engine()
             if engine is None:

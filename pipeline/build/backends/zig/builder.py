@@ -1,7 +1,7 @@
 """The zig backend: cross-compile a setuptools C extension for Linux targets with no container.
 
 For one job (recipe x target x Python) it:
-1. checks the PREPARED source (after patches) needs only C/C++ and a build system it drives (source_check:
+1. checks the PREPARED source (after patches) needs only C/C++ and a build system it drives (source_inspect:
    setuptools, also behind an in-tree backend; meson-python; scikit-build-core/CMake; Rust, Fortran and other
    backends are refused with one line);
 2. finds a real CPython of the job's version on this machine (its headers and wheel tags are the target's);
@@ -48,19 +48,11 @@ from pipeline.build.backends.zig.native_libraries import (
 from pipeline.build.backends.zig.rust import (
     RUST_TARGETS_SAID,
     builds_rust,
+    crates_finding,
     fix_musl_libc_needed,
     prepare_rust_build,
     rust_fingerprint,
     rust_triple,
-)
-from pipeline.build.backends.zig.source_check import (
-    EXTRA_BUILD_TOOLS,
-    build_requirements,
-    build_system_kind,
-    compiled_sources,
-    cross_build_obstacle,
-    list_source,
-    needs_rust,
 )
 from pipeline.build.backends.zig.target_sysconfig import (
     TargetSysconfig,
@@ -74,7 +66,6 @@ from pipeline.build.backends.zig.toolchain import (
     builds_for,
     cache_lock,
     write_toolchain,
-    zig_cache_dir,
     zig_executable,
     zig_triple,
     zig_version,
@@ -88,9 +79,20 @@ from pipeline.build.backends.zig.windows import (
 from pipeline.errors import MissingTool, RewheelError
 from pipeline.fetch import fetch, pin_for_source
 from pipeline.log import log as reporter  # `log` here is the build log text
-from pipeline.paths import cache_root
-from pipeline.sandbox import paths_named_in, run_sandboxed
+from pipeline.paths import cache_root, zig_cache_dir
+from pipeline.sandbox import DEFAULT_PATH, ensure_sandbox, paths_named_in, run_sandboxed
+from pipeline.source_inspect import (
+    EXTRA_BUILD_TOOLS,
+    SourceListing,
+    build_requirements,
+    build_system_kind,
+    compiled_sources,
+    cross_build_obstacle,
+    list_source,
+    needs_rust,
+)
 from pipeline.targets import get_target
+from pipeline.util import error_line
 
 if TYPE_CHECKING:
     from pipeline.plan import Job
@@ -127,7 +129,7 @@ def _create_build_venv(python: Path, version: str, venv: Path, wanted: list[str]
     shutil.rmtree(venv, ignore_errors=True)
     created = subprocess.run([str(python), "-m", "venv", str(venv)], capture_output=True, text=True)
     if created.returncode != 0:
-        raise RewheelError(f"cannot create a venv with {python}: {created.stderr.strip().splitlines()[-1:]}")
+        raise RewheelError(f"cannot create a venv with {python}: {error_line(created.stderr)}")
     # No cross variables here: build requirements are host tools. The index is rewheel's, never a pip.conf.
     from pipeline.upstream_index import tool_environment
 
@@ -147,15 +149,11 @@ def _create_build_venv(python: Path, version: str, venv: Path, wanted: list[str]
         env=clean_env,
     )
     if installed.returncode != 0:
-        lines = [ln for ln in installed.stderr.splitlines() if ln.strip() and "WARNING" not in ln]
-        raise RewheelError(
-            f"installing build requirements {wanted} failed: {(lines or ['pip failed'])[-1].strip()}"
-        )
+        said = error_line(installed.stderr, lambda line: "WARNING" not in line, default="pip failed")
+        raise RewheelError(f"installing build requirements {wanted} failed: {said}")
 
 
 def _first_error(log: str) -> str:
-    from pipeline.util import error_line
-
     return error_line(
         log,
         lambda line: " error: " in line or line.startswith("error:") or ": fatal error:" in line,
@@ -338,11 +336,21 @@ class ZigBackend:
             sdist = fetch(pin_for_source(job.recipe.source_for(job.version), job.recipe.name))
         except RewheelError:
             return None  # the orchestrator's own fetch reports this properly
-        listing = list_source(sdist)
-        obstacle = cross_build_obstacle(listing, musl=get_target(job.target).is_musl)
-        if obstacle is None and needs_rust(listing) and not builds_rust(job.target):
-            obstacle = f"is Rust, which the zig backend builds for {RUST_TARGETS_SAID} only"
+        obstacle = self.source_obstacle(list_source(sdist), job.target)
         return f"{job.recipe.name} {job.version} {obstacle}" if obstacle else None
+
+    # What `recipe new` asks of this backend about a source, through the backend rather than its modules.
+    def source_obstacle(self, listing: SourceListing, target: str) -> str | None:
+        """What in the source (read from its listing, nothing built) this backend cannot build for `target`,
+        as the end of a sentence ("is Rust, which ..."); None when nothing is in the way."""
+        obstacle = cross_build_obstacle(listing, musl=get_target(target).is_musl)
+        if obstacle is None and needs_rust(listing) and not builds_rust(target):
+            obstacle = f"is Rust, which the zig backend builds for {RUST_TARGETS_SAID} only"
+        return obstacle
+
+    def crates_finding(self, listing: SourceListing) -> str:
+        """Where a Rust source's crates will come from when this backend builds it, in words."""
+        return crates_finding(listing)
 
     def fingerprint(self, job: Job) -> dict[str, str]:
 
@@ -578,4 +586,75 @@ class ZigBackend:
             repaired=False,
             log=log,
             notes=notes,
+            library_dirs=[p.prefix / "bin" for p in prefixes],
         )
+
+
+# --------------------------------------------------------------------------- metadata builds (for gaps)
+# Run inside the sandbox by build_metadata_sandboxed: the backend's prepare_metadata_for_build_wheel hook (or
+# a wheel build when the backend has none), through `build`, the PEP 517 front end in the build venv.
+_METADATA_HOOK = """
+import sys
+from build import ProjectBuilder
+ProjectBuilder(sys.argv[1]).metadata_path(sys.argv[2])
+"""
+METADATA_LIMIT = 8 << 20  # bytes of METADATA read back
+
+
+def build_metadata_sandboxed(
+    sdist: Path, python: Path, *, timeout: float = 600
+) -> str:
+    """The METADATA text of `sdist`, built by its own backend inside the sandbox with `python`.
+
+    The sdist's build requirements (pyproject's [build-system], then what its get_requires hook adds, itself
+    run sandboxed) are installed by pip on the host into a cached build venv first; the backend's code then
+    runs without network, writing only its tree and an output folder. Raises RewheelError with one line when
+    the sdist or its backend fails, SandboxUnavailable when there is no sandbox here."""
+    from pipeline.unpack import unpack
+
+    ensure_sandbox()
+    sdist, python = Path(sdist), Path(python)
+    version = subprocess.run(
+        [str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if not version:
+        raise RewheelError(f"{python}: not a usable Python interpreter")
+    with tempfile.TemporaryDirectory(prefix="rewheel-metadata-") as scratch:
+        work = Path(scratch)
+        unpacked = unpack(sdist, work / "src")
+        entries = [entry for entry in unpacked.iterdir()]
+        tree = entries[0] if len(entries) == 1 and entries[0].is_dir() else unpacked
+        requirements = build_requirements(list_source(tree))
+        venv = build_venv(python, version, requirements)
+        extra = dynamic_requirements(venv, tree)
+        if extra:
+            venv = build_venv(python, version, requirements + extra)
+        out = work / "metadata"
+        out.mkdir()
+        env = {"PATH": f"{venv / 'bin'}{os.pathsep}{DEFAULT_PATH}", "LANG": "C.UTF-8"}
+        try:
+            result = sandboxed_build_step(
+                [str(venv / "bin" / "python"), "-c", _METADATA_HOOK, str(tree), str(out)],
+                tree=tree,
+                work=out,
+                env=env,
+                readable=[venv, python.parent.parent, python.resolve().parent.parent],
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise RewheelError(
+                f"{sdist.name}: building its metadata timed out after {timeout:.0f} s"
+            ) from None
+        found = [
+            path for path in out.glob("*.dist-info/METADATA") if path.is_file() and not path.is_symlink()
+        ]
+        if result.returncode != 0 or len(found) != 1:
+            said = error_line(result.stdout + result.stderr, default="no METADATA")
+            raise RewheelError(f"{sdist.name}: its build backend could not produce metadata: {said}")
+        with open(found[0], "rb") as handle:
+            data = handle.read(METADATA_LIMIT + 1)
+        if len(data) > METADATA_LIMIT:
+            raise RewheelError(f"{sdist.name}: its METADATA is larger than {METADATA_LIMIT} bytes")
+        return data.decode("utf-8", errors="replace")

@@ -25,17 +25,17 @@ from pipeline.build.backends.zig.toolchain import (
     cache_lock,
     gnu_host,
     write_toolchain,
-    zig_cache_dir,
     zig_triple,
     zig_version,
 )
 from pipeline.errors import FetchError, HashMismatch, MissingTool, RewheelError
 from pipeline.fetch import Pin, cached_path, fetch
 from pipeline.log import log as reporter  # `log` here is a build log file
-from pipeline.paths import cache_root
+from pipeline.paths import cache_root, zig_cache_dir
 from pipeline.recipe import NativeLibrary
 from pipeline.targets import get_target
 from pipeline.unpack import unpack
+from pipeline.util import error_line
 
 # autotools: ./configure --host=... --disable-shared --enable-static --with-pic (libffi).
 # configure: a hand-written ./configure that is not autoconf (zlib's rejects --host and --disable-shared): it is
@@ -192,9 +192,7 @@ def _run(command: list[str], cwd: Path, env: dict[str, str], log: Path, what: st
         except OSError as exc:  # e.g. a source without ./configure: one line, not a traceback
             raise RewheelError(f"{what} cannot run {command[0]}: {exc.strerror or exc}") from None
     if result.returncode != 0:
-        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-        errors = [ln for ln in tail if "error" in ln.lower()]
-        last = (errors or tail or ["no output"])[-1].strip()
+        last = error_line(log.read_text(encoding="utf-8", errors="replace"), lambda ln: "error" in ln.lower())
         raise RewheelError(f"{what} failed (exit {result.returncode}): {last} (log: {log})")
 
 

@@ -33,12 +33,13 @@ from importlib import resources
 from pathlib import Path
 
 from pipeline import toml
-from pipeline.build.backends.zig.source_check import _NOT_BUILT, SourceListing
 from pipeline.build.backends.zig.toolchain import cache_lock
 from pipeline.errors import MissingTool, RewheelError
 from pipeline.log import log
 from pipeline.paths import cache_root
 from pipeline.recipe import CrateSource
+from pipeline.source_inspect import _NOT_BUILT, SourceListing
+from pipeline.util import error_line
 
 # The architectures the zig backend builds Rust for (std built and imported on their runtimes here); the Rust
 # triple and maturin's --compatibility are derived from a target's arch, libc and policy (pipeline/targets).
@@ -59,8 +60,8 @@ _STD_LAYOUT = 1  # bump when the sysroot's layout or build changes
 
 
 def is_rust_source(listing: SourceListing) -> bool:
-    """A maturin or setuptools-rust project (what source_check calls "needs a Rust toolchain")."""
-    from pipeline.build.backends.zig.source_check import needs_rust
+    """A maturin or setuptools-rust project (what pipeline.source_inspect calls "needs a Rust toolchain")."""
+    from pipeline.source_inspect import needs_rust
 
     return needs_rust(listing)
 
@@ -474,8 +475,7 @@ def prepare_crates(
             text=True,
         )
         if fetched.returncode != 0:
-            lines = [ln.strip() for ln in fetched.stderr.splitlines() if ln.strip()]
-            reason = lines[-1] if lines else "cargo fetch failed"
+            reason = error_line(fetched.stderr, default="cargo fetch failed")
             raise RewheelError(
                 f"the sdist vendors no crates and cargo could not fetch those of {lock.relative_to(tree)} from "
                 f"the crates registry ({reason}); build where the registry is reachable, or pin the crates in "

