@@ -358,7 +358,7 @@ def test_build_record_names_inputs_tools_and_results(first_run: FirstRun) -> Non
 
 def test_smoke_imported_the_native_wheel(first_run: FirstRun) -> None:
     [smoke] = first_run.outcome("markupsafe").smoke
-    assert smoke["status"] == "passed", smoke
+    assert smoke.status == "passed", smoke
 
 
 def test_noop_run_skips_every_job(first_run: FirstRun) -> None:
