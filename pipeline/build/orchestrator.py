@@ -215,6 +215,40 @@ def _python_label(python: str) -> str:
 
 
 @dataclass
+class ImportCounts:
+    """What became of a run's wheels; `rewheel build` prints it as its closing lines and in --json."""
+
+    built: int = 0
+    up_to_date: int = 0
+    verified: int = 0
+    imported: int = 0
+    not_imported: int = 0
+    quarantined: int = 0
+    reasons: dict[str, list[str]] = field(default_factory=dict)  # why not imported here -> wheel names
+    # (target, python) -> [imported, wheels]: "every cp313 aarch64 wheel imported" at a glance
+    by_target: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "counts": {
+                "built": self.built,
+                "up_to_date": self.up_to_date,
+                "verified": self.verified,
+                "imported": self.imported,
+                "not_imported": self.not_imported,
+                "quarantined": self.quarantined,
+            },
+            "not_imported": [
+                {"reason": r, "count": len(w), "wheels": w} for r, w in sorted(self.reasons.items())
+            ],
+            "imported_by_target": [
+                {"target": target, "python": python, "imported": imported, "wheels": total}
+                for (target, python), (imported, total) in sorted(self.by_target.items())
+            ],
+        }
+
+
+@dataclass
 class RunSummary:
     outcomes: list[JobOutcome]
     wheelhouse: Path
@@ -233,67 +267,52 @@ class RunSummary:
         """Every wheel in the wheelhouse from this run's jobs (built now or up to date)."""
         return [w for o in self.outcomes if o.ok for w in o.wheels]
 
-    def import_counts(self) -> dict[str, Any]:
+    def import_counts(self) -> ImportCounts:
         """What became of this run's wheels: built now or up to date, verified, imported on their target
         (smoke passed), and the ones that could not be imported here grouped by reason."""
-        counts = {
-            "built": 0,
-            "up_to_date": 0,
-            "verified": 0,
-            "imported": 0,
-            "not_imported": 0,
-            "quarantined": 0,
-        }
-        reasons: dict[str, list[str]] = {}
-        # (target, python) -> [imported, wheels]: "every cp313 aarch64 wheel imported" at a glance
-        groups: dict[tuple[str, str], list[int]] = {}
+        counts = ImportCounts()
         for outcome in self.outcomes:
             if outcome.status == "quarantined":
-                counts["quarantined"] += len(outcome.wheels)
+                counts.quarantined += len(outcome.wheels)
             if not outcome.ok:
                 continue
-            counts["built" if outcome.status == "built" else "up_to_date"] += len(outcome.wheels)
-            counts["verified"] += len(outcome.wheels)  # only verified wheels reach the wheelhouse
+            if outcome.status == "built":
+                counts.built += len(outcome.wheels)
+            else:
+                counts.up_to_date += len(outcome.wheels)
+            counts.verified += len(outcome.wheels)  # only verified wheels reach the wheelhouse
             smokes: list[SmokeOutcome | None] = [*outcome.smoke] or [None for _ in outcome.wheels]
             for wheel, smoke in zip(outcome.wheels, smokes, strict=False):
-                group = groups.setdefault((outcome.job.target, outcome.job.python), [0, 0])
+                group = counts.by_target.setdefault((outcome.job.target, outcome.job.python), [0, 0])
                 group[1] += 1
                 if smoke is not None and smoke.status == "passed":
-                    counts["imported"] += 1
+                    counts.imported += 1
                     group[0] += 1
                     continue
-                counts["not_imported"] += 1
+                counts.not_imported += 1
                 said = smoke and (smoke.message or smoke.status)
                 reason = " ".join(str(said or "not smoke-tested").split())
-                reasons.setdefault(reason, []).append(wheel.name)
-        return {
-            "counts": counts,
-            "not_imported": [{"reason": r, "count": len(w), "wheels": w} for r, w in sorted(reasons.items())],
-            "imported_by_target": [
-                {"target": target, "python": python, "imported": imported, "wheels": total}
-                for (target, python), (imported, total) in sorted(groups.items())
-            ],
-        }
+                counts.reasons.setdefault(reason, []).append(wheel.name)
+        return counts
 
     def summary_lines(self) -> list[str]:
         """The run's closing lines for people: wheel counts, then one line per reason a wheel was not imported."""
-        data = self.import_counts()
-        counts = data["counts"]
+        counts = self.import_counts()
         lines = [
-            f"wheels: {counts['built']} built, {counts['up_to_date']} up to date, {counts['verified']} verified, "
-            f"{counts['imported']} imported on their target, {counts['not_imported']} not imported here"
-            + (f", {counts['quarantined']} quarantined" if counts["quarantined"] else "")
+            f"wheels: {counts.built} built, {counts.up_to_date} up to date, {counts.verified} verified, "
+            f"{counts.imported} imported on their target, {counts.not_imported} not imported here"
+            + (f", {counts.quarantined} quarantined" if counts.quarantined else "")
         ]
-        if data["imported_by_target"]:
+        if counts.by_target:
             lines.append(
                 "imported: "
                 + ", ".join(
-                    f"{g['target']} {_python_label(g['python'])} {g['imported']}/{g['wheels']}"
-                    for g in data["imported_by_target"]
+                    f"{target} {_python_label(python)} {imported}/{total}"
+                    for (target, python), (imported, total) in sorted(counts.by_target.items())
                 )
             )
-        for entry in data["not_imported"]:
-            lines.append(f"not imported here: {entry['count']} wheel(s): {entry['reason']}")
+        for reason, wheels in sorted(counts.reasons.items()):
+            lines.append(f"not imported here: {len(wheels)} wheel(s): {reason}")
         return lines
 
     def to_json(self) -> dict[str, Any]:
@@ -303,7 +322,7 @@ class RunSummary:
             "seconds": round(self.seconds, 3),
             "jobs": [o.to_json() for o in self.outcomes],
             "failed": [o.job.id for o in self.failed],
-            **self.import_counts(),
+            **self.import_counts().to_json(),
         }
 
 

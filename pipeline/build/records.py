@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -190,7 +191,7 @@ class RecordIndex:
                 return wheels
         return None
 
-    def _intact(self, wheel: Path, sha256_of: Any) -> bool:
+    def _intact(self, wheel: Path, sha256_of: Callable[[Path], str]) -> bool:
         record_file = record_path(wheel)
         if not wheel.is_file() or not record_file.is_file():
             return False
