@@ -290,7 +290,7 @@ class RunSummary:
                     group[0] += 1
                     continue
                 counts.not_imported += 1
-                said = smoke and (smoke.message or smoke.status)
+                said = (smoke.message or smoke.status) if smoke is not None else None
                 reason = " ".join(str(said or "not smoke-tested").split())
                 counts.reasons.setdefault(reason, []).append(wheel.name)
         return counts
