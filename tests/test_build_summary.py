@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import REPO
+from helpers.job_json import JOB_SHAPE, NOT_RUN_SHAPE, SMOKE_RESULT_SHAPE, assert_shape
 from pipeline.build.orchestrator import JobOutcome, RunSummary
 from pipeline.build.results import RecordedSmoke, SmokeNotRun, SmokeOutcome
 from pipeline.plan import plan
@@ -78,27 +79,6 @@ def test_json_summary_carries_the_same_counts_and_keeps_its_keys() -> None:
     ]
 
 
-# The JSON of one job result, as `rewheel build --json` prints it: these keys with these types (extend, never
-# rename). Captured from a real run before the orchestrator's results became dataclasses.
-JOB_SHAPE = {
-    "job": str, "recipe": str, "version": str, "target": str, "python": str, "status": str, "ok": bool,
-    "backend": (str, type(None)), "reason": str, "wheels": list, "records": list, "seconds": float,
-    "stage": (str, type(None)), "message": str, "work_dir": (str, type(None)), "smoke": list, "side_files": list,
-}  # fmt: skip
-SMOKE_RESULT_SHAPE = {
-    "wheel": str, "target": str, "status": str, "ok": bool, "runtime": (str, type(None)),
-    "python": (str, type(None)), "message": str, "imported": list, "failures": list, "output": str,
-    "skipped": list, "runtime_limits": list, "dependencies": list, "command": dict,
-}  # fmt: skip
-NOT_RUN_SHAPE = {"status": str, "runtime": type(None), "message": str}
-
-
-def _assert_shape(data: dict[str, object], shape: dict[str, object]) -> None:
-    assert list(data) == list(shape), f"keys changed: {list(data)}"
-    for key, kind in shape.items():
-        assert isinstance(data[key], kind), f"{key}: {data[key]!r} is not {kind}"  # type: ignore[arg-type]
-
-
 def test_job_result_json_keeps_its_keys_and_types() -> None:
     outcomes = _outcomes()
     quarantined = JobOutcome(outcomes[0].job, "quarantined", "zig", "why", wheels=[Path("/wh/q/a.whl")],
@@ -106,17 +86,17 @@ def test_job_result_json_keeps_its_keys_and_types() -> None:
                              smoke=[SmokeNotRun("skipped", "verify failed")])  # fmt: skip
     for outcome in [*outcomes, quarantined]:
         data = outcome.to_json()
-        _assert_shape(data, JOB_SHAPE)
+        assert_shape(data, JOB_SHAPE)
         assert data["ok"] is (outcome.status in ("built", "up-to-date"))
         assert all(isinstance(w, str) for w in data["wheels"])  # type: ignore[attr-defined]
     smoke = outcomes[0].to_json()["smoke"][0]  # type: ignore[index]
-    _assert_shape(smoke, SMOKE_RESULT_SHAPE)
+    assert_shape(smoke, SMOKE_RESULT_SHAPE)
     assert smoke["status"] == "passed" and smoke["ok"] is True
     # verify failed / --no-smoke / no runtime here: the three keys the orchestrator always wrote
     assert quarantined.to_json()["smoke"] == [
         {"status": "skipped", "runtime": None, "message": "verify failed"}
     ]
-    _assert_shape(SmokeNotRun("error", "no runtime").to_json(), NOT_RUN_SHAPE)
+    assert_shape(SmokeNotRun("error", "no runtime").to_json(), NOT_RUN_SHAPE)
     # an up-to-date job shows its recorded smoke exactly as the record has it
     assert outcomes[1].to_json()["smoke"] == [{"status": "cannot-host", "message": NO_312}]
     # a failed job never reached smoke
