@@ -17,10 +17,13 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import RewheelError
 from pipeline.util import sha256_file
+
+if TYPE_CHECKING:
+    from pipeline.wheelhouse import UpstreamWheel
 
 PROOF_SUFFIX = ".proof.json"
 PROOF_FORMAT = 1
@@ -356,7 +359,7 @@ def prove_upstream(
 
 
 def upstream_proofs(
-    upstream: list[Any],
+    upstream: list[UpstreamWheel],
     target: str,
     python: str,
     *,
@@ -367,7 +370,7 @@ def upstream_proofs(
     return {
         u.path: prove_upstream(
             u.path,
-            index_url=getattr(u.gap.file, "url", None),
+            index_url=u.gap.file.url if u.gap.file else None,
             target=target,
             python=python,
             smoke=smoke,

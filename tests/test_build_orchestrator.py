@@ -358,7 +358,36 @@ def test_build_record_names_inputs_tools_and_results(first_run: FirstRun) -> Non
 
 def test_smoke_imported_the_native_wheel(first_run: FirstRun) -> None:
     [smoke] = first_run.outcome("markupsafe").smoke
-    assert smoke["status"] == "passed", smoke
+    assert smoke.status == "passed", smoke
+
+
+def test_job_results_keep_their_json_shape(first_run: FirstRun, tmp_path: Path, run_cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The run's JSON (built with a smoke result, quarantined with smoke skipped, failed, re-packed) and a no-op
+    `rewheel build --json` (smoke read back from the records) keep the keys and types captured before the
+    results became dataclasses."""
+    from helpers.job_json import JOB_SHAPE, NOT_RUN_SHAPE, SMOKE_RESULT_SHAPE, assert_shape
+
+    def jobs(data: dict) -> dict[str, dict]:  # type: ignore[type-arg]
+        for job in data["jobs"]:
+            assert_shape(job, JOB_SHAPE)
+            for smoke in job["smoke"]:
+                assert_shape(smoke, SMOKE_RESULT_SHAPE if "wheel" in smoke else NOT_RUN_SHAPE)
+        return {job["recipe"]: job for job in data["jobs"]}
+
+    first = jobs(json.loads(json.dumps(first_run.summary.to_json())))  # type: ignore[attr-defined]
+    assert first["markupsafe"]["smoke"][0]["status"] == "passed"
+    assert first["markupsafe-glibc-only"]["smoke"] == [
+        {"status": "skipped", "runtime": None, "message": "verify failed"}
+    ]
+    assert first["markupsafe-stale"]["smoke"] == [] and first["markupsafe-stale"]["stage"] == "prepare"
+    root, wheelhouse = copy_of(first_run, tmp_path)
+    monkeypatch.setenv("REWHEEL_CONTAINER_ENGINE", "none")
+    recipes = [str(root / "recipes" / f"{n}.toml") for n in ("markupsafe", "pip")]
+    code, out, _ = run_cli("build", *recipes, "--wheelhouse", str(wheelhouse), "--json")
+    assert code == 0
+    again = jobs(json.loads(out))
+    assert again["markupsafe"]["status"] == "up-to-date"
+    assert again["markupsafe"]["smoke"] == first["markupsafe"]["smoke"]  # the record's smoke, key for key
 
 
 def test_noop_run_skips_every_job(first_run: FirstRun) -> None:

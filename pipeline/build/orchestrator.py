@@ -31,8 +31,13 @@ from pipeline.log import log
 
 if TYPE_CHECKING:
     from pipeline.build.backends import Backend, BuildResult
+    from pipeline.build.prefetch import RuntimePrefetch
+    from pipeline.build.prepare import PreparedSource
+    from pipeline.build.records import BuildRecord, RecordIndex
     from pipeline.build.repair import RepairResult
+    from pipeline.build.results import RecordedSmoke, SmokeNotRun, SmokeOutcome
     from pipeline.plan import Job
+    from pipeline.verify.report import WheelReport
 
 QUARANTINE = "quarantine"
 
@@ -170,7 +175,7 @@ class JobOutcome:
     message: str = ""  # the failure, one line
     stage: str | None = None  # the stage that failed
     work_dir: Path | None = None  # kept after a failure, for the logs
-    smoke: list[dict[str, Any]] = field(default_factory=list)
+    smoke: list[SmokeOutcome] = field(default_factory=list)  # one per wheel, in the order of wheels
     side_files: list[Path] = field(default_factory=list)  # e.g. the ensurepip copy of a patched pip
 
     @property
@@ -194,7 +199,7 @@ class JobOutcome:
             "stage": self.stage,
             "message": self.message,
             "work_dir": str(self.work_dir) if self.work_dir else None,
-            "smoke": self.smoke,
+            "smoke": [s.to_json() for s in self.smoke],
             "side_files": [str(p) for p in self.side_files],
         }
 
@@ -202,6 +207,40 @@ class JobOutcome:
 def _python_label(python: str) -> str:
     """cp313 for "3.13"; wheel-source jobs (any Python) keep their word."""
     return "cp" + python.replace(".", "") if python[:1].isdigit() else python
+
+
+@dataclass
+class ImportCounts:
+    """What became of a run's wheels; `rewheel build` prints it as its closing lines and in --json."""
+
+    built: int = 0
+    up_to_date: int = 0
+    verified: int = 0
+    imported: int = 0
+    not_imported: int = 0
+    quarantined: int = 0
+    reasons: dict[str, list[str]] = field(default_factory=dict)  # why not imported here -> wheel names
+    # (target, python) -> [imported, wheels]: "every cp313 aarch64 wheel imported" at a glance
+    by_target: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "counts": {
+                "built": self.built,
+                "up_to_date": self.up_to_date,
+                "verified": self.verified,
+                "imported": self.imported,
+                "not_imported": self.not_imported,
+                "quarantined": self.quarantined,
+            },
+            "not_imported": [
+                {"reason": r, "count": len(w), "wheels": w} for r, w in sorted(self.reasons.items())
+            ],
+            "imported_by_target": [
+                {"target": target, "python": python, "imported": imported, "wheels": total}
+                for (target, python), (imported, total) in sorted(self.by_target.items())
+            ],
+        }
 
 
 @dataclass
@@ -223,68 +262,52 @@ class RunSummary:
         """Every wheel in the wheelhouse from this run's jobs (built now or up to date)."""
         return [w for o in self.outcomes if o.ok for w in o.wheels]
 
-    def import_counts(self) -> dict[str, Any]:
+    def import_counts(self) -> ImportCounts:
         """What became of this run's wheels: built now or up to date, verified, imported on their target
         (smoke passed), and the ones that could not be imported here grouped by reason."""
-        counts = {
-            "built": 0,
-            "up_to_date": 0,
-            "verified": 0,
-            "imported": 0,
-            "not_imported": 0,
-            "quarantined": 0,
-        }
-        reasons: dict[str, list[str]] = {}
-        # (target, python) -> [imported, wheels]: "every cp313 aarch64 wheel imported" at a glance
-        groups: dict[tuple[str, str], list[int]] = {}
+        counts = ImportCounts()
         for outcome in self.outcomes:
             if outcome.status == "quarantined":
-                counts["quarantined"] += len(outcome.wheels)
+                counts.quarantined += len(outcome.wheels)
             if not outcome.ok:
                 continue
-            counts["built" if outcome.status == "built" else "up_to_date"] += len(outcome.wheels)
-            counts["verified"] += len(outcome.wheels)  # only verified wheels reach the wheelhouse
-            smokes = outcome.smoke or [{} for _ in outcome.wheels]
+            if outcome.status == "built":
+                counts.built += len(outcome.wheels)
+            else:
+                counts.up_to_date += len(outcome.wheels)
+            counts.verified += len(outcome.wheels)  # only verified wheels reach the wheelhouse
+            smokes: list[SmokeOutcome | None] = [*outcome.smoke] or [None for _ in outcome.wheels]
             for wheel, smoke in zip(outcome.wheels, smokes, strict=False):
-                group = groups.setdefault((outcome.job.target, outcome.job.python), [0, 0])
+                group = counts.by_target.setdefault((outcome.job.target, outcome.job.python), [0, 0])
                 group[1] += 1
-                if smoke.get("status") == "passed":
-                    counts["imported"] += 1
+                if smoke is not None and smoke.status == "passed":
+                    counts.imported += 1
                     group[0] += 1
                     continue
-                counts["not_imported"] += 1
-                reason = " ".join(
-                    str(smoke.get("message") or smoke.get("status") or "not smoke-tested").split()
-                )
-                reasons.setdefault(reason, []).append(wheel.name)
-        return {
-            "counts": counts,
-            "not_imported": [{"reason": r, "count": len(w), "wheels": w} for r, w in sorted(reasons.items())],
-            "imported_by_target": [
-                {"target": target, "python": python, "imported": imported, "wheels": total}
-                for (target, python), (imported, total) in sorted(groups.items())
-            ],
-        }
+                counts.not_imported += 1
+                said = (smoke.message or smoke.status) if smoke is not None else None
+                reason = " ".join(str(said or "not smoke-tested").split())
+                counts.reasons.setdefault(reason, []).append(wheel.name)
+        return counts
 
     def summary_lines(self) -> list[str]:
         """The run's closing lines for people: wheel counts, then one line per reason a wheel was not imported."""
-        data = self.import_counts()
-        counts = data["counts"]
+        counts = self.import_counts()
         lines = [
-            f"wheels: {counts['built']} built, {counts['up_to_date']} up to date, {counts['verified']} verified, "
-            f"{counts['imported']} imported on their target, {counts['not_imported']} not imported here"
-            + (f", {counts['quarantined']} quarantined" if counts["quarantined"] else "")
+            f"wheels: {counts.built} built, {counts.up_to_date} up to date, {counts.verified} verified, "
+            f"{counts.imported} imported on their target, {counts.not_imported} not imported here"
+            + (f", {counts.quarantined} quarantined" if counts.quarantined else "")
         ]
-        if data["imported_by_target"]:
+        if counts.by_target:
             lines.append(
                 "imported: "
                 + ", ".join(
-                    f"{g['target']} {_python_label(g['python'])} {g['imported']}/{g['wheels']}"
-                    for g in data["imported_by_target"]
+                    f"{target} {_python_label(python)} {imported}/{total}"
+                    for (target, python), (imported, total) in sorted(counts.by_target.items())
                 )
             )
-        for entry in data["not_imported"]:
-            lines.append(f"not imported here: {entry['count']} wheel(s): {entry['reason']}")
+        for reason, wheels in sorted(counts.reasons.items()):
+            lines.append(f"not imported here: {len(wheels)} wheel(s): {reason}")
         return lines
 
     def to_json(self) -> dict[str, Any]:
@@ -294,7 +317,7 @@ class RunSummary:
             "seconds": round(self.seconds, 3),
             "jobs": [o.to_json() for o in self.outcomes],
             "failed": [o.job.id for o in self.failed],
-            **self.import_counts(),
+            **self.import_counts().to_json(),
         }
 
 
@@ -362,13 +385,13 @@ def run_jobs(
     return RunSummary(outcomes, wheelhouse, time.monotonic() - started)
 
 
-def _start_prefetch(jobs: list[Job]) -> Any:
+def _start_prefetch(jobs: list[Job]) -> RuntimePrefetch:
     from pipeline.build import prefetch
 
     return prefetch.start(jobs)
 
 
-def _up_to_date(job: Job, run: _Run, index: Any) -> JobOutcome | None:
+def _up_to_date(job: Job, run: _Run, index: RecordIndex) -> JobOutcome | None:
     """The outcome for a job whose recorded key still matches, computed without fetching or building."""
     from pipeline.build.records import job_key, job_key_inputs
 
@@ -384,8 +407,8 @@ def _up_to_date(job: Job, run: _Run, index: Any) -> JobOutcome | None:
         wheels = index.up_to_date(job.id, key, need_smoke=run.smoke)
         if wheels is not None:
             records = [w.with_name(w.name + ".build.json") for w in wheels]
-            smokes = [_recorded_smoke(r) for r in records]
-            if run.require_import and not all(s.get("status") == "passed" for s in smokes):
+            smokes: list[SmokeOutcome] = [_recorded_smoke(r) for r in records]
+            if run.require_import and not all(s.status == "passed" for s in smokes):
                 continue  # recorded without an import here; --require-import wants one, so run it again
             return JobOutcome(
                 job, "up-to-date", name, "build record matches", wheels=wheels, records=records, smoke=smokes
@@ -393,14 +416,16 @@ def _up_to_date(job: Job, run: _Run, index: Any) -> JobOutcome | None:
     return None
 
 
-def _recorded_smoke(record: Path) -> dict[str, Any]:
+def _recorded_smoke(record: Path) -> RecordedSmoke:
     import json
+
+    from pipeline.build.results import RecordedSmoke
 
     try:
         smoke: dict[str, Any] = json.loads(record.read_text(encoding="utf-8")).get("smoke", {})
-        return smoke
+        return RecordedSmoke(smoke)
     except (OSError, ValueError):
-        return {}
+        return RecordedSmoke({})
 
 
 FAILED_MARKER = "failed-attempt"  # written into a failed job's kept work dir
@@ -480,7 +505,7 @@ def _build_job(job: Job, run: _Run, counter: str) -> JobOutcome:
         stage = "smoke"
         clock = time.monotonic()
         smokes = [
-            _smoke(r.wheel, job, run) if report["ok"] else _not_run("verify failed")
+            _smoke(r.wheel, job, run) if report.ok else _not_run("verify failed")
             for r, report in zip(repairs, reports, strict=True)
         ]
         timings["smoke"] = time.monotonic() - clock
@@ -488,17 +513,15 @@ def _build_job(job: Job, run: _Run, counter: str) -> JobOutcome:
 
         stage = "install"
         records = [
-            _record(job, r, report, smoke_json, prepared, backend, reason, result, key_inputs, timings)
-            for r, report, smoke_json in zip(repairs, reports, smokes, strict=True)
+            _record(job, r, report, smoke, prepared, backend, reason, result, key_inputs, timings)
+            for r, report, smoke in zip(repairs, reports, smokes, strict=True)
         ]
         failures = _rejections(reports, smokes, require_import=run.require_import)
         if failures:
             outcome.status = "quarantined"
-            outcome.stage = "verify" if any(not r["ok"] for r in reports) else "smoke"
+            outcome.stage = "verify" if any(not r.ok for r in reports) else "smoke"
             outcome.message = f"{job.id}: {failures}"
-            outcome.wheels, outcome.records = _quarantine(
-                job, repairs, records, reports, smokes, run.wheelhouse
-            )
+            outcome.wheels, outcome.records = _quarantine(job, repairs, records, run.wheelhouse)
             log.say(f"{counter} {job.id}: QUARANTINED: {failures}")
             (work_dir / FAILED_MARKER).write_text(outcome.message + "\n", encoding="utf-8")
             return outcome
@@ -549,20 +572,19 @@ def _repair_all(job: Job, result: BuildResult, work_dir: Path) -> list[RepairRes
     return repairs
 
 
-def _verify(wheel: Path, job: Job) -> dict[str, Any]:
+def _verify(wheel: Path, job: Job) -> WheelReport:
     from pipeline.verify import verify_wheel
 
-    report = verify_wheel(wheel, job.target)
-    data: dict[str, Any] = report.to_json()
-    data["ok"] = bool(report.ok)
-    return data
+    return verify_wheel(wheel, job.target)
 
 
-def _not_run(why: str) -> dict[str, Any]:
-    return {"status": "skipped", "runtime": None, "message": why}
+def _not_run(why: str) -> SmokeNotRun:
+    from pipeline.build.results import SmokeNotRun
+
+    return SmokeNotRun("skipped", why)
 
 
-def _smoke(wheel: Path, job: Job, run: _Run) -> dict[str, Any]:
+def _smoke(wheel: Path, job: Job, run: _Run) -> SmokeOutcome:
     if not run.smoke:
         return _not_run("--no-smoke")
     from pipeline.smoke import smoke_wheel
@@ -578,28 +600,28 @@ def _smoke(wheel: Path, job: Job, run: _Run) -> dict[str, Any]:
             find_links=run.wheelhouse,  # dependencies rewheel built come from the wheelhouse
         )
     except RewheelError as exc:
+        from pipeline.build.results import SmokeNotRun
+
         # The runtime could not be prepared here: not a verdict on the wheel, so recorded, not failed.
-        return {"status": "error", "runtime": None, "message": str(exc)}
-    data: dict[str, Any] = result.to_json()
-    data.setdefault("status", result.status)
-    return data
+        return SmokeNotRun("error", str(exc))
+    return result
 
 
 def _rejections(
-    reports: list[dict[str, Any]], smokes: list[dict[str, Any]], *, require_import: bool = False
+    reports: list[WheelReport], smokes: list[SmokeOutcome], *, require_import: bool = False
 ) -> str:
     problems = []
     for report in reports:
-        if not report["ok"]:
-            errors = [f for f in report.get("findings", []) if f.get("severity") == "error"]
-            first = errors[0] if errors else {}
-            detail = f": {first.get('code')} {first.get('file')} {first.get('symbol') or first.get('library') or ''}".rstrip()
-            problems.append(f"{report.get('wheel')} failed verify ({len(errors)} error(s){detail})")
+        if not report.ok:
+            errors = report.errors  # never empty: a report is not ok only through an error
+            first = errors[0]
+            detail = f": {first.code} {first.file} {first.symbol or first.library or ''}".rstrip()
+            problems.append(f"{report.wheel} failed verify ({len(errors)} error(s){detail})")
     for smoke in smokes:
-        if smoke.get("status") == "failed":
-            problems.append(f"smoke failed on {smoke.get('runtime')}: {smoke.get('message')}")
-        elif require_import and smoke.get("status") != "passed" and smoke.get("status") != "skipped":
-            problems.append(f"not imported (--require-import): {smoke.get('status')}: {smoke.get('message')}")
+        if smoke.status == "failed":
+            problems.append(f"smoke failed on {smoke.runtime}: {smoke.message}")
+        elif require_import and smoke.status != "passed" and smoke.status != "skipped":
+            problems.append(f"not imported (--require-import): {smoke.status}: {smoke.message}")
     return "; ".join(problems)
 
 
@@ -618,20 +640,19 @@ def _features_disabled(job: Job) -> list[dict[str, str]]:
 def _record(
     job: Job,
     repair: RepairResult,
-    report: dict[str, Any],
-    smoke: dict[str, Any],
-    prepared: Any,
+    report: WheelReport,
+    smoke: SmokeOutcome,
+    prepared: PreparedSource,
     backend: Backend,
     reason: str,
     result: BuildResult,
     key_inputs: dict[str, Any],
     timings: dict[str, float],
-) -> dict[str, Any]:
+) -> BuildRecord:
     from pipeline import __version__
-    from pipeline.build.records import RECORD_FORMAT, job_key, wheel_facts
+    from pipeline.build.records import BuildRecord, job_key, wheel_facts
     from pipeline.build.repair import repair_tool_versions
     from pipeline.fetch import sha256_of
-    from pipeline.targets import get_target
 
     recipe = job.recipe
     source = recipe.source_for(job.version)
@@ -652,14 +673,12 @@ def _record(
         **result.tool_versions,
     }
     commands = [*result.commands, *([repair.command] if repair.command else [])]
-    return {
-        "format": RECORD_FORMAT,
-        "wheel": wheel_facts(repair.wheel),
-        "job": job.to_json(),
-        "target": get_target(job.target).to_json(),
-        "key": job_key(key_inputs),
-        "key_inputs": key_inputs,
-        "inputs": {
+    return BuildRecord(
+        wheel=wheel_facts(repair.wheel),
+        job=job,
+        key=job_key(key_inputs),
+        key_inputs=key_inputs,
+        inputs={
             "recipe": {
                 "path": str(recipe.path) if recipe.path else None,
                 "sha256": sha256_of(recipe.path) if recipe.path and recipe.path.is_file() else None,
@@ -675,23 +694,19 @@ def _record(
             "patches": patches,
             "native": [n.model_dump(mode="json") for n in recipe.native],
         },
-        "backend": {
-            "name": backend.name,
-            "reason": reason,
-            "fingerprint": key_inputs["backend"]["fingerprint"],
-        },
-        "tool_versions": tools,
-        "commands": [[str(part) for part in command] for command in commands],
-        "repair": repair.to_json(),
-        "verify": report,
-        "smoke": smoke,
-        "timings": {stage: round(seconds, 3) for stage, seconds in timings.items()},
-        "features_disabled": _features_disabled(job),
-        "notes": [*result.notes, *repair.notes],
-        "job_wheels": [],  # filled in once every wheel of the job has its final name
-        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "host": {"system": platform.system(), "machine": platform.machine(), "node": platform.node()},
-    }
+        backend=backend.name,
+        reason=reason,
+        tool_versions=tools,
+        commands=[[str(part) for part in command] for command in commands],
+        repair=repair,
+        verify=report,
+        smoke=smoke,
+        timings=timings,
+        features_disabled=_features_disabled(job),
+        notes=[*result.notes, *repair.notes],
+        built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        host={"system": platform.system(), "machine": platform.machine(), "node": platform.node()},
+    )
 
 
 def _destination(wheelhouse: Path, job: Job) -> Path:
@@ -711,7 +726,7 @@ def _move_in(source: Path, destination: Path) -> None:
 
 
 def _install(
-    job: Job, repairs: list[RepairResult], records: list[dict[str, Any]], wheelhouse: Path
+    job: Job, repairs: list[RepairResult], records: list[BuildRecord], wheelhouse: Path
 ) -> tuple[list[Path], list[Path]]:
     from pipeline.build.records import RecordIndex, record_path, write_json_atomically
 
@@ -727,8 +742,8 @@ def _install(
     for repair, record in zip(repairs, records, strict=True):
         wheel = destination / repair.wheel.name
         _move_in(repair.wheel, wheel)
-        record["job_wheels"] = names
-        write_json_atomically(record_path(wheel), record)
+        record.job_wheels = names
+        write_json_atomically(record_path(wheel), record.to_json())
         wheels.append(wheel)
         record_files.append(record_path(wheel))
     _clear_quarantine(job, wheelhouse)
@@ -775,12 +790,7 @@ def _install_side_files(built_dir: Path, result: BuildResult, wheelhouse: Path) 
 
 
 def _quarantine(
-    job: Job,
-    repairs: list[RepairResult],
-    records: list[dict[str, Any]],
-    reports: list[dict[str, Any]],
-    smokes: list[dict[str, Any]],
-    wheelhouse: Path,
+    job: Job, repairs: list[RepairResult], records: list[BuildRecord], wheelhouse: Path
 ) -> tuple[list[Path], list[Path]]:
     """The job's wheels and their reports go to quarantine/, as a unit: a job is published whole or not at all."""
     from pipeline.build.records import record_path, write_json_atomically
@@ -791,13 +801,15 @@ def _quarantine(
         destination = destination / channel.name
     destination.mkdir(parents=True, exist_ok=True)
     wheels, files = [], []
-    for repair, record, report, smoke in zip(repairs, records, reports, smokes, strict=True):
+    for repair, record in zip(repairs, records, strict=True):
         wheel = destination / repair.wheel.name
         _move_in(repair.wheel, wheel)
-        record["job_wheels"] = [r.wheel.name for r in repairs]
+        record.job_wheels = [r.wheel.name for r in repairs]
         report_file = wheel.with_name(wheel.name + ".verify.json")
-        write_json_atomically(report_file, {"results": [report], "smoke": smoke})
-        write_json_atomically(record_path(wheel), record)
+        write_json_atomically(
+            report_file, {"results": [record.verify.to_json()], "smoke": record.smoke.to_json()}
+        )
+        write_json_atomically(record_path(wheel), record.to_json())
         wheels.append(wheel)
         files.append(report_file)
     return wheels, files

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.util import atomic_path, shareable_mode
 
 if TYPE_CHECKING:
+    from pipeline.build.repair import RepairResult
+    from pipeline.build.results import SmokeOutcome
     from pipeline.plan import Job
+    from pipeline.verify.report import WheelReport
 
 RECORD_SUFFIX = ".build.json"
 RECORD_FORMAT = 1
@@ -73,6 +77,59 @@ def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     """Readers see the old record or the new one, never half; readable by a web server like the wheels."""
     with atomic_path(path, mode=shareable_mode()) as temporary:
         temporary.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+@dataclass
+class BuildRecord:
+    """One wheel's build record while its job runs, typed; JSON only when it is written beside the wheel."""
+
+    wheel: dict[str, Any]  # wheel_facts of the wheel as built (its bytes do not change when it is installed)
+    job: Job
+    key: str
+    key_inputs: dict[str, Any]  # what the key hashes, already JSON
+    inputs: dict[str, Any]  # the recipe, source, patch and native pins this build used, already JSON
+    backend: str
+    reason: str  # why this backend
+    tool_versions: dict[str, str]
+    commands: list[list[str]]
+    repair: RepairResult
+    verify: WheelReport
+    smoke: SmokeOutcome
+    timings: dict[str, float]
+    features_disabled: list[dict[str, str]]
+    notes: list[str]
+    built_at: str
+    host: dict[str, str]
+    job_wheels: list[str] = field(default_factory=list)  # set once every wheel of the job has its final name
+
+    def to_json(self) -> dict[str, Any]:
+        from pipeline.targets import get_target
+
+        return {
+            "format": RECORD_FORMAT,
+            "wheel": self.wheel,
+            "job": self.job.to_json(),
+            "target": get_target(self.job.target).to_json(),
+            "key": self.key,
+            "key_inputs": self.key_inputs,
+            "inputs": self.inputs,
+            "backend": {
+                "name": self.backend,
+                "reason": self.reason,
+                "fingerprint": self.key_inputs["backend"]["fingerprint"],
+            },
+            "tool_versions": self.tool_versions,
+            "commands": self.commands,
+            "repair": self.repair.to_json(),
+            "verify": self.verify.to_json(),
+            "smoke": self.smoke.to_json(),
+            "timings": {stage: round(seconds, 3) for stage, seconds in self.timings.items()},
+            "features_disabled": self.features_disabled,
+            "notes": self.notes,
+            "job_wheels": self.job_wheels,
+            "built_at": self.built_at,
+            "host": self.host,
+        }
 
 
 @dataclass
@@ -134,7 +191,7 @@ class RecordIndex:
                 return wheels
         return None
 
-    def _intact(self, wheel: Path, sha256_of: Any) -> bool:
+    def _intact(self, wheel: Path, sha256_of: Callable[[Path], str]) -> bool:
         record_file = record_path(wheel)
         if not wheel.is_file() or not record_file.is_file():
             return False

@@ -176,7 +176,7 @@ def _print_summary(summary: RunSummary) -> None:
     for outcome in summary.outcomes:
         wheel = ", ".join(w.name for w in outcome.wheels) or "-"
         result = outcome.status if outcome.ok else f"{outcome.status} ({outcome.stage})"
-        smoke = ", ".join(sorted({str(s.get("status")) for s in outcome.smoke})) or "-"
+        smoke = ", ".join(sorted({str(s.status) for s in outcome.smoke})) or "-"
         rows.append((outcome.job.id, outcome.backend or "-", result, smoke, wheel, f"{outcome.seconds:.1f}"))
     click.echo(table(rows, ["job", "backend", "result", "smoke", "wheel", "seconds"]))
     built = sum(o.status == "built" for o in summary.outcomes)
