@@ -482,13 +482,6 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-# Run inside the sandbox by build_metadata_sandboxed: the backend's prepare_metadata_for_build_wheel hook (or
-# a wheel build when the backend has none), through `build`, the PEP 517 front end in the build venv.
-_METADATA_HOOK = """
-import sys
-from build import ProjectBuilder
-ProjectBuilder(sys.argv[1]).metadata_path(sys.argv[2])
-"""
 METADATA_LIMIT = 8 << 20  # bytes of METADATA read back
 
 
@@ -503,7 +496,7 @@ def build_metadata_sandboxed(
     the sdist or its backend fails, SandboxUnavailable when there is no sandbox here."""
     import tempfile
 
-    from pipeline.build.backends.zig.builder import build_venv, dynamic_requirements, sandboxed_build_step
+    from pipeline.build.backends.zig.builder import build_venv, dynamic_requirements, sandboxed_build_hook
     from pipeline.build.backends.zig.source_check import build_requirements, list_source
     from pipeline.errors import RewheelError
     from pipeline.unpack import unpack
@@ -531,8 +524,11 @@ def build_metadata_sandboxed(
         out.mkdir()
         env = {"PATH": f"{venv / 'bin'}{os.pathsep}{DEFAULT_PATH}", "LANG": "C.UTF-8"}
         try:
-            result = sandboxed_build_step(
-                [str(venv / "bin" / "python"), "-c", _METADATA_HOOK, str(tree), str(out)],
+            # The backend's prepare_metadata_for_build_wheel hook (or a wheel build when it has none), through
+            # `build`, the PEP 517 front end in the build venv (pipeline/build_hooks.py).
+            result = sandboxed_build_hook(
+                venv,
+                ["metadata", str(tree), str(out)],
                 tree=tree,
                 work=out,
                 env=env,
