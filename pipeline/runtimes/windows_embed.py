@@ -10,7 +10,8 @@ DLLs to switch off. This module turns an entry into a runtime (`from_data`) and 
 2. make the embeddable build honour PYTHONPATH like a normal install: its python3X._pth file makes CPython
    ignore PYTHONPATH, so the _pth's own `import site` line is switched on and a sitecustomize.py next to it
    puts PYTHONPATH's entries first on sys.path (smoke's test commands and users rely on PYTHONPATH);
-3. write bin/python3.X, a wrapper that runs `wine python.exe` with the shared, cached wine prefix.
+3. write bin/python3.X, a wrapper that runs `wine python.exe` with the shared, cached wine prefix: a copy of
+   pipeline/runtimes/_wine_python.py beside its facts as JSON.
 
 Why a wrapper written in Python rather than sh: CPython under wine cannot start when one of its standard
 streams is a regular file (init_sys_streams: "[WinError 6] Invalid handle"; measured with wine 8.0), so the
@@ -25,6 +26,7 @@ with "The specified procedure could not be found", as on Nano Server, and wine i
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -40,6 +42,7 @@ from pipeline.errors import RewheelError
 from pipeline.fetch import Pin, fetch
 from pipeline.output import progress as say
 from pipeline.paths import runtimes_root
+from pipeline.runtimes import _wine_python as wine_python
 from pipeline.runtimes._support import (
     CachedInterpreter,
     DebianFile,
@@ -74,53 +77,8 @@ for _entry in reversed([p for p in _value.split(_separator) if p]):
         sys.path.insert(0, _entry)
 '''
 
-WRAPPER = '''#!{relay_python}
-"""Windows CPython {full_version} ({name}) under wine; written by rewheel, do not edit."""
-import os, shutil, stat, subprocess, sys, threading
-
-EXE = {exe!r}
-WINE = {wine!r}
-PREFIX = {prefix!r}
-DISABLED_DLLS = {disabled!r}
-
-env = dict(os.environ, WINEPREFIX=PREFIX, WINEDEBUG="-all")
-# winedbg would print a page of registers for a crash; the first line (which function, which DLL) is the news.
-overrides = ["winedbg.exe=d"] + ([",".join(DISABLED_DLLS) + "="] if DISABLED_DLLS else [])
-env["WINEDLLOVERRIDES"] = ";".join(filter(None, [env.get("WINEDLLOVERRIDES"), *overrides]))
-
-
-def is_file(fd):
-    try:
-        return stat.S_ISREG(os.fstat(fd).st_mode)
-    except OSError:
-        return False
-
-
-# CPython under wine dies when a standard stream is a regular file (WinError 6): give it pipes instead.
-stdin = subprocess.PIPE if is_file(0) else None
-stdout = subprocess.PIPE if is_file(1) else None
-stderr = subprocess.PIPE if is_file(2) else None
-process = subprocess.Popen([WINE, EXE, *sys.argv[1:]], stdin=stdin, stdout=stdout, stderr=stderr, env=env)
-copies = []
-if stdin is not None:
-    def feed():
-        try:
-            shutil.copyfileobj(sys.stdin.buffer, process.stdin)
-        finally:
-            process.stdin.close()
-    copies.append(threading.Thread(target=feed, daemon=True))
-for pipe, out in ((process.stdout, sys.stdout), (process.stderr, sys.stderr)):
-    if pipe is not None:
-        copies.append(threading.Thread(target=shutil.copyfileobj, args=(pipe, out.buffer)))
-for copy in copies:
-    copy.start()
-code = process.wait()
-for copy in copies:
-    if not copy.daemon:
-        copy.join()
-sys.stdout.flush()
-sys.exit(code)
-'''
+# bin/python3.X: a copy of this program with the relay Python on its #! line, beside its facts as JSON.
+WRAPPER_SOURCE = Path(wine_python.__file__)
 
 
 @dataclass(frozen=True)
@@ -346,19 +304,7 @@ class WindowsEmbedCPython(CachedInterpreter):
         self._enable_pythonpath(staging / "python")
         wrapper = staging / "bin" / f"python{self.python_version}"
         wrapper.parent.mkdir()
-        wrapper.write_text(
-            WRAPPER.format(
-                relay_python=_relay_python(),
-                full_version=self.full_version,
-                name=self.name,
-                exe=str(self.exe()),
-                wine=wine,
-                prefix=str(wine_prefix_dir()),
-                disabled=list(self.disabled_dlls),
-            ),
-            encoding="utf-8",
-        )
-        wrapper.chmod(0o755)
+        self._write_wrapper(wrapper, wine)
         (staging / "bin" / "python3").symlink_to(wrapper.name)
         (staging / "bin" / "python").symlink_to(wrapper.name)
         write_marker(
@@ -379,6 +325,23 @@ class WindowsEmbedCPython(CachedInterpreter):
         self._probe()
         if progress:
             say(f"{self.name}: ready in {time.monotonic() - started:.0f} s")
+
+    def _write_wrapper(self, wrapper: Path, wine: str) -> None:
+        """bin/python3.X (pipeline/runtimes/_wine_python.py) and its facts. None of it is part of the runtime's
+        key: the marker's revision and what _still_usable checks are."""
+        config = {
+            "name": self.name,
+            "python": self.full_version,
+            "exe": str(self.exe()),
+            "wine": wine,
+            "prefix": str(wine_prefix_dir()),
+            "disabled_dlls": list(self.disabled_dlls),
+        }
+        (wrapper.parent / wine_python.CONFIG_NAME).write_text(json.dumps(config, indent=1), encoding="utf-8")
+        # The program's own #! line names a generic python3; the copy runs with the relay Python instead.
+        body = WRAPPER_SOURCE.read_text(encoding="utf-8").split("\n", 1)[1]
+        wrapper.write_text(f"#!{_relay_python()}\n{body}", encoding="utf-8")
+        wrapper.chmod(0o755)
 
     def _enable_pythonpath(self, folder: Path) -> None:
         pth = folder / f"python{self.python_version.replace('.', '')}._pth"
