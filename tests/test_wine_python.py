@@ -179,3 +179,25 @@ def test_the_written_wrapper_runs_in_the_sandbox_as_smoke_binds_it(runtime_env, 
         file_size=WINE_FILE_SIZE,
     )
     assert (done.returncode, done.stdout.strip()) == (0, runtime.full_version), done.stderr
+
+
+@pytest.mark.parametrize(
+    ("pythonpath", "first"),
+    [
+        ("/site/a:/site/b", ["/site/a", "/site/b"]),  # a Linux host's, as smoke sets it (wine maps it via Z:)
+        ("C:\\site\\a;D:\\b", ["C:\\site\\a", "D:\\b"]),  # a Windows one
+        ("/site/a;/site/b", ["/site/a", "/site/b"]),  # ';' wins wherever it occurs
+        ("", []),
+    ],
+)
+def test_the_embeddable_builds_sitecustomize_puts_pythonpath_first(pythonpath: str, first: list[str]) -> None:
+    from pipeline.runtimes.windows_embed import SITECUSTOMIZE
+
+    # -I: the interpreter itself ignores PYTHONPATH, as the embeddable build's ._pth makes python.exe do.
+    program = f"import json, runpy, sys; runpy.run_path({str(SITECUSTOMIZE)!r}); print(json.dumps(sys.path))"
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", program], capture_output=True, text=True, env={"PYTHONPATH": pythonpath}
+    )
+    assert done.returncode == 0, done.stderr
+    path = json.loads(done.stdout)
+    assert path[: len(first)] == first and len(path) == len(set(path))

@@ -66,16 +66,8 @@ PROBE_TIMEOUT = 300  # seconds; the first wine start after a reboot re-reads the
 # On sys.path through the embeddable build's ._pth (its folder is "."); runs because the _pth's `import site`
 # is switched on. PYTHONPATH comes from a Linux host (":"-separated absolute paths, which wine maps through
 # drive Z:) or from Windows (";").
-SITECUSTOMIZE = '''"""rewheel: give PYTHONPATH back to python.org's embeddable CPython (its ._pth file makes it ignore it)."""
-import os
-import sys
-
-_value = os.environ.get("PYTHONPATH", "")
-_separator = ":" if _value.startswith("/") and ";" not in _value else ";"
-for _entry in reversed([p for p in _value.split(_separator) if p]):
-    if _entry not in sys.path:
-        sys.path.insert(0, _entry)
-'''
+# Copied into the runtime as sitecustomize.py (not part of its cache key).
+SITECUSTOMIZE = Path(__file__).with_name("_embed_sitecustomize.py")
 
 # bin/python3.X: a copy of this program with the relay Python on its #! line, beside its facts as JSON.
 WRAPPER_SOURCE = Path(wine_python.__file__)
@@ -352,7 +344,7 @@ class WindowsEmbedCPython(CachedInterpreter):
         if "import site" not in lines:
             lines.append("import site")
         pth.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        (folder / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
+        shutil.copyfile(SITECUSTOMIZE, folder / "sitecustomize.py")
 
     def _probe(self) -> None:
         """The published runtime runs and is the CPython the data says (else it is removed again)."""
