@@ -1,11 +1,13 @@
 """Small helpers every layer uses: a file's sha256, an atomic write, a version's sort key, the error line of a
-tool's output. This module imports nothing from rewheel, so any module may import it."""
+tool's output, a program file's @placeholders@ filled in. This module imports nothing from rewheel, so any
+module may import it."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+import string
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -79,3 +81,30 @@ def tool_beside_python(name: str) -> str | None:
 
     beside = Path(sys.executable).parent / name
     return str(beside) if beside.is_file() else shutil.which(name)
+
+
+# Programs kept as files (pipeline/resources/*/*.sh) carry their per-use values as @name@ (autoconf's AC_SUBST
+# spelling): `$name` and `${name}` are the scripts' own shell variables, and sh never writes @name@.
+_PLACEHOLDER = r"@(?P<named>[a-z_]+)@"
+
+
+class _Placeholders(string.Template):
+    delimiter = "@"
+    flags = re.RegexFlag(0)  # names are lower case; re.VERBOSE is always added
+    # A string here, compiled by Template.__init_subclass__ (typeshed types the compiled attribute). Only
+    # `named` ever matches: an @ that is not @name@ (sh's "$@") is text.
+    pattern = _PLACEHOLDER + r"|(?P<escaped>(?!))|(?P<braced>(?!))|(?P<invalid>(?!))"  # type: ignore[assignment]
+
+
+class PlaceholderMismatch(ValueError):
+    """A program file's @placeholders@ and the values given for it differ (a misspelt name)."""
+
+
+def fill_placeholders(path: Path, **values: object) -> str:
+    """The text of `path` with its @placeholders@ filled; every placeholder needs a value and every value a
+    placeholder, so a misspelt name fails here rather than where the program runs."""
+    text = path.read_text(encoding="utf-8")
+    wanted = set(re.findall(_PLACEHOLDER, text))
+    if wanted != set(values):
+        raise PlaceholderMismatch(f"{path.name}: placeholders {sorted(wanted)}, given {sorted(values)}")
+    return _Placeholders(text).substitute({key: str(value) for key, value in values.items()})

@@ -360,3 +360,23 @@ def test_a_metadata_build_runs_setup_py_in_the_sandbox(
             listener.accept()
     assert "Name: hostile-sdist" in metadata and "Requires-Dist: six>=1.16" in metadata
     assert not (canary / "rewheel-hostile-escape").exists() and not (REPO / "rewheel-hostile-escape").exists()
+
+
+def test_the_requirements_a_backend_adds_are_asked_in_the_sandbox(tmp_path: Path) -> None:
+    """pipeline/build_hooks.py, copied into the work folder, run by path with a Python that has `build` (this
+    test's own, as a build venv's): the in-tree backend's get_requires_for_build_wheel hook runs sandboxed and
+    what it adds that the venv lacks comes back."""
+    from pipeline.build.backends.zig.builder import dynamic_requirements
+
+    tree = tmp_path / "tiny-1.0"
+    tree.mkdir()
+    (tree / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+    )
+    # Its answer depends on where it runs: the sandbox's user is 65534.
+    (tree / "backend.py").write_text(
+        "import os\n\n"
+        "def get_requires_for_build_wheel(config_settings=None):\n"
+        "    return ['rewheel-no-such-dist>=1', 'build', 'run-by-uid-%d' % os.getuid()]\n"
+    )
+    assert dynamic_requirements(Path(sys.prefix), tree) == ["rewheel-no-such-dist>=1", "run-by-uid-65534"]

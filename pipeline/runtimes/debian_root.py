@@ -31,6 +31,7 @@ from pipeline.runtimes._support import (
 )
 from pipeline.system_packages import ensure_toolset
 from pipeline.targets import glibc_targets
+from pipeline.util import fill_placeholders
 
 # A root's arch (the wheel tag's spelling) as Debian and qemu-user name it: arm64 / qemu-aarch64, and armhf /
 # qemu-arm for armv7l (Debian's armhf is ARMv7-A hard-float, what manylinux armv7l wheels target).
@@ -43,11 +44,13 @@ def _deb_filename(package: str, version: str, debian_arch: str = "arm64") -> str
     return f"{package}_{version.replace(':', '%3a')}_{debian_arch}.deb"
 
 
-WRAPPER = """#!/bin/sh
-# Debian {debian_arch} python{version} under qemu-user; built by rewheel.
-ROOT="$(dirname "$(dirname "$(readlink -f "$0")")")/root"
-exec {qemu} -L "$ROOT" "$ROOT/usr/bin/python{version}" "$@"
-"""
+# bin/python3.X: a file with @placeholders@ (pipeline.util.fill_placeholders); not part of the runtime's key.
+WRAPPER = Path(__file__).parent.parent / "resources" / "debian-root" / "qemu-python.sh"
+
+
+def wrapper_text(version: str, qemu: str, debian_arch: str) -> str:
+    """bin/python<version> of a root: runs the root's interpreter with `qemu` -L the root."""
+    return fill_placeholders(WRAPPER, version=version, qemu=qemu, debian_arch=debian_arch)
 
 
 class DebianArm64Python(CachedInterpreter):
@@ -123,10 +126,7 @@ class DebianArm64Python(CachedInterpreter):
             shutil.rmtree(sysroot / docs, ignore_errors=True)
         wrapper = staging / "bin" / f"python{self.python_version}"
         wrapper.parent.mkdir()
-        wrapper.write_text(
-            WRAPPER.format(version=self.python_version, qemu=qemu, debian_arch=self.debian_arch),
-            encoding="utf-8",
-        )
+        wrapper.write_text(wrapper_text(self.python_version, qemu, self.debian_arch), encoding="utf-8")
         wrapper.chmod(0o755)
         (staging / "bin" / "python3").symlink_to(wrapper.name)
         probe = subprocess.run(

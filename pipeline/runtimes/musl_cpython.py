@@ -24,9 +24,7 @@ import importlib.util
 import json
 import os
 import platform
-import re
 import shutil
-import string
 import subprocess
 import tempfile
 import time
@@ -60,6 +58,7 @@ from pipeline.runtimes._support import (
 )
 from pipeline.system_packages import ensure_toolset
 from pipeline.unpack import unpack
+from pipeline.util import PlaceholderMismatch, fill_placeholders
 
 DATA = Path(__file__).parent / "data" / "musl_cpython.toml"
 JOBS = "2"  # the machines this runs on are small and shared; more jobs only thrash
@@ -141,33 +140,21 @@ def loader_package(arch: str, musl: str = "1.2.5") -> DebianFile:
         raise RuntimeBuildError(f"{DATA.name}: no musl {musl} loader for {arch} under [loaders]") from None
 
 
-# The build's shell scripts are files in SCRIPTS, their per-build values written in as @name@ (autoconf's
-# AC_SUBST spelling): `$name` and `${name}` are the scripts' own shell variables, and sh never writes @name@.
-# Filled in when written rather than read from the environment: configure and make run them with an
-# environment of their own, and the qemu wrapper outlives the build. The generated text is what the
-# """#! templates here made (tests/test_musl_scripts.py); none of it is part of a runtime's cache key.
+# The build's shell scripts are files in SCRIPTS, their per-build values written in as @name@
+# (pipeline.util.fill_placeholders). Filled in when written rather than read from the environment: configure
+# and make run them with an environment of their own, and the qemu wrapper outlives the build. The generated
+# text is what the """#! templates here made (tests/test_musl_scripts.py); none of it is part of a runtime's
+# cache key.
 SCRIPTS = Path(__file__).parent.parent / "resources" / "musl-cpython"
 
 
-_PLACEHOLDER = r"@(?P<named>[a-z_]+)@"
-
-
-class _ScriptTemplate(string.Template):
-    delimiter = "@"
-    flags = re.RegexFlag(0)  # names are lower case; re.VERBOSE is always added
-    # A string here, compiled by Template.__init_subclass__ (typeshed types the compiled attribute). Only
-    # `named` ever matches: an @ that is not @name@ (sh's "$@") is text.
-    pattern = _PLACEHOLDER + r"|(?P<escaped>(?!))|(?P<braced>(?!))|(?P<invalid>(?!))"  # type: ignore[assignment]
-
-
 def _script(name: str, **values: object) -> str:
-    """The script SCRIPTS/`name` with its @placeholders@ filled; every placeholder needs a value and every
-    value a placeholder (a misspelt name fails here, not in configure's log)."""
-    text = (SCRIPTS / name).read_text(encoding="utf-8")
-    wanted = set(re.findall(_PLACEHOLDER, text))
-    if wanted != set(values):
-        raise RuntimeBuildError(f"{name}: placeholders {sorted(wanted)}, given {sorted(values)}")
-    return _ScriptTemplate(text).substitute({key: str(value) for key, value in values.items()})
+    """The script SCRIPTS/`name` with its @placeholders@ filled (every placeholder needs a value and every
+    value a placeholder)."""
+    try:
+        return fill_placeholders(SCRIPTS / name, **values)
+    except PlaceholderMismatch as exc:
+        raise RuntimeBuildError(str(exc)) from None
 
 
 # configure compares `$CC --print-multiarch` with the triplet it derives from the C library; musl-gcc

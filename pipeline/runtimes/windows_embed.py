@@ -10,7 +10,8 @@ DLLs to switch off. This module turns an entry into a runtime (`from_data`) and 
 2. make the embeddable build honour PYTHONPATH like a normal install: its python3X._pth file makes CPython
    ignore PYTHONPATH, so the _pth's own `import site` line is switched on and a sitecustomize.py next to it
    puts PYTHONPATH's entries first on sys.path (smoke's test commands and users rely on PYTHONPATH);
-3. write bin/python3.X, a wrapper that runs `wine python.exe` with the shared, cached wine prefix.
+3. write bin/python3.X, a wrapper that runs `wine python.exe` with the shared, cached wine prefix: a copy of
+   pipeline/runtimes/_wine_python.py beside its facts as JSON.
 
 Why a wrapper written in Python rather than sh: CPython under wine cannot start when one of its standard
 streams is a regular file (init_sys_streams: "[WinError 6] Invalid handle"; measured with wine 8.0), so the
@@ -25,6 +26,7 @@ with "The specified procedure could not be found", as on Nano Server, and wine i
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -40,6 +42,7 @@ from pipeline.errors import RewheelError
 from pipeline.fetch import Pin, fetch
 from pipeline.log import log
 from pipeline.paths import runtimes_root
+from pipeline.runtimes import _wine_python as wine_python
 from pipeline.runtimes._support import (
     CachedInterpreter,
     DebianFile,
@@ -63,64 +66,11 @@ PROBE_TIMEOUT = 300  # seconds; the first wine start after a reboot re-reads the
 # On sys.path through the embeddable build's ._pth (its folder is "."); runs because the _pth's `import site`
 # is switched on. PYTHONPATH comes from a Linux host (":"-separated absolute paths, which wine maps through
 # drive Z:) or from Windows (";").
-SITECUSTOMIZE = '''"""rewheel: give PYTHONPATH back to python.org's embeddable CPython (its ._pth file makes it ignore it)."""
-import os
-import sys
+# Copied into the runtime as sitecustomize.py (not part of its cache key).
+SITECUSTOMIZE = Path(__file__).with_name("_embed_sitecustomize.py")
 
-_value = os.environ.get("PYTHONPATH", "")
-_separator = ":" if _value.startswith("/") and ";" not in _value else ";"
-for _entry in reversed([p for p in _value.split(_separator) if p]):
-    if _entry not in sys.path:
-        sys.path.insert(0, _entry)
-'''
-
-WRAPPER = '''#!{relay_python}
-"""Windows CPython {full_version} ({name}) under wine; written by rewheel, do not edit."""
-import os, shutil, stat, subprocess, sys, threading
-
-EXE = {exe!r}
-WINE = {wine!r}
-PREFIX = {prefix!r}
-DISABLED_DLLS = {disabled!r}
-
-env = dict(os.environ, WINEPREFIX=PREFIX, WINEDEBUG="-all")
-# winedbg would print a page of registers for a crash; the first line (which function, which DLL) is the news.
-overrides = ["winedbg.exe=d"] + ([",".join(DISABLED_DLLS) + "="] if DISABLED_DLLS else [])
-env["WINEDLLOVERRIDES"] = ";".join(filter(None, [env.get("WINEDLLOVERRIDES"), *overrides]))
-
-
-def is_file(fd):
-    try:
-        return stat.S_ISREG(os.fstat(fd).st_mode)
-    except OSError:
-        return False
-
-
-# CPython under wine dies when a standard stream is a regular file (WinError 6): give it pipes instead.
-stdin = subprocess.PIPE if is_file(0) else None
-stdout = subprocess.PIPE if is_file(1) else None
-stderr = subprocess.PIPE if is_file(2) else None
-process = subprocess.Popen([WINE, EXE, *sys.argv[1:]], stdin=stdin, stdout=stdout, stderr=stderr, env=env)
-copies = []
-if stdin is not None:
-    def feed():
-        try:
-            shutil.copyfileobj(sys.stdin.buffer, process.stdin)
-        finally:
-            process.stdin.close()
-    copies.append(threading.Thread(target=feed, daemon=True))
-for pipe, out in ((process.stdout, sys.stdout), (process.stderr, sys.stderr)):
-    if pipe is not None:
-        copies.append(threading.Thread(target=shutil.copyfileobj, args=(pipe, out.buffer)))
-for copy in copies:
-    copy.start()
-code = process.wait()
-for copy in copies:
-    if not copy.daemon:
-        copy.join()
-sys.stdout.flush()
-sys.exit(code)
-'''
+# bin/python3.X: a copy of this program with the relay Python on its #! line, beside its facts as JSON.
+WRAPPER_SOURCE = Path(wine_python.__file__)
 
 
 @dataclass(frozen=True)
@@ -343,19 +293,7 @@ class WindowsEmbedCPython(CachedInterpreter):
         self._enable_pythonpath(staging / "python")
         wrapper = staging / "bin" / f"python{self.python_version}"
         wrapper.parent.mkdir()
-        wrapper.write_text(
-            WRAPPER.format(
-                relay_python=_relay_python(),
-                full_version=self.full_version,
-                name=self.name,
-                exe=str(self.exe()),
-                wine=wine,
-                prefix=str(wine_prefix_dir()),
-                disabled=list(self.disabled_dlls),
-            ),
-            encoding="utf-8",
-        )
-        wrapper.chmod(0o755)
+        self._write_wrapper(wrapper, wine)
         (staging / "bin" / "python3").symlink_to(wrapper.name)
         (staging / "bin" / "python").symlink_to(wrapper.name)
         write_marker(
@@ -376,6 +314,23 @@ class WindowsEmbedCPython(CachedInterpreter):
         self._probe()
         log.say(f"{self.name}: ready in {time.monotonic() - started:.0f} s")
 
+    def _write_wrapper(self, wrapper: Path, wine: str) -> None:
+        """bin/python3.X (pipeline/runtimes/_wine_python.py) and its facts. None of it is part of the runtime's
+        key: the marker's revision and what _still_usable checks are."""
+        config = {
+            "name": self.name,
+            "python": self.full_version,
+            "exe": str(self.exe()),
+            "wine": wine,
+            "prefix": str(wine_prefix_dir()),
+            "disabled_dlls": list(self.disabled_dlls),
+        }
+        (wrapper.parent / wine_python.CONFIG_NAME).write_text(json.dumps(config, indent=1), encoding="utf-8")
+        # The program's own #! line names a generic python3; the copy runs with the relay Python instead.
+        body = WRAPPER_SOURCE.read_text(encoding="utf-8").split("\n", 1)[1]
+        wrapper.write_text(f"#!{_relay_python()}\n{body}", encoding="utf-8")
+        wrapper.chmod(0o755)
+
     def _enable_pythonpath(self, folder: Path) -> None:
         pth = folder / f"python{self.python_version.replace('.', '')}._pth"
         if not pth.is_file():
@@ -385,7 +340,7 @@ class WindowsEmbedCPython(CachedInterpreter):
         if "import site" not in lines:
             lines.append("import site")
         pth.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        (folder / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
+        shutil.copyfile(SITECUSTOMIZE, folder / "sitecustomize.py")
 
     def _probe(self) -> None:
         """The published runtime runs and is the CPython the data says (else it is removed again)."""

@@ -36,6 +36,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline import build_hooks
 from pipeline.build.backends import BuildRequest, BuildResult
 from pipeline.build.backends.zig import cmake, meson
 from pipeline.build.backends.zig.host_tools import hide_host_config_scripts
@@ -188,13 +189,9 @@ def check_wheel_binaries(wheel: Path, target: str) -> list[str]:
     return wrong
 
 
-_MISSING_REQUIREMENTS = """
-import json, sys
-from build import ProjectBuilder
-builder = ProjectBuilder(sys.argv[1])
-missing = builder.check_dependencies("wheel")
-print(json.dumps(sorted({chain[0] for chain in missing})))
-"""
+# The PEP 517 front-end steps rewheel runs in the sandbox (stdlib and `build` only: see its docstring).
+BUILD_HOOKS = Path(build_hooks.__file__)
+BUILD_HOOKS_COPY = "rewheel_build_hooks.py"
 
 
 def dynamic_requirements(venv: Path, tree: Path) -> list[str]:
@@ -204,8 +201,9 @@ def dynamic_requirements(venv: Path, tree: Path) -> list[str]:
     clean_env = {k: v for k, v in os.environ.items() if not k.startswith("_PYTHON_")}
     with tempfile.TemporaryDirectory(prefix="rewheel-requires-") as scratch:
         try:
-            result = sandboxed_build_step(
-                [str(venv / "bin" / "python"), "-c", _MISSING_REQUIREMENTS, str(tree)],
+            result = sandboxed_build_hook(
+                venv,
+                ["missing-requirements", str(tree)],
                 tree=tree,
                 work=Path(scratch),
                 env=clean_env,
@@ -262,6 +260,31 @@ def sandboxed_build_step(
         timeout=timeout,
         processes=BUILD_PROCESSES,
         output_limit=BUILD_OUTPUT,
+    )
+
+
+def sandboxed_build_hook(
+    venv: Path,
+    args: list[str],
+    *,
+    tree: Path,
+    work: Path,
+    env: dict[str, str],
+    readable: list[Path] | tuple[Path, ...] = (),
+    timeout: float = BUILD_TIMEOUT,
+) -> subprocess.CompletedProcess[str]:
+    """Run pipeline/build_hooks.py `args` with the build venv's Python as a sandboxed build step. The file is
+    copied into `work` first: the sandbox binds that folder, and rewheel's own folder may be hidden there (an
+    install under /root or /home)."""
+    hooks = work / BUILD_HOOKS_COPY
+    shutil.copyfile(BUILD_HOOKS, hooks)
+    return sandboxed_build_step(
+        [str(venv / "bin" / "python"), str(hooks), *args],
+        tree=tree,
+        work=work,
+        env=env,
+        readable=readable,
+        timeout=timeout,
     )
 
 
@@ -591,19 +614,10 @@ class ZigBackend:
 
 
 # --------------------------------------------------------------------------- metadata builds (for gaps)
-# Run inside the sandbox by build_metadata_sandboxed: the backend's prepare_metadata_for_build_wheel hook (or
-# a wheel build when the backend has none), through `build`, the PEP 517 front end in the build venv.
-_METADATA_HOOK = """
-import sys
-from build import ProjectBuilder
-ProjectBuilder(sys.argv[1]).metadata_path(sys.argv[2])
-"""
 METADATA_LIMIT = 8 << 20  # bytes of METADATA read back
 
 
-def build_metadata_sandboxed(
-    sdist: Path, python: Path, *, timeout: float = 600
-) -> str:
+def build_metadata_sandboxed(sdist: Path, python: Path, *, timeout: float = 600) -> str:
     """The METADATA text of `sdist`, built by its own backend inside the sandbox with `python`.
 
     The sdist's build requirements (pyproject's [build-system], then what its get_requires hook adds, itself
@@ -635,8 +649,11 @@ def build_metadata_sandboxed(
         out.mkdir()
         env = {"PATH": f"{venv / 'bin'}{os.pathsep}{DEFAULT_PATH}", "LANG": "C.UTF-8"}
         try:
-            result = sandboxed_build_step(
-                [str(venv / "bin" / "python"), "-c", _METADATA_HOOK, str(tree), str(out)],
+            # The backend's prepare_metadata_for_build_wheel hook (or a wheel build when it has none), through
+            # `build`, the PEP 517 front end in the build venv (pipeline/build_hooks.py).
+            result = sandboxed_build_hook(
+                venv,
+                ["metadata", str(tree), str(out)],
                 tree=tree,
                 work=out,
                 env=env,

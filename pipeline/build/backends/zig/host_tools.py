@@ -13,16 +13,21 @@ from __future__ import annotations
 import os
 import re
 import stat
+from importlib import resources
 from pathlib import Path
+
+from pipeline.util import fill_placeholders
 
 _CONFIG_SCRIPT = re.compile(r".+[-_]config$")
 _KEPT = re.compile(r"(^|-)pkg-?config$|^pkgconf$|^git-config$")
 
-_SHADOW = """#!/bin/sh
-echo "rewheel: error: the host's {name} is hidden in a cross build for {target}: it describes host libraries; \
-give the library as a recipe [[native]] entry (its own {name} is then on PATH)" >&2
-exit 1
-"""
+# What a hidden script becomes: a file with @name@ and @target@ (pipeline.util.fill_placeholders).
+SHADOW = Path(str(resources.files("pipeline"))) / "resources" / "zig" / "host-config-shadow.sh"
+
+
+def shadow_text(name: str, target: str) -> str:
+    """The script standing in for the host's `name` in a cross build for `target`: one line, exit status 1."""
+    return fill_placeholders(SHADOW, name=name, target=target)
 
 
 def hide_host_config_scripts(search_path: str, dest: Path, target: str, keep: list[Path]) -> Path:
@@ -45,6 +50,6 @@ def hide_host_config_scripts(search_path: str, dest: Path, target: str, keep: li
             shadow = dest / name
             if shadow.exists():
                 continue
-            shadow.write_text(_SHADOW.format(name=name, target=target), encoding="utf-8")
+            shadow.write_text(shadow_text(name, target), encoding="utf-8")
             shadow.chmod(shadow.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return dest
