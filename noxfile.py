@@ -175,13 +175,13 @@ def runtimes(session: nox.Session) -> None:
 @nox.session(name="recipe-pillow")
 def recipe_pillow(session: nox.Session) -> None:
     """Check the Pillow recipe on any host (building it needs Windows: `nox -s build-windows`): pins and patch
-    file, the CIBW_* options of its four Windows jobs, then tests/test_pillow_recipe.py (upstream's wheel fails
+    file, the CIBW_* options of its four Windows jobs, then tests/recipes/test_pillow_recipe.py (upstream's wheel fails
     verify on Nano Server exactly where the patch acts; the patch applies strictly; cibuildwheel parses the
     options). Posargs go to pytest."""
     install_project(session, "test")
     session.run("rewheel", "recipes", "check", "recipes/pillow.toml")
     session.run("rewheel", "build", "recipes/pillow.toml", "--print-cibuildwheel-config")
-    session.run("pytest", "tests/test_pillow_recipe.py", *session.posargs)
+    session.run("pytest", "tests/recipes/test_pillow_recipe.py", *session.posargs)
 
 
 @nox.session(name="pillow-linux")
@@ -189,7 +189,7 @@ def pillow_linux(session: nox.Session) -> None:
     """Pillow 10.4.0 for Linux with the zig backend (no container): zlib (build kind "configure"), libjpeg-turbo
     ("cmake") and lcms2 ("autotools") cross-built for the target from pinned Debian orig tarballs, other codecs
     disabled, host /usr never searched; repaired, verified and round-tripped (JPEG + PNG) on the target's
-    runtime (tests/test_pillow_linux.py; musllinux x86_64 always, manylinux aarch64 under qemu in CI, or when
+    runtime (tests/recipes/test_pillow_linux.py; musllinux x86_64 always, manylinux aarch64 under qemu in CI, or when
     its native libraries are cached or REWHEEL_PILLOW_AARCH64=1). Posargs go to pytest."""
     install_project(session, "test", "zig")
-    session.run("pytest", "tests/test_pillow_linux.py", *session.posargs)
+    session.run("pytest", "tests/recipes/test_pillow_linux.py", *session.posargs)

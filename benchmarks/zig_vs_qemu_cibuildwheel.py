@@ -103,8 +103,8 @@ def recipe_sdist(name: str) -> tuple[object, Pin]:
 
 
 def zig_side(name: str, sdist: Path, work: Path) -> tuple[float, Path]:
-    from pipeline.build.backends import BuildRequest
-    from pipeline.build.backends.zig import ZigBackend
+    from pipeline.builders.backends import BuildRequest
+    from pipeline.builders.backends.zig import ZigBackend
     from pipeline.plan import Job
     from pipeline.unpack import unpack
 

@@ -9,7 +9,7 @@
                                                     lacks
 
 The sandbox may not see rewheel itself, so the caller copies this file into the work folder it binds
-(pipeline.build.backends.zig.builder.sandboxed_build_hook) and runs it by path. Nothing of `pipeline` is
+(pipeline.builders.backends.zig.builder.sandboxed_build_hook) and runs it by path. Nothing of `pipeline` is
 imported here.
 """
 

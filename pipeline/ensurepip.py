@@ -350,8 +350,8 @@ def make_patched_wheels(
     """Fetch, patch and re-pack the recipe's wheel sources (both names) into out_dir."""
     import tempfile
 
-    from pipeline.build.backends import BuildRequest
-    from pipeline.build.backends.wheel_source import ENSUREPIP_FOLDER, WheelSourceBackend
+    from pipeline.builders.backends import BuildRequest
+    from pipeline.builders.backends.wheel_source import ENSUREPIP_FOLDER, WheelSourceBackend
     from pipeline.fetch import fetch, pin_for_source
     from pipeline.plan import plan
     from pipeline.recipe import load_recipe

@@ -421,7 +421,7 @@ def _sandboxed_metadata(name: str, version: str, sdist: IndexFile, python: str) 
     import shutil
     import sys
 
-    from pipeline.build.backends.zig import build_metadata_sandboxed
+    from pipeline.builders.backends.zig import build_metadata_sandboxed
     from pipeline.fetch import Pin, fetch
     from pipeline.sandbox import SandboxUnavailable, sandbox_available
 

@@ -45,11 +45,7 @@ class Job:
             "os": target.os,
             "arch": target.arch,
         }
-        if self.python != ANY_PYTHON:
-            from pipeline.build.backends.cibuildwheel_ids import build_identifier
-
-            data["cibw_build_identifier"] = build_identifier(target, self.python)
-        return data
+        return data  # cibuildwheel's identifier is added at the edges: cibuildwheel_ids.job_json
 
 
 def build_order(recipes: list[Recipe]) -> list[Recipe]:

@@ -227,7 +227,7 @@ def strip_credentials(url: str | None) -> str | None:
 def proof_for_publishing(wheel: Path, *, target: str, how: str) -> dict[str, Any]:
     """The record a wheel enters the index with: its own proof file beside it (`<wheel>.proof.json`), else
     one made from its build record (`<wheel>.build.json`), else the publish gate's verdict alone."""
-    from pipeline.build.records import record_path
+    from pipeline.builders.records import record_path
 
     beside = proof_path(wheel)
     if beside.is_file():

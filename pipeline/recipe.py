@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline import toml
-from pipeline.build.backends import SourceBackendName
+from pipeline.builders.backends import SourceBackendName
 from pipeline.errors import RecipeError
 from pipeline.util import sha256_file
 

@@ -347,7 +347,7 @@ def read_sdist(name: str, version: str, targets: list[str], python: str) -> Sdis
         extensions=sorted({*declared_extensions(texts, packages), *rust_module} - set(packages)),
         natives=recognised_natives(texts, listing.names),
     )
-    from pipeline.build.backends.zig import ZigBackend
+    from pipeline.builders.backends.zig import ZigBackend
 
     zig = ZigBackend()
     if needs_rust(listing):
@@ -480,7 +480,7 @@ def check_imports(wheel: Path, modules: list[str], target: str, python: str) -> 
 def probe_test(recipe_path: Path, target: str, python: str) -> ProbedTest:
     """Build the draft recipe once with the zig backend for `target` / `python` and find its [test] from the
     wheel. The probe's wheelhouse is <cache>/recipe-new/<target>: a second `recipe new` finds it up to date."""
-    from pipeline.build.orchestrator import run_jobs
+    from pipeline.builders.orchestrator import run_jobs
     from pipeline.paths import cache_root
     from pipeline.plan import ANY_PYTHON, plan
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from pipeline.build.orchestrator import RunSummary, run_jobs
+from pipeline.builders.orchestrator import RunSummary, run_jobs
 from pipeline.errors import RewheelError
 from pipeline.fetch import Pin, fetch
 from pipeline.gaps import NEEDS_BUILD, PURE, UNAVAILABLE, UPSTREAM_WHEEL, Gap, GapsReport, find_gaps

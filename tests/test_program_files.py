@@ -13,8 +13,8 @@ import pytest
 
 from conftest import need_toolset
 from pipeline import build_hooks
-from pipeline.build.backends.zig import host_tools
-from pipeline.build.backends.zig.builder import BUILD_HOOKS
+from pipeline.builders.backends.zig import host_tools
+from pipeline.builders.backends.zig.builder import BUILD_HOOKS
 from pipeline.runtimes import debian_root
 from pipeline.util import PlaceholderMismatch, fill_placeholders
 

@@ -144,7 +144,7 @@ def test_verify_of_a_wheelhouse_skips_quarantine(run_cli, tmp_path: Path, markup
 
 
 def test_a_good_build_clears_its_quarantined_copy(tmp_path: Path, markupsafe_wheel: Path) -> None:
-    from pipeline.build.orchestrator import _clear_quarantine
+    from pipeline.builders.orchestrator import _clear_quarantine
     from pipeline.plan import plan
     from pipeline.recipe import load_recipe
 
@@ -240,9 +240,9 @@ def test_recipe_cflags_add_to_the_optimisation_flags(tmp_path: Path) -> None:
 
     from elftools.elf.elffile import ELFFile
 
-    from pipeline.build.backends import BuildRequest
-    from pipeline.build.backends.zig.builder import ZigBackend
-    from pipeline.build.prepare import prepare
+    from pipeline.builders.backends import BuildRequest
+    from pipeline.builders.backends.zig.builder import ZigBackend
+    from pipeline.builders.prepare import prepare
     from pipeline.plan import plan
     from pipeline.recipe import load_recipe
 
@@ -327,7 +327,7 @@ def test_cibuildwheel_recipe_flags_add_to_the_build_pythons(
 
     from cibuildwheel.environment import parse_environment
 
-    from pipeline.build.backends.cibuildwheel import cibuildwheel_config
+    from pipeline.builders.backends.cibuildwheel import cibuildwheel_config
     from pipeline.plan import plan
     from pipeline.recipe import load_recipe
 

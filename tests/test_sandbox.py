@@ -304,7 +304,7 @@ def test_a_build_step_writes_its_tree_and_work_folder_and_nothing_else(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from conftest import REPO
-    from pipeline.build.backends.zig.builder import sandboxed_build_step
+    from pipeline.builders.backends.zig.builder import sandboxed_build_step
 
     tree, work = tmp_path / "tree", tmp_path / "work"
     tree.mkdir()
@@ -333,7 +333,7 @@ def test_a_metadata_build_runs_setup_py_in_the_sandbox(
     import tarfile
 
     from conftest import REPO
-    from pipeline.build.backends.zig import build_metadata_sandboxed
+    from pipeline.builders.backends.zig import build_metadata_sandboxed
 
     monkeypatch.setenv("REWHEEL_INDEX_PASSWORD", "index-secret-4711")
     source = tmp_path / "hostile_sdist-1.0"
@@ -366,7 +366,7 @@ def test_the_requirements_a_backend_adds_are_asked_in_the_sandbox(tmp_path: Path
     """pipeline/build_hooks.py, copied into the work folder, run by path with a Python that has `build` (this
     test's own, as a build venv's): the in-tree backend's get_requires_for_build_wheel hook runs sandboxed and
     what it adds that the venv lacks comes back."""
-    from pipeline.build.backends.zig.builder import dynamic_requirements
+    from pipeline.builders.backends.zig.builder import dynamic_requirements
 
     tree = tmp_path / "tiny-1.0"
     tree.mkdir()

@@ -324,10 +324,11 @@ def _check_entries(entries: list[MatrixEntry]) -> None:
 
 
 def _plan_json(*args: str) -> list[dict[str, Any]]:
+    from pipeline.builders.backends.cibuildwheel_ids import job_json
     from pipeline.plan import plan
     from pipeline.recipe import load_recipes
 
-    return [job.to_json() for job in plan(load_recipes([Path(a) for a in args] or None))]
+    return [job_json(job) for job in plan(load_recipes([Path(a) for a in args] or None))]
 
 
 def test_matrix_of_the_real_recipes() -> None:

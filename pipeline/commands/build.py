@@ -5,10 +5,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.build.backends import BACKEND_CHOICES
+from pipeline.builders.backends import BACKEND_CHOICES
 
 if TYPE_CHECKING:
-    from pipeline.build.orchestrator import RunSummary
+    from pipeline.builders.orchestrator import RunSummary
     from pipeline.plan import Job
 
 
@@ -137,7 +137,7 @@ def command(
         _print_cibuildwheel_config(jobs, as_json)
         return
 
-    from pipeline.build.orchestrator import run_jobs
+    from pipeline.builders.orchestrator import run_jobs
     from pipeline.paths import default_wheelhouse
 
     summary = run_jobs(
@@ -213,7 +213,7 @@ def _publish(summary: RunSummary, to: str, unconfirmed: list[str]) -> list[dict[
 
 
 def _print_cibuildwheel_config(jobs: list[Job], as_json: bool) -> None:
-    from pipeline.build.backends.cibuildwheel import cibuildwheel_config
+    from pipeline.builders.backends.cibuildwheel import cibuildwheel_config
 
     configs = [(job, cibuildwheel_config(job)) for job in jobs if job.kind != "wheel"]
     if as_json:

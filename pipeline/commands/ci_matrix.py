@@ -50,10 +50,11 @@ def command(
             )
         jobs = load_plan(plan_file)
     else:
+        from pipeline.builders.backends.cibuildwheel_ids import job_json
         from pipeline.plan import plan
         from pipeline.recipe import load_recipes
 
-        jobs = [job.to_json() for job in plan(load_recipes(list(recipes)), list(targets) or None)]
+        jobs = [job_json(job) for job in plan(load_recipes(list(recipes)), list(targets) or None)]
     entries = matrix_entries(jobs, arm64=arm64)  # type: ignore[arg-type]  # click.Choice guarantees the value
     if github_output:
         written = write_github_output(entries)

@@ -11,13 +11,14 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print the job matrix as JSON.")
 def command(recipes: tuple[Path, ...], targets: tuple[str, ...], as_json: bool) -> None:
     """The job matrix (recipe x target x Python) in build order."""
+    from pipeline.builders.backends.cibuildwheel_ids import job_json
     from pipeline.output import emit_json, table
     from pipeline.plan import plan
     from pipeline.recipe import load_recipes
 
     jobs = plan(load_recipes(list(recipes)), list(targets) or None)
     if as_json:
-        emit_json({"jobs": [job.to_json() for job in jobs]})
+        emit_json({"jobs": [job_json(job) for job in jobs]})
         return
     rows = [(j.recipe.name, j.version, j.kind, j.target, j.python) for j in jobs]
     click.echo(table(rows, ["recipe", "version", "kind", "target", "python"]))

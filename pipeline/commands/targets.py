@@ -13,13 +13,13 @@ def command(as_json: bool) -> None:
     A musl target is its tag plus a musl runtime profile: the plain name stands for every supported Alpine
     release, NAME-musl1.2.3 for the older musl 1.2.3. `--json` adds what each target stands for
     (docs/targets.md)."""
-    from pipeline.build.backends.cibuildwheel_ids import cibw_identifier, cibw_image
+    from pipeline.builders.backends.cibuildwheel_ids import cibw_identifier, cibw_image, target_json
     from pipeline.output import emit_json, table
     from pipeline.targets import catalogue
 
     targets = list(catalogue().values())
     if as_json:
-        emit_json({"targets": [t.to_json() for t in targets]})
+        emit_json({"targets": [target_json(t) for t in targets]})
         return
     rows = [
         (

@@ -143,7 +143,7 @@ def loader_package(arch: str, musl: str = "1.2.5") -> DebianFile:
 # The build's shell scripts are files in SCRIPTS, their per-build values written in as @name@
 # (pipeline.util.fill_placeholders). Filled in when written rather than read from the environment: configure
 # and make run them with an environment of their own, and the qemu wrapper outlives the build. The generated
-# text is what the """#! templates here made (tests/test_musl_scripts.py); none of it is part of a runtime's
+# text is what the """#! templates here made (tests/runtimes/test_musl_scripts.py); none of it is part of a runtime's
 # cache key.
 SCRIPTS = Path(__file__).parent.parent / "resources" / "musl-cpython"
 

@@ -123,13 +123,10 @@ class Target:
         return platforms
 
     def to_json(self) -> dict[str, object]:
-        """The target's fields, plus cibuildwheel's words for it (cibw_*), which `rewheel targets --json` has
-        always carried; the cibuildwheel backend derives them from os, arch and policy."""
-        from pipeline.build.backends.cibuildwheel_ids import cibuildwheel_facts
-
+        """The target's own fields. Backends add their words for it at the JSON's edges (the cibw_* fields:
+        pipeline.builders.backends.cibuildwheel_ids.target_json), so this package imports no backend."""
         data = asdict(self)
         data["legacy_tags"] = list(self.legacy_tags)
-        data.update(cibuildwheel_facts(self))
         return data
 
 

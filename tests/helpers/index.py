@@ -1,5 +1,5 @@
 """Helpers shared by the index tests: real servers on 127.0.0.1, fresh venvs, pinned wheels, verify records.
-Their own tests are in tests/test_index_support.py."""
+Their own tests are in tests/index/test_index_support.py."""
 
 from __future__ import annotations
 
