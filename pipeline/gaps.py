@@ -192,10 +192,8 @@ class SdistOnly:
 
 
 def _uv() -> str:
-    try:
-        from uv import find_uv_bin
-    except ImportError:
-        raise RewheelError("gaps needs uv (pip install uv): it is the resolver") from None
+    from uv import find_uv_bin  # a dependency of rewheel: the resolver
+
     return str(find_uv_bin())
 
 

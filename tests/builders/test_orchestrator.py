@@ -220,26 +220,9 @@ class FirstRun:
         return next(o for o in self.summary.outcomes if o.job.recipe.name == recipe)  # type: ignore[attr-defined]
 
 
-def _require_components() -> None:
-    from conftest import unavailable
-
-    for module in (
-        "pipeline.builders.backends.zig",
-        "pipeline.verify",
-        "pipeline.patching",
-        "pipeline.wheelfile",
-    ):
-        try:
-            __import__(module)
-        except ImportError as exc:
-            unavailable(f"{module} is needed for real builds and is not importable: {exc}")
-    from pipeline.verify import verify_wheel  # noqa: F401
-
-
 @pytest.fixture(scope="session")
 def first_run(tmp_path_factory: pytest.TempPathFactory, pypi_file) -> FirstRun:  # type: ignore[no-untyped-def]
     """Every job once, with --backend auto and no container engine allowed, as on a fresh machine."""
-    _require_components()
     pypi_file(*MARKUPSAFE)
     pypi_file(*PIP)
     root = write_project(tmp_path_factory.mktemp("build-project"))
