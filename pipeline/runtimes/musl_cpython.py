@@ -128,6 +128,17 @@ def _data() -> dict[str, Any]:
     return toml.loads(DATA.read_text(encoding="utf-8"))
 
 
+def debian_cpython_sources() -> dict[str, DebianFile]:
+    """The pinned Debian CPython source tarball per "X.Y" the musl CPythons build from (the first entry's; a
+    version pinned only as a plain URL is left out). The zig backend's Windows half reads PC/pyconfig.h there."""
+    found: dict[str, DebianFile] = {}
+    for entry in _data()["runtime"]:
+        source = entry.get("source")  # a profile entry (`base`) has none: it reuses its base's build
+        if source and "url" not in source:
+            found.setdefault(".".join(str(entry["python"]).split(".")[:2]), _debian_file(source))
+    return found
+
+
 def library_source(name: str) -> DebianFile:
     return _debian_file(_data()["libraries"][name])
 

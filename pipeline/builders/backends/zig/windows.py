@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import tarfile
 import zipfile
+from functools import cache
 from pathlib import Path
 
 import pefile
@@ -50,25 +51,20 @@ from pipeline.paths import cache_root
 from pipeline.runtimes._support import DebianFile, debian_source_orig
 from pipeline.targets import get_target
 
+
 # CPython sources that carry PC/pyconfig.h, per Python version (Debian's orig tarballs, pinned). The header
 # describes the MSVC build of that minor version; patch releases do not change it in ways an extension sees.
 # 3.13 ships it as PC/pyconfig.h.in, whose only template line is a commented-out `#define Py_GIL_DISABLED 1`
-# (left commented: python.org's python313.dll is the GIL build), so it is used as it is. The same orig tarball
-# (trixie's python3.13) as the musl 3.13 runtimes. No 3.12: no Debian suite carries a python3.12 source.
-CPYTHON_SOURCES: dict[str, DebianFile] = {
-    "3.11": DebianFile(
-        package="python3.11",
-        filename="python3.11_3.11.2.orig.tar.gz",
-        sha256="2411c74bda5bbcfcddaf4531f66d1adc73f247f529aee981b029513aefdbf849",
-    ),
-    "3.13": DebianFile(
-        package="python3.13",
-        version="3.13.5-2+deb13u5",
-        suite="trixie",
-        filename="python3.13_3.13.5.orig.tar.xz",
-        sha256="93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640",
-    ),
-}
+# (left commented: python.org's python313.dll is the GIL build), so it is used as it is. The pins are the musl
+# runtimes' own (runtimes/data/musl_cpython.toml), not a second copy. No 3.12: no Debian suite carries a
+# python3.12 source (the musl 3.12 runtimes pin python.org's tarball by URL).
+@cache
+def _cpython_sources() -> dict[str, DebianFile]:
+    """PC/pyconfig.h comes from the CPython sources the musl runtimes pin (one pin per version, kept there)."""
+    from pipeline.runtimes.musl_cpython import debian_cpython_sources
+
+    return debian_cpython_sources()
+
 
 # Headers MSVC-minded sources spell with capitals; mingw-w64 ships them in lower case.
 CASE_SHIM = (
@@ -191,11 +187,11 @@ def import_library(version: str, target: str) -> Path:
 
 def pc_pyconfig(version: str) -> str:
     """PC/pyconfig.h of CPython `version` (from its pinned source tarball)."""
-    source = CPYTHON_SOURCES.get(version)
+    source = _cpython_sources().get(version)
     if source is None:
         raise RewheelError(
             f"the zig backend has no CPython {version} source for PC/pyconfig.h (Windows builds: "
-            f"{', '.join(sorted(CPYTHON_SOURCES))})"
+            f"{', '.join(sorted(_cpython_sources()))})"
         )
     cached = _cache() / "pyconfig" / version / "pyconfig.h"
     if cached.is_file():
@@ -329,9 +325,9 @@ def check_pe_binaries(wheel: Path, target: str) -> list[str]:
 
 
 def windows_unavailable_reason(version: str) -> str | None:
-    if version not in CPYTHON_SOURCES:
+    if version not in _cpython_sources():
         return (
-            f"the zig backend builds Windows wheels for Python {', '.join(sorted(CPYTHON_SOURCES))} "
+            f"the zig backend builds Windows wheels for Python {', '.join(sorted(_cpython_sources()))} "
             f"(no CPython {version} source with PC/pyconfig.h is pinned)"
         )
     return None
