@@ -292,7 +292,7 @@ def _synthetic_python(root: Path, version: str, wheel_pkg_dir: Path | None) -> P
     short = version.rsplit(".", 1)[0]
     real = source / "lib" / f"python{short}" / "ensurepip"
     if not real.is_dir():
-        pytest.skip(f"no CPython {version} under ~/.pyenv to take ensurepip from")
+        unavailable(f"CPython {version} under ~/.pyenv/versions (its ensurepip is what this test copies)")
     stdlib = root / "lib" / f"python{short}"
     shutil.copytree(real, stdlib / "ensurepip", ignore=shutil.ignore_patterns("__pycache__"))
     value = repr(str(wheel_pkg_dir)) if wheel_pkg_dir else "''"
