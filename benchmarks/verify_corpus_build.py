@@ -19,7 +19,8 @@ from pathlib import Path
 
 from packaging.utils import parse_wheel_filename
 
-from pipeline.fetch import Pin, cached_path, sha256_of
+from pipeline.fetch import Pin, cached_path
+from pipeline.util import sha256_file
 
 MANIFEST = Path(__file__).resolve().parent / "data" / "verify_corpus.json"
 
@@ -168,7 +169,7 @@ def main() -> int:
                 if wheel.name in have or wheel.name.endswith("-any.whl"):
                     continue  # pure wheels are not what the checker is measured on
                 _, version, _, _ = parse_wheel_filename(wheel.name)
-                digest = sha256_of(wheel)
+                digest = sha256_file(wheel)
                 target = cached_path(Pin(wheel.name, digest, project=project, version=str(version)))
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if not target.is_file():

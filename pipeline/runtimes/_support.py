@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import FetchError, HashMismatch, RewheelError
-from pipeline.fetch import Pin, cached_path, sha256_of
+from pipeline.fetch import Pin, cached_path
 from pipeline.log import log
 from pipeline.paths import runtimes_root
 from pipeline.system_packages import can_install
-from pipeline.util import error_line
+from pipeline.util import error_line, sha256_file
 
 MARKER = "rewheel-runtime.json"
 DEB_SRC_LIST = Path("/etc/apt/sources.list.d/rewheel-deb-src.sources")
@@ -95,7 +95,7 @@ def cache_downloads() -> Path:
 
 
 def _store(found: Path, item: DebianFile) -> Path:
-    actual = sha256_of(found)
+    actual = sha256_file(found)
     if actual != item.sha256:
         raise HashMismatch(f"{item.filename} (Debian package {item.package})", item.sha256, actual)
     target = cached_path(item.pin(), cache_downloads())

@@ -33,10 +33,9 @@ from typing import Any, Literal
 
 from pipeline import __version__
 from pipeline.errors import RewheelError, UnsafeArchive
-from pipeline.fetch import sha256_of
 from pipeline.log import log
 from pipeline.paths import runtimes_root
-from pipeline.util import atomic_path, shareable_mode
+from pipeline.util import atomic_path, sha256_file, shareable_mode
 
 FORMAT = "rewheel-archive/1"
 INNER_MANIFEST = "rewheel-archive.json"
@@ -274,7 +273,7 @@ def export(name: str, out: Path) -> dict[str, Any]:
         "unpacked_bytes": unpacked,
         "archive": archive.name,
         "size": archive.stat().st_size,
-        "sha256": sha256_of(archive),
+        "sha256": sha256_file(archive),
     }
     (out / f"{name}.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     log.say(f"runtimes: {archive} ({manifest['size'] >> 20} MiB) in {time.monotonic() - started:.0f} s")
@@ -321,7 +320,7 @@ def check(archive: Path, *, sha256: str | None, manifest: dict[str, Any] | None 
     """Check an archive against its pin and this rewheel's recipe; returns what it stands for."""
     if not sha256:
         raise RewheelError(f"{archive.name}: no pin (no manifest beside it and no --sha256); refusing it")
-    actual = sha256_of(archive)
+    actual = sha256_file(archive)
     if actual != sha256.lower():
         raise ArchiveMismatch(f"{archive.name}: sha256 {actual} is not its pin {sha256.lower()}; refusing it")
     inner = read_inner_manifest(archive)

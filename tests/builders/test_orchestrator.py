@@ -309,14 +309,14 @@ def test_a_wheel_failing_verify_goes_to_quarantine_with_its_report(first_run: Fi
 
 
 def test_build_record_names_inputs_tools_and_results(first_run: FirstRun) -> None:
-    from pipeline.fetch import sha256_of
+    from pipeline.util import sha256_file
 
     outcome = first_run.outcome("markupsafe")
     [wheel] = outcome.wheels
     record = json.loads(wheel.with_name(wheel.name + ".build.json").read_text())
     assert record["wheel"] == {
         "filename": wheel.name,
-        "sha256": sha256_of(wheel),
+        "sha256": sha256_file(wheel),
         "size": wheel.stat().st_size,
     }
     assert record["job"]["id"] == outcome.job.id
@@ -326,7 +326,7 @@ def test_build_record_names_inputs_tools_and_results(first_run: FirstRun) -> Non
         "file": "0001-marker.patch", "sha256": sha256_text(MARKER_PATCH), "stage": "source", "strip": 1,
         "applied_by": "prepare",
     }  # fmt: skip
-    assert record["inputs"]["recipe"]["sha256"] == sha256_of(first_run.root / "recipes" / "markupsafe.toml")
+    assert record["inputs"]["recipe"]["sha256"] == sha256_file(first_run.root / "recipes" / "markupsafe.toml")
     assert record["backend"]["name"] == "zig" and record["backend"]["reason"]
     assert record["tool_versions"]["auditwheel"][0].isdigit()
     assert any("auditwheel" in " ".join(c) for c in record["commands"])

@@ -72,12 +72,12 @@ def _closed_port() -> int:
 
 @pytest.mark.slow
 def test_manifest_pins_the_archive_and_names_its_inputs(exported: Path) -> None:
-    from pipeline.fetch import sha256_of
     from pipeline.runtimes.archive import artefact, read_inner_manifest
+    from pipeline.util import sha256_file
 
     manifest = json.loads((exported / f"{RUNTIME}.json").read_text())
     archive = exported / manifest["archive"]
-    assert manifest["sha256"] == sha256_of(archive) and manifest["size"] == archive.stat().st_size
+    assert manifest["sha256"] == sha256_file(archive) and manifest["size"] == archive.stat().st_size
     inner = read_inner_manifest(archive)
     assert {k: inner[k] for k in ("entry", "inputs", "revision")} == {
         k: manifest[k] for k in ("entry", "inputs", "revision")
@@ -136,8 +136,8 @@ def test_tampered_archive_is_refused_in_one_line(exported: Path, tmp_path: Path)
 def test_mismatched_manifest_is_refused_in_one_line(exported: Path, tmp_path: Path) -> None:
     """An archive whose manifest is another recipe (another revision) than this rewheel's: pinned correctly,
     and still refused, since it would be taken for this recipe's build."""
-    from pipeline.fetch import sha256_of
     from pipeline.runtimes.archive import INNER_MANIFEST
+    from pipeline.util import sha256_file
 
     source = exported / f"{ZLIB}.tar.xz"
     forged = tmp_path / f"{ZLIB}.tar.xz"
@@ -153,7 +153,7 @@ def test_mismatched_manifest_is_refused_in_one_line(exported: Path, tmp_path: Pa
             else:
                 new.addfile(member, content)
     result = _rewheel(
-        "runtimes", "import", str(forged), "--sha256", sha256_of(forged), env=_env(tmp_path / "cache")
+        "runtimes", "import", str(forged), "--sha256", sha256_file(forged), env=_env(tmp_path / "cache")
     )
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -407,10 +407,10 @@ def crate_directory(crates: list[CrateSource]) -> Path:
 
 
 def _write_checksums(folder: Path) -> None:
-    from pipeline.fetch import sha256_of
+    from pipeline.util import sha256_file
 
     files = {
-        path.relative_to(folder).as_posix(): sha256_of(path)
+        path.relative_to(folder).as_posix(): sha256_file(path)
         for path in sorted(folder.rglob("*"))
         if path.is_file() and path.name != ".cargo-checksum.json"
     }
