@@ -7,15 +7,16 @@ musllinux_1_2_aarch64` over recipes/ (all 28 jobs, smoke on), into a wheelhouse 
   UV_CACHE_DIR): every runtime, musl dependency and zig target cache is built here;
 - imported: the same empty caches, but REWHEEL_RUNTIME_SOURCE points at a static http server on 127.0.0.1
   over a folder of exported archives (`rewheel runtimes export`: the four musl CPythons, their libz.so.1
-  builds, the musl deps, zig's cache, the zig backend's native libraries), as a team's release assets or
-  private index would serve them (export them from a cache that ran the job once, so zig's cache and the
-  native libraries cover every job);
+  builds, the musl deps, zig's cache, the zig backend's native libraries, the Rust std sysroots), as a
+  team's release assets or private index would serve them (exported from a cache that ran the job once, so
+  zig's cache, the native libraries and the std sysroots cover every job);
 - warm: the imported leg's caches and wheelhouse again: the no-op.
 
 The cold leg is broken down by step: every "<what>: <step> done in N s" line the runtime builds print, and
 every job's seconds from the run's JSON. The load average is printed with each leg, since the machine may be
 shared. Run: `python benchmarks/cold_start.py [--legs imported,warm] [--archives DIR] [--json]`; with no
---archives the archives are exported from the current cache first (which must hold the built runtimes).
+--archives the archives are exported from the cold leg's cache (or, without a cold leg, from the current
+cache, which must then hold everything the job builds).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ ARCHIVES = (
     "musl-deps-aarch64",
     "zig-cache",
     "native-libraries",
+    "rust-std",
 )
 STEP = re.compile(r"^(?P<what>[\w.+-]+): (?P<step>.+?) done in (?P<seconds>\d+(?:\.\d+)?) s$")
 
@@ -132,15 +134,28 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     results = []
     archives = options.archives
+    exported_from: dict[str, str] | None = None
+    if "cold" in legs:
+        cold_env = fresh_env(work / "cold", None)
+        results.append(run_leg("cold", work / "cold", cold_env))
+        print(f"cold: {results[-1]['seconds']} s", file=sys.stderr, flush=True)
+        # What a team does: the first machine that ran the job exports what it built, the others take it.
+        exported_from = cold_env
     if ("imported" in legs or "warm" in legs) and archives is None:
         archives = work / "archives"
-        export = rewheel("runtimes", "export", *ARCHIVES, "--out", str(archives), env=dict(os.environ))
+        started = time.monotonic()
+        export = rewheel(
+            "runtimes", "export", *ARCHIVES, "--out", str(archives), env=exported_from or dict(os.environ)
+        )
         if export.returncode != 0:
             print(export.stderr, file=sys.stderr)
             return 2
-    if "cold" in legs:
-        results.append(run_leg("cold", work / "cold", fresh_env(work / "cold", None)))
-        print(f"cold: {results[-1]['seconds']} s", file=sys.stderr, flush=True)
+        print(
+            f"exported {len(ARCHIVES)} archives in {time.monotonic() - started:.0f} s "
+            f"({sum(f.stat().st_size for f in archives.glob('*.tar.xz')) >> 20} MiB)",
+            file=sys.stderr,
+            flush=True,
+        )
     if "imported" in legs or "warm" in legs:
         assert archives is not None
         server, url = serve(archives)

@@ -190,8 +190,9 @@ def build_command(names: tuple[str, ...], build_all: bool, as_json: bool) -> Non
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON.")
 def export_command(names: tuple[str, ...], out: str, as_json: bool) -> None:
-    """Write each built runtime (or shared build cache: musl-deps-ARCH, musl-zlib-ARCH) as NAME.tar.xz plus its
-    manifest NAME.json (data entry, inputs' sha256, revisions, the archive's sha256)."""
+    """Write each built runtime (or shared build cache: musl-deps-ARCH, musl-zlib-ARCH, zig-cache,
+    native-libraries, rust-std) as NAME.tar.xz plus its manifest NAME.json (data entry, inputs' sha256,
+    revisions, the archive's sha256)."""
     from pathlib import Path
 
     from pipeline.log import log

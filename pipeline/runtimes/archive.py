@@ -47,6 +47,7 @@ XZ_PRESET: Literal[1] = 1
 NOT_ARCHIVED = ("build.log", "rewheel-musl-profile.json", "tmp")
 ZIG_CACHE = "zig-cache"
 NATIVE_LIBRARIES = "native-libraries"
+RUST_STD = "rust-std"
 # Text files a relocation looks into: small, and without NUL bytes (never a static archive or an object).
 RELOCATE_MAX_BYTES = 1 << 20
 
@@ -105,8 +106,10 @@ def _runtime_entry(name: str) -> tuple[str, dict[str, Any]] | None:
 
 def artefact(name: str) -> Artefact:
     """The shareable artefact called `name`: a runtime of the registry, or `musl-deps-<arch>` /
-    `musl-zlib-<arch>` (the shared musl builds every musl CPython of that architecture uses), or `zig-cache`
-    (zig's libc and compiler-rt per target, which the first zig build of each target spends minutes on)."""
+    `musl-zlib-<arch>` (the shared musl builds every musl CPython of that architecture uses), `zig-cache`
+    (zig's libc and compiler-rt per target, which the first zig build of each target spends minutes on),
+    `native-libraries` (the zig backend's built C libraries) or `rust-std` (the Rust std sysroots the zig
+    backend builds with -Zbuild-std, minutes per target)."""
     from pipeline.runtimes import musl_cpython
 
     for prefix, cache_revision in (
@@ -163,6 +166,22 @@ def artefact(name: str) -> Artefact:
             revision={"native_libraries": 1},
             ready=lambda: native.is_dir() and any(native.iterdir()),
             relocate=True,
+        )
+    if name == RUST_STD:
+        from pipeline.paths import cache_root
+
+        std = cache_root() / "rust" / "std"
+        return Artefact(
+            name=name,
+            kind="cache",
+            folder=std,
+            # Each sysroot's folder is named by the target, the compiler's version and a digest of the
+            # compiler's `rustc -vV`, std's flags and crates, and is used only when its .rewheel-complete
+            # marker is there: another compiler's sysroot is a miss, never a wrong hit.
+            entry={"what": "the zig backend's Rust std sysroots: <triple>-<rustc version>-<digest>"},
+            inputs={},
+            revision={"rust_std": 1},
+            ready=lambda: std.is_dir() and any(std.glob("*/.rewheel-complete")),
         )
     described = _runtime_entry(name)
     if described is None:

@@ -38,6 +38,7 @@ from pipeline.errors import MissingTool, RewheelError
 from pipeline.log import log
 from pipeline.paths import cache_root
 from pipeline.recipe import CrateSource
+from pipeline.runtimes.sources import prime_shared_cache
 from pipeline.source_inspect import _NOT_BUILT, SourceListing
 from pipeline.util import error_line
 
@@ -215,6 +216,9 @@ def ensure_std(toolchain: RustToolchain, triple: str) -> Path:
     root = std_root(toolchain, triple)
     sysroot = root / "sysroot"
     marker = root / ".rewheel-complete"
+    if marker.is_file():
+        return sysroot
+    prime_shared_cache("rust-std")  # every sysroot built elsewhere, from the runtime source if one is set
     if marker.is_file():
         return sysroot
     with cache_lock(root):

@@ -218,3 +218,45 @@ def test_rpds_py_recipe_crates_resolve_offline(pypi_file, tmp_path: Path) -> Non
     )
     assert resolved.returncode == 0, resolved.stderr[-2000:]
     assert '"name":"pyo3","version":"0.22.6"' in resolved.stdout
+
+
+@pytest.mark.slow
+def test_std_sysroot_is_taken_from_a_runtime_source_instead_of_built(
+    orjson_musl_x86_64, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The std built here, exported as the `rust-std` archive, is what an empty cache with a runtime source
+    takes before building: the first Rust build on a team's other machines skips the minutes of build-std."""
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.builders.backends.zig import rust
+
+    toolchain = _project_toolchain()
+    root = rust.std_root(toolchain, "x86_64-unknown-linux-musl")
+    first, second, out = tmp_path / "first", tmp_path / "second", tmp_path / "out"
+    shutil.copytree(root, first / "rust" / "std" / root.name, symlinks=True)
+    env = {k: v for k, v in os.environ.items() if k != "REWHEEL_RUNTIME_SOURCE"}
+    export = subprocess.run(
+        [sys.executable, "-m", "pipeline", "runtimes", "export", "rust-std", "--out", str(out)],
+        capture_output=True, text=True, env={**env, "REWHEEL_CACHE_DIR": str(first)}, timeout=900,
+    )  # fmt: skip
+    assert export.returncode == 0, export.stderr
+    assert (out / "rust-std.tar.xz").is_file() and (out / "rust-std.json").is_file()
+    probe = (
+        "from pipeline.builders.backends.zig import rust\n"
+        "toolchain, build = rust.find_toolchain('x86_64-unknown-linux-musl')\n"
+        "print(rust.ensure_std(toolchain, 'x86_64-unknown-linux-musl'))\n"
+    )
+    taken = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True, text=True, timeout=900,
+        env={**env, "REWHEEL_CACHE_DIR": str(second), "REWHEEL_RUNTIME_SOURCE": str(out)},
+    )  # fmt: skip
+    assert taken.returncode == 0, taken.stderr
+    assert "rust-std: imported from" in taken.stderr, taken.stderr
+    assert "building the Rust std" not in taken.stderr, taken.stderr
+    sysroot = Path(taken.stdout.strip())
+    assert sysroot.is_relative_to(second)
+    lib = sysroot / "lib" / "rustlib" / "x86_64-unknown-linux-musl" / "lib"
+    assert any(lib.glob("libstd-*.rlib"))
