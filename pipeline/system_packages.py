@@ -13,6 +13,7 @@ import functools
 import os
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -97,10 +98,20 @@ def _lists_are_fresh() -> bool:
     return _UPDATED_MARKER.exists() and time.time() - _UPDATED_MARKER.stat().st_mtime < 86400
 
 
+# A run's runtime builds (one thread per architecture) and its jobs may each ask for a toolset at once; apt
+# waits on dpkg's lock, but two threads would both see a package missing and both update the lists.
+_INSTALLING = threading.Lock()
+
+
 def ensure_debian_packages(packages: list[str], *, purpose: str) -> None:
     """Make sure `packages` are installed, or raise MissingTool naming them and the purpose.
 
     Prefer ensure_toolset(NAME): packages named here directly escape the rehearsal's list."""
+    with _INSTALLING:
+        _ensure_debian_packages(packages, purpose=purpose)
+
+
+def _ensure_debian_packages(packages: list[str], *, purpose: str) -> None:
     missing = missing_packages(packages)
     if not missing:
         return

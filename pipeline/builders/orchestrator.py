@@ -6,6 +6,10 @@ job's wheels reach the wheelhouse only at the very end, each by an atomic rename
 record. A wheel that fails verify or smoke goes to <wheelhouse>/quarantine/ with its report, never to the
 wheelhouse. Jobs whose key matches an intact build record are skipped (see records.py).
 
+A job runs in two halves: select-prepare-build-repair-verify on the calling thread, then smoke-record-install
+on one finisher thread, in job order. On a cold machine a smoke may wait minutes for its runtime (built by
+builders/prefetch.py in the background); the next jobs build meanwhile instead of waiting with it.
+
 Backend choice (`auto`): the backends that take the job's source kind, in the order of their priority in
 pipeline/builders/backends' REGISTRY (wheel sources -> wheel-source; sdists -> cibuildwheel when a container
 engine works and the backend says it can build the target here, else zig). The choice and the reason are
@@ -20,6 +24,7 @@ import shutil
 import tempfile
 import time
 import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -370,19 +375,68 @@ def run_jobs(
         work_root = cache_root() / "build-work"
     run = _Run(backend, wheelhouse, smoke, force, BackendSelector(), work_root, require_import)
     index = RecordIndex(wheelhouse)
-    outcomes = []
-    # The runtimes smoke will need build in a background thread meanwhile (pipeline/builders/prefetch.py).
+    # The runtimes smoke will need build in a background thread meanwhile (pipeline/builders/prefetch.py),
+    # and each job's smoke, record and install run in a second one (the finisher), in job order, so the next
+    # jobs build while a smoke waits for its runtime: nothing waits but the smoke itself.
     prefetch = _start_prefetch(jobs) if smoke else None
-    for number, job in enumerate(jobs, 1):
-        job_started = time.monotonic()
-        outcome = _up_to_date(job, run, index) or _build_job(job, run, f"[{number}/{len(jobs)}]")
-        outcome.seconds = time.monotonic() - job_started
-        if outcome.status == "up-to-date":
-            log.say(f"[{number}/{len(jobs)}] {job.id}: up to date")
-        outcomes.append(outcome)
+    finisher = _Finisher(run, prefetch) if smoke else None
+    results: list[JobOutcome | Future[JobOutcome]] = []
+    try:
+        for number, job in enumerate(jobs, 1):
+            counter = f"[{number}/{len(jobs)}]"
+            job_started = time.monotonic()
+            outcome = _up_to_date(job, run, index)
+            if outcome is not None:
+                log.say(f"{counter} {job.id}: up to date")
+            else:
+                step = _build_job(job, run, counter)
+                if isinstance(step, _Built):
+                    step.seconds = time.monotonic() - job_started
+                    if finisher is not None:
+                        results.append(finisher.submit(step))
+                        continue
+                    outcome = _finish_job(step, run)
+                else:
+                    outcome = step
+            outcome.seconds = outcome.seconds or time.monotonic() - job_started
+            results.append(outcome)
+        outcomes = [r.result() if isinstance(r, Future) else r for r in results]
+    finally:
+        if finisher is not None:
+            finisher.close()
     if prefetch is not None:
         prefetch.join()
     return RunSummary(outcomes, wheelhouse, time.monotonic() - started)
+
+
+class _Finisher:
+    """One worker thread running the jobs' second half (smoke, record, install) in the order they were
+    submitted: a later job's smoke may install an earlier job's wheel from the wheelhouse (find_links)."""
+
+    def __init__(self, run: _Run, prefetch: RuntimePrefetch | None) -> None:
+        self.run = run
+        self.prefetch = prefetch
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewheel-finish")
+
+    def submit(self, built: _Built) -> Future[JobOutcome]:
+        waiting = self.prefetch.waiting_for(built.outcome.job) if self.prefetch is not None else None
+        if waiting is not None:
+            log.say(
+                f"{built.counter} {built.outcome.job.id}: verified; its smoke waits for runtime {waiting} "
+                "(building in the background) while the next jobs build (parallel)"
+            )
+        muted = log.is_muted()  # a muted caller keeps its jobs' second halves quiet too
+        return self.pool.submit(self._finish, built, muted)
+
+    def _finish(self, built: _Built, muted: bool) -> JobOutcome:
+        if muted:
+            with log.muted():
+                return _finish_job(built, self.run)
+        return _finish_job(built, self.run)
+
+    def close(self) -> None:
+        # Normally every job is done by now; after an interrupt the queued ones are dropped, not run.
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _start_prefetch(jobs: list[Job]) -> RuntimePrefetch:
@@ -447,7 +501,27 @@ def _forget_older_work_dirs(work_root: Path, job: Job, current: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _build_job(job: Job, run: _Run, counter: str) -> JobOutcome:
+@dataclass
+class _Built:
+    """A job through build, repair and verify: what its second half (smoke, record, install) needs."""
+
+    outcome: JobOutcome
+    counter: str
+    work_dir: Path
+    backend: Backend
+    reason: str
+    key_inputs: dict[str, Any]
+    prepared: PreparedSource
+    result: BuildResult
+    built_dir: Path
+    repairs: list[RepairResult]
+    reports: list[WheelReport]
+    timings: dict[str, float]
+    seconds: float = 0.0  # the first half's wall time
+
+
+def _build_job(job: Job, run: _Run, counter: str) -> _Built | JobOutcome:
+    """The job's first half: select, prepare, build, repair, verify. A failure is the job's outcome."""
     from pipeline.builders.records import job_key_inputs
 
     outcome = JobOutcome(job, "failed")
@@ -501,46 +575,88 @@ def _build_job(job: Job, run: _Run, counter: str) -> JobOutcome:
         clock = time.monotonic()
         reports = [_verify(r.wheel, job) for r in repairs]
         timings["verify"] = time.monotonic() - clock
+        return _Built(
+            outcome, counter, work_dir, backend, reason, key_inputs, prepared, result, built_dir, repairs,
+            reports, timings,
+        )  # fmt: skip
+    except Exception as exc:
+        return _failed(outcome, exc, stage, work_dir, counter)
 
-        stage = "smoke"
+
+def _finish_job(built: _Built, run: _Run) -> JobOutcome:
+    """The job's second half: smoke, record, then install into the wheelhouse (or quarantine)."""
+    outcome, job, counter, work_dir, timings = (
+        built.outcome,
+        built.outcome.job,
+        built.counter,
+        built.work_dir,
+        built.timings,
+    )
+    started = time.monotonic()
+    stage = "smoke"
+    try:
         clock = time.monotonic()
-        smokes = [
-            _smoke(r.wheel, job, run) if report.ok else _not_run("verify failed")
-            for r, report in zip(repairs, reports, strict=True)
-        ]
+        with log.activity(job.id, "smoke", heartbeat=False):
+            smokes = [
+                _smoke(r.wheel, job, run) if report.ok else _not_run("verify failed")
+                for r, report in zip(built.repairs, built.reports, strict=True)
+            ]
         timings["smoke"] = time.monotonic() - clock
         outcome.smoke = smokes
 
         stage = "install"
         records = [
-            _record(job, r, report, smoke, prepared, backend, reason, result, key_inputs, timings)
-            for r, report, smoke in zip(repairs, reports, smokes, strict=True)
+            _record(
+                job,
+                r,
+                report,
+                smoke,
+                built.prepared,
+                built.backend,
+                built.reason,
+                built.result,
+                built.key_inputs,
+                timings,
+            )
+            for r, report, smoke in zip(built.repairs, built.reports, smokes, strict=True)
         ]
-        failures = _rejections(reports, smokes, require_import=run.require_import)
+        failures = _rejections(built.reports, smokes, require_import=run.require_import)
         if failures:
             outcome.status = "quarantined"
-            outcome.stage = "verify" if any(not r.ok for r in reports) else "smoke"
+            outcome.stage = "verify" if any(not r.ok for r in built.reports) else "smoke"
             outcome.message = f"{job.id}: {failures}"
-            outcome.wheels, outcome.records = _quarantine(job, repairs, records, run.wheelhouse)
+            outcome.wheels, outcome.records = _quarantine(job, built.repairs, records, run.wheelhouse)
             log.say(f"{counter} {job.id}: QUARANTINED: {failures}")
             (work_dir / FAILED_MARKER).write_text(outcome.message + "\n", encoding="utf-8")
             return outcome
-        outcome.wheels, outcome.records = _install(job, repairs, records, run.wheelhouse)
-        outcome.side_files = _install_side_files(built_dir, result, run.wheelhouse)
+        outcome.wheels, outcome.records = _install(job, built.repairs, records, run.wheelhouse)
+        outcome.side_files = _install_side_files(built.built_dir, built.result, run.wheelhouse)
         outcome.status = "built"
         log.say(f"{counter} {job.id}: built {', '.join(w.name for w in outcome.wheels)}")
         shutil.rmtree(work_dir, ignore_errors=True)
         outcome.work_dir = None
         return outcome
-    except RewheelError as exc:
+    except Exception as exc:
+        return _failed(outcome, exc, stage, work_dir, counter)
+    finally:
+        # The job's own time: its first half and this one, not the time it sat queued behind other smokes.
+        outcome.seconds = built.seconds + (time.monotonic() - started)
+
+
+def _failed(outcome: JobOutcome, exc: Exception, stage: str, work_dir: Path, counter: str) -> JobOutcome:
+    """The outcome of a job that failed in `stage`; its work dir is kept, marked, for the logs."""
+    job = outcome.job
+    if isinstance(exc, RewheelError):
         outcome.stage = getattr(exc, "stage", stage)
         outcome.message = str(exc)
-    except Exception as exc:
+    else:
         # A bug in a backend or tool wrapper must not stop the other jobs; the traceback goes to the log.
         outcome.stage = stage
         outcome.message = f"{job.id}: internal error in stage {stage}: {type(exc).__name__}: {exc}"
         work_dir.mkdir(parents=True, exist_ok=True)
-        (work_dir / "traceback.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        (work_dir / "traceback.txt").write_text(
+            "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)), encoding="utf-8"
+        )
     outcome.message = " ".join(outcome.message.split())
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / FAILED_MARKER).write_text(outcome.message + "\n", encoding="utf-8")

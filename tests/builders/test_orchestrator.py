@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from dataclasses import dataclass
@@ -430,6 +431,44 @@ def test_changed_patch_rebuilds_only_that_job(first_run: FirstRun, tmp_path: Pat
     new_record = json.loads(wheel.with_name(wheel.name + ".build.json").read_text())
     assert new_record["key"] != old_record["key"]
     assert new_record["inputs"]["patches"][0]["sha256"] == sha256_text(patch.read_text())
+
+
+def test_a_smoke_waiting_for_its_runtime_does_not_hold_up_the_next_build(
+    first_run: FirstRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #26, the pipelined run: a job's smoke may wait minutes for its runtime (built in the background
+    on a cold machine). Here the first job's smoke waits until the second job has been built: that only ends
+    well when the second job builds while the first one's smoke waits. A run that smokes each job before
+    building the next would wait out the timeout and fail the assertion."""
+    from pipeline.builders import orchestrator
+
+    root, wheelhouse = copy_of(first_run, tmp_path)
+    first, second = jobs_for(root, "markupsafe", "pip")
+    second_built = threading.Event()
+    real_build, real_smoke = orchestrator._build_job, orchestrator._smoke
+    smoke_saw_second_built: list[bool] = []
+
+    def build_job(job, run, counter):  # type: ignore[no-untyped-def]
+        step = real_build(job, run, counter)
+        if job is second:
+            second_built.set()
+        return step
+
+    def smoke(wheel, job, run):  # type: ignore[no-untyped-def]
+        if job is first:
+            smoke_saw_second_built.append(second_built.wait(timeout=120))
+        return real_smoke(wheel, job, run)
+
+    monkeypatch.setattr(orchestrator, "_build_job", build_job)
+    monkeypatch.setattr(orchestrator, "_smoke", smoke)
+    summary = orchestrator.run_jobs(
+        [first, second], wheelhouse=wheelhouse, work_root=tmp_path / "work", force=True
+    )
+    assert smoke_saw_second_built == [True]
+    assert [o.job for o in summary.outcomes] == [first, second]  # the run's order, whatever finished first
+    assert [o.status for o in summary.outcomes] == ["built", "built"], [o.message for o in summary.outcomes]
+    assert [s.status for o in summary.outcomes for s in o.smoke] == ["passed", "passed"]
+    assert all(w.is_file() for o in summary.outcomes for w in o.wheels)
 
 
 def test_changed_recipe_or_damaged_wheel_rebuilds(first_run: FirstRun, tmp_path: Path) -> None:
