@@ -39,12 +39,15 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import RewheelError
 from pipeline.fetch import Pin, fetch
 from pipeline.log import log
 from pipeline.paths import cache_root
+
+if TYPE_CHECKING:
+    from pipeline.runtimes._support import DebianFile
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET = "manylinux_2_17_aarch64"
@@ -290,7 +293,7 @@ def ensure_arm64_image(engine: object) -> tuple[str, float]:
     return reference, time.monotonic() - started
 
 
-def rust_image_pins() -> tuple[list[object], Pin]:
+def rust_image_pins() -> tuple[list[DebianFile], Pin]:
     """The pinned arm64 .debs (Debian's Rust and what it needs beyond the base image) and the maturin wheel."""
     from pipeline import toml
     from pipeline.runtimes._support import DebianFile
@@ -298,7 +301,7 @@ def rust_image_pins() -> tuple[list[object], Pin]:
     data = toml.loads(RUST_IMAGE_PINS.read_text(encoding="utf-8"))
     debs = [DebianFile(d["package"], d["filename"], d["sha256"], d["version"]) for d in data["deb"]]
     maturin = Pin(**data["maturin"])
-    return debs, maturin  # type: ignore[return-value]
+    return debs, maturin
 
 
 def ensure_rust_image(engine: Any, base: str) -> tuple[str, float]:
@@ -307,7 +310,7 @@ def ensure_rust_image(engine: Any, base: str) -> tuple[str, float]:
     from pipeline.runtimes._support import debian_binaries
 
     debs, maturin = rust_image_pins()
-    material = [base, *(d.sha256 for d in debs), maturin.sha256, 1]  # type: ignore[attr-defined]
+    material = [base, *(d.sha256 for d in debs), maturin.sha256, 1]
     key = hashlib.sha256(json.dumps(material).encode()).hexdigest()[:16]
     reference = f"{IMAGE_REPOSITORY}-rust:{key}"
     if engine.run("image", "exists", reference, check=False).returncode == 0:
@@ -317,7 +320,7 @@ def ensure_rust_image(engine: Any, base: str) -> tuple[str, float]:
         folder = Path(tmp)
         say(f"fetching {len(debs)} pinned arm64 .debs (Debian's rustc-web, cargo-web and their libraries)")
         try:
-            for deb in debian_binaries(debs):  # type: ignore[arg-type]
+            for deb in debian_binaries(debs):
                 shutil.copyfile(deb, folder / deb.name)
         except RewheelError as exc:
             raise QemuSideFailed(f"fetching the Rust .debs: {exc}") from None
@@ -472,7 +475,6 @@ def print_report(report: dict[str, object]) -> None:
             print(
                 f"  {'zig, cold std':18} {data['cold_std_seconds']:7.1f} s  (Rust std built first, then the same)"
             )
-            timing = f"{data['seconds']:7.1f} s  "
         print(
             f"  {side:18} {timing}{data['wheel']}  wheel {data['wheel_bytes']} B, .so {data['extension_bytes']} B"
         )
