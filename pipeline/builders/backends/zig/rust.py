@@ -207,8 +207,15 @@ def rust_fingerprint(triple: str) -> str:
     return f"rustc {toolchain.version} ({toolchain.origin}), std {std}"
 
 
+# Where built std sysroots are kept instead of <cache>/rust/std: an empty folder here makes the next build pay
+# for its std again (the zig-vs-QEMU benchmark times a cold std build this way, other caches left warm).
+STD_DIR_VARIABLE = "REWHEEL_RUST_STD_DIR"
+
+
 def std_root(toolchain: RustToolchain, triple: str) -> Path:
-    return cache_root() / "rust" / "std" / f"{triple}-{toolchain.version}-{std_key(toolchain, triple)}"
+    configured = os.environ.get(STD_DIR_VARIABLE)
+    base = Path(configured).expanduser().resolve() if configured else cache_root() / "rust" / "std"
+    return base / f"{triple}-{toolchain.version}-{std_key(toolchain, triple)}"
 
 
 def ensure_std(toolchain: RustToolchain, triple: str) -> Path:

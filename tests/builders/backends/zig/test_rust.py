@@ -43,6 +43,23 @@ def test_project_pair_is_one_release() -> None:
     assert (toolchain.std_source / "library" / "vendor").is_dir()
 
 
+def test_std_folder_override_moves_the_sysroot_and_keeps_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """REWHEEL_RUST_STD_DIR (a cold-std benchmark's empty folder) holds the same <triple>-<version>-<key>
+    folder the cache would; without it the sysroot is under the cache root."""
+    from pipeline.builders.backends.zig import rust
+    from pipeline.paths import cache_root
+
+    toolchain = _project_toolchain()
+    monkeypatch.delenv(rust.STD_DIR_VARIABLE, raising=False)
+    cached = rust.std_root(toolchain, "aarch64-unknown-linux-gnu")
+    assert cached.parent == cache_root() / "rust" / "std"
+    monkeypatch.setenv(rust.STD_DIR_VARIABLE, str(tmp_path / "std"))
+    moved = rust.std_root(toolchain, "aarch64-unknown-linux-gnu")
+    assert moved == (tmp_path / "std").resolve() / cached.name
+
+
 def test_a_path_rustc_of_another_release_is_refused_naming_both_versions() -> None:
     """A compiler found on PATH (the image's rustup) paired with the toolset's std source of another release."""
     from pipeline.builders.backends.zig import rust
