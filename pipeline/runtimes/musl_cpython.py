@@ -74,6 +74,8 @@ DEPS_REVISION = 3
 # The musl profile layer over a build (loader, libz.so.1, patched interpreter): bumped when its recipe changes.
 PROFILE_REVISION = 1
 PROFILE_MARKER = "rewheel-musl-profile.json"
+# What in a CPython build's marker tells one build from a rebuild made by a changed recipe.
+BUILD_IDENTITY = ("revision", "musl_deps", "source_sha256")
 ZLIB_REVISION = 1
 
 
@@ -805,6 +807,9 @@ class MuslCPython(CachedInterpreter):
             "musl": self.musl,
             "loader_sha256": loader_package(self.arch, self.musl or "").sha256,
             "zlib_sha256": library_source("zlib").sha256,
+            # The build it copies the interpreter from: a profile over another entry's build keeps a copy of
+            # that build's interpreter, which must be remade when the build is (e.g. over new musl deps).
+            "build": {key: (read_marker(self.build_root()) or {}).get(key) for key in BUILD_IDENTITY},
         }
 
     def _profile_current(self) -> bool:

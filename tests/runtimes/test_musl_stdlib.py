@@ -49,7 +49,18 @@ def test_a_build_over_older_musl_deps_is_rebuilt(tmp_path: Path, monkeypatch: py
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [MUSL_DYNAMIC, MUSL_313, MUSL_AARCH64, MUSL_313_AARCH64])
+@pytest.mark.parametrize(
+    "name",
+    [
+        MUSL_DYNAMIC,
+        MUSL_313,
+        MUSL_AARCH64,
+        MUSL_313_AARCH64,
+        # the same builds on musl 1.2.3's loader (Alpine 3.17, Debian 12): nothing the deps call is 1.2.5's own
+        "musl-cpython-3.11-x86_64-musl1.2.3",
+        "musl-cpython-3.11-aarch64-musl1.2.3",
+    ],
+)
 def test_sqlite_bz2_lzma_ssl_ctypes_decimal_zlib_work(runtime_env, name: str) -> None:  # type: ignore[no-untyped-def]
     runtime = ensure_runtime(name)
     done = subprocess.run([*runtime.command(), str(PROBE)], capture_output=True, text=True, timeout=300)
@@ -64,3 +75,20 @@ def test_sqlite_bz2_lzma_ssl_ctypes_decimal_zlib_work(runtime_env, name: str) ->
     assert found["ssl_context"] == "PROTOCOL_TLS_CLIENT"
     assert found["ctypes_strlen"] == len("rewheel")
     assert found["decimal"] == "0.1428571428571428571428571429" and found["decimal_c"]
+
+
+def test_a_profile_over_a_rebuilt_build_is_remade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A -musl1.2.3 profile runs a copy of its base build's interpreter: when the base is rebuilt (over new
+    musl deps, say), the profile no longer counts as current, so the copy is taken again."""
+    monkeypatch.setenv("REWHEEL_CACHE_DIR", str(tmp_path))
+    profile = get_runtime("musl-cpython-3.11-x86_64-musl1.2.3")
+    assert isinstance(profile, musl_cpython.MuslCPython)
+    base = profile.build_root()
+    base.mkdir(parents=True)
+    built = {"name": MUSL_DYNAMIC, "revision": 2, "musl_deps": musl_cpython.DEPS_REVISION - 1}
+    write_marker(base, built)
+    profile.root().mkdir(parents=True)
+    (profile.root() / musl_cpython.PROFILE_MARKER).write_text(json.dumps(profile._profile_key()))
+    assert profile._profile_current()
+    write_marker(base, {**built, "musl_deps": musl_cpython.DEPS_REVISION})
+    assert not profile._profile_current()
