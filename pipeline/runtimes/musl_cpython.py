@@ -1269,10 +1269,11 @@ class MuslCPython(CachedInterpreter):
             python = prefix / "host-bin" / f"python{self.python_version}"
         else:
             python = prefix / "bin" / f"python{self.python_version}"
-        modules = "sysconfig, platform, ctypes, zlib, _socket, math, json, hashlib, _decimal, select"
+        # sqlite3, bz2 and lzma: what a wheel may import at import time and Alpine's python3 has, each over a
+        # musl dep above (the static flavour links them in too)
+        modules = "sysconfig, platform, ctypes, zlib, _socket, math, json, hashlib, _decimal, select, sqlite3, bz2, lzma"
         if not self.static:
-            # what a wheel may import at import time and an Alpine python3 has: each needs a musl dep above
-            modules += ", ssl, sqlite3, bz2, lzma"
+            modules += ", ssl"
         probe = f"import {modules}\nprint(platform.machine(), sysconfig.get_config_var('EXT_SUFFIX'))"
         result = subprocess.run([str(python), "-c", probe], capture_output=True, text=True)
         if result.returncode != 0:
