@@ -14,8 +14,10 @@ architecture and the flavour. One mechanism builds them all:
   crash pip <= 24.1.2 hits during `python -m venv`. ctypes gets the guard python-build-standalone applies
   (bpo-37060) so that `import ctypes` itself works.
 
-zlib, libffi and OpenSSL are built for musl once per architecture (static PIC archives from Debian's
-sources) under <cache>/runtimes/.musl-deps-<arch>/ and shared by every musl CPython of that architecture.
+zlib, libffi, bzip2, xz (liblzma), SQLite and OpenSSL are built for musl once per architecture (static PIC
+archives from Debian's sources) under <cache>/runtimes/.musl-deps-<arch>/ and shared by every musl CPython of
+that architecture: like Alpine's python3, the runtimes have zlib, _ctypes, _bz2, _lzma, _sqlite3, _ssl and
+_hashlib, so a wheel that imports any of them at import time can be shown on them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import os
 import platform
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import time
 import urllib.error
@@ -63,11 +66,16 @@ from pipeline.util import PlaceholderMismatch, fill_placeholders
 DATA = Path(__file__).parent / "data" / "musl_cpython.toml"
 JOBS = "2"  # the machines this runs on are small and shared; more jobs only thrash
 
-# Bumped whenever the dependency recipe below changes, so cached deps from an older recipe are rebuilt.
-DEPS_REVISION = 2
+# Bumped whenever the dependency recipe below changes, so cached deps from an older recipe are rebuilt; a
+# CPython build records the revision it linked (its marker's "musl_deps") and counts as built only while that
+# is still the current one, so the runtimes are rebuilt over the new deps rather than kept stale.
+# 3: adds bzip2, xz (liblzma) and SQLite, so the runtimes have _bz2, _lzma and _sqlite3 as Alpine's python3 does.
+DEPS_REVISION = 3
 # The musl profile layer over a build (loader, libz.so.1, patched interpreter): bumped when its recipe changes.
 PROFILE_REVISION = 1
 PROFILE_MARKER = "rewheel-musl-profile.json"
+# What in a CPython build's marker tells one build from a rebuild made by a changed recipe.
+BUILD_IDENTITY = ("revision", "musl_deps", "source_sha256")
 ZLIB_REVISION = 1
 
 
@@ -215,6 +223,25 @@ CTYPES_SOURCES = "_ctypes/_ctypes.c _ctypes/callbacks.c _ctypes/callproc.c _ctyp
 
 OPENSSL_TARGETS = {"x86_64": "linux-x86_64", "aarch64": "linux-aarch64", "armv7l": "linux-armv4"}
 
+# SQLite as a distribution builds it for Python (roughly Alpine's sqlite APKBUILD): thread-safe, with the FTS,
+# R*Tree, JSON and math functions programs expect; load_extension stays in (CPython's _sqlite3 offers
+# enable_load_extension when the library has it).
+SQLITE_DEFINES = [
+    "-DSQLITE_THREADSAFE=1", "-DSQLITE_ENABLE_FTS3", "-DSQLITE_ENABLE_FTS3_PARENTHESIS", "-DSQLITE_ENABLE_FTS4",
+    "-DSQLITE_ENABLE_FTS5", "-DSQLITE_ENABLE_RTREE", "-DSQLITE_ENABLE_GEOPOLY", "-DSQLITE_ENABLE_COLUMN_METADATA",
+    "-DSQLITE_ENABLE_UNLOCK_NOTIFY", "-DSQLITE_ENABLE_DBSTAT_VTAB", "-DSQLITE_ENABLE_MATH_FUNCTIONS",
+    "-DSQLITE_SECURE_DELETE", "-DSQLITE_USE_URI=1", "-DHAVE_USLEEP=1", "-DHAVE_FDATASYNC=1",
+]  # fmt: skip
+
+# What the CPython configure step is told about the static archives (configure's <NAME>_CFLAGS/_LIBS, which
+# it takes instead of asking pkg-config): a static archive brings no record of what it links in turn.
+# musl keeps libm and libpthread inside libc, so the -l flags only matter for a toolchain that does not.
+DEPS_CONFIGURE_LIBS = {
+    "LIBSQLITE3": "-lsqlite3 -lm -lpthread",
+    "BZIP2": "-lbz2",
+    "LIBLZMA": "-llzma -lpthread",
+}
+
 # armv7l (32-bit Arm, hard-float) is spelt differently by each tool: musl's loader is ld-musl-armhf.so.1, GNU
 # and CPython's MULTIARCH say arm-linux-musleabihf (EXT_SUFFIX .cpython-311-arm-linux-musleabihf.so, as
 # Alpine's armv7 python3 has it), qemu-user's binary is qemu-arm. Other architectures use the tag's name.
@@ -326,8 +353,11 @@ class Toolchain:
 
 
 class MuslDependencies:
-    """zlib, libffi and OpenSSL as static PIC archives for musl on one architecture (and, for musl-gcc, the
-    kernel headers it cannot see)."""
+    """zlib, libffi, bzip2, liblzma, SQLite and OpenSSL as static PIC archives for musl on one architecture (and,
+    for musl-gcc, the kernel headers it cannot see)."""
+
+    LIBRARIES = ("zlib", "libffi", "bzip2", "xz", "sqlite", "openssl")
+    ARCHIVES = ("libz.a", "libffi.a", "libbz2.a", "liblzma.a", "libsqlite3.a", "libssl.a", "libcrypto.a")
 
     def __init__(self, arch: str) -> None:
         self.arch = arch
@@ -346,7 +376,7 @@ class MuslDependencies:
 
     def _build(self) -> None:
         ensure_toolset("musl")
-        tarballs = {lib: debian_source_orig(library_source(lib)) for lib in ("zlib", "libffi", "openssl")}
+        tarballs = {lib: debian_source_orig(library_source(lib)) for lib in self.LIBRARIES}
         work = fresh_dir(runtimes_root() / ".work" / self.name)
         final = self.root()
         # Built straight into the final prefix (libffi.pc and friends record it); the marker, written last,
@@ -390,6 +420,21 @@ class MuslDependencies:
         steps.run("libffi configure", ffi_configure, cwd=ffi_dir, env=env)
         steps.run("libffi make", ["make", f"-j{JOBS}"], cwd=ffi_dir, env=env)
         steps.run("libffi install", ["make", "install"], cwd=ffi_dir, env=env)
+        self._build_bzip2(steps, tarballs["bzip2"], work, final, env)
+        xz_dir = _unpacked(tarballs["xz"], work / "xz")
+        # xz's automake rules (no maintainer mode) re-run aclocal-1.16 when an .m4 looks newer than
+        # aclocal.m4; with the tarball's own times nothing looks newer.
+        _keep_archive_mtimes(tarballs["xz"], xz_dir.parent)
+        # liblzma alone: no xz/xzdec/lzmainfo programs, scripts, documentation or translations.
+        xz_configure = [
+            "./configure", *host, f"--prefix={final}", "--disable-shared", "--enable-static", "--with-pic",
+            "--disable-xz", "--disable-xzdec", "--disable-lzmadec", "--disable-lzmainfo", "--disable-lzma-links",
+            "--disable-scripts", "--disable-doc", "--disable-nls",
+        ]  # fmt: skip
+        steps.run("xz configure", xz_configure, cwd=xz_dir, env=env)
+        steps.run("xz make", ["make", f"-j{JOBS}", "-C", "src/liblzma"], cwd=xz_dir, env=env)
+        steps.run("xz install", ["make", "-C", "src/liblzma", "install"], cwd=xz_dir, env=env)
+        self._build_sqlite(steps, tarballs["sqlite"], work, final, env)
         ssl_dir = _unpacked(tarballs["openssl"], work / "openssl")
         # Only what CPython's _ssl and _hashlib link: static libraries, no engines or loadable modules (a
         # musl CPython has no system OpenSSL to share them with), no assembler (zig's and gcc's alike work
@@ -403,11 +448,60 @@ class MuslDependencies:
         steps.run("openssl configure", ssl_configure, cwd=ssl_dir, env=ssl_env)
         steps.run("openssl make", ["make", f"-j{JOBS}", "build_libs"], cwd=ssl_dir, env=ssl_env)
         steps.run("openssl install", ["make", "install_dev"], cwd=ssl_dir, env=ssl_env)
-        for archive in ("libz.a", "libffi.a", "libssl.a", "libcrypto.a"):
+        for archive in self.ARCHIVES:
             if not (final / "lib" / archive).is_file():
                 raise RuntimeBuildError(f"{self.name}: {archive} was not installed into {final / 'lib'}")
         write_marker(final, {"name": self.name, "revision": DEPS_REVISION})
         shutil.rmtree(work, ignore_errors=True)
+
+    def _build_bzip2(
+        self, steps: StepRunner, tarball: Path, work: Path, final: Path, env: dict[str, str]
+    ) -> None:
+        """libbz2.a only: bzip2's Makefile has no configure and builds the programs by default; its libbz2.a
+        target with the musl compiler and PIC flags is the library CPython's _bz2 links."""
+        bz_dir = _unpacked(tarball, work / "bzip2")
+        make = [
+            "make", f"-j{JOBS}", "libbz2.a", f"CC={env['CC']}", f"AR={env.get('AR', 'ar')}",
+            f"RANLIB={env.get('RANLIB', 'ranlib')}", f"CFLAGS={env['CFLAGS']} -D_FILE_OFFSET_BITS=64",
+        ]  # fmt: skip
+        steps.run("bzip2 make", make, cwd=bz_dir, env=env)
+        _install_file(bz_dir / "bzlib.h", final / "include" / "bzlib.h")
+        _install_file(bz_dir / "libbz2.a", final / "lib" / "libbz2.a")
+
+    def _build_sqlite(
+        self, steps: StepRunner, tarball: Path, work: Path, final: Path, env: dict[str, str]
+    ) -> None:
+        """libsqlite3.a from Debian's orig, which is SQLite's full source tree rather than the amalgamation:
+        sqlite3.c is generated first with the host's compiler and tclsh (SQLite's own generators are host
+        programs and Tcl scripts), then compiled alone with the musl compiler."""
+        sqlite_dir = _unpacked(tarball, work / "sqlite")
+        tclsh = shutil.which("tclsh")
+        if tclsh is None:
+            raise RuntimeBuildError(f"{self.name}: SQLite's amalgamation needs tclsh (Debian tcl)")
+        # The host's compiler and PATH (not the musl tools): lemon and mkkeywordhash run here.
+        host_env = {"CC": "gcc", "CFLAGS": "-O2", "TCLSH_CMD": tclsh}
+        steps.run("sqlite configure", ["./configure", "--disable-tcl"], cwd=sqlite_dir, env=host_env)
+        steps.run("sqlite amalgamation", ["make", "sqlite3.c"], cwd=sqlite_dir, env=host_env)
+        compile_ = [env["CC"], *env["CFLAGS"].split(), *SQLITE_DEFINES, "-c", "sqlite3.c", "-o", "sqlite3.o"]
+        steps.run("sqlite compile", compile_, cwd=sqlite_dir, env=env)
+        steps.run(
+            "sqlite archive",
+            [env.get("AR", "ar"), "rcs", "libsqlite3.a", "sqlite3.o"],
+            cwd=sqlite_dir,
+            env=env,
+        )
+        for header in ("sqlite3.h", "sqlite3ext.h"):
+            _install_file(sqlite_dir / header, final / "include" / header)
+        _install_file(sqlite_dir / "libsqlite3.a", final / "lib" / "libsqlite3.a")
+
+    def configure_variables(self) -> list[str]:
+        """configure's VAR=value arguments for the static archives that have no pkg-config file here."""
+        include, lib = self.root() / "include", self.root() / "lib"
+        return [
+            part
+            for name, libs in DEPS_CONFIGURE_LIBS.items()
+            for part in (f"{name}_CFLAGS=-I{include}", f"{name}_LIBS=-L{lib} {libs}")
+        ]
 
 
 class MuslZlib:
@@ -541,6 +635,7 @@ def _dpkg_extract(name: str, deb: Path, dest: Path) -> None:
 
 def _install_file(source: Path, dest: Path) -> None:
     """Copy then rename, so a process using `dest` right now keeps the file it has open."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
     staged = dest.with_name(f".{dest.name}.new")
     shutil.copy2(source, staged)
     os.replace(staged, dest)
@@ -581,6 +676,17 @@ def _load_json(path: Path) -> dict[str, object]:
 
 def _save_json(path: Path, data: dict[str, object]) -> None:
     path.write_text(json.dumps(data), encoding="utf-8")
+
+
+def _keep_archive_mtimes(archive: Path, dest: Path) -> None:
+    """Give the files `archive` unpacked under `dest` the modification times the archive records (unpack sets
+    none), so make's timestamp rules see the tree as its authors shipped it."""
+    root = dest.resolve()
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            path = (dest / member.name).resolve()
+            if member.isfile() and path.is_relative_to(root) and path.is_file():
+                os.utime(path, (member.mtime, member.mtime))
 
 
 def _unpacked(archive: Path, dest: Path) -> Path:
@@ -677,7 +783,13 @@ class MuslCPython(CachedInterpreter):
             return self._base().build_exists()
         marker = read_marker(self.root())
         built = self.root() / "bin" / f"python{self.python_version}"
-        finished = bool(marker and marker.get("revision") == self.revision and built.is_file())
+        finished = bool(
+            marker
+            and marker.get("revision") == self.revision
+            # linked against the current musl deps: a build over an older recipe lacks what it added
+            and marker.get("musl_deps") == DEPS_REVISION
+            and built.is_file()
+        )
         return finished and self._still_usable(marker or {})
 
     def exists(self) -> bool:
@@ -695,6 +807,9 @@ class MuslCPython(CachedInterpreter):
             "musl": self.musl,
             "loader_sha256": loader_package(self.arch, self.musl or "").sha256,
             "zlib_sha256": library_source("zlib").sha256,
+            # The build it copies the interpreter from: a profile over another entry's build keeps a copy of
+            # that build's interpreter, which must be remade when the build is (e.g. over new musl deps).
+            "build": {key: (read_marker(self.build_root()) or {}).get(key) for key in BUILD_IDENTITY},
         }
 
     def _profile_current(self) -> bool:
@@ -896,6 +1011,9 @@ class MuslCPython(CachedInterpreter):
         configure = [
             "./configure", f"--prefix={final}", "--with-ensurepip=no", "--disable-test-modules",
             "--without-doc-strings",
+            # SQLite, bzip2 and liblzma are static archives in the deps prefix with no pkg-config file for
+            # configure to ask (and a static archive records nothing of what it links in turn).
+            *self.dependencies.configure_variables(),
         ]  # fmt: skip
         if self.static:
             return [*configure, "--disable-shared"]
@@ -991,6 +1109,7 @@ class MuslCPython(CachedInterpreter):
             "static": self.static,
             "source": self.entry.source.filename,
             "source_sha256": self.entry.source.sha256,
+            "musl_deps": DEPS_REVISION,
         }
         if self.toolchain.cross:
             assert loader_deb is not None
@@ -1150,7 +1269,9 @@ class MuslCPython(CachedInterpreter):
             python = prefix / "host-bin" / f"python{self.python_version}"
         else:
             python = prefix / "bin" / f"python{self.python_version}"
-        modules = "sysconfig, platform, ctypes, zlib, _socket, math, json, hashlib, _decimal, select"
+        # sqlite3, bz2 and lzma: what a wheel may import at import time and Alpine's python3 has, each over a
+        # musl dep above (the static flavour links them in too)
+        modules = "sysconfig, platform, ctypes, zlib, _socket, math, json, hashlib, _decimal, select, sqlite3, bz2, lzma"
         if not self.static:
             modules += ", ssl"
         probe = f"import {modules}\nprint(platform.machine(), sysconfig.get_config_var('EXT_SUFFIX'))"

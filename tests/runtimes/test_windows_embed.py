@@ -188,13 +188,11 @@ def test_runtime_limits_are_data_and_match_the_real_messages() -> None:
             "wine: Unimplemented function msvcp140.dll.foo called at address 0",
         ):
             assert matching_limit(limits, other) is None
-    # the host runtimes lack nothing their targets have; the musl CPythons lack what they were built without
+    # the host runtimes lack nothing their targets have; nor do the musl CPythons, built with SQLite, bzip2
+    # and xz as Alpine's python3 is
     assert all(not r.limits() for r in all_runtimes().values() if r.name.startswith("host-"))  # type: ignore[attr-defined]
     musl = [r for r in all_runtimes().values() if r.name.startswith("musl-")]
-    assert musl and all(
-        [limit.missing for limit in r.limits()] == ["sqlite3", "bz2", "lzma"]  # type: ignore[attr-defined]
-        for r in musl
-    )
+    assert musl and all(not r.limits() for r in musl)  # type: ignore[attr-defined]
 
 
 def test_pillow_on_desktop_meets_the_tkinter_limit(run_cli, upstream, windows_desktop) -> None:  # type: ignore[no-untyped-def]
