@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -155,11 +156,22 @@ def _machine_mirror() -> tuple[str, str | None]:
     raise RuntimeBuildError("no deb822 'deb' entry for bookworm under /etc/apt/sources.list.d to copy")
 
 
+# A run builds runtimes in several threads (one per architecture): apt's private lists must not be updated by
+# two at once, and two threads wanting the same tarball should fetch it once. Re-entrant: a fetch asks for its
+# suite's lists under the same lock.
+_APT_FETCH = threading.RLock()
+
+
 def suite_apt_options(suite: str) -> list[str]:
     """apt options selecting private lists for another Debian suite (sources; amd64, arm64 and armhf binaries).
 
     The machine's own apt configuration is left alone: mixing suites there would let an upgrade pull in
     trixie packages. The lists live under <cache>/apt/<suite>/ and are refreshed once a day."""
+    with _APT_FETCH:
+        return _suite_apt_options(suite)
+
+
+def _suite_apt_options(suite: str) -> list[str]:
     from pipeline.paths import cache_root
 
     # amd64, arm64 and armhf binaries (another suite's musl loader for each), in a folder of its own: the lists
@@ -197,6 +209,13 @@ def debian_source_orig(item: DebianFile) -> Path:
     cached = cached_path(item.pin(), cache_downloads())
     if cached.is_file():
         return cached
+    with _APT_FETCH:
+        if cached.is_file():  # another thread fetched it while this one waited
+            return cached
+        return _debian_source_orig(item)
+
+
+def _debian_source_orig(item: DebianFile) -> Path:
     if item.suite == "bookworm":
         options: list[str] = []
         ensure_deb_src()
@@ -221,6 +240,11 @@ def debian_source_orig(item: DebianFile) -> Path:
 
 def debian_binaries(items: Sequence[DebianFile]) -> list[Path]:
     """Pinned .debs of exact versions (from the cache, or all missing ones in one `apt-get download`)."""
+    with _APT_FETCH:
+        return _debian_binaries(items)
+
+
+def _debian_binaries(items: Sequence[DebianFile]) -> list[Path]:
     missing = [item for item in items if not cached_path(item.pin(), cache_downloads()).is_file()]
     suites = {item.suite for item in missing}
     if len(suites) > 1:
