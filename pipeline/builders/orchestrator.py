@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import importlib
 import platform
+import queue
 import shutil
 import tempfile
+import threading
 import time
 import traceback
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -411,12 +413,17 @@ def run_jobs(
 
 class _Finisher:
     """One worker thread running the jobs' second half (smoke, record, install) in the order they were
-    submitted: a later job's smoke may install an earlier job's wheel from the wheelhouse (find_links)."""
+    submitted: a later job's smoke may install an earlier job's wheel from the wheelhouse (find_links).
+
+    A daemon thread with a queue rather than a ThreadPoolExecutor: after Ctrl-C the process must not stay
+    behind waiting for a smoke that waits minutes for its runtime (an executor's worker is joined at exit)."""
 
     def __init__(self, run: _Run, prefetch: RuntimePrefetch | None) -> None:
         self.run = run
         self.prefetch = prefetch
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewheel-finish")
+        self.queue: queue.SimpleQueue[tuple[_Built, Future[JobOutcome], bool] | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._work, name="rewheel-finish", daemon=True)
+        self.thread.start()
 
     def submit(self, built: _Built) -> Future[JobOutcome]:
         waiting = self.prefetch.waiting_for(built.outcome.job) if self.prefetch is not None else None
@@ -425,18 +432,24 @@ class _Finisher:
                 f"{built.counter} {built.outcome.job.id}: verified; its smoke waits for runtime {waiting} "
                 "(building in the background) while the next jobs build (parallel)"
             )
-        muted = log.is_muted()  # a muted caller keeps its jobs' second halves quiet too
-        return self.pool.submit(self._finish, built, muted)
+        future: Future[JobOutcome] = Future()
+        self.queue.put((built, future, log.is_muted()))  # a muted caller keeps its jobs' second halves quiet
+        return future
 
-    def _finish(self, built: _Built, muted: bool) -> JobOutcome:
-        if muted:
-            with log.muted():
-                return _finish_job(built, self.run)
-        return _finish_job(built, self.run)
+    def _work(self) -> None:
+        while (item := self.queue.get()) is not None:
+            built, future, muted = item
+            try:
+                if muted:
+                    with log.muted():
+                        future.set_result(_finish_job(built, self.run))
+                else:
+                    future.set_result(_finish_job(built, self.run))
+            except BaseException as exc:  # _finish_job records failures itself; this is a bug, for the caller
+                future.set_exception(exc)
 
     def close(self) -> None:
-        # Normally every job is done by now; after an interrupt the queued ones are dropped, not run.
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.queue.put(None)
 
 
 def _start_prefetch(jobs: list[Job]) -> RuntimePrefetch:
