@@ -18,6 +18,7 @@ printed and recorded.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import platform
 import queue
@@ -440,10 +441,7 @@ class _Finisher:
         while (item := self.queue.get()) is not None:
             built, future, muted = item
             try:
-                if muted:
-                    with log.muted():
-                        future.set_result(_finish_job(built, self.run))
-                else:
+                with log.muted() if muted else contextlib.nullcontext():
                     future.set_result(_finish_job(built, self.run))
             except BaseException as exc:  # _finish_job records failures itself; this is a bug, for the caller
                 future.set_exception(exc)
@@ -598,13 +596,8 @@ def _build_job(job: Job, run: _Run, counter: str) -> _Built | JobOutcome:
 
 def _finish_job(built: _Built, run: _Run) -> JobOutcome:
     """The job's second half: smoke, record, then install into the wheelhouse (or quarantine)."""
-    outcome, job, counter, work_dir, timings = (
-        built.outcome,
-        built.outcome.job,
-        built.counter,
-        built.work_dir,
-        built.timings,
-    )
+    outcome, counter, work_dir = built.outcome, built.counter, built.work_dir
+    job = outcome.job
     started = time.monotonic()
     stage = "smoke"
     try:
@@ -614,23 +607,12 @@ def _finish_job(built: _Built, run: _Run) -> JobOutcome:
                 _smoke(r.wheel, job, run) if report.ok else _not_run("verify failed")
                 for r, report in zip(built.repairs, built.reports, strict=True)
             ]
-        timings["smoke"] = time.monotonic() - clock
+        built.timings["smoke"] = time.monotonic() - clock
         outcome.smoke = smokes
 
         stage = "install"
         records = [
-            _record(
-                job,
-                r,
-                report,
-                smoke,
-                built.prepared,
-                built.backend,
-                built.reason,
-                built.result,
-                built.key_inputs,
-                timings,
-            )
+            _record(built, r, report, smoke)
             for r, report, smoke in zip(built.repairs, built.reports, smokes, strict=True)
         ]
         failures = _rejections(built.reports, smokes, require_import=run.require_import)
@@ -766,23 +748,13 @@ def _features_disabled(job: Job) -> list[dict[str, str]]:
     ]
 
 
-def _record(
-    job: Job,
-    repair: RepairResult,
-    report: WheelReport,
-    smoke: SmokeOutcome,
-    prepared: PreparedSource,
-    backend: Backend,
-    reason: str,
-    result: BuildResult,
-    key_inputs: dict[str, Any],
-    timings: dict[str, float],
-) -> BuildRecord:
+def _record(built: _Built, repair: RepairResult, report: WheelReport, smoke: SmokeOutcome) -> BuildRecord:
     from pipeline import __version__
     from pipeline.builders.records import BuildRecord, job_key, wheel_facts
     from pipeline.builders.repair import repair_tool_versions
     from pipeline.util import sha256_file
 
+    job, prepared, result, key_inputs = built.outcome.job, built.prepared, built.result, built.key_inputs
     recipe = job.recipe
     source = recipe.source_for(job.version)
     patches = []
@@ -823,14 +795,14 @@ def _record(
             "patches": patches,
             "native": [n.model_dump(mode="json") for n in recipe.native],
         },
-        backend=backend.name,
-        reason=reason,
+        backend=built.backend.name,
+        reason=built.reason,
         tool_versions=tools,
         commands=[[str(part) for part in command] for command in commands],
         repair=repair,
         verify=report,
         smoke=smoke,
-        timings=timings,
+        timings=built.timings,
         features_disabled=_features_disabled(job),
         notes=[*result.notes, *repair.notes],
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pipeline.log import log
@@ -25,7 +25,11 @@ from pipeline.plan import Job
 
 def needed_runtimes(jobs: Sequence[Job]) -> list[Any]:
     """The runtimes smoke will use for these jobs and that are not built yet, in the jobs' order."""
-    return list({r.name: r for r in _runtime_by_job(jobs).values()}.values())
+    return _distinct(_runtime_by_job(jobs).values())
+
+
+def _distinct(runtimes: Iterable[Any]) -> list[Any]:
+    return list({r.name: r for r in runtimes}.values())
 
 
 def _runtime_by_job(jobs: Sequence[Job]) -> dict[str, Any]:
@@ -55,9 +59,10 @@ class RuntimePrefetch:
     said in one line each and left to smoke, which builds (and reports) the runtime itself when it is still
     missing."""
 
-    def __init__(self, runtimes: Sequence[Any], by_job: dict[str, str] | None = None) -> None:
-        self.runtimes = list(runtimes)
-        self.by_job = dict(by_job or {})  # job id -> the name of the runtime its smoke needs
+    def __init__(self, by_job: Mapping[str, Any]) -> None:
+        """`by_job`: job id -> the not-yet-built runtime its smoke needs (_runtime_by_job)."""
+        self.runtimes = _distinct(by_job.values())
+        self.by_job = {job: runtime.name for job, runtime in by_job.items()}
         self.finished: set[str] = set()  # built or failed: nothing more to wait for in the background
         self.muted = log.is_muted()  # a caller muted when it starts the builds keeps them quiet too
         self.seconds: dict[str, float] = {}
@@ -114,6 +119,4 @@ class RuntimePrefetch:
 
 
 def start(jobs: Sequence[Job]) -> RuntimePrefetch:
-    by_job = _runtime_by_job(jobs)
-    runtimes = list({r.name: r for r in by_job.values()}.values())
-    return RuntimePrefetch(runtimes, {job: r.name for job, r in by_job.items()}).start()
+    return RuntimePrefetch(_runtime_by_job(jobs)).start()
