@@ -135,7 +135,11 @@ def smoke_one(entry: Entry) -> dict[str, object]:
             result = smoke_wheel(entry.path(), entry.target).to_json()
     except RewheelError as exc:
         # the harness could not even set the wheel up: counted as FAILED, never hidden
-        result = {"status": "failed", "message": f"smoke error: {exc}", "skipped": [], "dependencies": []}
+        # (with the wheel and target a smoke result names, so the report below can list it like the others)
+        result = {
+            "wheel": entry.filename, "target": entry.target, "status": "failed", "message": f"smoke error: {exc}",
+            "skipped": [], "dependencies": [],
+        }  # fmt: skip
     result["seconds"] = round(time.monotonic() - started, 1)
     result["python_cell"] = entry.python
     result["language"] = entry.language

@@ -93,3 +93,16 @@ def test_pywin32_pth_makes_its_modules_importable_under_wine(runtime_env) -> Non
     ensure_runtime("windows-cpython-3.11-amd64")
     result = smoke_wheel(_corpus_wheel("win_amd64", "3.11", "pywin32"), "win_amd64")
     assert {"win32api", "win32ui", "dde", "pythoncom", "win32com"} <= set(result.imported), result.to_json()
+
+
+def test_a_harness_error_is_counted_failed_and_listed_with_its_wheel(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A wheel the harness cannot even set up (here: a target no catalogue knows) is a FAILED that names the
+    wheel and target in the report, like any other result: it once had neither, and the report crashed."""
+    from dataclasses import replace
+
+    entry = replace(smoke_corpus.quick_entries(smoke_corpus.load_manifest())[0], target="no-such-target")
+    result = smoke_corpus.smoke_one(entry)
+    assert result["status"] == "failed" and str(result["message"]).startswith("smoke error: ")
+    assert (result["wheel"], result["target"]) == (entry.filename, "no-such-target")
