@@ -93,6 +93,27 @@ def _apt(args: list[str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+# What apt says when an earlier dpkg run was killed half-way (a run or a rehearsal stopped mid-install): it
+# refuses every install until `dpkg --configure -a` finishes the pending work.
+_DPKG_INTERRUPTED = "dpkg was interrupted"
+_DPKG_LOCK_WAIT = 900
+
+
+def finish_interrupted_dpkg() -> bool:
+    """Finish what a killed dpkg left half-done (`dpkg --configure -a`), as apt itself asks; True if that worked.
+
+    Only called when apt has refused with _DPKG_INTERRUPTED, as root: the same privilege the install needs."""
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    command = ["dpkg", "--force-confdef", "--force-confold", "--configure", "-a"]
+    deadline = time.monotonic() + _DPKG_LOCK_WAIT
+    while True:
+        result = subprocess.run(command, capture_output=True, text=True, env=env)
+        # dpkg has no lock timeout of its own (apt's DPkg::Lock::Timeout is apt's): wait as apt would.
+        if result.returncode == 0 or "lock" not in result.stderr or time.monotonic() > deadline:
+            return result.returncode == 0
+        time.sleep(5)
+
+
 def _lists_are_fresh() -> bool:
     # A brand-new machine may have empty package lists; a marker older than a day means stale ones.
     return _UPDATED_MARKER.exists() and time.time() - _UPDATED_MARKER.stat().st_mtime < 86400
@@ -123,6 +144,8 @@ def _ensure_debian_packages(packages: list[str], *, purpose: str) -> None:
         if update.returncode == 0:
             _UPDATED_MARKER.touch()
     result = _apt(["install", "-y", "-q", "--no-install-recommends", *missing])
+    if result.returncode != 0 and _DPKG_INTERRUPTED in result.stderr and finish_interrupted_dpkg():
+        result = _apt(["install", "-y", "-q", "--no-install-recommends", *missing])
     if result.returncode != 0 and _lists_are_fresh():
         # Lists updated today can still be behind a mirror that just replaced a package: update once more.
         if _apt(["update", "-q"]).returncode == 0:
