@@ -32,6 +32,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from pipeline.errors import RewheelError
 from pipeline.log import log
 from pipeline.paths import cache_root
+from pipeline.runtimes import HostingRuntime, RuntimeLimit, matching_limit
 from pipeline.sandbox import run_sandboxed
 from pipeline.targets import Target
 from pipeline.util import version_key
@@ -508,24 +509,15 @@ _CIRCULAR_IMPORT = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class _Limit:
-    missing: str
-    pattern: str
-    reason: str
-
-
-def runtime_limits(runtime: Any) -> list[Any]:
-    """What the runtime lacks that the real target has (objects with .missing, .pattern, .reason): the
-    runtime's own list, then any optional standard library module it was built without (a CPython on the
-    target can have it; a wheel that imports it is not at fault)."""
-    # getattr until every runtime kind has its limits() method (the runtimes work adds it).
-    limits: list[Any] = list(getattr(runtime, "limits", lambda: [])())
-    return [*limits, *_STDLIB_LIMITS]
+def runtime_limits(runtime: HostingRuntime) -> list[RuntimeLimit]:
+    """What the runtime lacks that the real target has: the runtime's own list, then any optional standard
+    library module it was built without (a CPython on the target can have it; a wheel that imports it is not
+    at fault)."""
+    return [*runtime.limits(), *_STDLIB_LIMITS]
 
 
 _STDLIB_LIMITS = [
-    _Limit(
+    RuntimeLimit(
         missing=name,
         pattern=rf"^ModuleNotFoundError: No module named '{re.escape(name)}(\.[\w.]+)?'",
         reason=f"this interpreter was built without the standard library module {name}",
@@ -561,10 +553,6 @@ _STDLIB_LIMITS = [
 ]
 
 
-def _limit_for(error: str, limits: list[Any]) -> Any | None:
-    return next((limit for limit in limits if re.search(limit.pattern, error)), None)
-
-
 def _judge_imports(
     result: SmokeResult,
     runtime: Any,
@@ -582,7 +570,7 @@ def _judge_imports(
         if module is None:
             kept.append(failure)
             continue
-        limit = _limit_for(error, limits)
+        limit = matching_limit(limits, error)
         if limit is not None:
             result.runtime_limits.append(
                 {"module": module, "missing": limit.missing, "reason": limit.reason, "error": error}
@@ -620,7 +608,7 @@ def _judge_command(result: SmokeResult, runtime: Any) -> None:
     run = result.command
     if run.ok is not False:
         return
-    limit = _limit_for(run.error or "", runtime_limits(runtime))
+    limit = matching_limit(runtime_limits(runtime), run.error or "")
     if limit is not None:
         result.failures = [f for f in result.failures if "command" not in f]
         result.runtime_limits.append(

@@ -520,8 +520,10 @@ def test_a_circular_import_of_a_module_smoke_chose_is_skipped_not_failed() -> No
     """scipy 1.16.3's scipy.linalg._matfuncs_sqrtm_triu cannot be imported directly on any machine (its init
     imports a module that imports it back), while `import scipy.linalg` works: smoke skips it with the reason when
     it chose the module itself; a recipe's own [test] imports stay strict."""
+    from pipeline.runtimes import all_runtimes
     from pipeline.smoke import SmokeResult, _judge_imports
 
+    runtime = all_runtimes()["debian-arm64-python3.11"]  # the one smoke uses for manylinux aarch64 cp311
     error = (
         "ImportError: cannot import name 'within_block_loop' from partially initialized module "
         "'scipy.linalg._matfuncs_sqrtm_triu' (most likely due to a circular import) (/tmp/x/site/scipy/linalg/"
@@ -530,7 +532,7 @@ def test_a_circular_import_of_a_module_smoke_chose_is_skipped_not_failed() -> No
     for chosen_here in (True, False):
         result = SmokeResult(wheel="scipy.whl", target="manylinux_2_28_aarch64", status="failed")
         result.failures = [{"module": "scipy.linalg._matfuncs_sqrtm_triu", "error": error}]
-        _judge_imports(result, None, {"scipy"}, set(), chosen_here, None)
+        _judge_imports(result, runtime, {"scipy"}, set(), chosen_here, None)
         if chosen_here:
             assert result.failures == [] and "circular import" in result.skipped[0]["reason"]
         else:
@@ -538,7 +540,7 @@ def test_a_circular_import_of_a_module_smoke_chose_is_skipped_not_failed() -> No
     # another module's circular import (raised while importing this one) is this module's failure
     result = SmokeResult(wheel="x.whl", target="manylinux_2_28_aarch64", status="failed")
     result.failures = [{"module": "pkg.a", "error": error}]
-    _judge_imports(result, None, {"pkg"}, set(), True, None)
+    _judge_imports(result, runtime, {"pkg"}, set(), True, None)
     assert result.failures and not result.skipped
 
 
