@@ -348,6 +348,7 @@ def run_sandboxed(
     cwd: Path,
     writable: Sequence[Path] = (),
     readable: Sequence[Path] = (),
+    scratch: Sequence[Path] = (),
     env: Mapping[str, str] | None = None,
     network: bool = False,
     timeout: float = 600,
@@ -359,7 +360,9 @@ def run_sandboxed(
     """Run `argv` in the sandbox (see the module's docstring) and return its exit status and bounded output.
 
     `cwd` is visible (read-only unless also in `writable`); `readable` are folders the run needs that may lie
-    under a hidden folder (a runtime's root, an interpreter's prefix, site folders). Raises
+    under a hidden folder (a runtime's root, an interpreter's prefix, site folders); `scratch` are existing
+    folders, usually inside a readable one, each covered by a fresh empty writable tmpfs for this run only
+    (what the real target lets a program write, kept from the folder the host shares). Raises
     subprocess.TimeoutExpired (with the output so far) after `timeout` seconds, the whole tree killed, and
     SandboxUnavailable when there is no sandbox here."""
     if not argv:
@@ -372,6 +375,7 @@ def run_sandboxed(
         *(["--share-net"] if network else []),
         *_hide_arguments(),
         *_binds(argv[0], cwd, readable, writable),
+        *[argument for folder in scratch if Path(folder).is_dir() for argument in ("--tmpfs", str(folder))],
         # The hiding tmpfs become read-only once the binds inside them are made (those keep their own mode).
         *[argument for folder in _hidden_folders() for argument in ("--remount-ro", str(folder))],
         "--chdir",

@@ -718,16 +718,19 @@ def _runtime_of(interpreter: Path) -> Any | None:
     return all_runtimes().get(name)
 
 
-def _sandbox_access(interpreter: Path, work: Path) -> tuple[list[Path], list[Path]]:
-    """(readable, writable) folders the interpreter needs in the sandbox beyond the read-only host: the runtime's
-    root, a wrapper script's own interpreter (its #! line), `work` (the site folder's parent), wine's prefix.
-    Nothing is writable: an import needs no writes, and the one writable place, the sandbox's private /tmp, is
-    bounded in size."""
+def _sandbox_access(interpreter: Path, work: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """(readable, writable, scratch) folders the interpreter needs in the sandbox beyond the read-only host: the
+    runtime's root, a wrapper script's own interpreter (its #! line), `work` (the site folder's parent), wine's
+    prefix. Nothing is writable: an import needs no writes, and the one writable place, the sandbox's private
+    /tmp, is bounded in size; scratch is what the runtime writes on the real target (a Windows user's Temp),
+    fresh for each run."""
     readable = [interpreter.parent.parent, interpreter.resolve().parent.parent, work]
     writable: list[Path] = []
+    scratch: list[Path] = []
     runtime = _runtime_of(interpreter)
     if runtime is not None:
         readable += runtime.sandbox_readable()
+        scratch += runtime.sandbox_scratch()
     try:
         with open(interpreter, "rb") as handle:
             first = handle.readline(4096)
@@ -738,7 +741,7 @@ def _sandbox_access(interpreter: Path, work: Path) -> tuple[list[Path], list[Pat
         if shebang and shebang[0].startswith("/"):
             relay = Path(shebang[0])
             readable += [relay.parent.parent, relay.resolve().parent.parent]
-    return readable, writable
+    return readable, writable, scratch
 
 
 # qemu-user reserves a 32-bit guest's whole 4 GiB address space up front (virtual, never committed), beyond the
@@ -764,7 +767,7 @@ def _run_imports(
     interpreter: Path, site: Path, modules: list[str], extensions: dict[str, str], result: SmokeResult
 ) -> None:
     # The wheel's code runs here: in the sandbox (pipeline/sandbox.py).
-    readable, writable = _sandbox_access(interpreter, site.parent)
+    readable, writable, scratch = _sandbox_access(interpreter, site.parent)
     importer = site.parent / IMPORTER_COPY
     shutil.copyfile(IMPORTER, importer)
     try:
@@ -775,6 +778,7 @@ def _run_imports(
             cwd=site.parent,
             readable=readable,
             writable=writable,
+            scratch=scratch,
             env={**_clean_env(), **_SANDBOX_ENV},
             timeout=IMPORT_TIMEOUT,
             memory_bytes=_memory_limit(interpreter),
@@ -812,7 +816,7 @@ def _run_command(interpreter: Path, site: Path, tmp: Path, command: str, result:
     for alias in ("python", "python3"):
         (shims / alias).symlink_to(interpreter)
     env = _clean_env({"PYTHONPATH": str(site), "PATH": f"{shims}{os.pathsep}{os.environ.get('PATH', '')}"})
-    readable, writable = _sandbox_access(interpreter, tmp)
+    readable, writable, scratch = _sandbox_access(interpreter, tmp)
     try:
         # A recipe's test command runs the wheel's code too: the same sandbox as the imports.
         completed = run_sandboxed(
@@ -820,6 +824,7 @@ def _run_command(interpreter: Path, site: Path, tmp: Path, command: str, result:
             cwd=tmp,
             readable=readable,
             writable=writable,
+            scratch=scratch,
             env={**env, **_SANDBOX_ENV},
             timeout=IMPORT_TIMEOUT,
             memory_bytes=_memory_limit(interpreter),

@@ -66,6 +66,10 @@ class HostingRuntime(Runtime, Protocol):
         """The folders running this interpreter reads beyond the host's read-only root (bound back into the
         sandbox smoke runs it in): its root, and whatever else it runs from (a base build, a wine prefix)."""
 
+    def sandbox_scratch(self) -> list[Path]:
+        """Folders inside those that the interpreter writes on the real target (a Windows user's Temp): smoke's
+        sandbox puts a fresh, empty, writable tmpfs at each, so nothing written there outlives the run."""
+
 
 @cache
 def runtime_entries() -> dict[str, list[dict[str, Any]]]:

@@ -434,6 +434,10 @@ class CachedInterpreter(abc.ABC):
         """What smoke's sandbox binds back read-only for this interpreter: its root."""
         return [self.root()]
 
+    def sandbox_scratch(self) -> list[Path]:
+        """Nothing for most: a POSIX interpreter's temporary files go to TMPDIR, the sandbox's private /tmp."""
+        return []
+
     def exists(self) -> bool:
         marker = read_marker(self.root())
         finished = bool(marker and marker.get("revision") == self.revision and self.python().is_file())

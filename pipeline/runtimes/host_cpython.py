@@ -85,6 +85,9 @@ class HostCPython:
     def sandbox_readable(self) -> list[Path]:
         return [self.root()]
 
+    def sandbox_scratch(self) -> list[Path]:
+        return []
+
     def exists(self) -> bool:
         return _find_interpreter(self.python_version) is not None
 

@@ -262,6 +262,13 @@ class WindowsEmbedCPython(CachedInterpreter):
         # wineserver never races another's over its registry files.
         return [self.root(), wine_prefix_dir()]
 
+    def sandbox_scratch(self) -> list[Path]:
+        # The Windows user's %TEMP% (the prefix's registry sets TEMP/TMP to it, over any Unix TEMP): writable on
+        # every real Windows, and code writes there at import (pywin32's win32com makes its gen_py cache there
+        # when adodbapi is imported). In the read-only prefix that failed as the wheel's FileNotFoundError.
+        # wine names the user folder after the Unix user (and adds Public, which has no Temp).
+        return sorted((wine_prefix_dir() / "drive_c" / "users").glob("*/Temp"))
+
     def prepare_site(self, site: Path) -> None:
         """On an emulated edition (Nano Server), remove from the wheel's imports in `site` (smoke's throwaway
         copy) what the edition's profile lacks, so wine's loader fails them as the edition's would."""

@@ -168,17 +168,25 @@ def test_the_written_wrapper_runs_in_the_sandbox_as_smoke_binds_it(runtime_env, 
     wine = wine_executable()
     assert wine, "the runtime is built, so wine is installed"
     wrapper = _wrapper(DESKTOP, tmp_path / "runtime", wine)
-    readable, writable = _sandbox_access(wrapper, tmp_path)
+    readable, writable, scratch = _sandbox_access(wrapper, tmp_path)
     # Smoke adds the runtime's own folders (the prefix) by its path; this copy lies elsewhere.
+    (user_temp,) = runtime.sandbox_scratch()
+    # %TEMP% is writable, as on every real Windows (pywin32's adodbapi writes its gen_py cache there at import),
+    # and what is written there stays in the run: the prefix every Windows runtime shares is left as it was.
+    # os.environ["TEMP"], not tempfile.gettempdir(), which falls back to any writable folder, as win32api's
+    # GetTempPath does not.
+    probe = "import os, sys; open(os.path.join(os.environ['TEMP'], 'rewheel-probe'), 'w').write('x')"
     done = run_sandboxed(
-        [str(wrapper), "-c", "import sys; print(sys.version.split()[0])"],
+        [str(wrapper), "-c", probe + "; print(sys.version.split()[0])"],
         cwd=tmp_path,
         readable=[*readable, *runtime.sandbox_readable()],
         writable=writable,
+        scratch=[*scratch, user_temp],
         timeout=300,
         file_size=WINE_FILE_SIZE,
     )
     assert (done.returncode, done.stdout.strip()) == (0, runtime.full_version), done.stderr
+    assert not (user_temp / "rewheel-probe").exists()
 
 
 @pytest.mark.parametrize(
