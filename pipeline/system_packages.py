@@ -86,28 +86,36 @@ def can_install() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get") is not None
 
 
+# How long apt, and rewheel for dpkg, wait on dpkg's lock held by another install.
+_DPKG_LOCK_WAIT = 900
+
+
+def _noninteractive() -> dict[str, str]:
+    return {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+
+
 def _apt(args: list[str]) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     return subprocess.run(
-        ["apt-get", "-o", "DPkg::Lock::Timeout=900", *args], capture_output=True, text=True, env=env
+        ["apt-get", "-o", f"DPkg::Lock::Timeout={_DPKG_LOCK_WAIT}", *args],
+        capture_output=True,
+        text=True,
+        env=_noninteractive(),
     )
 
 
 # What apt says when an earlier dpkg run was killed half-way (a run or a rehearsal stopped mid-install): it
 # refuses every install until `dpkg --configure -a` finishes the pending work.
 _DPKG_INTERRUPTED = "dpkg was interrupted"
-_DPKG_LOCK_WAIT = 900
 
 
 def finish_interrupted_dpkg() -> bool:
     """Finish what a killed dpkg left half-done (`dpkg --configure -a`), as apt itself asks; True if that worked.
 
     Only called when apt has refused with _DPKG_INTERRUPTED, as root: the same privilege the install needs."""
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     command = ["dpkg", "--force-confdef", "--force-confold", "--configure", "-a"]
     deadline = time.monotonic() + _DPKG_LOCK_WAIT
     while True:
-        result = subprocess.run(command, capture_output=True, text=True, env=env)
+        result = subprocess.run(command, capture_output=True, text=True, env=_noninteractive())
         # dpkg has no lock timeout of its own (apt's DPkg::Lock::Timeout is apt's): wait as apt would.
         if result.returncode == 0 or "lock" not in result.stderr or time.monotonic() > deadline:
             return result.returncode == 0
